@@ -1,0 +1,316 @@
+//! The ports of the engine: the traits it calls (`Strategy`, `RiskGate`, `Gateway`) and the
+//! plain values it passes through them. Hot path: every method here is called per event or per
+//! order on the engine thread, through generics (no `dyn`), and must not allocate or block.
+
+use crate::book::OrderBook;
+use crate::event::{
+    ClientOrderId, FeedState, OrderReport, Quote, RejectReason, StopTrigger, Trade,
+};
+use crate::fixed::{Money, Price, Qty};
+use crate::instrument::InstrumentIndex;
+use crate::order::{Order, OrderRequest};
+use crate::position::Position;
+
+/// Whether new orders may be sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum TradingState {
+    /// Normal trading.
+    Active = 0,
+    /// Only orders that reduce a position are allowed.
+    Reducing = 1,
+    /// No new orders (kill switch, breaker); cancels still go out.
+    Halted = 2,
+}
+
+/// Why an order was refused before it reached a gateway. Every variant carries the numbers that
+/// decided it, and has a stable numeric [`Deny::code`] for counters and persistence.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum Deny {
+    /// Trading is halted.
+    #[error("trading halted")]
+    Halted,
+    /// Trading is reduce-only and the order would not reduce.
+    #[error("reducing only: order would increase position {position}")]
+    ReducingOnly {
+        /// Current signed position.
+        position: Qty,
+    },
+    /// HIGH lane or persistence back-pressure: new orders wait until it clears.
+    #[error("back-pressure: new orders paused")]
+    Backpressure,
+    /// The instrument's book lost a delta and is resyncing.
+    #[error("book of {instrument} is stale")]
+    BookStale {
+        /// Instrument.
+        instrument: InstrumentIndex,
+    },
+    /// Quantity is zero, negative or not a multiple of the lot size.
+    #[error("invalid quantity {qty} (lot {lot})")]
+    InvalidQty {
+        /// Requested quantity.
+        qty: Qty,
+        /// Lot size.
+        lot: Qty,
+    },
+    /// Price is not positive or not a multiple of the tick size.
+    #[error("invalid price {price} (tick {tick})")]
+    InvalidPrice {
+        /// Requested price.
+        price: Price,
+        /// Tick size.
+        tick: Price,
+    },
+    /// Order quantity above the limit.
+    #[error("quantity {qty} above max {max}")]
+    QtyAboveMax {
+        /// Requested quantity.
+        qty: Qty,
+        /// Limit.
+        max: Qty,
+    },
+    /// Order notional above the limit.
+    #[error("notional {notional} above max {max}")]
+    NotionalAboveMax {
+        /// Order notional.
+        notional: Money,
+        /// Limit.
+        max: Money,
+    },
+    /// Position after the order (counting working orders) would exceed the limit.
+    #[error("position would reach {projected} above max {max}")]
+    PositionAboveMax {
+        /// Projected absolute position.
+        projected: Qty,
+        /// Limit.
+        max: Qty,
+    },
+    /// Price too far from the reference price (fat finger).
+    #[error("price {price} is {deviation_bps} bps from reference {reference} (max {max_bps})")]
+    PriceBand {
+        /// Requested price.
+        price: Price,
+        /// Reference price.
+        reference: Price,
+        /// Deviation in basis points.
+        deviation_bps: u32,
+        /// Limit in basis points.
+        max_bps: u32,
+    },
+    /// No reference price yet, so the price band cannot be checked.
+    #[error("no reference price for {instrument}")]
+    NoReferencePrice {
+        /// Instrument.
+        instrument: InstrumentIndex,
+    },
+    /// Too many working orders.
+    #[error("{open} open orders, max {max}")]
+    TooManyOpenOrders {
+        /// Working orders now.
+        open: u32,
+        /// Limit.
+        max: u32,
+    },
+    /// A reduce-only order that would not reduce.
+    #[error("reduce-only order would not reduce position {position}")]
+    ReduceOnlyWouldIncrease {
+        /// Current signed position.
+        position: Qty,
+    },
+    /// Order rate limit.
+    #[error("order rate limit: {per_second}/s")]
+    RateLimited {
+        /// Configured orders per second.
+        per_second: u32,
+    },
+}
+
+impl Deny {
+    /// Number of distinct denial codes.
+    pub const COUNT: usize = 15;
+
+    /// Stable numeric code (0..COUNT) for counters and persistence.
+    #[must_use]
+    pub const fn code(&self) -> usize {
+        match self {
+            Self::Halted => 0,
+            Self::ReducingOnly { .. } => 1,
+            Self::Backpressure => 2,
+            Self::BookStale { .. } => 3,
+            Self::InvalidQty { .. } => 4,
+            Self::InvalidPrice { .. } => 5,
+            Self::QtyAboveMax { .. } => 6,
+            Self::NotionalAboveMax { .. } => 7,
+            Self::PositionAboveMax { .. } => 8,
+            Self::PriceBand { .. } => 9,
+            Self::NoReferencePrice { .. } => 10,
+            Self::TooManyOpenOrders { .. } => 11,
+            Self::ReduceOnlyWouldIncrease { .. } => 12,
+            Self::RateLimited { .. } => 13,
+            // 14 reserved for gateway refusals counted alongside denials.
+        }
+    }
+
+    /// Stable snake-case names, indexed by [`Deny::code`].
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "halted",
+        "reducing_only",
+        "backpressure",
+        "book_stale",
+        "invalid_qty",
+        "invalid_price",
+        "qty_above_max",
+        "notional_above_max",
+        "position_above_max",
+        "price_band",
+        "no_reference_price",
+        "too_many_open_orders",
+        "reduce_only_would_increase",
+        "rate_limited",
+        "gateway",
+    ];
+}
+
+/// What a risk gate sees about the instrument and account when checking an order.
+#[derive(Clone, Copy, Debug)]
+pub struct RiskContext {
+    /// Current signed position.
+    pub position: Qty,
+    /// Sum of remaining quantity of working buy orders on this instrument.
+    pub working_buy: Qty,
+    /// Sum of remaining quantity of working sell orders on this instrument.
+    pub working_sell: Qty,
+    /// Working orders on this instrument.
+    pub open_orders_instrument: u32,
+    /// Working orders on all instruments.
+    pub open_orders_total: u32,
+    /// Last trade or quote mid, if any market data arrived.
+    pub reference_price: Option<Price>,
+    /// Tick size of the instrument.
+    pub tick_size: Price,
+    /// Lot size of the instrument.
+    pub lot_size: Qty,
+    /// Current trading state.
+    pub trading_state: TradingState,
+    /// Clock time.
+    pub now_ns: u64,
+}
+
+/// Pre-trade checks, called for every order before it reaches a gateway.
+pub trait RiskGate {
+    /// Accepts or denies one order.
+    ///
+    /// # Errors
+    /// A [`Deny`] with the numbers that decided it.
+    fn check(&mut self, request: &OrderRequest, ctx: &RiskContext) -> Result<(), Deny>;
+}
+
+/// Why a gateway could not take an order or cancel.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The outbound queue to the venue is full.
+    #[error("gateway queue full")]
+    Full,
+    /// Not connected.
+    #[error("gateway disconnected")]
+    Disconnected,
+}
+
+impl GatewayError {
+    /// The reject reason an order gets when its submission fails.
+    #[must_use]
+    pub const fn reject_reason(self) -> RejectReason {
+        RejectReason::GatewayUnavailable
+    }
+}
+
+/// Where orders go: a simulated venue or a live one. Reports come back on the HIGH lane.
+pub trait Gateway {
+    /// Hands a new order to the venue. Must not block.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if it cannot be sent now; the engine rejects the order.
+    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError>;
+
+    /// Requests a cancel. Must not block.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if it cannot be sent now.
+    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError>;
+}
+
+/// Why a strategy's submit or cancel did not go out.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Denied by the engine's own gates or the risk gate.
+    #[error("denied: {0}")]
+    Denied(Deny),
+    /// Every order slot is in use.
+    #[error("order pool exhausted")]
+    PoolExhausted,
+    /// The gateway refused to take it.
+    #[error("gateway: {0}")]
+    Gateway(GatewayError),
+    /// Unknown or already finished order (cancel).
+    #[error("no working order {0:?}")]
+    UnknownOrder(ClientOrderId),
+    /// Unknown instrument index.
+    #[error("unknown instrument {0}")]
+    UnknownInstrument(InstrumentIndex),
+}
+
+/// An order report as a strategy sees it: the report and the order after it was applied.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OrderUpdate {
+    /// What the venue said.
+    pub report: OrderReport,
+    /// The order after applying it.
+    pub order: Order,
+}
+
+/// What a strategy can see and do while handling an event.
+pub trait Context {
+    /// Clock time.
+    fn now_ns(&self) -> u64;
+    /// Sends an order through the engine's gates, the risk gate and the gateway.
+    ///
+    /// # Errors
+    /// [`SubmitError`] saying why it did not go out.
+    fn submit(&mut self, request: OrderRequest) -> Result<ClientOrderId, SubmitError>;
+    /// Requests a cancel of a working order.
+    ///
+    /// # Errors
+    /// [`SubmitError`] for an unknown order or a gateway refusal.
+    fn cancel(&mut self, id: ClientOrderId) -> Result<(), SubmitError>;
+    /// The position of an instrument.
+    fn position(&self, instrument: InstrumentIndex) -> &Position;
+    /// The L2 book of an instrument.
+    fn book(&self, instrument: InstrumentIndex) -> &OrderBook;
+    /// A working order.
+    fn order(&self, id: ClientOrderId) -> Option<&Order>;
+    /// Trading state.
+    fn trading_state(&self) -> TradingState;
+}
+
+/// A trading strategy. Every callback has a do-nothing default so a strategy implements only
+/// what it uses. Callbacks run on the engine thread and must not block or allocate.
+#[allow(unused_variables, reason = "default callbacks ignore their input")]
+pub trait Strategy {
+    /// A public trade.
+    fn on_trade<C: Context>(&mut self, ctx: &mut C, trade: &Trade) {}
+    /// A best bid/offer update.
+    fn on_quote<C: Context>(&mut self, ctx: &mut C, quote: &Quote) {}
+    /// The book of `instrument` changed and is consistent (a whole venue message applied).
+    fn on_book<C: Context>(&mut self, ctx: &mut C, instrument: InstrumentIndex) {}
+    /// The book of `instrument` lost an update; trading on it is paused until it resyncs.
+    fn on_book_stale<C: Context>(&mut self, ctx: &mut C, instrument: InstrumentIndex) {}
+    /// One of this strategy's orders changed.
+    fn on_order<C: Context>(&mut self, ctx: &mut C, update: &OrderUpdate) {}
+    /// A stop level was crossed.
+    fn on_stop<C: Context>(&mut self, ctx: &mut C, stop: &StopTrigger) {}
+    /// A feed changed state.
+    fn on_feed<C: Context>(&mut self, ctx: &mut C, feed: u16, state: FeedState) {}
+    /// A timer fired.
+    fn on_timer<C: Context>(&mut self, ctx: &mut C, id: u32) {}
+}

@@ -1,0 +1,750 @@
+//! The single-threaded event loop: polls the lanes by priority with per-lane budgets, keeps the
+//! books, orders and positions, and dispatches to the strategy. Hot path: everything after
+//! [`Engine::new`] runs without allocation, locks or syscalls (the `park` idle strategy sleeps
+//! only when every lane is empty).
+//!
+//! One loop turn drains CRITICAL completely (bounded by its capacity), then up to
+//! `high_budget` HIGH events, then up to `normal_budget` NORMAL events and up to `low_budget`
+//! LOW events. Between two lower-lane events it drains CRITICAL again and serves pending HIGH
+//! events from what is left of the turn's HIGH budget, so a stop or a fill never waits behind
+//! more than one market-data event. LOW is served every turn it is non-empty, so it cannot
+//! starve: one turn handles at most `critical_slots + high_budget + normal_budget +
+//! low_budget` events.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::api::{
+    Context, Deny, Gateway, OrderUpdate, RiskContext, RiskGate, Strategy, SubmitError, TradingState,
+};
+use crate::book::{Applied, OrderBook};
+use crate::clock::Clock;
+use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side};
+use crate::fixed::{Price, Qty};
+use crate::instrument::{InstrumentIndex, InstrumentRegistry};
+use crate::lane::{Lane, Lanes};
+use crate::metrics::{EngineCounters, LoopHistograms, Telemetry};
+use crate::order::{OrderInput, OrderRequest, OrderStatus};
+use crate::pool::{OrderPool, PoolError};
+use crate::position::Position;
+
+/// What the loop does when every lane is empty.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleStrategy {
+    /// Busy-spin: lowest latency, burns a core.
+    Spin,
+    /// Spin a while, then yield the time slice (default; suits 2-core machines).
+    SpinYield,
+    /// Spin briefly, then sleep for `park_us` microseconds: lowest CPU, highest wake-up latency.
+    Park,
+}
+
+/// Loop settings (from `[engine]` in config.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopConfig {
+    /// HIGH events per turn.
+    pub high_budget: u32,
+    /// NORMAL events per turn.
+    pub normal_budget: u32,
+    /// LOW events per turn (at least 1: LOW never starves).
+    pub low_budget: u32,
+    /// What to do when idle.
+    pub idle: IdleStrategy,
+    /// Sleep per idle turn for `park`, microseconds.
+    pub park_us: u32,
+    /// Pin the engine thread to this core (none = let the OS schedule).
+    pub pin_core: Option<usize>,
+    /// Order pool slots.
+    pub order_slots: usize,
+    /// Price levels kept per book side.
+    pub book_levels: usize,
+    /// Telemetry publication interval, milliseconds.
+    pub publish_interval_ms: u64,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            high_budget: 256,
+            normal_budget: 1024,
+            low_budget: 16,
+            idle: IdleStrategy::SpinYield,
+            park_us: 50,
+            pin_core: None,
+            order_slots: 4096,
+            book_levels: 4096,
+            publish_interval_ms: 1000,
+        }
+    }
+}
+
+impl LoopConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// `(key, reason)` naming the offending key below `engine`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("high_budget", u64::from(self.high_budget)),
+            ("normal_budget", u64::from(self.normal_budget)),
+            ("low_budget", u64::from(self.low_budget)),
+            ("publish_interval_ms", self.publish_interval_ms),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if !self.order_slots.is_power_of_two() || self.order_slots > 1 << 24 {
+            return Err((
+                "order_slots",
+                format!(
+                    "must be a power of two in 1..=16777216, got {}",
+                    self.order_slots
+                ),
+            ));
+        }
+        if !self.book_levels.is_power_of_two() || self.book_levels > 1 << 16 {
+            return Err((
+                "book_levels",
+                format!(
+                    "must be a power of two in 1..=65536, got {}",
+                    self.book_levels
+                ),
+            ));
+        }
+        if let Some(core) = self.pin_core {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            if core >= cores {
+                return Err((
+                    "pin_core",
+                    format!("core {core} does not exist (this machine has {cores})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pins the calling thread to a core.
+///
+/// # Errors
+/// A message if the core does not exist or the OS refused.
+pub fn pin_current_thread(core: usize) -> Result<(), String> {
+    let ids = core_affinity::get_core_ids().ok_or("cannot list cores")?;
+    let id = ids
+        .into_iter()
+        .find(|c| c.id == core)
+        .ok_or_else(|| format!("no core {core}"))?;
+    if core_affinity::set_for_current(id) {
+        Ok(())
+    } else {
+        Err(format!("the OS refused to pin to core {core}"))
+    }
+}
+
+/// Per-instrument working-order totals the risk gate needs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Working {
+    orders: u32,
+    buy: Qty,
+    sell: Qty,
+}
+
+/// Everything the loop owns except the strategy: it is the strategy's [`Context`].
+#[derive(Debug)]
+pub struct Core<R, G, C> {
+    lanes: Arc<Lanes>,
+    clock: C,
+    risk: R,
+    gateway: G,
+    instruments: InstrumentRegistry,
+    books: Box<[OrderBook]>,
+    positions: Box<[Position]>,
+    reference: Box<[Price]>,
+    working: Box<[Working]>,
+    open_orders: u32,
+    pool: OrderPool,
+    trading_state: TradingState,
+    counters: EngineCounters,
+}
+
+impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
+    fn deny(&mut self, deny: Deny) -> SubmitError {
+        self.counters.denials[deny.code()] += 1;
+        SubmitError::Denied(deny)
+    }
+
+    fn engine_gates(&self, req: &OrderRequest) -> Result<(), Deny> {
+        if self.trading_state == TradingState::Halted {
+            return Err(Deny::Halted);
+        }
+        if self.lanes.high_backpressure() {
+            return Err(Deny::Backpressure);
+        }
+        if self.books[req.instrument.get()].state() == crate::book::BookState::Stale {
+            return Err(Deny::BookStale {
+                instrument: req.instrument,
+            });
+        }
+        Ok(())
+    }
+
+    fn risk_context(&self, instrument: InstrumentIndex, now_ns: u64) -> RiskContext {
+        let i = instrument.get();
+        let inst = self.instruments.get(instrument);
+        let reference = self.reference[i];
+        RiskContext {
+            position: self.positions[i].qty,
+            working_buy: self.working[i].buy,
+            working_sell: self.working[i].sell,
+            open_orders_instrument: self.working[i].orders,
+            open_orders_total: self.open_orders,
+            reference_price: (reference.raw() > 0).then_some(reference),
+            tick_size: inst.tick_size,
+            lot_size: inst.lot_size,
+            trading_state: self.trading_state,
+            now_ns,
+        }
+    }
+
+    fn add_working(&mut self, req: &OrderRequest, qty: Qty, sign: i64) {
+        let w = &mut self.working[req.instrument.get()];
+        let delta = Qty(qty.raw() * sign);
+        match req.side {
+            Side::Buy => w.buy += delta,
+            Side::Sell => w.sell += delta,
+        }
+    }
+
+    /// Applies an order report; returns the update for the strategy and whether the order ended.
+    fn on_report(&mut self, report: OrderReport, now_ns: u64) -> Option<OrderUpdate> {
+        let (id, input) = match report {
+            OrderReport::Accepted { client_id } => (client_id, OrderInput::Ack),
+            OrderReport::Fill { client_id, qty, .. } => (client_id, OrderInput::Fill(qty)),
+            OrderReport::Rejected { client_id, .. } => (client_id, OrderInput::Reject),
+            OrderReport::Canceled { client_id } => (client_id, OrderInput::Canceled),
+            OrderReport::CancelRejected { client_id, .. } => {
+                (client_id, OrderInput::CancelRejected)
+            }
+        };
+        let Some(order) = self.pool.get_mut(id) else {
+            self.counters.unknown_reports += 1;
+            return None;
+        };
+        let remaining_before = order.remaining();
+        if order.apply(input, now_ns).is_err() {
+            self.counters.illegal_transitions += 1;
+            return None;
+        }
+        if let OrderReport::Fill { price, qty, .. } = report {
+            order.record_fill(price, qty);
+        }
+        let order = *order;
+        let req = order.request;
+        if let OrderReport::Fill {
+            price, qty, fee, ..
+        } = report
+        {
+            self.counters.fills += 1;
+            if self.positions[req.instrument.get()]
+                .apply_fill(req.side, price, qty, fee)
+                .is_err()
+            {
+                self.counters.position_errors += 1;
+            }
+        }
+        if matches!(report, OrderReport::Rejected { .. }) {
+            self.counters.rejects += 1;
+        }
+        // Keep the working totals equal to the remaining quantity of working orders.
+        let remaining_now = if order.status.is_terminal() {
+            Qty::ZERO
+        } else {
+            order.remaining()
+        };
+        self.add_working(&req, remaining_before - remaining_now, -1);
+        if order.status.is_terminal() {
+            self.working[req.instrument.get()].orders -= 1;
+            self.open_orders -= 1;
+            let released = self.pool.release(id);
+            debug_assert!(released.is_ok(), "Invariant: a live order's slot is in use");
+        }
+        Some(OrderUpdate { report, order })
+    }
+
+    /// Requests a cancel of every working order (kill switch). O(pool capacity), no allocation.
+    fn cancel_all(&mut self) {
+        let now_ns = self.clock.now_ns();
+        for slot in 0..self.pool.capacity() {
+            let Some(order) = self.pool.live_at(slot).copied() else {
+                continue;
+            };
+            if matches!(
+                order.status,
+                OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
+            ) && self.gateway.cancel(&order, now_ns).is_ok()
+            {
+                self.counters.cancels_sent += 1;
+                if let Some(o) = self.pool.get_mut(order.client_id) {
+                    let applied = o.apply(OrderInput::CancelRequest, now_ns);
+                    debug_assert!(
+                        applied.is_ok(),
+                        "Invariant: working order accepts a cancel request"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
+    #[inline]
+    fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    fn submit(&mut self, req: OrderRequest) -> Result<ClientOrderId, SubmitError> {
+        if req.instrument.get() >= self.books.len() {
+            return Err(SubmitError::UnknownInstrument(req.instrument));
+        }
+        if let Err(d) = self.engine_gates(&req) {
+            return Err(self.deny(d));
+        }
+        let now_ns = self.clock.now_ns();
+        let ctx = self.risk_context(req.instrument, now_ns);
+        if let Err(d) = self.risk.check(&req, &ctx) {
+            return Err(self.deny(d));
+        }
+        let id = match self.pool.take(req, now_ns) {
+            Ok(id) => id,
+            Err(PoolError::Exhausted { .. } | PoolError::NotInUse(_)) => {
+                self.counters.pool_exhausted += 1;
+                return Err(SubmitError::PoolExhausted);
+            }
+        };
+        let order = *self.pool.get(id).expect("just taken");
+        if let Err(e) = self.gateway.submit(&order, now_ns) {
+            self.counters.rejects += 1;
+            self.counters.denials[Deny::COUNT - 1] += 1;
+            let released = self.pool.release(id);
+            debug_assert!(released.is_ok(), "Invariant: just-taken slot is in use");
+            return Err(SubmitError::Gateway(e));
+        }
+        self.counters.orders_sent += 1;
+        self.open_orders += 1;
+        self.working[req.instrument.get()].orders += 1;
+        self.add_working(&req, req.qty, 1);
+        Ok(id)
+    }
+
+    fn cancel(&mut self, id: ClientOrderId) -> Result<(), SubmitError> {
+        let now_ns = self.clock.now_ns();
+        let Some(order) = self.pool.get(id).copied() else {
+            return Err(SubmitError::UnknownOrder(id));
+        };
+        if !matches!(
+            order.status,
+            OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
+        ) {
+            return Err(SubmitError::UnknownOrder(id));
+        }
+        self.gateway
+            .cancel(&order, now_ns)
+            .map_err(SubmitError::Gateway)?;
+        self.counters.cancels_sent += 1;
+        if let Some(o) = self.pool.get_mut(id) {
+            let applied = o.apply(OrderInput::CancelRequest, now_ns);
+            debug_assert!(
+                applied.is_ok(),
+                "Invariant: working order accepts a cancel request"
+            );
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn position(&self, instrument: InstrumentIndex) -> &Position {
+        &self.positions[instrument.get()]
+    }
+
+    #[inline]
+    fn book(&self, instrument: InstrumentIndex) -> &OrderBook {
+        &self.books[instrument.get()]
+    }
+
+    #[inline]
+    fn order(&self, id: ClientOrderId) -> Option<&crate::order::Order> {
+        self.pool.get(id)
+    }
+
+    #[inline]
+    fn trading_state(&self) -> TradingState {
+        self.trading_state
+    }
+}
+
+/// Final figures of a run, returned when the loop stops.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Counters at the end.
+    pub counters: EngineCounters,
+    /// Positions at the end, in instrument order.
+    pub positions: Vec<Position>,
+    /// Orders still working at the end.
+    pub working_orders: u32,
+}
+
+/// The engine: the loop state plus the strategy.
+#[derive(Debug)]
+pub struct Engine<S, R, G, C> {
+    strategy: S,
+    core: Core<R, G, C>,
+    config: LoopConfig,
+    histograms: LoopHistograms,
+    telemetry: Arc<Telemetry>,
+    next_publish_ns: u64,
+    shutdown_requested: bool,
+}
+
+impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
+    /// Builds an engine; allocates every table here, never afterwards.
+    ///
+    /// # Panics
+    /// If `config` has zero-sized tables (validate it first with [`LoopConfig::validate`]).
+    #[must_use]
+    pub fn new(
+        config: LoopConfig,
+        lanes: Arc<Lanes>,
+        instruments: InstrumentRegistry,
+        strategy: S,
+        risk: R,
+        gateway: G,
+        clock: C,
+    ) -> Self {
+        let n = instruments.len();
+        let positions = instruments
+            .iter()
+            .map(|i| Position::new(i.index, i.kind))
+            .collect();
+        let now = clock.now_ns();
+        Self {
+            strategy,
+            core: Core {
+                lanes,
+                clock,
+                risk,
+                gateway,
+                books: (0..n).map(|_| OrderBook::new(config.book_levels)).collect(),
+                positions,
+                reference: vec![Price::ZERO; n].into_boxed_slice(),
+                working: vec![Working::default(); n].into_boxed_slice(),
+                open_orders: 0,
+                pool: OrderPool::new(config.order_slots),
+                instruments,
+                trading_state: TradingState::Active,
+                counters: EngineCounters::default(),
+            },
+            config,
+            histograms: LoopHistograms::new(),
+            telemetry: Arc::new(Telemetry::default()),
+            next_publish_ns: now + config.publish_interval_ms * 1_000_000,
+            shutdown_requested: false,
+        }
+    }
+
+    /// The published telemetry (share it with status and metrics readers).
+    #[must_use]
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        Arc::clone(&self.telemetry)
+    }
+
+    /// The strategy's context (read access to books, positions, orders).
+    #[must_use]
+    pub fn core(&self) -> &Core<R, G, C> {
+        &self.core
+    }
+
+    /// Mutable access to the context (tests and wiring; e.g. submit on the strategy's behalf).
+    pub fn core_mut(&mut self) -> &mut Core<R, G, C> {
+        &mut self.core
+    }
+
+    /// The strategy.
+    #[must_use]
+    pub fn strategy(&self) -> &S {
+        &self.strategy
+    }
+
+    /// The gateway.
+    #[must_use]
+    pub fn gateway(&self) -> &G {
+        &self.core.gateway
+    }
+
+    /// The gateway, mutably.
+    pub fn gateway_mut(&mut self) -> &mut G {
+        &mut self.core.gateway
+    }
+
+    /// The loop's latency histograms.
+    #[must_use]
+    pub fn histograms(&self) -> &LoopHistograms {
+        &self.histograms
+    }
+
+    /// Counters so far.
+    #[must_use]
+    pub fn counters(&self) -> &EngineCounters {
+        &self.core.counters
+    }
+
+    /// Trading state.
+    #[must_use]
+    pub fn trading_state(&self) -> TradingState {
+        self.core.trading_state
+    }
+
+    /// Sets the trading state (operator or risk action).
+    pub fn set_trading_state(&mut self, state: TradingState) {
+        self.core.trading_state = state;
+    }
+
+    /// `true` once a `Shutdown` control event was handled.
+    #[must_use]
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested
+    }
+
+    #[inline]
+    fn handle(&mut self, lane: Lane, event: Event) {
+        let start = self.core.clock.now_ns();
+        self.dispatch(event);
+        let end = self.core.clock.now_ns();
+        self.core.counters.events[lane as usize] += 1;
+        self.histograms.record(
+            lane,
+            start.saturating_sub(event.recv_ns),
+            end.saturating_sub(start),
+        );
+    }
+
+    #[inline]
+    fn dispatch(&mut self, event: Event) {
+        let Self { strategy, core, .. } = self;
+        match event.kind {
+            EventKind::Trade(t) => {
+                if let Some(r) = core.reference.get_mut(t.instrument.get()) {
+                    *r = t.price;
+                    strategy.on_trade(core, &t);
+                }
+            }
+            EventKind::Quote(q) => {
+                if let Some(r) = core.reference.get_mut(q.instrument.get()) {
+                    let (bid, ask) = (q.bid_price, q.ask_price);
+                    if bid.raw() > 0 && ask >= bid {
+                        #[allow(
+                            clippy::cast_possible_truncation,
+                            reason = "mean of two i64 fits i64"
+                        )]
+                        let mid = ((i128::from(bid.raw()) + i128::from(ask.raw())) / 2) as i64;
+                        *r = Price(mid);
+                    }
+                    strategy.on_quote(core, &q);
+                }
+            }
+            EventKind::BookDelta(d) => {
+                let i = d.instrument.get();
+                if i >= core.books.len() {
+                    return;
+                }
+                // Lost deltas are flagged before the event that follows them is queued.
+                let mut stale_any = false;
+                let Core {
+                    lanes,
+                    books,
+                    counters,
+                    ..
+                } = core;
+                lanes.take_stale_books(|s| {
+                    if let Some(book) = books.get_mut(s.get()) {
+                        book.mark_stale();
+                        counters.books_stale += 1;
+                        stale_any = true;
+                    }
+                });
+                if stale_any {
+                    for s in 0..core.books.len() {
+                        if core.books[s].state() == crate::book::BookState::Stale {
+                            #[allow(
+                                clippy::cast_possible_truncation,
+                                reason = "bounded by MAX_INSTRUMENTS"
+                            )]
+                            strategy.on_book_stale(core, InstrumentIndex(s as u16));
+                        }
+                    }
+                }
+                match core.books[i].apply(&d) {
+                    Applied::MessageComplete => strategy.on_book(core, d.instrument),
+                    Applied::Partial => {}
+                    Applied::IgnoredNotSynced => core.counters.deltas_ignored += 1,
+                }
+            }
+            EventKind::Order(report) => {
+                let now = core.clock.now_ns();
+                if let Some(update) = core.on_report(report, now) {
+                    strategy.on_order(core, &update);
+                }
+            }
+            EventKind::StopTriggered(stop) => strategy.on_stop(core, &stop),
+            EventKind::FeedStatus { feed, state } => strategy.on_feed(core, feed, state),
+            EventKind::Timer { id } => strategy.on_timer(core, id),
+            EventKind::Control(Control::KillSwitch) => {
+                core.trading_state = TradingState::Halted;
+                core.cancel_all();
+            }
+            EventKind::Control(Control::Resume) => core.trading_state = TradingState::Active,
+            EventKind::Control(Control::Shutdown) => self.shutdown_requested = true,
+        }
+    }
+
+    #[inline]
+    fn drain_critical(&mut self) -> usize {
+        let mut n = 0;
+        let cap = self.core.lanes.stats(Lane::Critical).capacity;
+        while n < cap {
+            let Some(e) = self.core.lanes.pop(Lane::Critical) else {
+                break;
+            };
+            self.handle(Lane::Critical, e);
+            n += 1;
+        }
+        n
+    }
+
+    /// Serves CRITICAL, then one HIGH event if any budget is left. Returns events handled.
+    #[inline]
+    fn serve_higher(&mut self, high_left: &mut u32) -> usize {
+        let mut n = 0;
+        if !self.core.lanes.is_empty(Lane::Critical) {
+            n += self.drain_critical();
+        }
+        if *high_left > 0 {
+            if let Some(e) = self.core.lanes.pop(Lane::High) {
+                *high_left -= 1;
+                self.handle(Lane::High, e);
+                n += 1 + self.drain_critical();
+            }
+        }
+        n
+    }
+
+    /// Runs one loop turn (see the module docs) and returns how many events it handled.
+    pub fn poll(&mut self) -> usize {
+        let mut n = self.drain_critical();
+        let mut high_left = self.config.high_budget;
+        while high_left > 0 {
+            let Some(e) = self.core.lanes.pop(Lane::High) else {
+                break;
+            };
+            high_left -= 1;
+            self.handle(Lane::High, e);
+            n += 1;
+            if !self.core.lanes.is_empty(Lane::Critical) {
+                n += self.drain_critical();
+            }
+        }
+        for _ in 0..self.config.normal_budget {
+            let Some(e) = self.core.lanes.pop(Lane::Normal) else {
+                break;
+            };
+            self.handle(Lane::Normal, e);
+            n += 1 + self.serve_higher(&mut high_left);
+        }
+        for _ in 0..self.config.low_budget {
+            let Some(e) = self.core.lanes.pop(Lane::Low) else {
+                break;
+            };
+            self.handle(Lane::Low, e);
+            n += 1 + self.serve_higher(&mut high_left);
+        }
+        n
+    }
+
+    /// Publishes telemetry if the interval has passed.
+    #[inline]
+    fn maybe_publish(&mut self) {
+        let now = self.core.clock.now_ns();
+        if now >= self.next_publish_ns {
+            self.publish_now(now);
+        }
+    }
+
+    fn publish_now(&mut self, now: u64) {
+        self.telemetry
+            .publish(&self.histograms, &self.core.counters, now);
+        self.next_publish_ns = now + self.config.publish_interval_ms * 1_000_000;
+    }
+
+    /// Runs until `stop` is set or a `Shutdown` control event arrives, then shuts down
+    /// gracefully: closes intake, drains what is queued, publishes final telemetry and returns
+    /// the run report.
+    pub fn run(&mut self, stop: &AtomicBool) -> RunReport {
+        if let Some(core) = self.config.pin_core {
+            // Best effort: a failed pin is reported by the caller's config check, not fatal.
+            let _ = pin_current_thread(core);
+        }
+        let mut idle_turns: u32 = 0;
+        while !stop.load(Ordering::Relaxed) && !self.shutdown_requested {
+            if self.poll() == 0 {
+                idle_turns = idle_turns.saturating_add(1);
+                self.idle(idle_turns);
+                self.maybe_publish();
+            } else {
+                idle_turns = 0;
+                if self.core.counters.events[Lane::Normal as usize] & 1023 == 0 {
+                    self.maybe_publish();
+                }
+            }
+        }
+        self.shutdown()
+    }
+
+    #[inline]
+    fn idle(&self, idle_turns: u32) {
+        match self.config.idle {
+            IdleStrategy::Spin => core::hint::spin_loop(),
+            IdleStrategy::SpinYield => {
+                if idle_turns < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            IdleStrategy::Park => {
+                if idle_turns < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::sleep(std::time::Duration::from_micros(u64::from(
+                        self.config.park_us,
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Stops intake, drains every lane, publishes final telemetry and reports.
+    pub fn shutdown(&mut self) -> RunReport {
+        self.core.lanes.close();
+        while self.poll() > 0 {}
+        let now = self.core.clock.now_ns();
+        self.publish_now(now);
+        RunReport {
+            counters: self.core.counters,
+            positions: self.core.positions.to_vec(),
+            working_orders: self.core.open_orders,
+        }
+    }
+}

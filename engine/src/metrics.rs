@@ -1,0 +1,295 @@
+//! Latency histograms kept by the loop and the telemetry it publishes. Hot path: `record` runs
+//! twice per event (no allocation: histograms have fixed bounds and never resize); publishing
+//! runs at a configured interval and writes plain relaxed atomics that any thread may read.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
+
+use crate::api::Deny;
+use crate::lane::Lane;
+
+/// Highest latency a histogram tracks (larger values are clamped): 60 s.
+pub const LATENCY_NS_MAX: u64 = 60_000_000_000;
+/// Significant figures kept by every latency histogram.
+pub const LATENCY_SIGFIGS: u8 = 3;
+
+/// A new latency histogram with the engine's bounds.
+///
+/// # Panics
+/// Never: the bounds are constants known to be valid.
+#[must_use]
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, LATENCY_SIGFIGS)
+        .expect("constant bounds are valid")
+}
+
+/// Count and percentiles of one histogram.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Reads the percentiles of a histogram (off the per-event path: this walks the buckets).
+    #[must_use]
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Queue-wait and service-time histograms for each lane, owned by the engine thread.
+///
+/// # Allocation
+/// Allocates only in [`LoopHistograms::new`].
+#[derive(Debug)]
+pub struct LoopHistograms {
+    wait: [Histogram<u64>; 4],
+    service: [Histogram<u64>; 4],
+}
+
+impl Default for LoopHistograms {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LoopHistograms {
+    /// Empty histograms.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            wait: core::array::from_fn(|_| latency_histogram()),
+            service: core::array::from_fn(|_| latency_histogram()),
+        }
+    }
+
+    /// Records one event's queue wait and service time.
+    #[inline]
+    pub fn record(&mut self, lane: Lane, wait_ns: u64, service_ns: u64) {
+        self.wait[lane as usize].saturating_record(wait_ns.max(1));
+        self.service[lane as usize].saturating_record(service_ns.max(1));
+    }
+
+    /// Queue-wait histogram of a lane.
+    #[must_use]
+    pub fn wait(&self, lane: Lane) -> &Histogram<u64> {
+        &self.wait[lane as usize]
+    }
+
+    /// Service-time histogram of a lane.
+    #[must_use]
+    pub fn service(&self, lane: Lane) -> &Histogram<u64> {
+        &self.service[lane as usize]
+    }
+}
+
+/// Plain counters kept by the engine thread (published into [`Telemetry`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineCounters {
+    /// Events handled, per lane.
+    pub events: [u64; 4],
+    /// Orders handed to the gateway.
+    pub orders_sent: u64,
+    /// Cancels handed to the gateway.
+    pub cancels_sent: u64,
+    /// Fills applied.
+    pub fills: u64,
+    /// Orders rejected by the venue or the gateway.
+    pub rejects: u64,
+    /// Orders denied before the gateway, per [`Deny::code`].
+    pub denials: [u64; Deny::COUNT],
+    /// Orders refused because the pool was full.
+    pub pool_exhausted: u64,
+    /// Order reports for unknown or recycled ids.
+    pub unknown_reports: u64,
+    /// Order reports refused by the state machine (duplicates, overfills, late reports).
+    pub illegal_transitions: u64,
+    /// Fills the position refused (bad price or out of range).
+    pub position_errors: u64,
+    /// Times a book was marked stale after a lost delta.
+    pub books_stale: u64,
+    /// Book deltas ignored because the book was stale or never synced.
+    pub deltas_ignored: u64,
+}
+
+const PCT_FIELDS: usize = 6;
+
+/// Telemetry the engine publishes periodically for the status screen and metrics exporter.
+/// Written by the engine thread, read by anyone (relaxed atomics: each value is exact, a
+/// snapshot may mix two publications).
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    wait: [[AtomicU64; PCT_FIELDS]; 4],
+    service: [[AtomicU64; PCT_FIELDS]; 4],
+    events: [AtomicU64; 4],
+    orders_sent: AtomicU64,
+    cancels_sent: AtomicU64,
+    fills: AtomicU64,
+    rejects: AtomicU64,
+    denials: [AtomicU64; Deny::COUNT],
+    pool_exhausted: AtomicU64,
+    unknown_reports: AtomicU64,
+    illegal_transitions: AtomicU64,
+    position_errors: AtomicU64,
+    books_stale: AtomicU64,
+    deltas_ignored: AtomicU64,
+    published_ns: AtomicU64,
+    publications: AtomicU64,
+}
+
+/// A copy of the latest published telemetry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TelemetrySnapshot {
+    /// Queue wait per lane.
+    pub wait: [Percentiles; 4],
+    /// Service time per lane.
+    pub service: [Percentiles; 4],
+    /// Counters.
+    pub counters: EngineCounters,
+    /// Clock time of the publication.
+    pub published_ns: u64,
+    /// Number of publications so far.
+    pub publications: u64,
+}
+
+fn store_pct(slot: &[AtomicU64; PCT_FIELDS], p: Percentiles) {
+    for (a, v) in slot
+        .iter()
+        .zip([p.count, p.p50, p.p90, p.p99, p.p999, p.max])
+    {
+        a.store(v, Ordering::Relaxed);
+    }
+}
+
+fn load_pct(slot: &[AtomicU64; PCT_FIELDS]) -> Percentiles {
+    let v: [u64; PCT_FIELDS] = core::array::from_fn(|i| slot[i].load(Ordering::Relaxed));
+    Percentiles {
+        count: v[0],
+        p50: v[1],
+        p90: v[2],
+        p99: v[3],
+        p999: v[4],
+        max: v[5],
+    }
+}
+
+impl Telemetry {
+    /// Publishes histograms and counters (engine thread, at the publish interval).
+    pub fn publish(&self, h: &LoopHistograms, c: &EngineCounters, now_ns: u64) {
+        for lane in Lane::ALL {
+            store_pct(&self.wait[lane as usize], Percentiles::of(h.wait(lane)));
+            store_pct(
+                &self.service[lane as usize],
+                Percentiles::of(h.service(lane)),
+            );
+        }
+        let r = Ordering::Relaxed;
+        for (a, v) in self.events.iter().zip(c.events) {
+            a.store(v, r);
+        }
+        for (a, v) in self.denials.iter().zip(c.denials) {
+            a.store(v, r);
+        }
+        self.orders_sent.store(c.orders_sent, r);
+        self.cancels_sent.store(c.cancels_sent, r);
+        self.fills.store(c.fills, r);
+        self.rejects.store(c.rejects, r);
+        self.pool_exhausted.store(c.pool_exhausted, r);
+        self.unknown_reports.store(c.unknown_reports, r);
+        self.illegal_transitions.store(c.illegal_transitions, r);
+        self.position_errors.store(c.position_errors, r);
+        self.books_stale.store(c.books_stale, r);
+        self.deltas_ignored.store(c.deltas_ignored, r);
+        self.published_ns.store(now_ns, r);
+        self.publications.fetch_add(1, r);
+    }
+
+    /// Reads the latest publication.
+    #[must_use]
+    pub fn snapshot(&self) -> TelemetrySnapshot {
+        let r = Ordering::Relaxed;
+        TelemetrySnapshot {
+            wait: core::array::from_fn(|i| load_pct(&self.wait[i])),
+            service: core::array::from_fn(|i| load_pct(&self.service[i])),
+            counters: EngineCounters {
+                events: core::array::from_fn(|i| self.events[i].load(r)),
+                orders_sent: self.orders_sent.load(r),
+                cancels_sent: self.cancels_sent.load(r),
+                fills: self.fills.load(r),
+                rejects: self.rejects.load(r),
+                denials: core::array::from_fn(|i| self.denials[i].load(r)),
+                pool_exhausted: self.pool_exhausted.load(r),
+                unknown_reports: self.unknown_reports.load(r),
+                illegal_transitions: self.illegal_transitions.load(r),
+                position_errors: self.position_errors.load(r),
+                books_stale: self.books_stale.load(r),
+                deltas_ignored: self.deltas_ignored.load(r),
+            },
+            published_ns: self.published_ns.load(r),
+            publications: self.publications.load(r),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_publication_round_trip() {
+        let mut h = LoopHistograms::new();
+        for v in 1..=1000u64 {
+            h.record(Lane::Normal, v, 2 * v);
+        }
+        h.record(Lane::Critical, 0, LATENCY_NS_MAX * 10);
+        let p = Percentiles::of(h.wait(Lane::Normal));
+        assert_eq!(p.count, 1000);
+        assert!((499..=501).contains(&p.p50), "p50 {}", p.p50);
+        assert!((989..=991).contains(&p.p99), "p99 {}", p.p99);
+        assert!((999..=1001).contains(&p.max), "max {}", p.max);
+        let crit = Percentiles::of(h.service(Lane::Critical));
+        assert!(
+            crit.max >= LATENCY_NS_MAX && crit.max < LATENCY_NS_MAX * 2,
+            "clamped, not dropped"
+        );
+        assert_eq!(
+            Percentiles::of(h.wait(Lane::Critical)).p50,
+            1,
+            "zero wait recorded as 1 ns"
+        );
+
+        let t = Telemetry::default();
+        let c = EngineCounters {
+            fills: 7,
+            denials: [1; Deny::COUNT],
+            ..EngineCounters::default()
+        };
+        t.publish(&h, &c, 42);
+        let s = t.snapshot();
+        assert_eq!(s.wait[Lane::Normal as usize], p);
+        assert_eq!(s.counters, c);
+        assert_eq!((s.published_ns, s.publications), (42, 1));
+    }
+}
