@@ -478,6 +478,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         &self.strategy
     }
 
+    /// The strategy, mutably (wiring and tests; the loop owns it while running).
+    pub fn strategy_mut(&mut self) -> &mut S {
+        &mut self.strategy
+    }
+
     /// The gateway.
     #[must_use]
     pub fn gateway(&self) -> &G {
@@ -624,18 +629,23 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         n
     }
 
-    /// Serves CRITICAL, then one HIGH event if any budget is left. Returns events handled.
+    /// Serves CRITICAL, then pending HIGH events from what is left of the turn's HIGH budget.
+    /// Returns events handled.
     #[inline]
     fn serve_higher(&mut self, high_left: &mut u32) -> usize {
         let mut n = 0;
         if !self.core.lanes.is_empty(Lane::Critical) {
             n += self.drain_critical();
         }
-        if *high_left > 0 {
-            if let Some(e) = self.core.lanes.pop(Lane::High) {
-                *high_left -= 1;
-                self.handle(Lane::High, e);
-                n += 1 + self.drain_critical();
+        while *high_left > 0 {
+            let Some(e) = self.core.lanes.pop(Lane::High) else {
+                break;
+            };
+            *high_left -= 1;
+            self.handle(Lane::High, e);
+            n += 1;
+            if !self.core.lanes.is_empty(Lane::Critical) {
+                n += self.drain_critical();
             }
         }
         n
