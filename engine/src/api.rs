@@ -7,7 +7,7 @@ use crate::event::{
     ClientOrderId, FeedState, OrderReport, Quote, RejectReason, StopTrigger, Trade,
 };
 use crate::fixed::{Money, Price, Qty};
-use crate::instrument::InstrumentIndex;
+use crate::instrument::{ContractKind, InstrumentIndex};
 use crate::order::{Order, OrderRequest};
 use crate::position::Position;
 
@@ -191,6 +191,8 @@ pub struct RiskContext {
     pub tick_size: Price,
     /// Lot size of the instrument.
     pub lot_size: Qty,
+    /// Contract kind (decides how notional is computed).
+    pub kind: ContractKind,
     /// Current trading state.
     pub trading_state: TradingState,
     /// Clock time.

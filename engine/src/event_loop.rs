@@ -205,6 +205,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             reference_price: (reference.raw() > 0).then_some(reference),
             tick_size: inst.tick_size,
             lot_size: inst.lot_size,
+            kind: inst.kind,
             trading_state: self.trading_state,
             now_ns,
         }
