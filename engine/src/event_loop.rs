@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side};
 use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentIndex, InstrumentRegistry};
-use crate::lane::{Lane, Lanes};
+use crate::lane::{Lane, LaneConfig, Lanes};
 use crate::metrics::{EngineCounters, LoopHistograms, Telemetry};
 use crate::order::{OrderInput, OrderRequest, OrderStatus};
 use crate::pool::{OrderPool, PoolError};
@@ -55,6 +55,7 @@ pub struct LoopConfig {
     /// Sleep per idle turn for `park`, microseconds.
     pub park_us: u32,
     /// Pin the engine thread to this core (none = let the OS schedule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_core: Option<usize>,
     /// Order pool slots.
     pub order_slots: usize,
@@ -62,6 +63,8 @@ pub struct LoopConfig {
     pub book_levels: usize,
     /// Telemetry publication interval, milliseconds.
     pub publish_interval_ms: u64,
+    /// Capacities of the lanes the wiring creates (`[engine.lanes]`).
+    pub lanes: LaneConfig,
 }
 
 impl Default for LoopConfig {
@@ -76,6 +79,7 @@ impl Default for LoopConfig {
             order_slots: 4096,
             book_levels: 4096,
             publish_interval_ms: 1000,
+            lanes: LaneConfig::default(),
         }
     }
 }
@@ -408,6 +412,7 @@ pub struct Engine<S, R, G, C> {
     telemetry: Arc<Telemetry>,
     next_publish_ns: u64,
     shutdown_requested: bool,
+    critical_slots: usize,
 }
 
 impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
@@ -426,6 +431,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         clock: C,
     ) -> Self {
         let n = instruments.len();
+        let lanes_capacity = lanes.stats(Lane::Critical).capacity;
         let positions = instruments
             .iter()
             .map(|i| Position::new(i.index, i.kind))
@@ -453,6 +459,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             telemetry: Arc::new(Telemetry::default()),
             next_publish_ns: now + config.publish_interval_ms * 1_000_000,
             shutdown_requested: false,
+            critical_slots: lanes_capacity,
         }
     }
 
@@ -619,8 +626,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     #[inline]
     fn drain_critical(&mut self) -> usize {
         let mut n = 0;
-        let cap = self.core.lanes.stats(Lane::Critical).capacity;
-        while n < cap {
+        while n < self.critical_slots {
             let Some(e) = self.core.lanes.pop(Lane::Critical) else {
                 break;
             };

@@ -1,0 +1,690 @@
+//! Loading and validating config.toml: unknown keys rejected, environment overrides
+//! (`TRADELOOP__SECTION__KEY=value`), every error naming the key and the reason, secrets only
+//! from environment variables. Off the hot path: read once at start-up.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tradeloop_engine::event_loop::LoopConfig;
+use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::{ContractKind, InstrumentRegistry};
+use tradeloop_engine::strategies::MaCrossConfig;
+use tradeloop_risk::RiskLimits;
+
+/// Prefix of environment overrides; path segments are separated by `__`.
+pub const ENV_PREFIX: &str = "TRADELOOP__";
+
+/// A configuration error that names the key and says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `engine.lanes.normal_slots` (or the environment variable).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key `{}`: {}", self.key, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// One `[[instruments]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentConfig {
+    /// Venue name (must match a `[[venues]]` name).
+    pub venue: String,
+    /// Venue symbol.
+    pub symbol: String,
+    /// Price increment.
+    pub tick_size: Price,
+    /// Quantity increment.
+    pub lot_size: Qty,
+    /// Contract kind: `{ kind = "spot" }`, `{ kind = "linear", multiplier = "1" }` or
+    /// `{ kind = "inverse", multiplier = "100" }`.
+    pub contract: ContractKind,
+}
+
+/// Strategies that `tradeloop` can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    /// Moving-average crossover (see `[strategy.ma_cross]`).
+    MaCross,
+}
+
+/// `[strategy]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySection {
+    /// Which strategy runs.
+    pub name: StrategyName,
+    /// Settings of `ma_cross`.
+    pub ma_cross: MaCrossConfig,
+}
+
+/// Storage backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Embedded SQLite file (default).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// `[persistence]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistenceSection {
+    /// Backend.
+    pub backend: Backend,
+    /// SQLite database file.
+    pub sqlite_path: PathBuf,
+    /// Name of the environment variable holding the PostgreSQL URL (with its password).
+    pub postgres_url_env: String,
+    /// Records per transaction at most.
+    pub batch_size: u32,
+    /// Longest time a record waits before its batch is written.
+    pub flush_interval_ms: u64,
+    /// Capacity of the engine → writer queue (power of two).
+    pub queue_slots: usize,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve Prometheus metrics during `run`.
+    pub enabled: bool,
+    /// Listen address of the metrics endpoint.
+    pub listen: String,
+    /// Status line refresh interval during `run`.
+    pub status_interval_ms: u64,
+}
+
+/// Venue protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VenueKind {
+    /// The built-in offline exchange simulator (Binance wire format on loopback).
+    Sim,
+    /// Binance spot.
+    Binance,
+    /// Binance USD-M futures.
+    BinanceUsdm,
+}
+
+/// One `[[venues]]` entry. Credentials are never written here: only the names of the
+/// environment variables that hold them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueConfig {
+    /// Name instruments refer to.
+    pub name: String,
+    /// Protocol.
+    pub kind: VenueKind,
+    /// Market-data WebSocket base URL.
+    pub ws_url: String,
+    /// REST base URL (depth snapshots, orders).
+    pub rest_url: String,
+    /// Environment variable holding the API key (live trading only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Environment variable holding the API secret (live trading only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret_env: Option<String>,
+}
+
+/// Trading mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Simulated execution (default).
+    Paper,
+    /// Real orders on a venue.
+    Live,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Paper or live.
+    pub mode: Mode,
+    /// Engine loop and lanes.
+    pub engine: LoopConfig,
+    /// Instruments traded.
+    pub instruments: Vec<InstrumentConfig>,
+    /// Strategy.
+    pub strategy: StrategySection,
+    /// Pre-trade risk limits.
+    pub risk: RiskLimits,
+    /// Persistence.
+    pub persistence: PersistenceSection,
+    /// Metrics and status.
+    pub metrics: MetricsSection,
+    /// Venues.
+    pub venues: Vec<VenueConfig>,
+}
+
+impl Config {
+    /// Reads `path`, applies `TRADELOOP__…` overrides from `env`, deserializes and validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key (or file, or environment variable) and the reason.
+    pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), format!("cannot read: {e}")))?;
+        Self::from_toml(&text, env)
+    }
+
+    /// Parses TOML text with overrides (see [`Self::load`]).
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            let key = e.span().map_or_else(
+                || "(file)".to_owned(),
+                |s| format!("(file, byte {})", s.start),
+            );
+            err(key, e.message().to_owned())
+        })?;
+        apply_env_overrides(&mut value, env)?;
+        let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".to_owned()
+            } else {
+                key
+            };
+            err(key, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks; each error names its key.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn at(section: &'static str) -> impl Fn((&'static str, String)) -> ConfigError {
+            move |(k, r)| err(format!("{section}.{k}"), r)
+        }
+        self.engine.validate().map_err(at("engine"))?;
+        self.engine.lanes.validate().map_err(at("engine.lanes"))?;
+        self.risk.validate().map_err(at("risk"))?;
+        self.strategy
+            .ma_cross
+            .validate()
+            .map_err(at("strategy.ma_cross"))?;
+        if self.instruments.is_empty() {
+            return Err(err("instruments", "at least one instrument is required"));
+        }
+        for (i, inst) in self.instruments.iter().enumerate() {
+            if !self.venues.iter().any(|v| v.name == inst.venue) {
+                return Err(err(
+                    format!("instruments[{i}].venue"),
+                    format!("no venue named {:?} in [[venues]]", inst.venue),
+                ));
+            }
+        }
+        self.registry()?;
+        if self.strategy.name == StrategyName::MaCross
+            && !self
+                .instruments
+                .iter()
+                .any(|i| i.symbol == self.strategy.ma_cross.symbol)
+        {
+            return Err(err(
+                "strategy.ma_cross.symbol",
+                format!(
+                    "{:?} is not one of the configured instruments",
+                    self.strategy.ma_cross.symbol
+                ),
+            ));
+        }
+        let p = &self.persistence;
+        if p.batch_size == 0 {
+            return Err(err("persistence.batch_size", "must be at least 1"));
+        }
+        if p.flush_interval_ms == 0 {
+            return Err(err("persistence.flush_interval_ms", "must be at least 1"));
+        }
+        if !p.queue_slots.is_power_of_two() || p.queue_slots < 2 {
+            return Err(err(
+                "persistence.queue_slots",
+                format!("must be a power of two ≥ 2, got {}", p.queue_slots),
+            ));
+        }
+        if p.backend == Backend::Sqlite && p.sqlite_path.as_os_str().is_empty() {
+            return Err(err("persistence.sqlite_path", "must not be empty"));
+        }
+        if p.postgres_url_env.is_empty() {
+            return Err(err(
+                "persistence.postgres_url_env",
+                "must name an environment variable",
+            ));
+        }
+        if self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(err(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        if self.metrics.status_interval_ms == 0 {
+            return Err(err("metrics.status_interval_ms", "must be at least 1"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, v) in self.venues.iter().enumerate() {
+            if !names.insert(&v.name) {
+                return Err(err(
+                    format!("venues[{i}].name"),
+                    format!("{:?} is defined twice", v.name),
+                ));
+            }
+            for (key, url, schemes) in [
+                ("ws_url", &v.ws_url, ["ws://", "wss://"]),
+                ("rest_url", &v.rest_url, ["http://", "https://"]),
+            ] {
+                if !schemes.iter().any(|s| url.starts_with(s)) {
+                    return Err(err(
+                        format!("venues[{i}].{key}"),
+                        format!("{url:?} must start with {} or {}", schemes[0], schemes[1]),
+                    ));
+                }
+            }
+            if self.mode == Mode::Live
+                && v.kind != VenueKind::Sim
+                && (v.api_key_env.is_none() || v.api_secret_env.is_none())
+            {
+                return Err(err(
+                    format!("venues[{i}].api_key_env"),
+                    "live mode needs api_key_env and api_secret_env naming the environment variables with the credentials",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Interns the configured instruments.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the instrument entry.
+    pub fn registry(&self) -> Result<InstrumentRegistry, ConfigError> {
+        let mut r = InstrumentRegistry::new();
+        for (i, inst) in self.instruments.iter().enumerate() {
+            r.add(
+                &inst.venue,
+                &inst.symbol,
+                inst.tick_size,
+                inst.lot_size,
+                inst.contract,
+            )
+            .map_err(|e| err(format!("instruments[{i}]"), e.to_string()))?;
+        }
+        Ok(r)
+    }
+
+    /// The merged configuration as TOML with secrets redacted: credentials appear only as the
+    /// names of their environment variables and whether those are set; a PostgreSQL URL's
+    /// password is never printed.
+    ///
+    /// # Errors
+    /// If serialization fails (a bug).
+    pub fn to_redacted_toml(
+        &self,
+        env: &BTreeMap<String, String>,
+    ) -> Result<String, toml::ser::Error> {
+        let mut out = toml::to_string_pretty(self)?;
+        let mut notes = String::new();
+        for v in &self.venues {
+            for var in [&v.api_key_env, &v.api_secret_env].into_iter().flatten() {
+                let state = if env.contains_key(var) {
+                    "set (value redacted)"
+                } else {
+                    "not set"
+                };
+                notes.push_str(&format!("# venue {}: ${var} is {state}\n", v.name));
+            }
+        }
+        let pg = &self.persistence.postgres_url_env;
+        let state = env.get(pg).map_or_else(
+            || "not set".to_owned(),
+            |url| format!("set: {}", redact_url(url)),
+        );
+        notes.push_str(&format!("# persistence: ${pg} is {state}\n"));
+        out.push('\n');
+        out.push_str(&notes);
+        Ok(out)
+    }
+}
+
+/// Replaces the password of a `scheme://user:password@host/...` URL with `***`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "***".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.find('@') else {
+        return url.to_owned();
+    };
+    let creds = &rest[..at];
+    let user = creds.split(':').next().unwrap_or("");
+    format!("{}{}:***{}", &url[..scheme_end], user, &rest[at..])
+}
+
+/// Applies `TRADELOOP__A__B__C=value` overrides to the parsed file: the path is lower-cased,
+/// numeric segments index arrays (`TRADELOOP__INSTRUMENTS__0__TICK_SIZE`), and the value is read
+/// as a TOML literal when it is one (`42`, `true`, `"0.01"`, `[1, 2]`), else as a string.
+fn apply_env_overrides(
+    root: &mut toml::Value,
+    env: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (name, raw) in env {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let segments: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(err(
+                name.clone(),
+                "empty path segment (use single names joined by __)",
+            ));
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut node = &mut *root;
+        for (depth, seg) in segments.iter().enumerate() {
+            let last = depth + 1 == segments.len();
+            let dotted = segments[..=depth].join(".");
+            node = match node {
+                toml::Value::Table(t) => {
+                    if last {
+                        t.insert(seg.clone(), value.clone());
+                        break;
+                    }
+                    t.entry(seg.clone())
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                }
+                toml::Value::Array(a) => {
+                    let idx: usize = seg.parse().map_err(|_| {
+                        err(
+                            name.clone(),
+                            format!("`{dotted}`: {seg:?} is not an array index"),
+                        )
+                    })?;
+                    let len = a.len();
+                    let slot = a.get_mut(idx).ok_or_else(|| {
+                        err(
+                            name.clone(),
+                            format!("`{dotted}`: index {idx} out of range (len {len})"),
+                        )
+                    })?;
+                    if last {
+                        *slot = value.clone();
+                        break;
+                    }
+                    slot
+                }
+                _ => {
+                    return Err(err(
+                        name.clone(),
+                        format!("`{}` is not a table", segments[..depth].join(".")),
+                    ))
+                }
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The process environment as a sorted map (secrets are read from here only).
+#[must_use]
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = include_str!("../config.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load_err(text: &str, e: &[(&str, &str)]) -> ConfigError {
+        Config::from_toml(text, &env(e)).expect_err("must fail")
+    }
+
+    #[test]
+    fn shipped_config_is_valid_and_offline() {
+        let c = Config::from_toml(DEFAULT, &env(&[])).unwrap();
+        assert_eq!(c.mode, Mode::Paper);
+        assert_eq!(c.persistence.backend, Backend::Sqlite);
+        assert!(
+            c.venues.iter().all(|v| v.kind == VenueKind::Sim),
+            "default venue is the simulator"
+        );
+        assert!(
+            c.venues
+                .iter()
+                .all(|v| v.ws_url.starts_with("ws://127.0.0.1")),
+            "loopback only"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_reason() {
+        let cases: &[(&str, String, &[(&str, &str)], &str, &str)] = &[
+            (
+                "TC0 unknown key",
+                DEFAULT.replace("[engine.lanes]", "[engine.lanes]\nnormal_slot = 5"),
+                &[],
+                "engine.lanes",
+                "unknown field `normal_slot`",
+            ),
+            (
+                "TC1 not a power of two",
+                DEFAULT.replace("normal_slots = 65536", "normal_slots = 1000"),
+                &[],
+                "engine.lanes.normal_slots",
+                "power of two",
+            ),
+            (
+                "TC2 wrong type",
+                DEFAULT.replace("high_budget = 256", "high_budget = \"lots\""),
+                &[],
+                "engine.high_budget",
+                "invalid type",
+            ),
+            (
+                "TC3 float price refused",
+                DEFAULT.replace("tick_size = \"0.01\"", "tick_size = 0.01"),
+                &[],
+                "instruments[0].tick_size",
+                "float",
+            ),
+            (
+                "TC4 env override wins and is checked",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__RISK__PRICE_BAND_BPS", "0")],
+                "risk.price_band_bps",
+                "at least 1",
+            ),
+            (
+                "TC5 env override of an unknown key",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__ENGINE__TYPO", "1")],
+                "engine",
+                "unknown field `typo`",
+            ),
+            (
+                "TC6 env array index out of range",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__INSTRUMENTS__9__SYMBOL", "X")],
+                "TRADELOOP__INSTRUMENTS__9__SYMBOL",
+                "out of range",
+            ),
+            (
+                "TC7 instrument on unknown venue",
+                DEFAULT.replacen("venue = \"sim\"", "venue = \"nowhere\"", 1),
+                &[],
+                "instruments[0].venue",
+                "no venue named",
+            ),
+            (
+                "TC8 bad metrics address",
+                DEFAULT.replace("listen = \"127.0.0.1:9464\"", "listen = \"localhost\""),
+                &[],
+                "metrics.listen",
+                "not an address",
+            ),
+            (
+                "TC9 strategy symbol unknown",
+                DEFAULT.replace("symbol = \"BTCUSDT\"\nfast", "symbol = \"DOGEUSDT\"\nfast"),
+                &[],
+                "strategy.ma_cross.symbol",
+                "not one of",
+            ),
+            (
+                "TC10 secret in file refused",
+                DEFAULT.replace(
+                    "rest_url = \"http://127.0.0.1:18081\"",
+                    "rest_url = \"http://127.0.0.1:18081\"\napi_secret = \"hunter2\"",
+                ),
+                &[],
+                "venues[0]",
+                "unknown field `api_secret`",
+            ),
+            (
+                "TC11 syntax error",
+                "engine = [".to_owned(),
+                &[],
+                "(file",
+                "",
+            ),
+            (
+                "TC12 unknown idle strategy",
+                DEFAULT.replace("idle = \"spin_yield\"", "idle = \"nap\""),
+                &[],
+                "engine.idle",
+                "unknown variant `nap`",
+            ),
+            (
+                "TC13 live needs credentials env names",
+                DEFAULT
+                    .replace("mode = \"paper\"", "mode = \"live\"")
+                    .replace("kind = \"sim\"", "kind = \"binance\""),
+                &[],
+                "venues[0].api_key_env",
+                "live mode needs",
+            ),
+        ];
+        for (label, text, e, key, reason) in cases {
+            let got = load_err(text, e);
+            assert!(
+                got.key.starts_with(key),
+                "{label}: key {:?} (reason {:?})",
+                got.key,
+                got.reason
+            );
+            assert!(
+                got.reason.contains(reason),
+                "{label}: reason {:?}",
+                got.reason
+            );
+        }
+    }
+
+    #[test]
+    fn env_overrides_apply_typed_values() {
+        let c = Config::from_toml(
+            DEFAULT,
+            &env(&[
+                ("TRADELOOP__ENGINE__LANES__NORMAL_SLOTS", "1024"),
+                ("TRADELOOP__ENGINE__IDLE", "park"),
+                ("TRADELOOP__RISK__MAX_POSITION", "\"2.5\""),
+                ("TRADELOOP__INSTRUMENTS__0__TICK_SIZE", "\"0.1\""),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.engine.lanes.normal_slots, 1024);
+        assert_eq!(
+            c.engine.idle,
+            tradeloop_engine::event_loop::IdleStrategy::Park
+        );
+        assert_eq!(c.risk.max_position, Qty::parse("2.5").unwrap());
+        assert_eq!(c.instruments[0].tick_size, Price::parse("0.1").unwrap());
+    }
+
+    #[test]
+    fn printed_config_redacts_secrets_and_round_trips() {
+        let text = DEFAULT.replace("rest_url = \"http://127.0.0.1:18081\"", "rest_url = \"http://127.0.0.1:18081\"\napi_key_env = \"SIM_KEY\"\napi_secret_env = \"SIM_SECRET\"");
+        let e = env(&[
+            ("SIM_KEY", "AKIAVERYSECRETKEY"),
+            ("SIM_SECRET", "s3cr3t-value"),
+            (
+                "TRADELOOP_PG_URL",
+                "postgres://trader:pa55word@127.0.0.1:5432/tl",
+            ),
+        ]);
+        let c = Config::from_toml(&text, &e).unwrap();
+        let printed = c.to_redacted_toml(&e).unwrap();
+        for secret in ["AKIAVERYSECRETKEY", "s3cr3t-value", "pa55word"] {
+            assert!(
+                !printed.contains(secret),
+                "secret {secret} leaked:\n{printed}"
+            );
+        }
+        assert!(
+            printed.contains("$SIM_KEY is set (value redacted)"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("postgres://trader:***@127.0.0.1:5432/tl"),
+            "{printed}"
+        );
+        let again = Config::from_toml(&printed, &env(&[])).unwrap();
+        assert_eq!(again, c, "printed config parses back to the same config");
+    }
+
+    #[test]
+    fn url_redaction_table() {
+        let cases = [
+            ("TC0", "postgres://u:p@h/db", "postgres://u:***@h/db"),
+            ("TC1", "postgres://h/db", "postgres://h/db"),
+            ("TC2", "garbage", "***"),
+        ];
+        for (label, input, want) in cases {
+            assert_eq!(redact_url(input), want, "{label}");
+        }
+    }
+}
