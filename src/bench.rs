@@ -154,7 +154,11 @@ impl SyntheticTrades {
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
         let r = self.rng;
-        let drift = if (self.n / 5_000) % 2 == 0 { 1 } else { -1 };
+        let drift = if (self.n / 5_000).is_multiple_of(2) {
+            1
+        } else {
+            -1
+        };
         self.price_ticks = (self.price_ticks + drift * (r % 3) as i64 - (r % 2) as i64).max(1);
         self.n += 1;
         Event::new(

@@ -502,7 +502,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_reason() {
-        let cases: &[(&str, String, &[(&str, &str)], &str, &str)] = &[
+        // (label, file text, environment, expected key prefix, expected reason fragment)
+        type Case<'a> = (&'a str, String, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 "TC0 unknown key",
                 DEFAULT.replace("[engine.lanes]", "[engine.lanes]\nnormal_slot = 5"),

@@ -138,7 +138,7 @@ fn fmt_raw(raw: i128, decimals: u32, f: &mut fmt::Formatter<'_>) -> fmt::Result 
         return write!(f, "{sign}{int}");
     }
     let mut width = decimals as usize;
-    while frac % 10 == 0 {
+    while frac.is_multiple_of(10) {
         frac /= 10;
         width -= 1;
     }

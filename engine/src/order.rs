@@ -408,7 +408,7 @@ mod property_tests {
             let mut terminal: Option<OrderStatus> = None;
             for (t, i) in inputs.into_iter().enumerate() {
                 let before = o.status;
-                if let Ok(_) = o.apply(i, t as u64) {
+                if o.apply(i, t as u64).is_ok() {
                     if let OrderInput::Fill(q) = i {
                         o.record_fill(Price::from_units(5), q);
                     }

@@ -1,5 +1,9 @@
 //! The loop's observable behaviour: priority order, budgets and starvation bound, stale books,
 //! kill switch, order flow into positions, back-pressure and shutdown.
+#![allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "prices are written as units_cents"
+)]
 
 mod common;
 

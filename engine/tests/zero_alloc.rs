@@ -2,6 +2,10 @@
 //! and book deltas in, the example strategy's orders out, acks and fills back through the HIGH
 //! lane) under a counting global allocator. One test per binary so no other test allocates
 //! concurrently.
+#![allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "prices are written as units_cents"
+)]
 
 mod common;
 
@@ -99,7 +103,11 @@ fn engine_thread_allocates_nothing_per_event() {
         for _ in 0..256 {
             let r = next();
             // Trending random walk: long runs up and down so the EMAs cross often.
-            let drift = if (sent / 5_000) % 2 == 0 { 1 } else { -1 };
+            let drift = if (sent / 5_000).is_multiple_of(2) {
+                1
+            } else {
+                -1
+            };
             price += drift * (r % 3) as i64 - (r % 2) as i64;
             clock.advance(1_000);
             let now = clock.now_ns();

@@ -1,0 +1,274 @@
+//! Criterion micro-benchmarks of the hot-path pieces. Each group checks the result it times
+//! before timing it, sets up outside the timed closure, and `baseline` measures the harness.
+//!
+//! Run: `cargo bench --bench hot_path` (CI runs `cargo test --benches`, one pass of each).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use tradeloop_engine::api::{Gateway, GatewayError, RiskContext, RiskGate, TradingState};
+use tradeloop_engine::book::OrderBook;
+use tradeloop_engine::clock::SimClock;
+use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side, Trade};
+use tradeloop_engine::event_loop::{Engine, LoopConfig};
+use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::{ContractKind, InstrumentIndex, InstrumentRegistry};
+use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
+use tradeloop_engine::order::{Order, OrderRequest};
+use tradeloop_engine::pool::OrderPool;
+use tradeloop_engine::position::Position;
+use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
+use tradeloop_risk::{PreTradeRisk, RiskLimits};
+
+const BTC: InstrumentIndex = InstrumentIndex(0);
+
+fn trade(i: u64) -> Event {
+    Event::new(
+        i,
+        i,
+        EventKind::Trade(Trade {
+            instrument: BTC,
+            aggressor: Side::Buy,
+            price: Price(6_000_000_000_000 + (i as i64 % 100) * 1_000_000),
+            qty: Qty(100_000),
+            trade_id: i,
+        }),
+    )
+}
+
+fn baseline(c: &mut Criterion) {
+    let mut i = 0u64;
+    c.bench_function("baseline/black_box_counter", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(i)
+        })
+    });
+}
+
+fn lanes(c: &mut Criterion) {
+    let lanes = Lanes::new(LaneConfig::default());
+    assert_eq!(
+        lanes.push_normal(trade(1)),
+        tradeloop_engine::lane::NormalPush::Pushed
+    );
+    assert_eq!(lanes.pop(Lane::Normal), Some(trade(1)));
+    let ev = trade(7);
+    c.bench_function("lane/push_pop_normal", |b| {
+        b.iter(|| {
+            lanes.push_normal(black_box(ev));
+            black_box(lanes.pop(Lane::Normal))
+        })
+    });
+    c.bench_function("lane/push_pop_high", |b| {
+        b.iter(|| {
+            let _ = lanes.push_high(black_box(ev));
+            black_box(lanes.pop(Lane::High))
+        })
+    });
+    c.bench_function("lane/pop_empty", |b| {
+        b.iter(|| black_box(lanes.pop(Lane::Critical)))
+    });
+}
+
+fn pool(c: &mut Criterion) {
+    let req = OrderRequest::limit(BTC, Side::Buy, Price::from_units(1), Qty::from_units(1));
+    let mut slab = OrderPool::new(4096);
+    let id = slab.take(req, 0).expect("empty pool has room");
+    assert!(slab.get(id).is_some());
+    slab.release(id).expect("taken above");
+    c.bench_function("pool/slab_take_release", |b| {
+        b.iter(|| {
+            let id = slab.take(black_box(req), 0).expect("room");
+            slab.release(black_box(id)).expect("live");
+        })
+    });
+    let blank = Order::new(tradeloop_engine::event::ClientOrderId(0), req, 0);
+    let op: object_pool::Pool<Order> = object_pool::Pool::new(4096, || blank);
+    assert!(op.try_pull().is_some());
+    c.bench_function("pool/object_pool_pull_drop", |b| {
+        b.iter(|| {
+            let mut o = op.try_pull().expect("room");
+            o.request = black_box(req);
+            black_box(&*o);
+        })
+    });
+}
+
+fn parse(c: &mut Criterion) {
+    assert_eq!(Price::parse("61837.63000000"), Ok(Price(6_183_763_000_000)));
+    c.bench_function("fixed/parse_price_8dp", |b| {
+        b.iter(|| Price::parse_bytes(black_box(b"61837.63000000")))
+    });
+    c.bench_function("fixed/parse_qty_short", |b| {
+        b.iter(|| Qty::parse_bytes(black_box(b"0.002")))
+    });
+}
+
+fn book(c: &mut Criterion) {
+    let mut book = OrderBook::new(4096);
+    let mk = |side, price: i64, qty: i64, flags| BookDelta {
+        instrument: BTC,
+        side,
+        flags: DeltaFlags(flags),
+        price: Price(price * 1_000_000),
+        qty: Qty(qty * 1_000),
+        update_id: 0,
+    };
+    book.apply(&mk(Side::Buy, 6_000_000, 1, DeltaFlags::SNAPSHOT_BEGIN));
+    for i in 1..1000 {
+        book.apply(&mk(Side::Buy, 6_000_000 - i, 1, 0));
+        book.apply(&mk(Side::Sell, 6_000_001 + i, 1, 0));
+    }
+    book.apply(&mk(Side::Sell, 6_000_001, 1, DeltaFlags::LAST_IN_MESSAGE));
+    assert_eq!(book.len(Side::Buy), 1000);
+    let mut i = 0i64;
+    c.bench_function("book/apply_near_top_1000_levels", |b| {
+        b.iter(|| {
+            i += 1;
+            let d = mk(
+                Side::Buy,
+                6_000_000 - (i % 10),
+                i % 3,
+                DeltaFlags::LAST_IN_MESSAGE,
+            );
+            black_box(book.apply(black_box(&d)))
+        })
+    });
+}
+
+fn position(c: &mut Criterion) {
+    let mut pos = Position::new(
+        BTC,
+        ContractKind::Linear {
+            multiplier: Qty::from_units(1),
+        },
+    );
+    pos.apply_fill(
+        Side::Buy,
+        Price::from_units(100),
+        Qty::from_units(1),
+        Qty::ZERO,
+    )
+    .expect("valid");
+    assert_eq!(pos.qty, Qty::from_units(1));
+    let mut flip = false;
+    c.bench_function("position/apply_fill_open_close", |b| {
+        b.iter(|| {
+            flip = !flip;
+            let side = if flip { Side::Sell } else { Side::Buy };
+            black_box(pos.apply_fill(
+                side,
+                black_box(Price::from_units(101)),
+                Qty::from_units(1),
+                Qty::ZERO,
+            ))
+        })
+    });
+    c.bench_function("position/unrealized", |b| {
+        b.iter(|| black_box(pos.unrealized(black_box(Price::from_units(102)))))
+    });
+}
+
+fn risk(c: &mut Criterion) {
+    let limits = RiskLimits {
+        orders_per_second: u32::MAX / 2,
+        orders_per_second_per_instrument: u32::MAX / 2,
+        ..RiskLimits::default()
+    };
+    let mut gate = PreTradeRisk::new(limits);
+    let ctx = RiskContext {
+        position: Qty::ZERO,
+        working_buy: Qty::ZERO,
+        working_sell: Qty::ZERO,
+        open_orders_instrument: 0,
+        open_orders_total: 0,
+        reference_price: Some(Price::from_units(60_000)),
+        tick_size: Price::parse("0.01").expect("constant"),
+        lot_size: Qty::parse("0.00001").expect("constant"),
+        kind: ContractKind::Spot,
+        trading_state: TradingState::Active,
+        now_ns: 1,
+    };
+    let req = OrderRequest::ioc(
+        BTC,
+        Side::Buy,
+        Price::from_units(60_001),
+        Qty::parse("0.01").expect("constant"),
+    );
+    assert_eq!(gate.check(&req, &ctx), Ok(()));
+    let mut now = 1u64;
+    c.bench_function("risk/pre_trade_check_pass", |b| {
+        b.iter(|| {
+            now += 1_000_000;
+            let ctx = RiskContext { now_ns: now, ..ctx };
+            black_box(gate.check(black_box(&req), &ctx))
+        })
+    });
+}
+
+struct NullGateway;
+impl Gateway for NullGateway {
+    fn submit(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+        Ok(())
+    }
+    fn cancel(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
+fn dispatch(c: &mut Criterion) {
+    let mut reg = InstrumentRegistry::new();
+    reg.add(
+        "sim",
+        "BTCUSDT",
+        Price::parse("0.01").expect("c"),
+        Qty::parse("0.00001").expect("c"),
+        ContractKind::Spot,
+    )
+    .expect("one instrument");
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let strategy = MaCross::new(
+        &MaCrossConfig::default(),
+        BTC,
+        Price::parse("0.01").expect("c"),
+    );
+    let risk = PreTradeRisk::new(RiskLimits::default());
+    let mut engine = Engine::new(
+        LoopConfig::default(),
+        Arc::clone(&lanes),
+        reg,
+        strategy,
+        risk,
+        NullGateway,
+        SimClock::new(1),
+    );
+    lanes.push_normal(trade(1));
+    assert_eq!(engine.poll(), 1);
+    let mut i = 1u64;
+    c.bench_function("loop/dispatch_trade_to_strategy", |b| {
+        b.iter(|| {
+            i += 1;
+            lanes.push_normal(trade(i));
+            black_box(engine.poll())
+        })
+    });
+    c.bench_function("loop/poll_idle", |b| b.iter(|| black_box(engine.poll())));
+    let mut lanes_batch = 0u64;
+    c.bench_function("loop/drain_batch_of_64", |b| {
+        b.iter_batched(
+            || {
+                for _ in 0..64 {
+                    lanes_batch += 1;
+                    lanes.push_normal(trade(lanes_batch));
+                }
+            },
+            |()| black_box(engine.poll()),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, baseline, lanes, pool, parse, book, position, risk, dispatch);
+criterion_main!(benches);
