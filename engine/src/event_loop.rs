@@ -25,6 +25,7 @@ use crate::instrument::{InstrumentIndex, InstrumentRegistry};
 use crate::lane::{Lane, LaneConfig, Lanes};
 use crate::metrics::{EngineCounters, LoopHistograms, Telemetry};
 use crate::order::{OrderInput, OrderRequest, OrderStatus};
+use crate::persist::{Outbox, Record, Spill};
 use crate::pool::{OrderPool, PoolError};
 use crate::position::Position;
 
@@ -173,19 +174,37 @@ pub struct Core<R, G, C> {
     pool: OrderPool,
     trading_state: TradingState,
     counters: EngineCounters,
+    outbox: Option<Arc<Outbox>>,
+    spill: Spill,
 }
 
 impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
-    fn deny(&mut self, deny: Deny) -> SubmitError {
+    fn deny(&mut self, instrument: InstrumentIndex, deny: Deny) -> SubmitError {
         self.counters.denials[deny.code()] += 1;
+        #[allow(clippy::cast_possible_truncation, reason = "codes are < Deny::COUNT")]
+        let code = deny.code() as u16;
+        self.record(Record::Denial {
+            instrument,
+            code,
+            ts_ns: self.clock.now_ns(),
+        });
         SubmitError::Denied(deny)
+    }
+
+    /// Hands a record to the persistence writer, if one is attached (never blocks).
+    #[inline]
+    fn record(&mut self, record: Record) {
+        if let Some(outbox) = &self.outbox {
+            self.spill.send(outbox, record);
+            self.counters.records_lost = self.spill.lost();
+        }
     }
 
     fn engine_gates(&self, req: &OrderRequest) -> Result<(), Deny> {
         if self.trading_state == TradingState::Halted {
             return Err(Deny::Halted);
         }
-        if self.lanes.high_backpressure() {
+        if self.lanes.high_backpressure() || self.spill.held() > 0 {
             return Err(Deny::Backpressure);
         }
         if self.books[req.instrument.get()].state() == crate::book::BookState::Stale {
@@ -249,17 +268,40 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         }
         let order = *order;
         let req = order.request;
+        self.record(Record::Order {
+            order,
+            ts_ns: now_ns,
+        });
         if let OrderReport::Fill {
-            price, qty, fee, ..
+            price,
+            qty,
+            fee,
+            maker,
+            ..
         } = report
         {
             self.counters.fills += 1;
-            if self.positions[req.instrument.get()]
+            let i = req.instrument.get();
+            if self.positions[i]
                 .apply_fill(req.side, price, qty, fee)
                 .is_err()
             {
                 self.counters.position_errors += 1;
             }
+            self.record(Record::Fill {
+                client_id: id,
+                instrument: req.instrument,
+                side: req.side,
+                price,
+                qty,
+                fee,
+                maker,
+                ts_ns: now_ns,
+            });
+            self.record(Record::Position {
+                position: self.positions[i],
+                ts_ns: now_ns,
+            });
         }
         if matches!(report, OrderReport::Rejected { .. }) {
             self.counters.rejects += 1;
@@ -316,12 +358,12 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
             return Err(SubmitError::UnknownInstrument(req.instrument));
         }
         if let Err(d) = self.engine_gates(&req) {
-            return Err(self.deny(d));
+            return Err(self.deny(req.instrument, d));
         }
         let now_ns = self.clock.now_ns();
         let ctx = self.risk_context(req.instrument, now_ns);
         if let Err(d) = self.risk.check(&req, &ctx) {
-            return Err(self.deny(d));
+            return Err(self.deny(req.instrument, d));
         }
         let id = match self.pool.take(req, now_ns) {
             Ok(id) => id,
@@ -339,6 +381,10 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
             return Err(SubmitError::Gateway(e));
         }
         self.counters.orders_sent += 1;
+        self.record(Record::Order {
+            order,
+            ts_ns: now_ns,
+        });
         self.open_orders += 1;
         self.working[req.instrument.get()].orders += 1;
         self.add_working(&req, req.qty, 1);
@@ -453,6 +499,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 instruments,
                 trading_state: TradingState::Active,
                 counters: EngineCounters::default(),
+                outbox: None,
+                spill: Spill::new(config.order_slots * 4),
             },
             config,
             histograms: LoopHistograms::new(),
@@ -461,6 +509,20 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             shutdown_requested: false,
             critical_slots: lanes_capacity,
         }
+    }
+
+    /// Attaches the persistence outbox: from now on orders, fills and positions are recorded
+    /// (and denials and lane metrics as telemetry).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
+        self.core.outbox = Some(outbox);
+        self
+    }
+
+    /// Essential records held in the spill because the outbox was full.
+    #[must_use]
+    pub fn records_held(&self) -> usize {
+        self.core.spill.held()
     }
 
     /// The published telemetry (share it with status and metrics readers).
@@ -660,19 +722,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
 
     /// Runs one loop turn (see the module docs) and returns how many events it handled.
     pub fn poll(&mut self) -> usize {
-        let mut n = self.drain_critical();
-        let mut high_left = self.config.high_budget;
-        while high_left > 0 {
-            let Some(e) = self.core.lanes.pop(Lane::High) else {
-                break;
-            };
-            high_left -= 1;
-            self.handle(Lane::High, e);
-            n += 1;
-            if !self.core.lanes.is_empty(Lane::Critical) {
-                n += self.drain_critical();
+        if self.core.spill.held() > 0 {
+            if let Some(outbox) = &self.core.outbox {
+                self.core.spill.flush(outbox);
             }
         }
+        let mut high_left = self.config.high_budget;
+        let mut n = self.drain_critical();
+        n += self.serve_higher(&mut high_left);
         for _ in 0..self.config.normal_budget {
             let Some(e) = self.core.lanes.pop(Lane::Normal) else {
                 break;
@@ -702,6 +759,18 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     fn publish_now(&mut self, now: u64) {
         self.telemetry
             .publish(&self.histograms, &self.core.counters, now);
+        if self.core.outbox.is_some() {
+            for lane in Lane::ALL {
+                let wait = crate::metrics::Percentiles::of(self.histograms.wait(lane));
+                let service = crate::metrics::Percentiles::of(self.histograms.service(lane));
+                self.core.record(Record::LaneMetrics {
+                    lane,
+                    wait,
+                    service,
+                    ts_ns: now,
+                });
+            }
+        }
         self.next_publish_ns = now + self.config.publish_interval_ms * 1_000_000;
     }
 

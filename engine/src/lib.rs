@@ -1,6 +1,7 @@
 //! tradeloop's hot core: fixed-point numbers, instruments, events, the four priority lanes, the
 //! single-threaded event loop, the order pool and state machine, positions and PnL, L2 books,
-//! latency histograms, and the traits the loop calls (`Strategy`, `RiskGate`, `Gateway`).
+//! latency histograms, and the traits the loop calls (`Strategy`, `RiskGate`, `Gateway`), and the outbound persistence queue with the
+//! `Store` trait its writer calls.
 //!
 //! Everything on the per-event path allocates only at construction; see each module's
 //! `# Allocation` notes and `tests/zero_alloc.rs`.
@@ -18,6 +19,7 @@ pub mod instrument;
 pub mod lane;
 pub mod metrics;
 pub mod order;
+pub mod persist;
 pub mod pool;
 pub mod position;
 pub mod strategies;

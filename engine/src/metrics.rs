@@ -132,6 +132,8 @@ pub struct EngineCounters {
     pub books_stale: u64,
     /// Book deltas ignored because the book was stale or never synced.
     pub deltas_ignored: u64,
+    /// Essential persistence records lost because the outbox and the spill were both full.
+    pub records_lost: u64,
 }
 
 const PCT_FIELDS: usize = 6;
@@ -155,6 +157,7 @@ pub struct Telemetry {
     position_errors: AtomicU64,
     books_stale: AtomicU64,
     deltas_ignored: AtomicU64,
+    records_lost: AtomicU64,
     published_ns: AtomicU64,
     publications: AtomicU64,
 }
@@ -222,6 +225,7 @@ impl Telemetry {
         self.position_errors.store(c.position_errors, r);
         self.books_stale.store(c.books_stale, r);
         self.deltas_ignored.store(c.deltas_ignored, r);
+        self.records_lost.store(c.records_lost, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -246,6 +250,7 @@ impl Telemetry {
                 position_errors: self.position_errors.load(r),
                 books_stale: self.books_stale.load(r),
                 deltas_ignored: self.deltas_ignored.load(r),
+                records_lost: self.records_lost.load(r),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),

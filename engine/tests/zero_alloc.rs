@@ -1,6 +1,6 @@
 //! Proves the engine thread makes no heap allocation in steady state: 1,000,000 events (trades
 //! and book deltas in, the example strategy's orders out, acks and fills back through the HIGH
-//! lane) under a counting global allocator. One test per binary so no other test allocates
+//! lane, order/fill/position records out to the persistence outbox) under a counting global allocator. One test per binary so no other test allocates
 //! concurrently.
 #![allow(
     clippy::inconsistent_digit_grouping,
@@ -19,6 +19,7 @@ use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{DeltaFlags, Side};
 use tradeloop_engine::event_loop::{Engine, LoopConfig};
 use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
+use tradeloop_engine::persist::{Outbox, Record};
 use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
 
 struct Counting;
@@ -64,6 +65,7 @@ fn engine_thread_allocates_nothing_per_event() {
         tradeloop_engine::fixed::Price::parse("0.01").unwrap(),
     );
     let clock = SimClock::new(1);
+    let outbox = Arc::new(Outbox::new(65_536));
     let mut engine = Engine::new(
         LoopConfig::default(),
         Arc::clone(&lanes),
@@ -72,7 +74,11 @@ fn engine_thread_allocates_nothing_per_event() {
         AllowAll,
         gateway,
         clock.clone(),
-    );
+    )
+    .with_outbox(Arc::clone(&outbox));
+    // The writer's side, preallocated so that draining allocates nothing either.
+    let mut written: Vec<Record> = Vec::with_capacity(65_536);
+    let mut fills_persisted = 0u64;
 
     // Deterministic random walk of trade prices (cents) with book deltas around it.
     let mut price: i64 = 60_000_00;
@@ -133,6 +139,12 @@ fn engine_thread_allocates_nothing_per_event() {
             sent += 1;
         }
         while engine.poll() > 0 {}
+        outbox.drain_into(&mut written, 65_536);
+        fills_persisted += written
+            .iter()
+            .filter(|r| matches!(r, Record::Fill { .. }))
+            .count() as u64;
+        written.clear();
     }
     let allocations =
         ALLOCATIONS.load(Ordering::Relaxed) - measured_from.expect("set after warm-up");
@@ -147,6 +159,10 @@ fn engine_thread_allocates_nothing_per_event() {
     assert_eq!(
         counters.fills, strategy.fills,
         "every fill reached the strategy"
+    );
+    assert_eq!(
+        fills_persisted, counters.fills,
+        "every fill reached the outbox"
     );
     assert_eq!(
         counters.events[Lane::High as usize],
