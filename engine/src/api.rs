@@ -4,7 +4,8 @@
 
 use crate::book::OrderBook;
 use crate::event::{
-    ClientOrderId, FeedState, OrderReport, Quote, RejectReason, StopTrigger, Trade,
+    ClientOrderId, FeedState, Liquidation, MarkPrice, OrderReport, Quote, RejectReason,
+    StopTrigger, Trade,
 };
 use crate::fixed::{Money, Price, Qty};
 use crate::instrument::{ContractKind, InstrumentIndex};
@@ -305,6 +306,10 @@ pub trait Strategy {
     fn on_quote<C: Context>(&mut self, ctx: &mut C, quote: &Quote) {}
     /// The book of `instrument` changed and is consistent (a whole venue message applied).
     fn on_book<C: Context>(&mut self, ctx: &mut C, instrument: InstrumentIndex) {}
+    /// Mark price and funding of a perpetual.
+    fn on_mark_price<C: Context>(&mut self, ctx: &mut C, mark: &MarkPrice) {}
+    /// A liquidation on the venue.
+    fn on_liquidation<C: Context>(&mut self, ctx: &mut C, liquidation: &Liquidation) {}
     /// The book of `instrument` lost an update; trading on it is paused until it resyncs.
     fn on_book_stale<C: Context>(&mut self, ctx: &mut C, instrument: InstrumentIndex) {}
     /// One of this strategy's orders changed.

@@ -243,6 +243,36 @@ pub struct StopTrigger {
     pub stop_id: u32,
 }
 
+/// Mark price, index price and funding of a perpetual (Binance USD-M `markPriceUpdate`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MarkPrice {
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// Mark price.
+    pub mark_price: Price,
+    /// Index price.
+    pub index_price: Price,
+    /// Funding rate as a fixed-point fraction (0.00038167 is `Price(38_167)`).
+    pub funding_rate: Price,
+    /// Next funding time, ns since the Unix epoch.
+    pub next_funding_ns: u64,
+}
+
+/// A forced liquidation order seen on the venue (Binance USD-M `forceOrder`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Liquidation {
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// Side of the liquidation order (`Sell` liquidates a long).
+    pub side: Side,
+    /// Order price.
+    pub price: Price,
+    /// Average fill price.
+    pub avg_price: Price,
+    /// Quantity filled so far.
+    pub filled_qty: Qty,
+}
+
 /// What happened.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum EventKind {
@@ -252,6 +282,10 @@ pub enum EventKind {
     Quote(Quote),
     /// One book level (NORMAL lane).
     BookDelta(BookDelta),
+    /// Mark price and funding (NORMAL lane).
+    MarkPrice(MarkPrice),
+    /// A venue liquidation (NORMAL lane).
+    Liquidation(Liquidation),
     /// Order report from a gateway (HIGH lane).
     Order(OrderReport),
     /// Stop triggered (CRITICAL lane).
@@ -308,6 +342,8 @@ impl Event {
             EventKind::Trade(t) => Some(t.instrument),
             EventKind::Quote(q) => Some(q.instrument),
             EventKind::BookDelta(d) => Some(d.instrument),
+            EventKind::MarkPrice(m) => Some(m.instrument),
+            EventKind::Liquidation(l) => Some(l.instrument),
             EventKind::StopTriggered(s) => Some(s.instrument),
             _ => None,
         }

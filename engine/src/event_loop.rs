@@ -437,6 +437,41 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     }
 }
 
+/// Marks the books whose feeds lost data (a dropped NORMAL delta or a venue sequence gap) as
+/// stale and tells the strategy, once per loss. One relaxed-cost atomic load when nothing is
+/// pending; never allocates.
+#[inline]
+fn check_stale_books<S: Strategy, R: RiskGate, G: Gateway, C: Clock>(
+    strategy: &mut S,
+    core: &mut Core<R, G, C>,
+) {
+    let mut newly = [0u64; crate::instrument::MAX_INSTRUMENTS / 64];
+    let Core {
+        lanes,
+        books,
+        counters,
+        ..
+    } = core;
+    lanes.take_stale_books(|s| {
+        if let Some(book) = books.get_mut(s.get()) {
+            book.mark_stale();
+            counters.books_stale += 1;
+            newly[s.get() / 64] |= 1 << (s.get() % 64);
+        }
+    });
+    for (w, mut bits) in newly.into_iter().enumerate() {
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "bounded by MAX_INSTRUMENTS"
+            )]
+            strategy.on_book_stale(core, InstrumentIndex((w * 64 + b) as u16));
+        }
+    }
+}
+
 /// Final figures of a run, returned when the loop stops.
 #[derive(Clone, Debug)]
 pub struct RunReport {
@@ -636,31 +671,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                     return;
                 }
                 // Lost deltas are flagged before the event that follows them is queued.
-                let mut stale_any = false;
-                let Core {
-                    lanes,
-                    books,
-                    counters,
-                    ..
-                } = core;
-                lanes.take_stale_books(|s| {
-                    if let Some(book) = books.get_mut(s.get()) {
-                        book.mark_stale();
-                        counters.books_stale += 1;
-                        stale_any = true;
-                    }
-                });
-                if stale_any {
-                    for s in 0..core.books.len() {
-                        if core.books[s].state() == crate::book::BookState::Stale {
-                            #[allow(
-                                clippy::cast_possible_truncation,
-                                reason = "bounded by MAX_INSTRUMENTS"
-                            )]
-                            strategy.on_book_stale(core, InstrumentIndex(s as u16));
-                        }
-                    }
-                }
+                check_stale_books(strategy, core);
                 match core.books[i].apply(&d) {
                     Applied::MessageComplete => strategy.on_book(core, d.instrument),
                     Applied::Partial => {}
@@ -673,6 +684,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                     strategy.on_order(core, &update);
                 }
             }
+            EventKind::MarkPrice(m) => strategy.on_mark_price(core, &m),
+            EventKind::Liquidation(l) => strategy.on_liquidation(core, &l),
             EventKind::StopTriggered(stop) => strategy.on_stop(core, &stop),
             EventKind::FeedStatus { feed, state } => strategy.on_feed(core, feed, state),
             EventKind::Timer { id } => strategy.on_timer(core, id),
@@ -727,6 +740,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 self.core.spill.flush(outbox);
             }
         }
+        check_stale_books(&mut self.strategy, &mut self.core);
         let mut high_left = self.config.high_budget;
         let mut n = self.drain_critical();
         n += self.serve_higher(&mut high_left);

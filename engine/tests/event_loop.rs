@@ -230,6 +230,33 @@ fn lost_book_delta_pauses_trading_until_a_snapshot_resyncs() {
 }
 
 #[test]
+fn a_feed_sequence_gap_pauses_trading_before_any_further_delta() {
+    let (mut e, lanes) = engine(Answer::Fill);
+    const B: u8 = DeltaFlags::SNAPSHOT_BEGIN;
+    const L: u8 = DeltaFlags::LAST_IN_MESSAGE;
+    lanes.push_normal(delta(1, Side::Buy, 99_00, 1, B, 1));
+    lanes.push_normal(delta(1, Side::Sell, 101_00, 1, L, 1));
+    e.poll();
+    // The feed saw a venue sequence gap: no delta follows until its resync snapshot.
+    lanes.mark_book_stale(BTC);
+    e.poll();
+    assert_eq!(e.core().book(BTC).state(), BookState::Stale);
+    assert_eq!(e.strategy().seen, ["book", "stale"], "told once");
+    e.poll();
+    assert_eq!(e.strategy().seen.len(), 2, "not told again");
+    let denied = e.core_mut().submit(OrderRequest::limit(
+        BTC,
+        Side::Buy,
+        Price::from_units(99),
+        Qty::from_units(1),
+    ));
+    assert_eq!(
+        denied,
+        Err(SubmitError::Denied(Deny::BookStale { instrument: BTC }))
+    );
+}
+
+#[test]
 fn kill_switch_cancels_working_orders_and_halts() {
     let (mut e, lanes) = engine(Answer::AckOnly);
     let id = e

@@ -1,0 +1,429 @@
+//! One Binance feed's market-data state: the codec, a book synchroniser per instrument, the
+//! diffs buffered while a snapshot is awaited, and counters. Turns frames into engine events
+//! through a [`MarketSink`]. Hot path (feed thread) for trades, quotes and in-sync diffs: no
+//! allocation; buffering during a resync copies diffs (bounded).
+
+use std::collections::VecDeque;
+
+use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side};
+use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
+
+use super::book_sync::{BookSync, DiffAction, SyncState};
+use super::parse::{BinanceCodec, DepthDiff, Level, Market, ParseError, Parsed};
+
+/// Where a feed's events go (a lane, or a vector in tests and replays).
+pub trait MarketSink {
+    /// One market-data event.
+    fn push(&mut self, event: Event);
+    /// An instrument's book lost continuity: the engine must stop trusting it until the
+    /// snapshot that follows.
+    fn book_lost(&mut self, instrument: InstrumentIndex);
+}
+
+/// Counters of one feed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Frames seen.
+    pub frames: u64,
+    /// Trades emitted.
+    pub trades: u64,
+    /// Quotes emitted.
+    pub quotes: u64,
+    /// Depth diffs applied.
+    pub diffs_applied: u64,
+    /// Book level events emitted (snapshots and diffs).
+    pub deltas: u64,
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Continuity gaps detected (each forces a resync).
+    pub gaps: u64,
+    /// Diffs older than the book, ignored.
+    pub dropped_old: u64,
+    /// Diffs discarded from a full resync buffer.
+    pub buffer_overflow: u64,
+    /// Mark-price and liquidation events emitted.
+    pub other_events: u64,
+    /// Subscription replies.
+    pub control: u64,
+    /// Refused frames per [`ParseError::index`].
+    pub errors: [u64; ParseError::KINDS],
+}
+
+impl FeedStats {
+    /// Refused frames of every kind.
+    #[must_use]
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// What a frame did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FrameOutcome {
+    /// Handled.
+    Handled,
+    /// Handled, and this instrument now needs a REST snapshot (fetch it and call
+    /// [`BinanceFeed::on_snapshot`]).
+    NeedSnapshot(InstrumentIndex),
+    /// Refused (counted).
+    Refused(ParseError),
+}
+
+#[derive(Clone, Debug)]
+struct OwnedDiff {
+    header: DepthDiff,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+    recv_ns: u64,
+}
+
+#[derive(Debug)]
+struct InstrumentBook {
+    sync: BookSync,
+    buffered: VecDeque<OwnedDiff>,
+}
+
+/// A Binance market-data feed for a set of instruments.
+#[derive(Debug)]
+pub struct BinanceFeed {
+    codec: BinanceCodec,
+    books: Vec<Option<InstrumentBook>>,
+    max_buffered: usize,
+    stats: FeedStats,
+}
+
+impl BinanceFeed {
+    /// A feed over `codec`'s symbols; at most `max_buffered` diffs are kept per instrument
+    /// while a snapshot is awaited.
+    #[must_use]
+    pub fn new(codec: BinanceCodec, market: Market, max_buffered: usize) -> Self {
+        let max_index = codec
+            .symbols()
+            .iter()
+            .map(|(_, i)| i.get())
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut books: Vec<Option<InstrumentBook>> = (0..max_index).map(|_| None).collect();
+        for (_, i) in codec.symbols().iter() {
+            books[i.get()] = Some(InstrumentBook {
+                sync: BookSync::new(market),
+                buffered: VecDeque::new(),
+            });
+        }
+        Self {
+            codec,
+            books,
+            max_buffered: max_buffered.max(1),
+            stats: FeedStats::default(),
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> &FeedStats {
+        &self.stats
+    }
+
+    /// The codec (symbols, last levels).
+    #[must_use]
+    pub fn codec(&self) -> &BinanceCodec {
+        &self.codec
+    }
+
+    /// Sync state of an instrument's book.
+    #[must_use]
+    pub fn sync_state(&self, instrument: InstrumentIndex) -> Option<SyncState> {
+        self.books
+            .get(instrument.get())
+            .and_then(Option::as_ref)
+            .map(|b| b.sync.state())
+    }
+
+    /// Instruments whose book waits for a snapshot.
+    pub fn awaiting_snapshot(&self) -> impl Iterator<Item = InstrumentIndex> + '_ {
+        self.books.iter().enumerate().filter_map(|(i, b)| {
+            let b = b.as_ref()?;
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "bounded by MAX_INSTRUMENTS"
+            )]
+            (b.sync.state() == SyncState::AwaitingSnapshot).then_some(InstrumentIndex(i as u16))
+        })
+    }
+
+    /// Forgets every book (after a reconnect): each must be resynced from a snapshot.
+    pub fn reset_books(&mut self, sink: &mut impl MarketSink) {
+        for (i, b) in self.books.iter_mut().enumerate() {
+            if let Some(b) = b {
+                if b.sync.state() != SyncState::AwaitingSnapshot {
+                    #[allow(
+                        clippy::cast_possible_truncation,
+                        reason = "bounded by MAX_INSTRUMENTS"
+                    )]
+                    sink.book_lost(InstrumentIndex(i as u16));
+                }
+                b.sync.reset();
+                b.buffered.clear();
+            }
+        }
+    }
+
+    /// Handles one frame received at `recv_ns`. A REST snapshot line inside a stream (as in
+    /// recorded files) goes to the first instrument awaiting one.
+    pub fn on_frame(
+        &mut self,
+        recv_ns: u64,
+        frame: &str,
+        sink: &mut impl MarketSink,
+    ) -> FrameOutcome {
+        self.stats.frames += 1;
+        let parsed = match self.codec.parse(frame) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.errors[e.index()] += 1;
+                return FrameOutcome::Refused(e);
+            }
+        };
+        match parsed {
+            Parsed::Trade { trade, exch_ns } => {
+                self.stats.trades += 1;
+                sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
+            }
+            Parsed::Quote { quote, exch_ns } => {
+                self.stats.quotes += 1;
+                sink.push(Event::new(recv_ns, exch_ns, EventKind::Quote(quote)));
+            }
+            Parsed::MarkPrice { mark, exch_ns } => {
+                self.stats.other_events += 1;
+                sink.push(Event::new(recv_ns, exch_ns, EventKind::MarkPrice(mark)));
+            }
+            Parsed::Liquidation {
+                liquidation,
+                exch_ns,
+            } => {
+                self.stats.other_events += 1;
+                sink.push(Event::new(
+                    recv_ns,
+                    exch_ns,
+                    EventKind::Liquidation(liquidation),
+                ));
+            }
+            Parsed::ControlReply => self.stats.control += 1,
+            Parsed::Depth(header) => return self.on_diff(recv_ns, header, sink),
+            Parsed::Snapshot(s) => {
+                let Some(target) = self.awaiting_snapshot().next() else {
+                    // Nobody asked for it (a late duplicate): nothing to apply.
+                    self.stats.dropped_old += 1;
+                    return FrameOutcome::Handled;
+                };
+                return self.apply_snapshot(target, recv_ns, s.last_update_id, s.exch_ns, sink);
+            }
+        }
+        FrameOutcome::Handled
+    }
+
+    /// Applies a REST snapshot body fetched for `instrument`.
+    pub fn on_snapshot(
+        &mut self,
+        instrument: InstrumentIndex,
+        recv_ns: u64,
+        body: &str,
+        sink: &mut impl MarketSink,
+    ) -> FrameOutcome {
+        match self.codec.parse(body) {
+            Ok(Parsed::Snapshot(s)) => {
+                self.apply_snapshot(instrument, recv_ns, s.last_update_id, s.exch_ns, sink)
+            }
+            Ok(_) => {
+                self.stats.errors[ParseError::Malformed("").index()] += 1;
+                FrameOutcome::Refused(ParseError::Malformed("not a depth snapshot"))
+            }
+            Err(e) => {
+                self.stats.errors[e.index()] += 1;
+                FrameOutcome::Refused(e)
+            }
+        }
+    }
+
+    fn on_diff(
+        &mut self,
+        recv_ns: u64,
+        header: DepthDiff,
+        sink: &mut impl MarketSink,
+    ) -> FrameOutcome {
+        let Some(Some(book)) = self.books.get_mut(header.instrument.get()) else {
+            self.stats.errors[ParseError::UnknownSymbol.index()] += 1;
+            return FrameOutcome::Refused(ParseError::UnknownSymbol);
+        };
+        match book.sync.on_diff(&header) {
+            DiffAction::Apply => {
+                self.stats.diffs_applied += 1;
+                self.stats.deltas +=
+                    emit_levels(sink, recv_ns, &header, self.codec.bids(), self.codec.asks());
+                FrameOutcome::Handled
+            }
+            DiffAction::DropOld => {
+                self.stats.dropped_old += 1;
+                FrameOutcome::Handled
+            }
+            DiffAction::Buffer => {
+                if book.buffered.len() == self.max_buffered {
+                    book.buffered.pop_front();
+                    self.stats.buffer_overflow += 1;
+                }
+                book.buffered.push_back(OwnedDiff {
+                    header,
+                    bids: self.codec.bids().to_vec(),
+                    asks: self.codec.asks().to_vec(),
+                    recv_ns,
+                });
+                if book.buffered.len() == 1 {
+                    FrameOutcome::NeedSnapshot(header.instrument)
+                } else {
+                    FrameOutcome::Handled
+                }
+            }
+            DiffAction::Gap { .. } => {
+                self.stats.gaps += 1;
+                sink.book_lost(header.instrument);
+                // The sync now awaits a snapshot; this diff starts the new buffer.
+                book.buffered.clear();
+                book.buffered.push_back(OwnedDiff {
+                    header,
+                    bids: self.codec.bids().to_vec(),
+                    asks: self.codec.asks().to_vec(),
+                    recv_ns,
+                });
+                FrameOutcome::NeedSnapshot(header.instrument)
+            }
+        }
+    }
+
+    fn apply_snapshot(
+        &mut self,
+        instrument: InstrumentIndex,
+        recv_ns: u64,
+        last_update_id: u64,
+        exch_ns: u64,
+        sink: &mut impl MarketSink,
+    ) -> FrameOutcome {
+        let Some(Some(book)) = self.books.get_mut(instrument.get()) else {
+            self.stats.errors[ParseError::UnknownSymbol.index()] += 1;
+            return FrameOutcome::Refused(ParseError::UnknownSymbol);
+        };
+        self.stats.snapshots += 1;
+        let header = DepthDiff {
+            instrument,
+            first_id: last_update_id,
+            last_id: last_update_id,
+            prev_last_id: None,
+            exch_ns,
+        };
+        self.stats.deltas +=
+            emit_snapshot(sink, recv_ns, &header, self.codec.bids(), self.codec.asks());
+        book.sync.on_snapshot(last_update_id);
+        // Replay what was buffered while waiting, under the same rules.
+        let buffered = std::mem::take(&mut book.buffered);
+        let mut outcome = FrameOutcome::Handled;
+        for d in buffered {
+            match book.sync.on_diff(&d.header) {
+                DiffAction::Apply => {
+                    self.stats.diffs_applied += 1;
+                    self.stats.deltas += emit_levels(sink, d.recv_ns, &d.header, &d.bids, &d.asks);
+                }
+                DiffAction::DropOld => self.stats.dropped_old += 1,
+                DiffAction::Gap { .. } => {
+                    // The snapshot is older than the oldest buffered diff: try again.
+                    self.stats.gaps += 1;
+                    sink.book_lost(instrument);
+                    book.sync.reset();
+                    outcome = FrameOutcome::NeedSnapshot(instrument);
+                }
+                DiffAction::Buffer => book.buffered.push_back(d),
+            }
+        }
+        outcome
+    }
+}
+
+fn delta(recv_ns: u64, h: &DepthDiff, side: Side, l: Level, flags: u8) -> Event {
+    Event::new(
+        recv_ns,
+        h.exch_ns,
+        EventKind::BookDelta(BookDelta {
+            instrument: h.instrument,
+            side,
+            flags: DeltaFlags(flags),
+            price: l.price,
+            qty: l.qty,
+            update_id: h.last_id,
+        }),
+    )
+}
+
+/// Emits a diff's levels, the last one flagged `LAST_IN_MESSAGE`. Returns how many.
+fn emit_levels(
+    sink: &mut impl MarketSink,
+    recv_ns: u64,
+    h: &DepthDiff,
+    bids: &[Level],
+    asks: &[Level],
+) -> u64 {
+    let total = bids.len() + asks.len();
+    let levels = bids
+        .iter()
+        .map(|l| (Side::Buy, *l))
+        .chain(asks.iter().map(|l| (Side::Sell, *l)));
+    for (n, (side, l)) in levels.enumerate() {
+        let flags = if n + 1 == total {
+            DeltaFlags::LAST_IN_MESSAGE
+        } else {
+            0
+        };
+        sink.push(delta(recv_ns, h, side, l, flags));
+    }
+    total as u64
+}
+
+/// Emits a snapshot: the first level clears the book, the last completes it. An empty
+/// snapshot is one empty level with both flags.
+fn emit_snapshot(
+    sink: &mut impl MarketSink,
+    recv_ns: u64,
+    h: &DepthDiff,
+    bids: &[Level],
+    asks: &[Level],
+) -> u64 {
+    let total = bids.len() + asks.len();
+    if total == 0 {
+        let empty = Level {
+            price: Price::ZERO,
+            qty: Qty::ZERO,
+        };
+        sink.push(delta(
+            recv_ns,
+            h,
+            Side::Buy,
+            empty,
+            DeltaFlags::SNAPSHOT_BEGIN | DeltaFlags::LAST_IN_MESSAGE,
+        ));
+        return 1;
+    }
+    let levels = bids
+        .iter()
+        .map(|l| (Side::Buy, *l))
+        .chain(asks.iter().map(|l| (Side::Sell, *l)));
+    for (n, (side, l)) in levels.enumerate() {
+        let mut flags = if n == 0 {
+            DeltaFlags::SNAPSHOT_BEGIN
+        } else {
+            0
+        };
+        if n + 1 == total {
+            flags |= DeltaFlags::LAST_IN_MESSAGE;
+        }
+        sink.push(delta(recv_ns, h, side, l, flags));
+    }
+    total as u64
+}

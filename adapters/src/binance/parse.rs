@@ -1,0 +1,799 @@
+//! Binance wire frames → fixed-point engine values. Hot path (feed thread): frames are parsed
+//! borrowed, numbers straight from their decimal strings; depth levels go into two buffers
+//! owned by the codec and reused, so a message allocates nothing once the buffers have grown
+//! to the largest message seen.
+//!
+//! Handles spot and USD-M combined streams (`{"stream":"btcusdt@trade","data":{…}}`), raw
+//! single-stream frames (`{"e":"trade",…}`, spot `{"u":…}` book tickers), REST depth snapshots
+//! (`{"lastUpdateId":…}`) and subscription replies (`{"result":null,"id":1}`).
+//!
+//! Docs: <https://developers.binance.com/docs/binance-spot-api-docs/web-socket-streams>,
+//! <https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams>.
+
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use tradeloop_engine::event::{Liquidation, MarkPrice, Quote, Side, Trade};
+use tradeloop_engine::fixed::{FixedError, Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
+
+use crate::symbols::SymbolMap;
+
+/// One price level as parsed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Level {
+    /// Price.
+    pub price: Price,
+    /// Absolute quantity (zero removes the level).
+    pub qty: Qty,
+}
+
+/// Header of a depth diff (`depthUpdate`); its levels are in [`BinanceCodec::bids`] and
+/// [`BinanceCodec::asks`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DepthDiff {
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// First update id in the event (`U`).
+    pub first_id: u64,
+    /// Final update id in the event (`u`).
+    pub last_id: u64,
+    /// Final update id of the previous event (`pu`, USD-M only).
+    pub prev_last_id: Option<u64>,
+    /// Event time, ns since the epoch.
+    pub exch_ns: u64,
+}
+
+/// Header of a REST depth snapshot; its levels are in the codec's buffers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DepthSnapshot {
+    /// `lastUpdateId`.
+    pub last_update_id: u64,
+    /// Message time if the venue sent one (USD-M), ns since the epoch; else 0.
+    pub exch_ns: u64,
+}
+
+/// What a frame was.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Parsed {
+    /// `@trade` or `@aggTrade`.
+    Trade {
+        /// The trade.
+        trade: Trade,
+        /// Trade time, ns since the epoch.
+        exch_ns: u64,
+    },
+    /// `@bookTicker`.
+    Quote {
+        /// The quote.
+        quote: Quote,
+        /// Event time if sent (USD-M), else 0.
+        exch_ns: u64,
+    },
+    /// `@depth…` diff.
+    Depth(DepthDiff),
+    /// REST snapshot.
+    Snapshot(DepthSnapshot),
+    /// `@markPrice…`.
+    MarkPrice {
+        /// The mark price.
+        mark: MarkPrice,
+        /// Event time.
+        exch_ns: u64,
+    },
+    /// `@forceOrder`.
+    Liquidation {
+        /// The liquidation.
+        liquidation: Liquidation,
+        /// Trade time.
+        exch_ns: u64,
+    },
+    /// A reply to a subscribe/unsubscribe request.
+    ControlReply,
+}
+
+/// Why a frame was refused. Small and `Copy`: counted per kind by the feed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or JSON of an unexpected shape.
+    #[error("malformed frame ({0})")]
+    Malformed(&'static str),
+    /// A stream or event type this codec does not handle.
+    #[error("unknown stream or event type")]
+    UnknownStream,
+    /// A symbol that is not a configured instrument.
+    #[error("unknown symbol")]
+    UnknownSymbol,
+    /// A price or quantity that is not an exact decimal in range.
+    #[error("invalid number: {0}")]
+    Number(FixedError),
+    /// Larger than the configured frame limit.
+    #[error("frame too large")]
+    Oversize,
+}
+
+impl ParseError {
+    /// Number of kinds (for per-kind counters).
+    pub const KINDS: usize = 5;
+
+    /// Stable index for counters.
+    #[must_use]
+    pub const fn index(&self) -> usize {
+        match self {
+            Self::Malformed(_) => 0,
+            Self::UnknownStream => 1,
+            Self::UnknownSymbol => 2,
+            Self::Number(_) => 3,
+            Self::Oversize => 4,
+        }
+    }
+
+    /// Names indexed by [`Self::index`].
+    pub const NAMES: [&'static str; Self::KINDS] = [
+        "malformed",
+        "unknown_stream",
+        "unknown_symbol",
+        "invalid_number",
+        "oversize",
+    ];
+}
+
+fn json_err(e: &serde_json::Error) -> ParseError {
+    let msg = e.to_string();
+    if let Some(pos) = msg.find(NUMBER_ERR_TAG) {
+        // Recover the typed fixed-point error smuggled through serde's string error.
+        let kind = &msg[pos + NUMBER_ERR_TAG.len()..];
+        let err = match kind.as_bytes().first() {
+            Some(b'E') => FixedError::Empty,
+            Some(b'P') => FixedError::TooPrecise,
+            Some(b'O') => FixedError::Overflow,
+            _ => FixedError::InvalidChar { position: 0 },
+        };
+        return ParseError::Number(err);
+    }
+    ParseError::Malformed(match e.classify() {
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Eof => "truncated",
+        serde_json::error::Category::Data => "unexpected shape",
+        serde_json::error::Category::Io => "io",
+    })
+}
+
+const NUMBER_ERR_TAG: &str = "tradeloop-number:";
+
+fn number_err<E: de::Error>(e: FixedError) -> E {
+    let code = match e {
+        FixedError::Empty => 'E',
+        FixedError::TooPrecise => 'P',
+        FixedError::Overflow => 'O',
+        FixedError::InvalidChar { .. } => 'I',
+    };
+    E::custom(format_args!("{NUMBER_ERR_TAG}{code}"))
+}
+
+/// A decimal string field parsed to fixed point while deserializing.
+struct Fixed(i64);
+
+impl<'de> Deserialize<'de> for Fixed {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        tradeloop_engine::fixed::parse_fixed_raw(s.as_bytes())
+            .map(Fixed)
+            .map_err(number_err)
+    }
+}
+
+#[derive(Deserialize)]
+struct TradeMsg<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: &'a str,
+    #[serde(rename = "t", alias = "a")]
+    id: u64,
+    p: Fixed,
+    q: Fixed,
+    #[serde(rename = "T")]
+    trade_ms: u64,
+    /// Buyer is the maker: the aggressor sold.
+    m: bool,
+}
+
+#[derive(Deserialize)]
+struct BookTickerMsg<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: &'a str,
+    u: u64,
+    b: Fixed,
+    #[serde(rename = "B")]
+    bid_qty: Fixed,
+    a: Fixed,
+    #[serde(rename = "A")]
+    ask_qty: Fixed,
+    #[serde(rename = "E", default)]
+    event_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct MarkPriceMsg<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: &'a str,
+    #[serde(rename = "E")]
+    event_ms: u64,
+    p: Fixed,
+    i: Fixed,
+    r: Fixed,
+    #[serde(rename = "T")]
+    next_funding_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct ForceOrderMsg<'a> {
+    #[serde(borrow)]
+    o: ForceOrderInner<'a>,
+}
+
+#[derive(Deserialize)]
+struct ForceOrderInner<'a> {
+    #[serde(rename = "s", borrow)]
+    symbol: &'a str,
+    #[serde(rename = "S", borrow)]
+    side: &'a str,
+    p: Fixed,
+    ap: Fixed,
+    z: Fixed,
+    #[serde(rename = "T")]
+    trade_ms: u64,
+}
+
+/// The keys that identify a frame's kind, for frames not in the compact layout.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow, default)]
+    stream: Option<&'a str>,
+    #[serde(borrow, default)]
+    e: Option<&'a str>,
+    #[serde(rename = "lastUpdateId", default)]
+    last_update_id: Option<IgnoredAny>,
+    #[serde(default)]
+    u: Option<IgnoredAny>,
+    #[serde(default)]
+    result: Option<IgnoredAny>,
+    #[serde(default)]
+    id: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    stream: &'a str,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+/// Fills a level buffer from `[["price","qty"], …]` without allocating per level.
+struct LevelsSeed<'b>(&'b mut Vec<Level>);
+
+impl<'de> DeserializeSeed<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of [price, quantity] string pairs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some((p, q)) = seq.next_element::<(&'de str, &'de str)>()? {
+            let price = Price::parse(p).map_err(number_err)?;
+            let qty = Qty::parse(q).map_err(number_err)?;
+            self.0.push(Level { price, qty });
+        }
+        Ok(())
+    }
+}
+
+/// Ids and times of a depth diff or snapshot; levels go to the seed buffers.
+#[derive(Default)]
+struct DepthFields<'a> {
+    symbol: Option<&'a str>,
+    first_id: Option<u64>,
+    last_id: Option<u64>,
+    prev_last_id: Option<u64>,
+    last_update_id: Option<u64>,
+    event_ms: u64,
+}
+
+struct DepthSeed<'b> {
+    bids: &'b mut Vec<Level>,
+    asks: &'b mut Vec<Level>,
+}
+
+impl<'de> DeserializeSeed<'de> for DepthSeed<'_> {
+    type Value = DepthFields<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<DepthFields<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DepthSeed<'_> {
+    type Value = DepthFields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a depth update or snapshot object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DepthFields<'de>, A::Error> {
+        let mut out = DepthFields::default();
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "s" => out.symbol = Some(map.next_value()?),
+                "U" => out.first_id = Some(map.next_value()?),
+                "u" => out.last_id = Some(map.next_value()?),
+                "pu" => out.prev_last_id = Some(map.next_value()?),
+                "lastUpdateId" => out.last_update_id = Some(map.next_value()?),
+                "E" => out.event_ms = map.next_value()?,
+                "b" | "bids" => map.next_value_seed(LevelsSeed(&mut *self.bids))?,
+                "a" | "asks" => map.next_value_seed(LevelsSeed(&mut *self.asks))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Which Binance market the frames come from (decides the book-sync rule).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Market {
+    /// Spot: continuity is `U == previous u + 1`.
+    Spot,
+    /// USD-M futures: continuity is `pu == previous u`.
+    UsdM,
+}
+
+/// Parses Binance frames for a set of instruments.
+///
+/// # Allocation
+/// Only when a depth message has more levels than any before it (the level buffers grow).
+#[derive(Debug)]
+pub struct BinanceCodec {
+    symbols: SymbolMap,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+    max_frame_bytes: usize,
+}
+
+const MS: u64 = 1_000_000;
+
+impl BinanceCodec {
+    /// A codec for these symbols, refusing frames above `max_frame_bytes`.
+    #[must_use]
+    pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
+        Self {
+            symbols,
+            bids: Vec::with_capacity(1024),
+            asks: Vec::with_capacity(1024),
+            max_frame_bytes,
+        }
+    }
+
+    /// The symbol map.
+    #[must_use]
+    pub fn symbols(&self) -> &SymbolMap {
+        &self.symbols
+    }
+
+    /// Bid levels of the last depth diff or snapshot parsed.
+    #[must_use]
+    pub fn bids(&self) -> &[Level] {
+        &self.bids
+    }
+
+    /// Ask levels of the last depth diff or snapshot parsed.
+    #[must_use]
+    pub fn asks(&self) -> &[Level] {
+        &self.asks
+    }
+
+    fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
+        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
+    }
+
+    /// Parses one frame.
+    ///
+    /// # Errors
+    /// [`ParseError`]; never panics on any input.
+    pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
+        if frame.len() > self.max_frame_bytes {
+            return Err(ParseError::Oversize);
+        }
+        let frame = frame.trim();
+        if let Some((stream, data)) = split_envelope(frame) {
+            return self.parse_stream(stream, data);
+        }
+        if frame.starts_with("{\"lastUpdateId\"") {
+            return self.parse_snapshot(frame);
+        }
+        if let Some(kind) = raw_event_type(frame) {
+            return self.parse_kind(kind, frame);
+        }
+        if frame.starts_with("{\"u\":") {
+            return self.parse_kind("bookTicker", frame);
+        }
+        if frame.starts_with("{\"result\"") || frame.starts_with("{\"id\"") {
+            return Ok(Parsed::ControlReply);
+        }
+        if frame.starts_with('{') {
+            // Not Binance's compact layout (pretty-printed, or other key order): probe the
+            // keys that tell the kinds apart, then parse as usual.
+            let probe: Probe<'_> = serde_json::from_str(frame).map_err(|e| json_err(&e))?;
+            return match probe {
+                Probe {
+                    stream: Some(_), ..
+                } => {
+                    let env: Envelope<'_> =
+                        serde_json::from_str(frame).map_err(|e| json_err(&e))?;
+                    self.parse_stream(env.stream, env.data.get())
+                }
+                Probe {
+                    last_update_id: Some(_),
+                    ..
+                } => self.parse_snapshot(frame),
+                Probe { e: Some(kind), .. } => self.parse_kind(kind, frame),
+                Probe { u: Some(_), .. } => self.parse_kind("bookTicker", frame),
+                Probe {
+                    result: Some(_), ..
+                }
+                | Probe { id: Some(_), .. } => Ok(Parsed::ControlReply),
+                _ => Err(ParseError::UnknownStream),
+            };
+        }
+        Err(ParseError::Malformed("not a JSON object"))
+    }
+
+    fn parse_stream(&mut self, stream: &str, data: &str) -> Result<Parsed, ParseError> {
+        let Some((_, kind)) = stream.split_once('@') else {
+            return Err(ParseError::UnknownStream);
+        };
+        // `depth@100ms`, `depth20@100ms`, `markPrice@1s`: the kind is what precedes the next '@'.
+        let kind = kind.split_once('@').map_or(kind, |(k, _)| k);
+        self.parse_kind(kind, data)
+    }
+
+    fn parse_kind(&mut self, kind: &str, data: &str) -> Result<Parsed, ParseError> {
+        match kind {
+            "trade" | "aggTrade" => {
+                let m: TradeMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
+                let trade = Trade {
+                    instrument: self.instrument(m.symbol)?,
+                    aggressor: if m.m { Side::Sell } else { Side::Buy },
+                    price: Price(m.p.0),
+                    qty: Qty(m.q.0),
+                    trade_id: m.id,
+                };
+                Ok(Parsed::Trade {
+                    trade,
+                    exch_ns: m.trade_ms * MS,
+                })
+            }
+            "bookTicker" => {
+                let m: BookTickerMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
+                let quote = Quote {
+                    instrument: self.instrument(m.symbol)?,
+                    bid_price: Price(m.b.0),
+                    bid_qty: Qty(m.bid_qty.0),
+                    ask_price: Price(m.a.0),
+                    ask_qty: Qty(m.ask_qty.0),
+                    update_id: m.u,
+                };
+                Ok(Parsed::Quote {
+                    quote,
+                    exch_ns: m.event_ms * MS,
+                })
+            }
+            "depth" | "depthUpdate" => self.parse_depth(data),
+            "markPrice" | "markPriceUpdate" => {
+                let m: MarkPriceMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
+                let mark = MarkPrice {
+                    instrument: self.instrument(m.symbol)?,
+                    mark_price: Price(m.p.0),
+                    index_price: Price(m.i.0),
+                    funding_rate: Price(m.r.0),
+                    next_funding_ns: m.next_funding_ms * MS,
+                };
+                Ok(Parsed::MarkPrice {
+                    mark,
+                    exch_ns: m.event_ms * MS,
+                })
+            }
+            "forceOrder" => {
+                let m: ForceOrderMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
+                let side = match m.o.side {
+                    "BUY" => Side::Buy,
+                    "SELL" => Side::Sell,
+                    _ => return Err(ParseError::Malformed("forceOrder side")),
+                };
+                let liquidation = Liquidation {
+                    instrument: self.instrument(m.o.symbol)?,
+                    side,
+                    price: Price(m.o.p.0),
+                    avg_price: Price(m.o.ap.0),
+                    filled_qty: Qty(m.o.z.0),
+                };
+                Ok(Parsed::Liquidation {
+                    liquidation,
+                    exch_ns: m.o.trade_ms * MS,
+                })
+            }
+            _ => Err(ParseError::UnknownStream),
+        }
+    }
+
+    fn parse_levels<'d>(&mut self, data: &'d str) -> Result<DepthFields<'d>, ParseError> {
+        self.bids.clear();
+        self.asks.clear();
+        let mut de = serde_json::Deserializer::from_str(data);
+        let fields = DepthSeed {
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+        }
+        .deserialize(&mut de)
+        .map_err(|e| json_err(&e))?;
+        de.end().map_err(|e| json_err(&e))?;
+        Ok(fields)
+    }
+
+    fn parse_depth(&mut self, data: &str) -> Result<Parsed, ParseError> {
+        let f = self.parse_levels(data)?;
+        let (Some(symbol), Some(first_id), Some(last_id)) = (f.symbol, f.first_id, f.last_id)
+        else {
+            return Err(ParseError::Malformed("depth update without s, U or u"));
+        };
+        let (prev_last_id, exch_ns) = (f.prev_last_id, f.event_ms * MS);
+        let instrument = self.instrument(symbol)?;
+        if first_id > last_id {
+            return Err(ParseError::Malformed("depth update with U > u"));
+        }
+        Ok(Parsed::Depth(DepthDiff {
+            instrument,
+            first_id,
+            last_id,
+            prev_last_id,
+            exch_ns,
+        }))
+    }
+
+    fn parse_snapshot(&mut self, data: &str) -> Result<Parsed, ParseError> {
+        let f = self.parse_levels(data)?;
+        let Some(last_update_id) = f.last_update_id else {
+            return Err(ParseError::Malformed("snapshot without lastUpdateId"));
+        };
+        Ok(Parsed::Snapshot(DepthSnapshot {
+            last_update_id,
+            exch_ns: f.event_ms * MS,
+        }))
+    }
+}
+
+/// Splits `{"stream":"<name>","data":<data>}` without parsing `data` (the layout Binance sends).
+fn split_envelope(frame: &str) -> Option<(&str, &str)> {
+    let rest = frame.strip_prefix("{\"stream\":\"")?;
+    let end = rest.find('"')?;
+    let stream = &rest[..end];
+    let data = rest[end..].strip_prefix("\",\"data\":")?;
+    let data = data.strip_suffix('}')?;
+    Some((stream, data))
+}
+
+/// `{"e":"trade",…}` → `trade`.
+fn raw_event_type(frame: &str) -> Option<&str> {
+    let rest = frame.strip_prefix("{\"e\":\"")?;
+    rest.find('"').map(|end| &rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec() -> BinanceCodec {
+        let mut m = SymbolMap::default();
+        m.insert("BTCUSDT", InstrumentIndex(0));
+        BinanceCodec::new(m, 1 << 20)
+    }
+
+    #[test]
+    fn real_frames_parse_exactly() {
+        let mut c = codec();
+        // Spot trade from ../shared/data/binance_spot_btcusdt_20240808.gz.
+        let t = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}"#;
+        let Ok(Parsed::Trade { trade, exch_ns }) = c.parse(t) else {
+            panic!("TC0")
+        };
+        assert_eq!(trade.price, Price::parse("61837.63").unwrap());
+        assert_eq!(trade.qty, Qty::parse("0.02").unwrap());
+        assert_eq!(
+            (trade.aggressor, trade.trade_id, exch_ns),
+            (Side::Sell, 3_735_683_259, 1_723_161_255_342_000_000)
+        );
+        // Spot bookTicker (no "e"): dispatched on the stream name.
+        let q = r#"{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}"#;
+        let Ok(Parsed::Quote { quote, .. }) = c.parse(q) else {
+            panic!("TC1")
+        };
+        assert_eq!(
+            (quote.update_id, quote.ask_qty),
+            (50_093_239_212, Qty::parse("1.54698").unwrap())
+        );
+        // USD-M depth with pu.
+        let d = r#"{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256352,"T":1723161256352,"s":"BTCUSDT","U":5123107837801,"u":5123107842679,"pu":5123107837557,"b":[["1000.00","606.675"],["5000.00","2.321"]],"a":[["61800.30","0.000"]]}}"#;
+        let Ok(Parsed::Depth(h)) = c.parse(d) else {
+            panic!("TC2")
+        };
+        assert_eq!(
+            (h.first_id, h.last_id, h.prev_last_id),
+            (
+                5_123_107_837_801,
+                5_123_107_842_679,
+                Some(5_123_107_837_557)
+            )
+        );
+        assert_eq!(c.bids().len(), 2);
+        assert_eq!(
+            c.asks(),
+            &[Level {
+                price: Price::parse("61800.3").unwrap(),
+                qty: Qty::ZERO
+            }]
+        );
+        // Raw (non-combined) frames and a subscription reply.
+        let raw = r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":77,"p":"1.5","q":"2","f":1,"l":2,"T":5,"m":false}"#;
+        assert!(
+            matches!(
+                c.parse(raw),
+                Ok(Parsed::Trade {
+                    trade: Trade {
+                        trade_id: 77,
+                        aggressor: Side::Buy,
+                        ..
+                    },
+                    exch_ns: 5_000_000
+                })
+            ),
+            "TC3"
+        );
+        assert_eq!(
+            c.parse(r#"{"result":null,"id":1}"#),
+            Ok(Parsed::ControlReply),
+            "TC4"
+        );
+    }
+
+    #[test]
+    fn docs_examples_for_usdm_mark_price_and_liquidation() {
+        let mut c = codec();
+        let mark = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/binance_futures_mark_price_stream.docs-example.json"
+        ));
+        let liq = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/binance_futures_liquidation_stream.docs-example.json"
+        ));
+        let (Ok(mark), Ok(liq)) = (mark, liq) else {
+            eprintln!("skipped: ../shared/data is absent");
+            return;
+        };
+        let Ok(Parsed::MarkPrice { mark, exch_ns }) = c.parse(&mark) else {
+            panic!("markPriceUpdate")
+        };
+        assert_eq!(mark.mark_price, Price::parse("11794.15").unwrap());
+        assert_eq!(mark.funding_rate, Price(38_167));
+        assert_eq!(
+            (mark.next_funding_ns, exch_ns),
+            (1_562_306_400_000_000_000, 1_562_305_380_000_000_000)
+        );
+        let Ok(Parsed::Liquidation { liquidation, .. }) = c.parse(&liq) else {
+            panic!("forceOrder")
+        };
+        assert_eq!(liquidation.side, Side::Sell);
+        assert_eq!(
+            liquidation.avg_price,
+            Price::parse("9910.12345678").unwrap()
+        );
+        assert_eq!(liquidation.filled_qty, Qty::parse("0.014").unwrap());
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        let mut c = codec();
+        let cases: &[(&str, &str, ParseError)] = &[
+            ("TC0", "", ParseError::Malformed("not a JSON object")),
+            ("TC1", "garbage", ParseError::Malformed("not a JSON object")),
+            (
+                "TC2",
+                r#"{"stream":"btcusdt@trade","data":{"e":"trade""#,
+                ParseError::Malformed("truncated"),
+            ),
+            (
+                "TC3",
+                r#"{"stream":"btcusdt@kline_1m","data":{}}"#,
+                ParseError::UnknownStream,
+            ),
+            (
+                "TC4",
+                r#"{"stream":"ethusdt@trade","data":{"s":"ETHUSDT","t":1,"p":"1","q":"1","T":1,"m":true}}"#,
+                ParseError::UnknownSymbol,
+            ),
+            (
+                "TC5",
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"1e5","q":"1","T":1,"m":true}}"#,
+                ParseError::Number(FixedError::InvalidChar { position: 0 }),
+            ),
+            (
+                "TC6",
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"0.000000001","q":"1","T":1,"m":true}}"#,
+                ParseError::Number(FixedError::TooPrecise),
+            ),
+            (
+                "TC7",
+                r#"{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":1,"u":2,"b":[["1","x"]],"a":[]}}"#,
+                ParseError::Number(FixedError::InvalidChar { position: 0 }),
+            ),
+            (
+                "TC8",
+                r#"{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","U":5,"u":2,"b":[],"a":[]}}"#,
+                ParseError::Malformed("depth update with U > u"),
+            ),
+            (
+                "TC9",
+                r#"{"stream":"btcusdt@depth","data":{"s":"BTCUSDT","b":[],"a":[]}}"#,
+                ParseError::Malformed("depth update without s, U or u"),
+            ),
+            (
+                "TC10",
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1,"m":true}}"#,
+                ParseError::Malformed("unexpected shape"),
+            ),
+            ("TC11", r#"{"hello":1}"#, ParseError::UnknownStream),
+            (
+                "TC12",
+                r#"{"stream":"btcusdt@trade","data":{"s":"BTCUSDT","t":1,"p":"99999999999999","q":"1","T":1,"m":true}}"#,
+                ParseError::Number(FixedError::Overflow),
+            ),
+        ];
+        for (label, frame, want) in cases {
+            assert_eq!(c.parse(frame).err(), Some(*want), "{label}: {frame}");
+        }
+        let mut small = BinanceCodec::new(SymbolMap::default(), 10);
+        assert_eq!(
+            small.parse(r#"{"result":null,"id":1}"#),
+            Err(ParseError::Oversize)
+        );
+    }
+
+    #[test]
+    fn envelope_with_other_key_order_uses_the_slow_path() {
+        let mut c = codec();
+        let f = r#"{"stream":"btcusdt@trade" , "data":{"s":"BTCUSDT","t":9,"p":"2","q":"3","T":1,"m":false}}"#;
+        assert!(matches!(
+            c.parse(f),
+            Ok(Parsed::Trade {
+                trade: Trade { trade_id: 9, .. },
+                ..
+            })
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut c = codec();
+            let s = String::from_utf8_lossy(&bytes);
+            let _ = c.parse(&s);
+            let _ = c.parse(&format!("{{\"stream\":\"btcusdt@depth\",\"data\":{s}}}"));
+            let _ = c.parse(&format!("{{\"stream\":\"btcusdt@trade\",\"data\":{s}}}"));
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! tradeloop's outside world: venue codecs and book synchronisation, the reconnecting feed
+//! runner, the simulated venue, and recorder/replay files. Adapters may allocate and do I/O;
+//! the push into a lane is the last step on their side.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod binance;
+pub mod recorder;
+pub mod symbols;
+
+/// Where `../shared/data` is for tests and benchmarks: `$TRADELOOP_SHARED_DATA` if set, else
+/// `shared/data` beside the repository.
+#[must_use]
+pub fn shared_data_dir() -> std::path::PathBuf {
+    std::env::var_os("TRADELOOP_SHARED_DATA").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
+        std::path::PathBuf::from,
+    )
+}
