@@ -7,6 +7,8 @@
 
 pub mod binance;
 pub mod recorder;
+pub mod runner;
+pub mod sim;
 pub mod symbols;
 
 /// Where `../shared/data` is for tests and benchmarks: `$TRADELOOP_SHARED_DATA` if set, else
@@ -17,4 +19,10 @@ pub fn shared_data_dir() -> std::path::PathBuf {
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
         std::path::PathBuf::from,
     )
+}
+
+/// Installs rustls' `ring` crypto provider as the process default so `wss://` and `https://`
+/// work; call once at start-up (repeated calls are harmless).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

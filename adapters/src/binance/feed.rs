@@ -169,6 +169,20 @@ impl BinanceFeed {
         }
     }
 
+    /// Forgets one instrument's book (a delta was lost downstream): it must be resynced.
+    pub fn reset_book(&mut self, instrument: InstrumentIndex, sink: &mut impl MarketSink) {
+        if let Some(Some(b)) = self.books.get_mut(instrument.get()) {
+            b.sync.reset();
+            b.buffered.clear();
+            sink.book_lost(instrument);
+        }
+    }
+
+    /// Instruments of this feed.
+    pub fn instruments(&self) -> impl Iterator<Item = InstrumentIndex> + '_ {
+        self.codec.symbols().iter().map(|(_, i)| i)
+    }
+
     /// Handles one frame received at `recv_ns`. A REST snapshot line inside a stream (as in
     /// recorded files) goes to the first instrument awaiting one.
     pub fn on_frame(

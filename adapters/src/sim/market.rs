@@ -1,0 +1,406 @@
+//! A synthetic market for the simulated venue: per symbol, a random walk of the mid price with
+//! a real multi-level book (realistic spread and depth), trades that consume the top of the
+//! book, and Binance spot wire frames for all of it with consistent update ids. Deterministic
+//! for a seed. Off the engine's hot path: runs on the simulator's thread and allocates freely.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use tradeloop_engine::fixed::{Price, Qty};
+
+/// xorshift64*: small, fast, deterministic.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is mapped to a fixed non-zero state).
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// One simulated symbol.
+#[derive(Clone, Debug)]
+pub struct SimSymbol {
+    symbol: String,
+    stream_prefix: String,
+    tick: i64,
+    lot: i64,
+    /// Price ticks → quantity lots.
+    bids: BTreeMap<i64, i64>,
+    asks: BTreeMap<i64, i64>,
+    update_id: u64,
+    trade_id: u64,
+    /// Levels changed since the last depth diff: (is_bid, price ticks) → new lots.
+    pending: BTreeMap<(bool, i64), i64>,
+    pending_first_id: Option<u64>,
+    depth_levels: usize,
+}
+
+impl SimSymbol {
+    /// A book around `mid` with `depth_levels` levels per side.
+    #[must_use]
+    pub fn new(
+        symbol: &str,
+        mid: Price,
+        tick: Price,
+        lot: Qty,
+        depth_levels: usize,
+        rng: &mut Rng,
+    ) -> Self {
+        let tick_raw = tick.raw().max(1);
+        let mid_ticks = (mid.raw() / tick_raw).max(depth_levels as i64 * 4 + 10);
+        let mut s = Self {
+            symbol: symbol.to_ascii_uppercase(),
+            stream_prefix: symbol.to_ascii_lowercase(),
+            tick: tick_raw,
+            lot: lot.raw().max(1),
+            bids: BTreeMap::new(),
+            asks: BTreeMap::new(),
+            update_id: 1_000_000 + rng.below(1_000_000),
+            trade_id: 1,
+            pending: BTreeMap::new(),
+            pending_first_id: None,
+            depth_levels: depth_levels.max(5),
+        };
+        for i in 0..s.depth_levels as i64 {
+            s.bids.insert(
+                mid_ticks - 1 - i * (1 + rng.below(3) as i64),
+                s.random_lots(rng),
+            );
+            s.asks.insert(
+                mid_ticks + 1 + i * (1 + rng.below(3) as i64),
+                s.random_lots(rng),
+            );
+        }
+        s
+    }
+
+    fn random_lots(&self, rng: &mut Rng) -> i64 {
+        // Sizes skewed small with an occasional large order, like real books.
+        let base = 1 + rng.below(200) as i64;
+        if rng.below(20) == 0 {
+            base * 25
+        } else {
+            base
+        }
+    }
+
+    /// Upper-case symbol.
+    #[must_use]
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    /// Current last update id.
+    #[must_use]
+    pub fn update_id(&self) -> u64 {
+        self.update_id
+    }
+
+    fn best_bid(&self) -> Option<(i64, i64)> {
+        self.bids.iter().next_back().map(|(p, q)| (*p, *q))
+    }
+
+    fn best_ask(&self) -> Option<(i64, i64)> {
+        self.asks.iter().next().map(|(p, q)| (*p, *q))
+    }
+
+    fn set_level(&mut self, bid: bool, price: i64, lots: i64) {
+        self.update_id += 1;
+        self.pending_first_id.get_or_insert(self.update_id);
+        let side = if bid { &mut self.bids } else { &mut self.asks };
+        if lots <= 0 {
+            side.remove(&price);
+        } else {
+            side.insert(price, lots);
+        }
+        self.pending.insert((bid, price), lots.max(0));
+    }
+
+    /// Skips update ids without telling anyone: the next diff will not follow the last one
+    /// (fault injection for gap handling).
+    pub fn inject_gap(&mut self) {
+        self.update_id += 5;
+        self.pending_first_id = None;
+        self.pending.clear();
+    }
+
+    /// One market step at `now_ms`: a book change or a trade. Appends frames to `out`.
+    pub fn step(&mut self, rng: &mut Rng, now_ms: u64, out: &mut Vec<String>) {
+        let roll = rng.below(100);
+        if roll < 30 {
+            self.trade(rng, now_ms, out);
+        } else {
+            self.requote(rng);
+        }
+        self.keep_depth(rng);
+        out.push(self.book_ticker_frame());
+    }
+
+    fn trade(&mut self, rng: &mut Rng, now_ms: u64, out: &mut Vec<String>) {
+        // Aggressive buyers slightly more often when the mid drifts up, and vice versa.
+        let buyer_aggressor = rng.below(2) == 0;
+        let (price, lots) = if buyer_aggressor {
+            let Some(a) = self.best_ask() else { return };
+            a
+        } else {
+            let Some(b) = self.best_bid() else { return };
+            b
+        };
+        let take = (1 + rng.below(lots.max(1) as u64) as i64).min(lots);
+        self.set_level(!buyer_aggressor, price, lots - take);
+        self.trade_id += 1;
+        let mut f = String::with_capacity(200);
+        let _ = write!(
+            f,
+            r#"{{"stream":"{}@trade","data":{{"e":"trade","E":{now_ms},"s":"{}","t":{},"p":"{}","q":"{}","T":{now_ms},"m":{},"M":true}}}}"#,
+            self.stream_prefix,
+            self.symbol,
+            self.trade_id,
+            Price(price * self.tick),
+            Qty(take * self.lot),
+            !buyer_aggressor,
+        );
+        out.push(f);
+    }
+
+    fn requote(&mut self, rng: &mut Rng) {
+        let bid = rng.below(2) == 0;
+        let (best, other_best) = if bid {
+            (self.best_bid().map(|b| b.0), self.best_ask().map(|a| a.0))
+        } else {
+            (self.best_ask().map(|a| a.0), self.best_bid().map(|b| b.0))
+        };
+        let Some(best) = best else { return };
+        let depth = rng.below(8) as i64;
+        let price = if bid { best - depth } else { best + depth };
+        // Sometimes improve the price by one tick (never crossing).
+        let price = if rng.below(6) == 0 {
+            let improved = if bid { best + 1 } else { best - 1 };
+            match other_best {
+                Some(o) if (bid && improved < o) || (!bid && improved > o) => improved,
+                _ => price,
+            }
+        } else {
+            price
+        };
+        let lots = if rng.below(4) == 0 {
+            0
+        } else {
+            self.random_lots(rng)
+        };
+        self.set_level(bid, price, lots);
+    }
+
+    fn keep_depth(&mut self, rng: &mut Rng) {
+        // Refill a side that was eaten so the book never empties.
+        while self.bids.len() < self.depth_levels / 2 {
+            let p = self
+                .bids
+                .keys()
+                .next()
+                .copied()
+                .or_else(|| self.best_ask().map(|a| a.0))
+                .unwrap_or(1000)
+                - 1
+                - rng.below(3) as i64;
+            let lots = self.random_lots(rng);
+            self.set_level(true, p.max(1), lots);
+        }
+        while self.asks.len() < self.depth_levels / 2 {
+            let p = self
+                .asks
+                .keys()
+                .next_back()
+                .copied()
+                .or_else(|| self.best_bid().map(|b| b.0))
+                .unwrap_or(1000)
+                + 1
+                + rng.below(3) as i64;
+            let lots = self.random_lots(rng);
+            self.set_level(false, p, lots);
+        }
+    }
+
+    fn book_ticker_frame(&self) -> String {
+        let (bp, bq) = self.best_bid().unwrap_or((0, 0));
+        let (ap, aq) = self.best_ask().unwrap_or((0, 0));
+        format!(
+            r#"{{"stream":"{}@bookTicker","data":{{"u":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}}}"#,
+            self.stream_prefix,
+            self.update_id,
+            self.symbol,
+            Price(bp * self.tick),
+            Qty(bq * self.lot),
+            Price(ap * self.tick),
+            Qty(aq * self.lot),
+        )
+    }
+
+    /// The depth diff of everything changed since the last one (`None` if nothing changed).
+    pub fn depth_diff(&mut self, now_ms: u64) -> Option<String> {
+        let first = self.pending_first_id.take()?;
+        let mut bids = String::new();
+        let mut asks = String::new();
+        for ((bid, price), lots) in std::mem::take(&mut self.pending) {
+            let target = if bid { &mut bids } else { &mut asks };
+            if !target.is_empty() {
+                target.push(',');
+            }
+            let _ = write!(
+                target,
+                r#"["{}","{}"]"#,
+                Price(price * self.tick),
+                Qty(lots * self.lot)
+            );
+        }
+        Some(format!(
+            r#"{{"stream":"{}@depth@100ms","data":{{"e":"depthUpdate","E":{now_ms},"s":"{}","U":{first},"u":{},"b":[{bids}],"a":[{asks}]}}}}"#,
+            self.stream_prefix, self.symbol, self.update_id,
+        ))
+    }
+
+    /// A REST depth snapshot of the top `limit` levels, consistent with `update_id`.
+    #[must_use]
+    pub fn snapshot(&self, limit: usize) -> String {
+        let mut s = format!(r#"{{"lastUpdateId":{},"bids":["#, self.update_id);
+        for (i, (p, q)) in self.bids.iter().rev().take(limit).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, r#"["{}","{}"]"#, Price(p * self.tick), Qty(q * self.lot));
+        }
+        s.push_str(r#"],"asks":["#);
+        for (i, (p, q)) in self.asks.iter().take(limit).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, r#"["{}","{}"]"#, Price(p * self.tick), Qty(q * self.lot));
+        }
+        s.push_str("]}");
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
+    use crate::binance::parse::{BinanceCodec, Market};
+    use crate::symbols::SymbolMap;
+    use tradeloop_engine::book::OrderBook;
+    use tradeloop_engine::event::{Event, EventKind};
+    use tradeloop_engine::instrument::InstrumentIndex;
+
+    struct Sink {
+        book: OrderBook,
+        quotes_checked: u64,
+        trades: u64,
+        lost: u64,
+    }
+
+    impl MarketSink for Sink {
+        fn push(&mut self, e: Event) {
+            match e.kind {
+                EventKind::BookDelta(d) => {
+                    self.book.apply(&d);
+                }
+                EventKind::Quote(q)
+                    if self.book.is_live() && self.book.last_update_id() == q.update_id =>
+                {
+                    let (b, a) = (self.book.best_bid().unwrap(), self.book.best_ask().unwrap());
+                    assert_eq!(
+                        (b.price, b.qty, a.price, a.qty),
+                        (q.bid_price, q.bid_qty, q.ask_price, q.ask_qty)
+                    );
+                    self.quotes_checked += 1;
+                }
+                EventKind::Trade(_) => self.trades += 1,
+                _ => {}
+            }
+        }
+        fn book_lost(&mut self, _: InstrumentIndex) {
+            self.lost += 1;
+            self.book.mark_stale();
+        }
+    }
+
+    /// The generator's frames go through the real Binance feed: the rebuilt book matches every
+    /// ticker, a snapshot mid-stream syncs, and an injected gap is detected and resynced.
+    #[test]
+    fn frames_rebuild_a_consistent_book_and_gaps_are_detected() {
+        let mut rng = Rng::new(7);
+        let mut sym = SimSymbol::new(
+            "BTCUSDT",
+            Price::from_units(60_000),
+            Price::parse("0.01").unwrap(),
+            Qty::parse("0.00001").unwrap(),
+            50,
+            &mut rng,
+        );
+        let mut symbols = SymbolMap::default();
+        symbols.insert("BTCUSDT", InstrumentIndex(0));
+        let mut feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), Market::Spot, 1000);
+        let mut sink = Sink {
+            book: OrderBook::new(4096),
+            quotes_checked: 0,
+            trades: 0,
+            lost: 0,
+        };
+        let mut frames = Vec::new();
+        let mut snapshots = 0;
+        for step in 0..20_000u64 {
+            if step == 7_000 {
+                sym.inject_gap();
+            }
+            sym.step(&mut rng, step, &mut frames);
+            if step % 10 == 9 {
+                // Deliver the diff ahead of this step's ticker so their update ids meet.
+                if let Some(diff) = sym.depth_diff(step) {
+                    frames.insert(frames.len() - 1, diff);
+                }
+            }
+            for f in frames.drain(..) {
+                match feed.on_frame(step, &f, &mut sink) {
+                    FrameOutcome::NeedSnapshot(i) => {
+                        snapshots += 1;
+                        feed.on_snapshot(i, step, &sym.snapshot(1000), &mut sink);
+                    }
+                    FrameOutcome::Refused(e) => panic!("{e}: {f}"),
+                    FrameOutcome::Handled => {}
+                }
+            }
+        }
+        assert_eq!(feed.stats().errors_total(), 0);
+        assert_eq!(feed.stats().gaps, 1, "the injected gap");
+        assert_eq!(sink.lost, 1);
+        assert_eq!(snapshots, 2, "initial sync + resync after the gap");
+        assert!(sink.book.is_live());
+        assert!(
+            sink.quotes_checked > 1_000,
+            "tickers matched the rebuilt book: {}",
+            sink.quotes_checked
+        );
+        assert!(sink.trades > 4_000);
+        assert_eq!(sink.book.crossed_messages(), 0);
+    }
+}

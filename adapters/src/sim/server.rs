@@ -1,0 +1,482 @@
+//! The simulated venue's loopback servers: a WebSocket server speaking Binance's combined-stream
+//! protocol (`/stream?streams=…` and `SUBSCRIBE` requests) and an HTTP endpoint for depth
+//! snapshots (`/api/v3/depth`, `/fapi/v1/depth`). Market data comes from the synthetic market.
+//! Faults can be injected for tests: drop every connection, stall, skip update ids, send
+//! garbage. Off the engine's hot path: its own thread and tokio runtime; the market state is
+//! shared between the generator and the REST handler under a `parking_lot` mutex.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::Message;
+use tradeloop_engine::fixed::{Price, Qty};
+
+use super::market::{Rng, SimSymbol};
+
+/// One simulated symbol's settings.
+#[derive(Clone, Debug)]
+pub struct SimSymbolConfig {
+    /// Symbol, e.g. `BTCUSDT`.
+    pub symbol: String,
+    /// Starting mid price.
+    pub start_price: Price,
+    /// Tick size.
+    pub tick_size: Price,
+    /// Lot size.
+    pub lot_size: Qty,
+}
+
+/// Settings of the simulated venue.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// WebSocket listen address (port 0 picks a free port).
+    pub ws_addr: SocketAddr,
+    /// HTTP listen address (port 0 picks a free port).
+    pub rest_addr: SocketAddr,
+    /// Random seed.
+    pub seed: u64,
+    /// Market steps per second across all symbols (each step is a trade or a book change).
+    pub steps_per_second: u32,
+    /// Interval of depth diffs (Binance: 100 ms).
+    pub depth_interval: Duration,
+    /// Levels per side the synthetic books keep.
+    pub depth_levels: usize,
+    /// Server ping interval.
+    pub ping_interval: Duration,
+    /// Symbols.
+    pub symbols: Vec<SimSymbolConfig>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    market: Mutex<(Rng, Vec<SimSymbol>)>,
+    tx: broadcast::Sender<Arc<str>>,
+    stop: AtomicBool,
+    drop_generation: AtomicU64,
+    stall_until: Mutex<Option<Instant>>,
+    garbage: AtomicU32,
+    gap: AtomicBool,
+    connections: AtomicU64,
+    frames_sent: AtomicU64,
+    snapshots_served: AtomicU64,
+}
+
+/// A running simulated venue. Dropping it stops it.
+#[derive(Debug)]
+pub struct SimVenue {
+    shared: Arc<Shared>,
+    ws_addr: SocketAddr,
+    rest_addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimVenue {
+    /// Binds both listeners (so a port conflict is reported here) and starts serving.
+    ///
+    /// # Errors
+    /// If a listener cannot be bound or the runtime cannot start.
+    pub fn start(config: SimConfig) -> std::io::Result<Self> {
+        let ws = std::net::TcpListener::bind(config.ws_addr)?;
+        let rest = std::net::TcpListener::bind(config.rest_addr)?;
+        ws.set_nonblocking(true)?;
+        rest.set_nonblocking(true)?;
+        let (ws_addr, rest_addr) = (ws.local_addr()?, rest.local_addr()?);
+        let mut rng = Rng::new(config.seed);
+        let symbols = config
+            .symbols
+            .iter()
+            .map(|s| {
+                SimSymbol::new(
+                    &s.symbol,
+                    s.start_price,
+                    s.tick_size,
+                    s.lot_size,
+                    config.depth_levels,
+                    &mut rng,
+                )
+            })
+            .collect();
+        let (tx, _) = broadcast::channel(65_536);
+        let shared = Arc::new(Shared {
+            market: Mutex::new((rng, symbols)),
+            tx,
+            stop: AtomicBool::new(false),
+            drop_generation: AtomicU64::new(0),
+            stall_until: Mutex::new(None),
+            garbage: AtomicU32::new(0),
+            gap: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+            frames_sent: AtomicU64::new(0),
+            snapshots_served: AtomicU64::new(0),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("sim-venue".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let ws = TcpListener::from_std(ws)
+                            .expect("listener registered with the runtime");
+                        let rest = TcpListener::from_std(rest)
+                            .expect("listener registered with the runtime");
+                        tokio::spawn(generate(Arc::clone(&shared), config.clone()));
+                        tokio::spawn(serve_rest(Arc::clone(&shared), rest));
+                        serve_ws(shared, ws, config.ping_interval).await;
+                    });
+                })?
+        };
+        Ok(Self {
+            shared,
+            ws_addr,
+            rest_addr,
+            thread: Some(thread),
+        })
+    }
+
+    /// `ws://` base URL of the market-data server.
+    #[must_use]
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// `http://` base URL of the REST server.
+    #[must_use]
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.rest_addr)
+    }
+
+    /// Closes every open connection (clients must reconnect).
+    pub fn drop_connections(&self) {
+        self.shared.drop_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Sends nothing for `duration` (the market keeps moving; clients see silence, then a gap).
+    pub fn stall(&self, duration: Duration) {
+        *self.shared.stall_until.lock() = Some(Instant::now() + duration);
+    }
+
+    /// Skips update ids on every symbol: the next depth diff does not follow the last one.
+    pub fn inject_gap(&self) {
+        self.shared.gap.store(true, Ordering::SeqCst);
+    }
+
+    /// Sends `n` malformed frames.
+    pub fn inject_garbage(&self, n: u32) {
+        self.shared.garbage.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Depth snapshots served so far.
+    #[must_use]
+    pub fn snapshots_served(&self) -> u64 {
+        self.shared.snapshots_served.load(Ordering::SeqCst)
+    }
+
+    /// Frames written to clients so far.
+    #[must_use]
+    pub fn frames_sent(&self) -> u64 {
+        self.shared.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving and waits for the thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.drop_generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SimVenue {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+async fn generate(shared: Arc<Shared>, config: SimConfig) {
+    let tick = Duration::from_millis(1);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut carry = 0u64;
+    let mut last_depth = Instant::now();
+    let mut frames = Vec::with_capacity(64);
+    while !shared.stop.load(Ordering::Relaxed) {
+        interval.tick().await;
+        // Steps this millisecond, carrying the fraction.
+        carry += u64::from(config.steps_per_second);
+        let steps = carry / 1000;
+        carry %= 1000;
+        let now_ms = epoch_ms();
+        {
+            let mut guard = shared.market.lock();
+            let (rng, symbols) = &mut *guard;
+            if shared.gap.swap(false, Ordering::SeqCst) {
+                symbols.iter_mut().for_each(SimSymbol::inject_gap);
+            }
+            for _ in 0..steps {
+                if symbols.is_empty() {
+                    break;
+                }
+                let i = rng.below(symbols.len() as u64) as usize;
+                symbols[i].step(rng, now_ms, &mut frames);
+            }
+            if last_depth.elapsed() >= config.depth_interval {
+                last_depth = Instant::now();
+                frames.extend(symbols.iter_mut().filter_map(|s| s.depth_diff(now_ms)));
+            }
+        }
+        let stalled = shared
+            .stall_until
+            .lock()
+            .is_some_and(|t| Instant::now() < t);
+        let garbage = shared.garbage.swap(0, Ordering::SeqCst);
+        for n in 0..garbage {
+            let g: Arc<str> = if n % 2 == 0 {
+                Arc::from(format!("garbage frame {n} \u{1}"))
+            } else {
+                Arc::from(r#"{"stream":"btcusdt@trade","data":{"e":"trade","p":"not-a-number"}}"#)
+            };
+            let _ = shared.tx.send(g);
+        }
+        for f in frames.drain(..) {
+            if !stalled {
+                let _ = shared.tx.send(Arc::from(f));
+            }
+        }
+    }
+}
+
+async fn serve_ws(shared: Arc<Shared>, listener: TcpListener, ping_interval: Duration) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        let Ok(Ok((stream, _))) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(serve_client(Arc::clone(&shared), stream, ping_interval));
+    }
+}
+
+/// Stream name of a combined frame (`{"stream":"<name>",…`); `None` for anything else.
+fn stream_of(frame: &str) -> Option<&str> {
+    let rest = frame.strip_prefix("{\"stream\":\"")?;
+    rest.find('"').map(|end| &rest[..end])
+}
+
+async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Duration) {
+    let mut requested = String::new();
+    #[allow(
+        clippy::result_large_err,
+        reason = "the signature is tungstenite's handshake callback"
+    )]
+    let callback = |req: &Request, resp: Response| {
+        requested = req.uri().to_string();
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
+    let mut subscribed: HashSet<String> = requested
+        .split_once("streams=")
+        .map(|(_, s)| {
+            s.split('&')
+                .next()
+                .unwrap_or("")
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rx = shared.tx.subscribe();
+    let generation = shared.drop_generation.load(Ordering::SeqCst);
+    let mut ping = tokio::time::interval(ping_interval);
+    ping.tick().await;
+    let mut check = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Ok(f) => {
+                    let wanted = stream_of(&f).is_none_or(|s| subscribed.contains(s));
+                    if wanted {
+                        if ws.send(Message::Text(f.as_ref().into())).await.is_err() {
+                            return;
+                        }
+                        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // A slow client misses frames, as on a real venue; it will see a gap.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(reply) = handle_request(t.as_str(), &mut subscribed) {
+                        if ws.send(Message::Text(reply.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+            _ = check.tick() => {
+                if shared.drop_generation.load(Ordering::SeqCst) != generation {
+                    // An abrupt drop: no close handshake, like a network failure.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Handles `{"method":"SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS","params":[…],"id":N}`.
+fn handle_request(text: &str, subscribed: &mut HashSet<String>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        method: String,
+        #[serde(default)]
+        params: Vec<String>,
+        id: serde_json::Value,
+    }
+    let Ok(req) = serde_json::from_str::<Req>(text) else {
+        return Some(r#"{"error":{"code":2,"msg":"Invalid request"}}"#.to_owned());
+    };
+    let id = req.id.to_string();
+    match req.method.as_str() {
+        "SUBSCRIBE" => {
+            subscribed.extend(req.params);
+            Some(format!(r#"{{"result":null,"id":{id}}}"#))
+        }
+        "UNSUBSCRIBE" => {
+            for p in &req.params {
+                subscribed.remove(p);
+            }
+            Some(format!(r#"{{"result":null,"id":{id}}}"#))
+        }
+        "LIST_SUBSCRIPTIONS" => {
+            let list = serde_json::to_string(&subscribed.iter().collect::<Vec<_>>())
+                .unwrap_or_else(|_| "[]".into());
+            Some(format!(r#"{{"result":{list},"id":{id}}}"#))
+        }
+        _ => Some(format!(
+            r#"{{"error":{{"code":2,"msg":"Unknown method"}},"id":{id}}}"#
+        )),
+    }
+}
+
+async fn serve_rest(shared: Arc<Shared>, listener: TcpListener) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await;
+        let Ok(Ok((stream, _))) = accepted else {
+            continue;
+        };
+        tokio::spawn(serve_http(Arc::clone(&shared), stream));
+    }
+}
+
+async fn serve_http(shared: Arc<Shared>, mut stream: TcpStream) {
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    while len < buf.len() {
+        let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[len..])).await
+        else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        len += n;
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    let (status, body) = route(&shared, target);
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn route(shared: &Shared, target: &str) -> (&'static str, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/api/v3/depth" && path != "/fapi/v1/depth" {
+        return (
+            "404 Not Found",
+            r#"{"code":-1,"msg":"not found"}"#.to_owned(),
+        );
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let Some(symbol) = param("symbol") else {
+        return (
+            "400 Bad Request",
+            r#"{"code":-1102,"msg":"Mandatory parameter 'symbol' was not sent."}"#.to_owned(),
+        );
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100usize)
+        .min(5000);
+    let guard = shared.market.lock();
+    match guard
+        .1
+        .iter()
+        .find(|s| s.symbol().eq_ignore_ascii_case(symbol))
+    {
+        Some(s) => {
+            shared.snapshots_served.fetch_add(1, Ordering::SeqCst);
+            ("200 OK", s.snapshot(limit))
+        }
+        None => (
+            "400 Bad Request",
+            r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_owned(),
+        ),
+    }
+}

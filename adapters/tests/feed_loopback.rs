@@ -1,0 +1,258 @@
+//! The real feed client against the simulated venue on loopback: normal streaming, a dropped
+//! connection, an injected sequence gap, garbage frames and a stalled server. Every run is
+//! bounded in time and talks to 127.0.0.1 only.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tradeloop_adapters::binance::feed::BinanceFeed;
+use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
+use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
+use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_engine::book::OrderBook;
+use tradeloop_engine::clock::LiveClock;
+use tradeloop_engine::event::{EventKind, FeedState};
+use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
+use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
+
+const BTC: InstrumentIndex = InstrumentIndex(0);
+
+fn venue() -> SimVenue {
+    SimVenue::start(SimConfig {
+        ws_addr: "127.0.0.1:0".parse().unwrap(),
+        rest_addr: "127.0.0.1:0".parse().unwrap(),
+        seed: 11,
+        steps_per_second: 5_000,
+        depth_interval: Duration::from_millis(20),
+        depth_levels: 50,
+        ping_interval: Duration::from_millis(200),
+        symbols: vec![SimSymbolConfig {
+            symbol: "BTCUSDT".into(),
+            start_price: Price::from_units(60_000),
+            tick_size: Price::parse("0.01").unwrap(),
+            lot_size: Qty::parse("0.00001").unwrap(),
+        }],
+    })
+    .expect("sim venue starts on loopback")
+}
+
+fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", BTC);
+    let settings = FeedSettings {
+        feed_id: 0,
+        name: "sim".into(),
+        ws_url: venue.ws_url(),
+        rest_url: venue.rest_url(),
+        market: Market::Spot,
+        depth_stream: "depth@100ms".into(),
+        snapshot_limit: 1000,
+        idle_timeout: idle,
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        max_attempts: 0,
+        down_critical_after: Duration::from_secs(30),
+    };
+    let codec = BinanceCodec::new(symbols, 1 << 20);
+    spawn_binance_feed(
+        settings,
+        BinanceFeed::new(codec, Market::Spot, 10_000),
+        Arc::clone(lanes),
+        LiveClock::new(),
+    )
+    .unwrap()
+}
+
+/// The engine's side of the lanes, reduced to what these tests look at.
+struct Consumer {
+    lanes: Arc<Lanes>,
+    book: OrderBook,
+    trades: u64,
+    states: Vec<FeedState>,
+    stale_marks: u64,
+}
+
+impl Consumer {
+    fn new(lanes: &Arc<Lanes>) -> Self {
+        Self {
+            lanes: Arc::clone(lanes),
+            book: OrderBook::new(4096),
+            trades: 0,
+            states: Vec::new(),
+            stale_marks: 0,
+        }
+    }
+
+    fn drain(&mut self) {
+        let Self {
+            lanes,
+            book,
+            stale_marks,
+            ..
+        } = self;
+        lanes.take_stale_books(|_| {
+            book.mark_stale();
+            *stale_marks += 1;
+        });
+        for lane in [Lane::Critical, Lane::Normal, Lane::Low] {
+            while let Some(e) = self.lanes.pop(lane) {
+                match e.kind {
+                    EventKind::BookDelta(d) => {
+                        self.book.apply(&d);
+                    }
+                    EventKind::Trade(_) => self.trades += 1,
+                    EventKind::FeedStatus { state, .. } => self.states.push(state),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn wait_until(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            self.drain();
+            if done(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!(
+            "timed out waiting for {what}; trades {}, states {:?}, book {:?}",
+            self.trades,
+            self.states,
+            self.book.state()
+        );
+    }
+}
+
+fn live(c: &Consumer, f: &FeedHandle) -> bool {
+    f.shared.state() == FeedState::Live && c.book.is_live()
+}
+
+#[test]
+fn streams_and_builds_a_live_book() {
+    tradeloop_adapters::install_tls_provider();
+    let v = venue();
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5));
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("live book and 500 trades", |c| {
+        live(c, &f) && c.trades >= 500
+    });
+    assert!(!c.book.is_crossed());
+    assert_eq!(
+        f.shared.errors.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(v.snapshots_served(), 1);
+    assert_eq!(
+        &c.states[..3],
+        &[FeedState::Connecting, FeedState::Stale, FeedState::Live],
+        "{:?}",
+        c.states
+    );
+    let stats = f.stop();
+    assert!(stats.diffs_applied > 0 && stats.gaps == 0, "{stats:?}");
+}
+
+#[test]
+fn dropped_connection_reconnects_resubscribes_and_resyncs() {
+    let v = venue();
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5));
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    v.drop_connections();
+    c.wait_until("reconnect", |_| v.connections() >= 2);
+    let trades_before = c.trades;
+    c.wait_until("resynced book and fresh trades", |c| {
+        live(c, &f) && v.snapshots_served() >= 2 && c.trades > trades_before + 100
+    });
+    assert!(
+        c.states.contains(&FeedState::Reconnecting),
+        "{:?}",
+        c.states
+    );
+    assert!(c.stale_marks >= 1, "the engine was told the book was lost");
+    assert!(
+        f.shared
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+#[test]
+fn injected_gap_is_detected_and_resynced() {
+    let v = venue();
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5));
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    v.inject_gap();
+    c.wait_until("gap seen and resynced", |c| {
+        f.shared.gaps.load(std::sync::atomic::Ordering::Relaxed) >= 1
+            && v.snapshots_served() >= 2
+            && live(c, &f)
+    });
+    assert_eq!(
+        v.connections(),
+        1,
+        "a gap resyncs the book without reconnecting"
+    );
+    assert!(c.stale_marks >= 1);
+    assert!(!c.book.is_crossed());
+}
+
+#[test]
+fn garbage_frames_are_counted_and_the_feed_survives() {
+    let v = venue();
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5));
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    v.inject_garbage(10);
+    c.wait_until("garbage counted", |_| {
+        f.shared.errors.load(std::sync::atomic::Ordering::Relaxed) >= 10
+    });
+    let trades_before = c.trades;
+    c.wait_until("still streaming", |c| {
+        c.trades > trades_before + 100 && live(c, &f)
+    });
+    assert_eq!(v.connections(), 1, "garbage does not cost the connection");
+    let stats = f.stop();
+    let by_kind: BTreeMap<&str, u64> = tradeloop_adapters::binance::parse::ParseError::NAMES
+        .iter()
+        .copied()
+        .zip(stats.errors)
+        .collect();
+    assert_eq!(
+        by_kind["malformed"] + by_kind["invalid_number"],
+        10,
+        "{by_kind:?}"
+    );
+}
+
+#[test]
+fn stalled_server_trips_the_idle_watchdog() {
+    let v = venue();
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_millis(300));
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    v.stall(Duration::from_millis(1_200));
+    c.wait_until("watchdog", |_| {
+        f.shared
+            .watchdog_fired
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    });
+    c.wait_until("back after the stall", |c| {
+        live(c, &f) && v.connections() >= 2
+    });
+    assert!(c.states.contains(&FeedState::Stale));
+}
