@@ -149,6 +149,48 @@ pub struct VenueConfig {
     pub api_secret_env: Option<String>,
 }
 
+/// `[feed]`: the market-data runner, for every venue.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedSection {
+    /// Depth stream suffix, e.g. `depth@100ms` (spot) or `depth@0ms` (USD-M).
+    pub depth_stream: String,
+    /// Levels requested in a REST depth snapshot.
+    pub snapshot_limit: u32,
+    /// No data frame for this long: reconnect.
+    pub idle_timeout_ms: u64,
+    /// First reconnect delay.
+    pub backoff_base_ms: u64,
+    /// Longest reconnect delay.
+    pub backoff_max_ms: u64,
+    /// Give up after this many failed attempts in a row (0 = never).
+    pub max_reconnect_attempts: u32,
+    /// Down for longer than this: CRITICAL `FeedStatus::Down`.
+    pub down_critical_after_ms: u64,
+    /// Frames larger than this are refused and counted.
+    pub max_frame_bytes: usize,
+    /// Depth diffs kept per instrument while a snapshot is awaited.
+    pub max_buffered_diffs: usize,
+}
+
+/// `[sim]`: the built-in simulated venue.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// Random seed of the synthetic market.
+    pub seed: u64,
+    /// Market steps (trades or book changes) per second across all symbols.
+    pub steps_per_second: u32,
+    /// Depth diff interval.
+    pub depth_interval_ms: u64,
+    /// Levels per side of the synthetic books.
+    pub depth_levels: usize,
+    /// Server ping interval.
+    pub ping_interval_ms: u64,
+    /// Starting price per symbol (symbols not listed start at 100).
+    pub prices: BTreeMap<String, Price>,
+}
+
 /// Trading mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,6 +219,10 @@ pub struct Config {
     pub persistence: PersistenceSection,
     /// Metrics and status.
     pub metrics: MetricsSection,
+    /// Market-data runner.
+    pub feed: FeedSection,
+    /// Simulated venue.
+    pub sim: SimSection,
     /// Venues.
     pub venues: Vec<VenueConfig>,
 }
@@ -293,6 +339,53 @@ impl Config {
         if self.metrics.status_interval_ms == 0 {
             return Err(err("metrics.status_interval_ms", "must be at least 1"));
         }
+        let f = &self.feed;
+        for (key, v) in [
+            ("feed.idle_timeout_ms", f.idle_timeout_ms),
+            ("feed.backoff_base_ms", f.backoff_base_ms),
+            ("feed.down_critical_after_ms", f.down_critical_after_ms),
+            ("feed.snapshot_limit", u64::from(f.snapshot_limit)),
+            ("feed.max_frame_bytes", f.max_frame_bytes as u64),
+            ("feed.max_buffered_diffs", f.max_buffered_diffs as u64),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        if f.backoff_max_ms < f.backoff_base_ms {
+            return Err(err(
+                "feed.backoff_max_ms",
+                format!("must be at least backoff_base_ms ({})", f.backoff_base_ms),
+            ));
+        }
+        if !f.depth_stream.starts_with("depth") {
+            return Err(err(
+                "feed.depth_stream",
+                format!(
+                    "{:?} is not a depth stream (e.g. depth@100ms)",
+                    f.depth_stream
+                ),
+            ));
+        }
+        let sim = &self.sim;
+        for (key, v) in [
+            ("sim.steps_per_second", u64::from(sim.steps_per_second)),
+            ("sim.depth_interval_ms", sim.depth_interval_ms),
+            ("sim.depth_levels", sim.depth_levels as u64),
+            ("sim.ping_interval_ms", sim.ping_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
+        for (symbol, p) in &sim.prices {
+            if p.raw() <= 0 {
+                return Err(err(
+                    format!("sim.prices.{symbol}"),
+                    format!("must be positive, got {p}"),
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.venues.iter().enumerate() {
             if !names.insert(&v.name) {
@@ -310,6 +403,16 @@ impl Config {
                         format!("venues[{i}].{key}"),
                         format!("{url:?} must start with {} or {}", schemes[0], schemes[1]),
                     ));
+                }
+            }
+            if v.kind == VenueKind::Sim {
+                for (key, url) in [("ws_url", &v.ws_url), ("rest_url", &v.rest_url)] {
+                    if sim_listen_addr(url).is_none() {
+                        return Err(err(
+                            format!("venues[{i}].{key}"),
+                            format!("{url:?}: the sim venue listens on loopback, e.g. ws://127.0.0.1:18080"),
+                        ));
+                    }
                 }
             }
             if self.mode == Mode::Live
@@ -376,6 +479,15 @@ impl Config {
         out.push_str(&notes);
         Ok(out)
     }
+}
+
+/// The loopback `host:port` a sim venue URL points at (`None` if not loopback with a port).
+#[must_use]
+pub fn sim_listen_addr(url: &str) -> Option<SocketAddr> {
+    let rest = url.split_once("://")?.1;
+    let hostport = rest.split('/').next()?;
+    let addr: SocketAddr = hostport.parse().ok()?;
+    addr.ip().is_loopback().then_some(addr)
 }
 
 /// Replaces the password of a `scheme://user:password@host/...` URL with `***`.

@@ -218,6 +218,9 @@ pub enum GatewayError {
     /// Not connected.
     #[error("gateway disconnected")]
     Disconnected,
+    /// No execution venue is configured: the order is an intent only.
+    #[error("no execution venue: order not sent")]
+    NoExecutionVenue,
 }
 
 impl GatewayError {

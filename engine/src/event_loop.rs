@@ -539,7 +539,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             },
             config,
             histograms: LoopHistograms::new(),
-            telemetry: Arc::new(Telemetry::default()),
+            telemetry: Arc::new(Telemetry::new(n)),
             next_publish_ns: now + config.publish_interval_ms * 1_000_000,
             shutdown_requested: false,
             critical_slots: lanes_capacity,
@@ -773,6 +773,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     fn publish_now(&mut self, now: u64) {
         self.telemetry
             .publish(&self.histograms, &self.core.counters, now);
+        self.telemetry
+            .publish_instruments(&self.core.books, &self.core.positions);
         if self.core.outbox.is_some() {
             for lane in Lane::ALL {
                 let wait = crate::metrics::Percentiles::of(self.histograms.wait(lane));

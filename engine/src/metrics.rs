@@ -4,7 +4,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use core::sync::atomic::{AtomicI64, AtomicU8};
+
 use hdrhistogram::Histogram;
+
+use crate::book::{BookState, OrderBook};
+use crate::fixed::{Money, Price, Qty, FIXED_SCALE};
+use crate::position::Position;
 
 use crate::api::Deny;
 use crate::lane::Lane;
@@ -138,6 +144,50 @@ pub struct EngineCounters {
 
 const PCT_FIELDS: usize = 6;
 
+/// One instrument's published state.
+#[derive(Debug, Default)]
+struct InstrumentCell {
+    best_bid: AtomicI64,
+    best_ask: AtomicI64,
+    book_state: AtomicU8,
+    position: AtomicI64,
+    /// Realised PnL minus fees, in 10⁻⁸ units (saturating).
+    net_realized: AtomicI64,
+}
+
+/// A copy of one instrument's published state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstrumentSnapshot {
+    /// Best bid, if the book has one.
+    pub best_bid: Option<Price>,
+    /// Best ask, if the book has one.
+    pub best_ask: Option<Price>,
+    /// Book state.
+    pub book_state: BookState,
+    /// Signed position.
+    pub position: Qty,
+    /// Realised PnL minus fees (to 10⁻⁸).
+    pub net_realized: Money,
+}
+
+fn state_code(s: BookState) -> u8 {
+    match s {
+        BookState::Empty => 0,
+        BookState::Syncing => 1,
+        BookState::Live => 2,
+        BookState::Stale => 3,
+    }
+}
+
+fn state_of(code: u8) -> BookState {
+    match code {
+        1 => BookState::Syncing,
+        2 => BookState::Live,
+        3 => BookState::Stale,
+        _ => BookState::Empty,
+    }
+}
+
 /// Telemetry the engine publishes periodically for the status screen and metrics exporter.
 /// Written by the engine thread, read by anyone (relaxed atomics: each value is exact, a
 /// snapshot may mix two publications).
@@ -160,6 +210,7 @@ pub struct Telemetry {
     records_lost: AtomicU64,
     published_ns: AtomicU64,
     publications: AtomicU64,
+    instruments: Box<[InstrumentCell]>,
 }
 
 /// A copy of the latest published telemetry.
@@ -199,6 +250,51 @@ fn load_pct(slot: &[AtomicU64; PCT_FIELDS]) -> Percentiles {
 }
 
 impl Telemetry {
+    /// Telemetry for `instruments` instruments.
+    #[must_use]
+    pub fn new(instruments: usize) -> Self {
+        Self {
+            instruments: (0..instruments)
+                .map(|_| InstrumentCell::default())
+                .collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Publishes books and positions (engine thread, at the publish interval).
+    pub fn publish_instruments(&self, books: &[OrderBook], positions: &[Position]) {
+        let r = Ordering::Relaxed;
+        for ((cell, book), pos) in self.instruments.iter().zip(books).zip(positions) {
+            cell.best_bid
+                .store(book.best_bid().map_or(0, |l| l.price.raw()), r);
+            cell.best_ask
+                .store(book.best_ask().map_or(0, |l| l.price.raw()), r);
+            cell.book_state.store(state_code(book.state()), r);
+            cell.position.store(pos.qty.raw(), r);
+            let net = (pos.realized - pos.fees).raw()
+                / (crate::fixed::MONEY_SCALE / i128::from(FIXED_SCALE));
+            cell.net_realized.store(
+                i64::try_from(net).unwrap_or(if net < 0 { i64::MIN } else { i64::MAX }),
+                r,
+            );
+        }
+    }
+
+    /// The latest published state of one instrument.
+    #[must_use]
+    pub fn instrument(&self, index: usize) -> Option<InstrumentSnapshot> {
+        let r = Ordering::Relaxed;
+        let c = self.instruments.get(index)?;
+        let price = |v: i64| (v != 0).then_some(Price(v));
+        Some(InstrumentSnapshot {
+            best_bid: price(c.best_bid.load(r)),
+            best_ask: price(c.best_ask.load(r)),
+            book_state: state_of(c.book_state.load(r)),
+            position: Qty(c.position.load(r)),
+            net_realized: Money::from_fixed_raw(c.net_realized.load(r)),
+        })
+    }
+
     /// Publishes histograms and counters (engine thread, at the publish interval).
     pub fn publish(&self, h: &LoopHistograms, c: &EngineCounters, now_ns: u64) {
         for lane in Lane::ALL {
