@@ -8,6 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
+use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome};
+use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::runner::LaneSink;
+use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::clock::{Clock, LiveClock};
 use tradeloop_engine::event::{Event, EventKind, OrderReport, Side, Trade};
@@ -73,7 +77,8 @@ pub struct Report {
     pub machine: Machine,
     /// Git revision of the build (or "unknown").
     pub git_rev: String,
-    /// Where the input came from.
+    /// Where the frames of `parse_*` and `tick_to_strategy` came from (`lane_hop` and
+    /// `dispatch` use synthetic events).
     pub input: &'static str,
 }
 
@@ -276,6 +281,175 @@ fn dispatch(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<(
     Ok((Percentiles::of(&hist).into(), report.counters.orders_sent))
 }
 
+/// Frames to parse: the real Binance USD-M capture in `../shared/data` when present, else
+/// frames from the simulated venue's synthetic market.
+struct Frames {
+    trades: Vec<String>,
+    depths: Vec<String>,
+    source: &'static str,
+}
+
+fn load_frames() -> anyhow::Result<Frames> {
+    let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
+    if path.exists() {
+        let mut reader = tradeloop_adapters::recorder::FrameReader::open(&[path])?;
+        let (mut trades, mut depths) = (Vec::new(), Vec::new());
+        while let Some((_, f)) = reader.next_frame()? {
+            if f.contains("@trade\"") {
+                trades.push(f.to_owned());
+            } else if f.contains("@depth") {
+                depths.push(f.to_owned());
+            }
+        }
+        if !trades.is_empty() && !depths.is_empty() {
+            return Ok(Frames {
+                trades,
+                depths,
+                source: "shared-data:binance_usdm_btcusdt_20240808.gz",
+            });
+        }
+    }
+    let mut rng = tradeloop_adapters::sim::market::Rng::new(5);
+    let mut sym = tradeloop_adapters::sim::market::SimSymbol::new(
+        "BTCUSDT",
+        Price::from_units(60_000),
+        Price::parse("0.1").expect("constant"),
+        Qty::parse("0.001").expect("constant"),
+        200,
+        &mut rng,
+    );
+    let (mut trades, mut depths, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for step in 0..200_000u64 {
+        sym.step(&mut rng, step, &mut out);
+        if step % 20 == 19 {
+            out.extend(sym.depth_diff(step));
+        }
+        for f in out.drain(..) {
+            if f.contains("@trade\"") {
+                trades.push(f);
+            } else if f.contains("@depth") {
+                depths.push(f);
+            }
+        }
+    }
+    Ok(Frames {
+        trades,
+        depths,
+        source: "synthetic",
+    })
+}
+
+fn btc_codec() -> BinanceCodec {
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", InstrumentIndex(0));
+    BinanceCodec::new(symbols, 1 << 22)
+}
+
+/// Nanoseconds to parse one frame (cycling through `frames`), after checking every frame parses.
+fn parse_figure(frames: &[String], events: u64) -> anyhow::Result<Figure> {
+    let mut codec = btc_codec();
+    for f in frames {
+        codec.parse(f).map_err(|e| {
+            anyhow::anyhow!(
+                "bench input does not parse: {e}: {}",
+                &f[..f.len().min(120)]
+            )
+        })?;
+    }
+    let clock = LiveClock::new();
+    let mut hist = latency_histogram();
+    for i in 0..events {
+        let f = &frames[(i % frames.len() as u64) as usize];
+        let t0 = clock.now_ns();
+        let parsed = codec.parse(f);
+        let t1 = clock.now_ns();
+        std::hint::black_box(&parsed);
+        hist.saturating_record(t1.saturating_sub(t0).max(1));
+    }
+    Ok(Percentiles::of(&hist).into())
+}
+
+/// Records `now − recv_ns` of every trade after the first `skip`: wire to strategy callback.
+struct TickProbe {
+    hist: hdrhistogram::Histogram<u64>,
+    seen: Arc<AtomicU64>,
+    skip: u64,
+}
+
+impl tradeloop_engine::api::Strategy for TickProbe {
+    fn on_trade<C: tradeloop_engine::api::Context>(&mut self, ctx: &mut C, _trade: &Trade) {
+        let latency = ctx.now_ns().saturating_sub(ctx.recv_ns()).max(1);
+        if self.seen.load(Ordering::Relaxed) >= self.skip {
+            self.hist.saturating_record(latency);
+        }
+        self.seen.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Frame bytes handed to the feed on this (I/O) thread, stamped `recv_ns` → parsed → NORMAL
+/// lane → engine thread → strategy callback. One frame in flight at a time, so the figure is
+/// the path, not queueing.
+fn tick_to_strategy(config: &Config, frames: &[String], events: u64) -> anyhow::Result<Figure> {
+    let clock = LiveClock::new();
+    let lanes = Arc::new(Lanes::new(config.engine.lanes));
+    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
+    registry.add(
+        "bench",
+        "BTCUSDT",
+        Price::parse("0.01").expect("c"),
+        Qty::parse("0.001").expect("c"),
+        tradeloop_engine::instrument::ContractKind::Spot,
+    )?;
+    let seen = Arc::new(AtomicU64::new(0));
+    let probe = TickProbe {
+        hist: latency_histogram(),
+        seen: Arc::clone(&seen),
+        skip: WARMUP,
+    };
+    let gateway = InstantFillGateway {
+        lanes: Arc::clone(&lanes),
+        clock: clock.clone(),
+    };
+    let engine = Engine::new(
+        config.engine,
+        Arc::clone(&lanes),
+        registry,
+        probe,
+        PreTradeRisk::new(config.risk.clone()),
+        gateway,
+        clock.clone(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine_thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("bench-engine".into())
+            .spawn(move || {
+                let mut engine = engine;
+                engine.run(&stop);
+                engine.strategy().hist.clone()
+            })?
+    };
+    let mut feed = BinanceFeed::new(btc_codec(), Market::UsdM, 1000);
+    let mut sink = LaneSink::new(Arc::clone(&lanes));
+    for i in 0..events + WARMUP {
+        let f = &frames[(i % frames.len() as u64) as usize];
+        let recv_ns = clock.now_ns();
+        if !matches!(feed.on_frame(recv_ns, f, &mut sink), FrameOutcome::Handled) {
+            stop.store(true, Ordering::SeqCst);
+            anyhow::bail!("bench trade frame refused");
+        }
+        while seen.load(Ordering::Acquire) <= i {
+            core::hint::spin_loop();
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let hist = engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("bench engine panicked"))?;
+    Ok(Percentiles::of(&hist).into())
+}
+
 /// Harness overhead: two consecutive clock reads, the bracket every other figure pays.
 fn clock_overhead(clock: &LiveClock, events: u64) -> Figure {
     let mut hist = latency_histogram();
@@ -328,11 +502,18 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
         "the strategy sent no order during the dispatch bench"
     );
     figures.insert("dispatch", dispatch);
+    let frames = load_frames()?;
+    figures.insert("parse_trade", parse_figure(&frames.trades, events)?);
+    figures.insert("parse_depth", parse_figure(&frames.depths, events)?);
+    figures.insert(
+        "tick_to_strategy",
+        tick_to_strategy(config, &frames.trades, events)?,
+    );
     Ok(Report {
         figures,
         machine: machine(),
         git_rev: git_rev(),
-        input: "synthetic",
+        input: frames.source,
     })
 }
 

@@ -279,6 +279,9 @@ pub struct OrderUpdate {
 pub trait Context {
     /// Clock time.
     fn now_ns(&self) -> u64;
+    /// Receive time (`recv_ns`) of the event being handled: `now_ns() - recv_ns()` is how long
+    /// it took from the wire to this callback.
+    fn recv_ns(&self) -> u64;
     /// Sends an order through the engine's gates, the risk gate and the gateway.
     ///
     /// # Errors

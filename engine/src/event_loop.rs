@@ -176,6 +176,7 @@ pub struct Core<R, G, C> {
     counters: EngineCounters,
     outbox: Option<Arc<Outbox>>,
     spill: Spill,
+    current_recv_ns: u64,
 }
 
 impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
@@ -351,6 +352,11 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     #[inline]
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
+    }
+
+    #[inline]
+    fn recv_ns(&self) -> u64 {
+        self.current_recv_ns
     }
 
     fn submit(&mut self, req: OrderRequest) -> Result<ClientOrderId, SubmitError> {
@@ -536,6 +542,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 counters: EngineCounters::default(),
                 outbox: None,
                 spill: Spill::new(config.order_slots * 4),
+                current_recv_ns: 0,
             },
             config,
             histograms: LoopHistograms::new(),
@@ -631,6 +638,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     #[inline]
     fn handle(&mut self, lane: Lane, event: Event) {
         let start = self.core.clock.now_ns();
+        self.core.current_recv_ns = event.recv_ns;
         self.dispatch(event);
         let end = self.core.clock.now_ns();
         self.core.counters.events[lane as usize] += 1;

@@ -465,6 +465,9 @@ impl BinanceCodec {
     fn parse_kind(&mut self, kind: &str, data: &str) -> Result<Parsed, ParseError> {
         match kind {
             "trade" | "aggTrade" => {
+                if let Some(parsed) = self.fast_trade(data) {
+                    return Ok(parsed);
+                }
                 let m: TradeMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
                 let trade = Trade {
                     instrument: self.instrument(m.symbol)?,
@@ -479,6 +482,9 @@ impl BinanceCodec {
                 })
             }
             "bookTicker" => {
+                if let Some(parsed) = self.fast_book_ticker(data) {
+                    return Ok(parsed);
+                }
                 let m: BookTickerMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
                 let quote = Quote {
                     instrument: self.instrument(m.symbol)?,
@@ -531,6 +537,83 @@ impl BinanceCodec {
         }
     }
 
+    /// Single-pass trade parse for Binance's compact payload; `None` falls back to serde.
+    #[inline]
+    fn fast_trade(&self, data: &str) -> Option<Parsed> {
+        let (mut symbol, mut id, mut price, mut qty, mut time, mut maker) =
+            (None, None, None, None, None, None);
+        scan_flat(data, |k, v| match k {
+            "s" => {
+                if let Flat::Str(s) = v {
+                    symbol = Some(s);
+                }
+            }
+            "t" | "a" => id = flat_u64(v),
+            "p" => price = flat_fixed(v),
+            "q" => qty = flat_fixed(v),
+            "T" => time = flat_u64(v),
+            "m" => {
+                maker = match v {
+                    Flat::Scalar("true") => Some(true),
+                    Flat::Scalar("false") => Some(false),
+                    _ => None,
+                }
+            }
+            _ => {}
+        })?;
+        let trade = Trade {
+            instrument: self.symbols.find(symbol?)?,
+            aggressor: if maker? { Side::Sell } else { Side::Buy },
+            price: Price(price?),
+            qty: Qty(qty?),
+            trade_id: id?,
+        };
+        Some(Parsed::Trade {
+            trade,
+            exch_ns: time?.checked_mul(MS)?,
+        })
+    }
+
+    /// Single-pass book-ticker parse; `None` falls back to serde.
+    #[inline]
+    fn fast_book_ticker(&self, data: &str) -> Option<Parsed> {
+        let (mut symbol, mut u, mut event_ms) = (None, None, 0u64);
+        let (mut b, mut bq, mut a, mut aq) = (None, None, None, None);
+        let mut ok = true;
+        scan_flat(data, |k, v| match k {
+            "s" => {
+                if let Flat::Str(s) = v {
+                    symbol = Some(s);
+                }
+            }
+            "u" => u = flat_u64(v),
+            "b" => b = flat_fixed(v),
+            "B" => bq = flat_fixed(v),
+            "a" => a = flat_fixed(v),
+            "A" => aq = flat_fixed(v),
+            "E" => match flat_u64(v) {
+                Some(e) => event_ms = e,
+                None => ok = false,
+            },
+            _ => {}
+        })?;
+        if !ok {
+            return None;
+        }
+        let quote = Quote {
+            instrument: self.symbols.find(symbol?)?,
+            bid_price: Price(b?),
+            bid_qty: Qty(bq?),
+            ask_price: Price(a?),
+            ask_qty: Qty(aq?),
+            update_id: u?,
+        };
+        Some(Parsed::Quote {
+            quote,
+            exch_ns: event_ms.checked_mul(MS)?,
+        })
+    }
+
     fn parse_levels<'d>(&mut self, data: &'d str) -> Result<DepthFields<'d>, ParseError> {
         self.bids.clear();
         self.asks.clear();
@@ -575,6 +658,89 @@ impl BinanceCodec {
             exch_ns: f.event_ms * MS,
         }))
     }
+}
+
+/// A value in a flat compact JSON object: a string without escapes, or a bare scalar.
+#[derive(Clone, Copy)]
+enum Flat<'a> {
+    Str(&'a str),
+    Scalar(&'a str),
+}
+
+/// Calls `f` for each `"key":value` of a flat, compact JSON object (Binance's trade and book
+/// ticker payloads) in one pass. Returns `None` for anything else — whitespace, escapes,
+/// nested values, trailing bytes — and the caller falls back to the full parser, which also
+/// produces the precise error for bad input.
+#[inline]
+fn scan_flat<'a>(data: &'a str, mut f: impl FnMut(&'a str, Flat<'a>)) -> Option<()> {
+    let b = data.as_bytes();
+    let mut i = 0;
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_start = i + 1;
+        let key_len = b[key_start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\')?;
+        let key_end = key_start + key_len;
+        if b[key_end] != b'"' || b.get(key_end + 1) != Some(&b':') {
+            return None;
+        }
+        i = key_end + 2;
+        let value = match b.get(i)? {
+            b'"' => {
+                let start = i + 1;
+                let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+                if b[start + len] != b'"' {
+                    return None;
+                }
+                i = start + len + 1;
+                Flat::Str(&data[start..start + len])
+            }
+            b'{' | b'[' => return None,
+            _ => {
+                let start = i;
+                let len = b[start..].iter().position(|&c| c == b',' || c == b'}')?;
+                i = start + len;
+                if len == 0
+                    || !b[start..i]
+                        .iter()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
+                {
+                    return None;
+                }
+                Flat::Scalar(&data[start..i])
+            }
+        };
+        f(&data[key_start..key_end], value);
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => return (i + 1 == b.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+#[inline]
+fn flat_u64(v: Flat<'_>) -> Option<u64> {
+    let Flat::Scalar(s) = v else { return None };
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + u64::from(c - b'0'))
+    })
+}
+
+#[inline]
+fn flat_fixed(v: Flat<'_>) -> Option<i64> {
+    let Flat::Str(s) = v else { return None };
+    tradeloop_engine::fixed::parse_fixed_raw(s.as_bytes()).ok()
 }
 
 /// Splits `{"stream":"<name>","data":<data>}` without parsing `data` (the layout Binance sends).
@@ -771,6 +937,40 @@ mod tests {
             small.parse(r#"{"result":null,"id":1}"#),
             Err(ParseError::Oversize)
         );
+    }
+
+    #[test]
+    fn flat_scanner_refuses_what_it_cannot_read_exactly() {
+        let mut keys = Vec::new();
+        assert!(scan_flat(r#"{"a":"x","b":12,"c":true}"#, |k, _| keys
+            .push(k.to_owned()))
+        .is_some());
+        assert_eq!(keys, ["a", "b", "c"]);
+        for (label, bad) in [
+            ("TC0 whitespace", r#"{"a": 1}"#),
+            ("TC1 escape", r#"{"a":"x\"y"}"#),
+            ("TC2 nested", r#"{"a":[1]}"#),
+            ("TC3 trailing", r#"{"a":1}x"#),
+            ("TC4 truncated", r#"{"a":1"#),
+            ("TC5 empty", ""),
+        ] {
+            assert!(scan_flat(bad, |_, _| {}).is_none(), "{label}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The single-pass path and serde agree on every trade and ticker they both accept.
+        #[test]
+        fn prop_fast_and_serde_paths_agree(p in 1i64..10_000_000_000, q in 1i64..1_000_000_000, id in 0u64..u64::MAX / 2, t in 0u64..4_000_000_000_000, m in proptest::bool::ANY) {
+            let c = codec();
+            let data = format!(r#"{{"e":"trade","E":1,"s":"BTCUSDT","t":{id},"p":"{}","q":"{}","T":{t},"m":{m},"M":true}}"#, Price(p), Qty(q));
+            let fast = c.fast_trade(&data);
+            let m2: TradeMsg<'_> = serde_json::from_str(&data).unwrap();
+            proptest::prop_assert!(fast.is_some());
+            let Some(Parsed::Trade { trade, exch_ns }) = fast else { unreachable!() };
+            proptest::prop_assert_eq!((trade.price.raw(), trade.qty.raw(), trade.trade_id, exch_ns / 1_000_000), (m2.p.0, m2.q.0, m2.id, m2.trade_ms));
+            proptest::prop_assert_eq!(trade.aggressor == Side::Sell, m2.m);
+        }
     }
 
     #[test]
