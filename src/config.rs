@@ -174,7 +174,7 @@ pub struct FeedSection {
 }
 
 /// `[sim]`: the built-in simulated venue.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimSection {
     /// Random seed of the synthetic market.
@@ -189,6 +189,16 @@ pub struct SimSection {
     pub ping_interval_ms: u64,
     /// Starting price per symbol (symbols not listed start at 100).
     pub prices: BTreeMap<String, Price>,
+    /// Recorded files to replay instead of the synthetic market (empty: synthetic).
+    #[serde(default)]
+    pub replay_files: Vec<PathBuf>,
+    /// Replay speed: 1.0 = as recorded, 10.0 = ten times faster, 0 = as fast as possible.
+    #[serde(default = "default_replay_speed")]
+    pub replay_speed: f64,
+}
+
+fn default_replay_speed() -> f64 {
+    1.0
 }
 
 /// Trading mode.
@@ -202,7 +212,7 @@ pub enum Mode {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Paper or live.
@@ -376,6 +386,23 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(err(key, "must be at least 1"));
+            }
+        }
+        if !(sim.replay_speed >= 0.0 && sim.replay_speed.is_finite()) {
+            return Err(err(
+                "sim.replay_speed",
+                format!(
+                    "must be 0 (as fast as possible) or a positive factor, got {}",
+                    sim.replay_speed
+                ),
+            ));
+        }
+        for (i, f) in sim.replay_files.iter().enumerate() {
+            if !f.is_file() {
+                return Err(err(
+                    format!("sim.replay_files[{i}]"),
+                    format!("{} is not a readable file", f.display()),
+                ));
             }
         }
         for (symbol, p) in &sim.prices {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod config;
+mod record;
 mod run;
 
 use std::path::PathBuf;
@@ -57,6 +58,22 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Record a venue's raw frames (`<recv_ns> <frame>` lines, gzip, one file per symbol per
+    /// UTC day, with REST snapshot lines) for replay.
+    Record {
+        /// A configured venue name, or one of: sim, binance, binance-usdm.
+        #[arg(long)]
+        venue: String,
+        /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
+        #[arg(long, value_delimiter = ',', required = true)]
+        symbols: Vec<String>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
+    },
     /// Latency benchmark of the hot path (lane hop, dispatch through the loop).
     Bench {
         /// Measured events per figure (after 10,000 warm-up events).
@@ -86,6 +103,23 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_duration(seconds: Option<f64>) -> anyhow::Result<Option<Duration>> {
+    match seconds {
+        Some(d) if d.is_finite() && d > 0.0 => Ok(Some(Duration::from_secs_f64(d))),
+        Some(d) => anyhow::bail!("--duration must be a positive number of seconds, got {d}"),
+        None => Ok(None),
+    }
+}
+
+/// A flag that Ctrl-C (SIGINT) and SIGTERM set.
+fn ctrl_c_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -110,20 +144,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             log_format,
         } => {
             init_logging(log_format);
-            let duration = match duration {
-                Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
-                Some(d) => {
-                    anyhow::bail!("--duration must be a positive number of seconds, got {d}")
-                }
-                None => None,
-            };
-            let stop = Arc::new(AtomicBool::new(false));
-            {
-                let stop = Arc::clone(&stop);
-                ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-                    .context("cannot install the Ctrl-C handler")?;
-            }
+            let duration = parse_duration(duration)?;
+            let stop = ctrl_c_flag()?;
             run::run(&config, run::RunOptions { duration }, &stop)?;
+        }
+        Command::Record {
+            venue,
+            symbols,
+            out,
+            duration,
+        } => {
+            init_logging(LogFormat::Text);
+            let duration = parse_duration(duration)?;
+            let stop = ctrl_c_flag()?;
+            record::run(&config, &venue, &symbols, out, duration, &stop)?;
         }
         Command::Config {
             action: ConfigAction::Check,

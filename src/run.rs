@@ -15,7 +15,7 @@ use crossbeam_queue::ArrayQueue;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
-use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
+use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::clock::LiveClock;
@@ -116,6 +116,10 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
                 depth_levels: config.sim.depth_levels,
                 ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
                 symbols: sim_symbols,
+                replay: (!config.sim.replay_files.is_empty()).then(|| ReplaySource {
+                    files: config.sim.replay_files.clone(),
+                    speed: config.sim.replay_speed,
+                }),
             })
             .with_context(|| {
                 format!(

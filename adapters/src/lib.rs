@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod record;
 pub mod recorder;
 pub mod runner;
 pub mod sim;

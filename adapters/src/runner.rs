@@ -377,12 +377,13 @@ impl<C: Clock> Runner<C> {
     }
 
     fn update_liveness(&mut self) {
-        let synced = self.feed.awaiting_snapshot().next().is_none();
-        self.set_state(if synced {
-            FeedState::Live
-        } else {
+        // Live unless a book that has data is waiting for its snapshot.
+        let state = if self.feed.resyncing() {
             FeedState::Stale
-        });
+        } else {
+            FeedState::Live
+        };
+        self.set_state(state);
     }
 
     /// Fetches a depth snapshot and applies it (retrying a few times on failure).

@@ -35,6 +35,7 @@ fn venue() -> SimVenue {
             tick_size: Price::parse("0.01").unwrap(),
             lot_size: Qty::parse("0.00001").unwrap(),
         }],
+        replay: None,
     })
     .expect("sim venue starts on loopback")
 }

@@ -40,6 +40,8 @@ pub struct FeedStats {
     pub gaps: u64,
     /// Diffs older than the book, ignored.
     pub dropped_old: u64,
+    /// In-stream snapshots that no book was waiting for (already synced), ignored.
+    pub snapshots_ignored: u64,
     /// Diffs discarded from a full resync buffer.
     pub buffer_overflow: u64,
     /// Mark-price and liquidation events emitted.
@@ -152,6 +154,19 @@ impl BinanceFeed {
         })
     }
 
+    /// Which awaiting instrument an in-stream snapshot (which names no symbol) belongs to: the
+    /// one whose buffered diffs are nearest its `lastUpdateId` (update ids of different symbols
+    /// are far apart), else the first one awaiting.
+    fn snapshot_target(&self, last_update_id: u64) -> Option<InstrumentIndex> {
+        let distance = |i: &InstrumentIndex| {
+            self.books[i.get()]
+                .as_ref()
+                .and_then(|b| b.buffered.front())
+                .map_or(u64::MAX, |d| d.header.first_id.abs_diff(last_update_id))
+        };
+        self.awaiting_snapshot().min_by_key(distance)
+    }
+
     /// Forgets every book (after a reconnect): each must be resynced from a snapshot.
     pub fn reset_books(&mut self, sink: &mut impl MarketSink) {
         for (i, b) in self.books.iter_mut().enumerate() {
@@ -167,6 +182,15 @@ impl BinanceFeed {
                 b.buffered.clear();
             }
         }
+    }
+
+    /// `true` while some instrument has diffs buffered for a snapshot (its book is resyncing).
+    #[must_use]
+    pub fn resyncing(&self) -> bool {
+        self.books
+            .iter()
+            .flatten()
+            .any(|b| b.sync.state() == SyncState::AwaitingSnapshot && !b.buffered.is_empty())
     }
 
     /// Forgets one instrument's book (a delta was lost downstream): it must be resynced.
@@ -226,9 +250,9 @@ impl BinanceFeed {
             Parsed::ControlReply => self.stats.control += 1,
             Parsed::Depth(header) => return self.on_diff(recv_ns, header, sink),
             Parsed::Snapshot(s) => {
-                let Some(target) = self.awaiting_snapshot().next() else {
+                let Some(target) = self.snapshot_target(s.last_update_id) else {
                     // Nobody asked for it (a late duplicate): nothing to apply.
-                    self.stats.dropped_old += 1;
+                    self.stats.snapshots_ignored += 1;
                     return FrameOutcome::Handled;
                 };
                 return self.apply_snapshot(target, recv_ns, s.last_update_id, s.exch_ns, sink);

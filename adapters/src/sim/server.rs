@@ -35,6 +35,15 @@ pub struct SimSymbolConfig {
     pub lot_size: Qty,
 }
 
+/// Replay recorded files instead of the synthetic market.
+#[derive(Clone, Debug)]
+pub struct ReplaySource {
+    /// Files of `<recv_ns> <frame>` lines (gzip or plain), merged in time order.
+    pub files: Vec<std::path::PathBuf>,
+    /// Playback speed: 1.0 = recorded pace, 10.0 = ten times faster, 0 = as fast as possible.
+    pub speed: f64,
+}
+
 /// Settings of the simulated venue.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -52,8 +61,11 @@ pub struct SimConfig {
     pub depth_levels: usize,
     /// Server ping interval.
     pub ping_interval: Duration,
-    /// Symbols.
+    /// Symbols (synthetic market).
     pub symbols: Vec<SimSymbolConfig>,
+    /// Replay these files instead of generating a market (`symbols` then only name what is
+    /// served; the data is whatever the files hold).
+    pub replay: Option<ReplaySource>,
 }
 
 #[derive(Debug)]
@@ -68,6 +80,9 @@ struct Shared {
     connections: AtomicU64,
     frames_sent: AtomicU64,
     snapshots_served: AtomicU64,
+    /// Replay mode: the latest REST snapshot line the replay has reached.
+    replay_snapshot: Mutex<Option<String>>,
+    replay_done: AtomicBool,
 }
 
 /// A running simulated venue. Dropping it stops it.
@@ -105,6 +120,12 @@ impl SimVenue {
                 )
             })
             .collect();
+        // In replay mode the files are the market: no synthetic symbols.
+        let symbols: Vec<SimSymbol> = if config.replay.is_some() {
+            Vec::new()
+        } else {
+            symbols
+        };
         let (tx, _) = broadcast::channel(65_536);
         let shared = Arc::new(Shared {
             market: Mutex::new((rng, symbols)),
@@ -117,6 +138,8 @@ impl SimVenue {
             connections: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             snapshots_served: AtomicU64::new(0),
+            replay_snapshot: Mutex::new(None),
+            replay_done: AtomicBool::new(false),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -131,7 +154,15 @@ impl SimVenue {
                             .expect("listener registered with the runtime");
                         let rest = TcpListener::from_std(rest)
                             .expect("listener registered with the runtime");
-                        tokio::spawn(generate(Arc::clone(&shared), config.clone()));
+                        match config.replay.clone() {
+                            Some(replay) => {
+                                let shared = Arc::clone(&shared);
+                                tokio::task::spawn_blocking(move || replay_files(&shared, &replay));
+                            }
+                            None => {
+                                tokio::spawn(generate(Arc::clone(&shared), config.clone()));
+                            }
+                        }
                         tokio::spawn(serve_rest(Arc::clone(&shared), rest));
                         serve_ws(shared, ws, config.ping_interval).await;
                     });
@@ -193,6 +224,12 @@ impl SimVenue {
     #[must_use]
     pub fn frames_sent(&self) -> u64 {
         self.shared.frames_sent.load(Ordering::Relaxed)
+    }
+
+    /// `true` once a replay has sent its last frame.
+    #[must_use]
+    pub fn replay_done(&self) -> bool {
+        self.shared.replay_done.load(Ordering::SeqCst)
     }
 
     /// Stops serving and waits for the thread.
@@ -272,6 +309,57 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
             }
         }
     }
+}
+
+/// Plays recorded frames to connected clients at the recorded pace times `speed`, starting
+/// when the first client has connected. Snapshot lines are sent in-stream and kept for the
+/// REST endpoint.
+fn replay_files(shared: &Shared, replay: &ReplaySource) {
+    while shared.connections.load(Ordering::SeqCst) == 0 {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let the client's SUBSCRIBE arrive before the first frame.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut reader = match crate::recorder::FrameReader::open(&replay.files) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "sim replay cannot open its files");
+            shared.replay_done.store(true, Ordering::SeqCst);
+            return;
+        }
+    };
+    let started = Instant::now();
+    let mut first_ns = None;
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let (ns, frame) = match reader.next_frame() {
+            Ok(Some((ns, f))) => (ns, f),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "sim replay read error");
+                break;
+            }
+        };
+        let first = *first_ns.get_or_insert(ns);
+        if replay.speed > 0.0 {
+            let due = Duration::from_secs_f64(ns.saturating_sub(first) as f64 / 1e9 / replay.speed);
+            let elapsed = started.elapsed();
+            if due > elapsed + Duration::from_millis(1) {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        if frame.starts_with("{\"lastUpdateId\"") {
+            *shared.replay_snapshot.lock() = Some(frame.to_owned());
+        }
+        let _ = shared.tx.send(Arc::from(frame));
+    }
+    tracing::info!(frames = reader.stats().frames, "sim replay finished");
+    shared.replay_done.store(true, Ordering::SeqCst);
 }
 
 async fn serve_ws(shared: Arc<Shared>, listener: TcpListener, ping_interval: Duration) {
@@ -464,7 +552,17 @@ fn route(shared: &Shared, target: &str) -> (&'static str, String) {
         .and_then(|l| l.parse().ok())
         .unwrap_or(100usize)
         .min(5000);
+    if let Some(snapshot) = shared.replay_snapshot.lock().clone() {
+        shared.snapshots_served.fetch_add(1, Ordering::SeqCst);
+        return ("200 OK", snapshot);
+    }
     let guard = shared.market.lock();
+    if guard.1.is_empty() {
+        return (
+            "503 Service Unavailable",
+            r#"{"code":-1,"msg":"the replay has not reached a snapshot yet"}"#.to_owned(),
+        );
+    }
     match guard
         .1
         .iter()

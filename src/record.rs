@@ -1,0 +1,130 @@
+//! `tradeloop record`: capture a venue's raw frames for replay (see `adapters::record`).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tradeloop_adapters::binance::parse::Market;
+use tradeloop_adapters::record::{record, RecordSettings};
+use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
+use tradeloop_engine::clock::LiveClock;
+use tradeloop_engine::fixed::{Price, Qty};
+
+use crate::config::{Config, VenueKind};
+
+/// Official market-data endpoints (used when `--venue` is a kind rather than a configured name).
+const BINANCE_SPOT: (&str, &str) = ("wss://stream.binance.com:9443", "https://api.binance.com");
+const BINANCE_USDM: (&str, &str) = ("wss://fstream.binance.com", "https://fapi.binance.com");
+
+/// Runs a recording.
+///
+/// # Errors
+/// Unknown venue, no symbols, or an output directory that cannot be written.
+pub fn run(
+    config: &Config,
+    venue: &str,
+    symbols: &[String],
+    out: PathBuf,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    tradeloop_adapters::install_tls_provider();
+    anyhow::ensure!(!symbols.is_empty(), "--symbols needs at least one symbol");
+    let configured = config.venues.iter().find(|v| v.name == venue);
+    let kind = match (configured, venue) {
+        (Some(v), _) => v.kind,
+        (None, "sim") => VenueKind::Sim,
+        (None, "binance") => VenueKind::Binance,
+        (None, "binance-usdm") => VenueKind::BinanceUsdm,
+        (None, other) => anyhow::bail!(
+            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm"
+        ),
+    };
+    let market = if kind == VenueKind::BinanceUsdm {
+        Market::UsdM
+    } else {
+        Market::Spot
+    };
+    let mut sim = None;
+    let (ws_url, rest_url) = match (configured, kind) {
+        (Some(v), VenueKind::Binance | VenueKind::BinanceUsdm) => {
+            (v.ws_url.clone(), v.rest_url.clone())
+        }
+        (None, VenueKind::Binance) => (BINANCE_SPOT.0.to_owned(), BINANCE_SPOT.1.to_owned()),
+        (None, VenueKind::BinanceUsdm) => (BINANCE_USDM.0.to_owned(), BINANCE_USDM.1.to_owned()),
+        (_, VenueKind::Sim) => {
+            // A private simulated venue on free loopback ports, with the configured market.
+            let registry = config.registry()?;
+            let symbols = symbols
+                .iter()
+                .map(|s| {
+                    let known = registry.iter().find(|i| i.symbol.eq_ignore_ascii_case(s));
+                    SimSymbolConfig {
+                        symbol: s.to_ascii_uppercase(),
+                        start_price: config
+                            .sim
+                            .prices
+                            .get(&s.to_ascii_uppercase())
+                            .copied()
+                            .unwrap_or(Price::from_units(100)),
+                        tick_size: known.map_or(Price(1_000_000), |i| i.tick_size),
+                        lot_size: known.map_or(Qty(1_000), |i| i.lot_size),
+                    }
+                })
+                .collect();
+            let v = SimVenue::start(SimConfig {
+                ws_addr: "127.0.0.1:0".parse().expect("constant"),
+                rest_addr: "127.0.0.1:0".parse().expect("constant"),
+                seed: config.sim.seed,
+                steps_per_second: config.sim.steps_per_second,
+                depth_interval: Duration::from_millis(config.sim.depth_interval_ms),
+                depth_levels: config.sim.depth_levels,
+                ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
+                symbols,
+                replay: None,
+            })
+            .context("cannot start the simulated venue")?;
+            let urls = (v.ws_url(), v.rest_url());
+            sim = Some(v);
+            urls
+        }
+    };
+    let settings = RecordSettings {
+        ws_url,
+        rest_url,
+        market,
+        symbols: symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
+        depth_stream: config.feed.depth_stream.clone(),
+        snapshot_limit: config.feed.snapshot_limit,
+        out_dir: out.clone(),
+        prefix: venue.to_owned(),
+        idle_timeout: Duration::from_millis(config.feed.idle_timeout_ms),
+        backoff_base: Duration::from_millis(config.feed.backoff_base_ms),
+        backoff_max: Duration::from_millis(config.feed.backoff_max_ms),
+    };
+    eprintln!(
+        "recording {} from {} into {}",
+        settings.symbols.join(","),
+        settings.ws_url,
+        out.display()
+    );
+    let report = record(
+        &settings,
+        &LiveClock::new(),
+        stop,
+        duration.map(|d| Instant::now() + d),
+    )
+    .with_context(|| format!("cannot record into {}", out.display()))?;
+    if let Some(v) = sim {
+        v.stop();
+    }
+    eprintln!(
+        "recorded {} frames and {} snapshots over {} connection(s):",
+        report.frames, report.snapshots, report.connections
+    );
+    for f in &report.files {
+        eprintln!("  {}", f.display());
+    }
+    Ok(())
+}
