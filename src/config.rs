@@ -173,6 +173,24 @@ pub struct FeedSection {
     pub max_buffered_diffs: usize,
 }
 
+/// `[execution]`: simulated execution for paper trading (and backtests).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSection {
+    /// Fee for resting fills, basis points of notional (negative = rebate).
+    pub maker_fee_bps: i64,
+    /// Fee for taking fills, basis points of notional.
+    pub taker_fee_bps: i64,
+    /// Order and cancel travel time to the venue.
+    pub entry_latency_us: u64,
+    /// Report travel time back from the venue.
+    pub response_latency_us: u64,
+    /// Uniform extra entry latency, up to this much.
+    pub jitter_us: u64,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
 /// `[sim]`: the built-in simulated venue.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +247,8 @@ pub struct Config {
     pub persistence: PersistenceSection,
     /// Metrics and status.
     pub metrics: MetricsSection,
+    /// Simulated execution (paper trading).
+    pub execution: ExecutionSection,
     /// Market-data runner.
     pub feed: FeedSection,
     /// Simulated venue.
@@ -348,6 +368,18 @@ impl Config {
         }
         if self.metrics.status_interval_ms == 0 {
             return Err(err("metrics.status_interval_ms", "must be at least 1"));
+        }
+        let x = &self.execution;
+        for (key, v) in [
+            ("execution.maker_fee_bps", x.maker_fee_bps),
+            ("execution.taker_fee_bps", x.taker_fee_bps),
+        ] {
+            if !(-100..=1000).contains(&v) {
+                return Err(err(
+                    key,
+                    format!("must be within -100..=1000 basis points, got {v}"),
+                ));
+            }
         }
         let f = &self.feed;
         for (key, v) in [

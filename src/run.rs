@@ -2,55 +2,32 @@
 //! risk, starts the built-in simulated venue for `sim` venues, prints a periodic status, and
 //! shuts everything down cleanly on Ctrl-C or after `--duration`.
 //!
-//! Execution: until simulated matching exists, orders have no venue to go to. The gateway here
-//! records each order as an *intent* (counted, and summarised in the status) and reports it as
-//! not sent; nothing is faked as a fill.
+//! Execution: in `paper` mode (the default) orders go to the simulated matching engine
+//! (`adapters::sim::matching`), fed by the same market data the strategy sees; acks and fills
+//! come back on the HIGH lane like a venue's. Live execution arrives with its own gateway.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossbeam_queue::ArrayQueue;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
+use tradeloop_adapters::sim::gateway::SimGateway;
+use tradeloop_adapters::sim::matching::ExecConfig;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
-use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::event::FeedState;
 use tradeloop_engine::event_loop::Engine;
-use tradeloop_engine::fixed::Price;
+use tradeloop_engine::fixed::{Money, Price};
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
-use tradeloop_engine::order::{Order, OrderRequest};
 use tradeloop_engine::strategies::MaCross;
 use tradeloop_risk::PreTradeRisk;
 
-use crate::config::{sim_listen_addr, Config, VenueKind};
-
-/// Records orders as intents: there is no execution venue yet.
-///
-/// # Allocation
-/// None per order: intents go to a bounded queue (the newest are dropped when it is full;
-/// the counter still counts them).
-pub struct IntentGateway {
-    intents: Arc<ArrayQueue<OrderRequest>>,
-    count: Arc<AtomicU64>,
-}
-
-impl Gateway for IntentGateway {
-    fn submit(&mut self, order: &Order, _now_ns: u64) -> Result<(), GatewayError> {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let _ = self.intents.push(order.request);
-        Err(GatewayError::NoExecutionVenue)
-    }
-
-    fn cancel(&mut self, _order: &Order, _now_ns: u64) -> Result<(), GatewayError> {
-        Err(GatewayError::NoExecutionVenue)
-    }
-}
+use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
 
 /// Options of `tradeloop run`.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +48,10 @@ struct RunningFeed {
 /// strategy symbol that is not an instrument.
 pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     tradeloop_adapters::install_tls_provider();
+    anyhow::ensure!(
+        config.mode == Mode::Paper,
+        "mode = \"live\" is not available yet: this build has no live execution gateway; use mode = \"paper\" (simulated fills on live or simulated market data)"
+    );
     let registry = config.registry()?;
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let clock = LiveClock::new();
@@ -169,12 +150,21 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         instrument.index,
         instrument.tick_size,
     );
-    let intents = Arc::new(ArrayQueue::new(1024));
-    let intent_count = Arc::new(AtomicU64::new(0));
-    let gateway = IntentGateway {
-        intents: Arc::clone(&intents),
-        count: Arc::clone(&intent_count),
-    };
+    let x = &config.execution;
+    let gateway = SimGateway::new(
+        ExecConfig {
+            maker_fee_bps: x.maker_fee_bps,
+            taker_fee_bps: x.taker_fee_bps,
+            entry_latency_ns: x.entry_latency_us * 1_000,
+            response_latency_ns: x.response_latency_us * 1_000,
+            jitter_ns: x.jitter_us * 1_000,
+            seed: x.seed,
+            order_slots: config.engine.order_slots,
+            instruments: registry.len(),
+            book_levels: config.engine.book_levels,
+        },
+        Arc::clone(&lanes),
+    );
     let instrument_names: Vec<String> = registry
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))
@@ -196,35 +186,28 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             .name("engine".into())
             .spawn(move || {
                 let mut engine = engine;
-                engine.run(&engine_stop)
+                let report = engine.run(&engine_stop);
+                (
+                    report,
+                    engine.gateway().stats(),
+                    engine.gateway().lost_reports,
+                )
             })?
     };
 
     let started = Instant::now();
     let status_every = Duration::from_millis(config.metrics.status_interval_ms);
     let mut next_status = started + status_every;
-    let mut last_intent: Option<OrderRequest> = None;
     while !stop.load(Ordering::Relaxed)
         && options.duration.is_none_or(|d| started.elapsed() < d)
         && !engine_thread.is_finished()
     {
         std::thread::sleep(Duration::from_millis(20));
-        while let Some(i) = intents.pop() {
-            last_intent = Some(i);
-        }
         if Instant::now() >= next_status {
             next_status += status_every;
             eprintln!(
                 "{}",
-                status_line(
-                    started,
-                    &feeds,
-                    &lanes,
-                    &telemetry,
-                    &instrument_names,
-                    intent_count.load(Ordering::Relaxed),
-                    last_intent
-                )
+                status_line(started, &feeds, &lanes, &telemetry, &instrument_names)
             );
         }
     }
@@ -236,7 +219,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         .map(|f| (f.name, f.handle.stop()))
         .collect();
     engine_stop.store(true, Ordering::SeqCst);
-    let report = engine_thread
+    let (report, exec, lost_reports) = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     for sim in sims {
@@ -244,15 +227,40 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     }
     let c = &report.counters;
     eprintln!(
-        "run ended after {:.1}s: events critical {} high {} normal {} low {}; order intents {} (no execution venue), denied {}",
+        "run ended after {:.1}s: events critical {} high {} normal {} low {}; orders sent {}, fills {}, rejects {}, denied {}, still working {}",
         started.elapsed().as_secs_f64(),
         c.events[0],
         c.events[1],
         c.events[2],
         c.events[3],
-        intent_count.load(Ordering::Relaxed),
+        c.orders_sent,
+        c.fills,
+        c.rejects,
         c.denials.iter().take(c.denials.len() - 1).sum::<u64>(),
+        report.working_orders,
     );
+    eprintln!(
+        "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} reports lost",
+        exec.arrived, exec.fills, exec.rejected, exec.canceled, lost_reports
+    );
+    for (name, p) in instrument_names.iter().zip(&report.positions) {
+        if p.fills > 0 {
+            let mark = telemetry
+                .instrument(p.instrument.get())
+                .and_then(|x| x.best_bid.zip(x.best_ask))
+                .map(|(b, a)| Price((b.raw() + a.raw()) / 2));
+            let unrealized = mark.map_or(Money::ZERO, |m| p.unrealized(m));
+            eprintln!(
+                "position {name}: qty {}, realised {}, unrealised {}, fees {}, net {} ({} fills)",
+                p.qty,
+                p.realized.to_decimal().round_dp(8),
+                unrealized.to_decimal().round_dp(8),
+                p.fees.to_decimal().round_dp(8),
+                (p.realized + unrealized - p.fees).to_decimal().round_dp(8),
+                p.fills
+            );
+        }
+    }
     for (name, s) in &feed_stats {
         eprintln!(
             "feed {name}: {} frames, {} trades, {} quotes, {} diffs, {} snapshots, {} gaps, {} refused",
@@ -285,8 +293,6 @@ fn status_line(
     lanes: &Lanes,
     telemetry: &Telemetry,
     instruments: &[String],
-    intents: u64,
-    last_intent: Option<OrderRequest>,
 ) -> String {
     use std::fmt::Write as _;
     let t = telemetry.snapshot();
@@ -315,11 +321,12 @@ fn status_line(
             let px = |p: Option<Price>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
             let _ = write!(
                 s,
-                " {name} {:?} {}/{} pos={} |",
+                " {name} {:?} {}/{} pos={} realised-fees={} |",
                 x.book_state,
                 px(x.best_bid),
                 px(x.best_ask),
-                x.position
+                x.position,
+                x.net_realized.to_decimal().round_dp(4)
             );
         }
     }
@@ -342,9 +349,10 @@ fn status_line(
         .iter()
         .take(t.counters.denials.len() - 1)
         .sum();
-    let _ = write!(s, " | intents={intents} denied={denied}");
-    if let Some(i) = last_intent {
-        let _ = write!(s, " last={:?} {} @ {}", i.side, i.qty, i.price);
-    }
+    let _ = write!(
+        s,
+        " | orders={} fills={} rejects={} denied={denied}",
+        t.counters.orders_sent, t.counters.fills, t.counters.rejects
+    );
     s
 }

@@ -244,6 +244,20 @@ pub trait Gateway {
     /// # Errors
     /// [`GatewayError`] if it cannot be sent now.
     fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError>;
+
+    /// Sees each market-data event before the strategy does (a simulated venue matches
+    /// against it; a live gateway ignores it).
+    #[inline]
+    fn on_market(&mut self, event: &crate::event::Event, now_ns: u64) {
+        let _ = (event, now_ns);
+    }
+
+    /// Called after every event and on idle turns with the current time, so that a simulated
+    /// venue can release reports whose latency has elapsed.
+    #[inline]
+    fn poll(&mut self, now_ns: u64) {
+        let _ = now_ns;
+    }
 }
 
 /// Why a strategy's submit or cancel did not go out.

@@ -641,6 +641,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.core.current_recv_ns = event.recv_ns;
         self.dispatch(event);
         let end = self.core.clock.now_ns();
+        self.core.gateway.poll(end);
         self.core.counters.events[lane as usize] += 1;
         self.histograms.record(
             lane,
@@ -654,12 +655,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         let Self { strategy, core, .. } = self;
         match event.kind {
             EventKind::Trade(t) => {
+                core.gateway.on_market(&event, event.recv_ns);
                 if let Some(r) = core.reference.get_mut(t.instrument.get()) {
                     *r = t.price;
                     strategy.on_trade(core, &t);
                 }
             }
             EventKind::Quote(q) => {
+                core.gateway.on_market(&event, event.recv_ns);
                 if let Some(r) = core.reference.get_mut(q.instrument.get()) {
                     let (bid, ask) = (q.bid_price, q.ask_price);
                     if bid.raw() > 0 && ask >= bid {
@@ -678,6 +681,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 if i >= core.books.len() {
                     return;
                 }
+                core.gateway.on_market(&event, event.recv_ns);
                 // Lost deltas are flagged before the event that follows them is queued.
                 check_stale_books(strategy, core);
                 match core.books[i].apply(&d) {
@@ -810,6 +814,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         while !stop.load(Ordering::Relaxed) && !self.shutdown_requested {
             if self.poll() == 0 {
                 idle_turns = idle_turns.saturating_add(1);
+                if idle_turns & 63 == 0 {
+                    // Let a simulated venue release reports while no event arrives.
+                    let now = self.core.clock.now_ns();
+                    self.core.gateway.poll(now);
+                }
                 self.idle(idle_turns);
                 self.maybe_publish();
             } else {

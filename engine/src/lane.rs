@@ -302,6 +302,26 @@ impl Lanes {
         self.push_with_retry(Lane::High, event)
     }
 
+    /// Pushes to HIGH once, without retrying: for a producer on the engine thread itself (a
+    /// simulated venue), which must never wait on the lane it drains. Counts an alarm when full.
+    ///
+    /// # Errors
+    /// [`Full`] with the event; the caller keeps it and tries again later.
+    #[inline]
+    pub fn try_push_high(&self, event: Event) -> Result<(), Full<Event>> {
+        let counters = self.counters(Lane::High);
+        match self.queue(Lane::High).push(event) {
+            Ok(()) => {
+                counters.pushed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(back) => {
+                counters.alarms.fetch_add(1, Ordering::Relaxed);
+                Err(Full(back))
+            }
+        }
+    }
+
     fn push_with_retry(&self, lane: Lane, mut event: Event) -> Result<(), Full<Event>> {
         let queue = self.queue(lane);
         let counters = self.counters(lane);

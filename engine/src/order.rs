@@ -14,6 +14,24 @@ pub enum OrderKind {
     Market = 0,
     /// Executes at the limit price or better.
     Limit = 1,
+    /// Becomes a market order when the last trade reaches `trigger`.
+    StopMarket = 2,
+    /// Becomes a limit order at `price` when the last trade reaches `trigger`.
+    StopLimit = 3,
+}
+
+impl OrderKind {
+    /// `true` for stop orders (they wait for their trigger).
+    #[must_use]
+    pub const fn is_stop(self) -> bool {
+        matches!(self, Self::StopMarket | Self::StopLimit)
+    }
+
+    /// `true` if the order carries a limit price (limit and stop-limit).
+    #[must_use]
+    pub const fn has_limit(self) -> bool {
+        matches!(self, Self::Limit | Self::StopLimit)
+    }
 }
 
 /// Time in force.
@@ -42,6 +60,8 @@ pub struct OrderRequest {
     pub tif: TimeInForce,
     /// Limit price (for market orders: the reference price used by risk checks).
     pub price: Price,
+    /// Trigger price of a stop order (zero otherwise).
+    pub trigger: Price,
     /// Quantity (positive).
     pub qty: Qty,
     /// May only reduce the position.
@@ -60,9 +80,42 @@ impl OrderRequest {
             kind: OrderKind::Limit,
             tif: TimeInForce::Gtc,
             price,
+            trigger: Price::ZERO,
             qty,
             reduce_only: false,
             post_only: false,
+        }
+    }
+
+    /// A market order (`reference` is the price risk checks use).
+    #[must_use]
+    pub const fn market(
+        instrument: InstrumentIndex,
+        side: Side,
+        reference: Price,
+        qty: Qty,
+    ) -> Self {
+        Self {
+            kind: OrderKind::Market,
+            tif: TimeInForce::Ioc,
+            ..Self::limit(instrument, side, reference, qty)
+        }
+    }
+
+    /// A stop-market order triggering at `trigger`.
+    #[must_use]
+    pub const fn stop_market(
+        instrument: InstrumentIndex,
+        side: Side,
+        trigger: Price,
+        qty: Qty,
+    ) -> Self {
+        // A stop works (GTC) until it triggers; then it executes as a market order.
+        Self {
+            kind: OrderKind::StopMarket,
+            tif: TimeInForce::Gtc,
+            trigger,
+            ..Self::market(instrument, side, trigger, qty)
         }
     }
 

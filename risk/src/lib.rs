@@ -14,7 +14,7 @@ use tradeloop_engine::api::{RiskContext, RiskGate, TradingState};
 use tradeloop_engine::event::Side;
 use tradeloop_engine::fixed::{Money, Price, Qty, FIXED_SCALE};
 use tradeloop_engine::instrument::{ContractKind, MAX_INSTRUMENTS};
-use tradeloop_engine::order::{OrderKind, OrderRequest};
+use tradeloop_engine::order::OrderRequest;
 
 pub use tradeloop_engine::api::Deny;
 
@@ -142,9 +142,14 @@ pub fn check_increments(req: &OrderRequest, ctx: &RiskContext) -> Result<(), Den
             lot: ctx.lot_size,
         });
     }
-    if req.kind == OrderKind::Limit
-        && (req.price.raw() <= 0 || !req.price.is_multiple_of(ctx.tick_size))
+    if req.kind.is_stop() && (req.trigger.raw() <= 0 || !req.trigger.is_multiple_of(ctx.tick_size))
     {
+        return Err(Deny::InvalidPrice {
+            price: req.trigger,
+            tick: ctx.tick_size,
+        });
+    }
+    if req.kind.has_limit() && (req.price.raw() <= 0 || !req.price.is_multiple_of(ctx.tick_size)) {
         return Err(Deny::InvalidPrice {
             price: req.price,
             tick: ctx.tick_size,
@@ -263,7 +268,7 @@ pub fn check_price_band(
             Ok(())
         };
     };
-    if req.kind != OrderKind::Limit || reference.raw() <= 0 {
+    if !req.kind.has_limit() || reference.raw() <= 0 {
         return Ok(());
     }
     let diff = (i128::from(req.price.raw()) - i128::from(reference.raw())).unsigned_abs();

@@ -2,5 +2,7 @@
 //! Binance's wire format ([`server`]), so the real feed client, parser and book sync run
 //! offline exactly as against Binance.
 
+pub mod gateway;
 pub mod market;
+pub mod matching;
 pub mod server;

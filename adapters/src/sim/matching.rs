@@ -1,0 +1,1089 @@
+//! Simulated execution: a matching engine that fills the engine's orders against the market
+//! data it is shown, with order-entry and response latency, a risk-averse queue-position model,
+//! and maker/taker fees. It runs on the engine thread (as a `Gateway` in paper trading and in
+//! backtests), so everything is preallocated at start-up: no allocation, lock or syscall per
+//! event.
+//!
+//! Supported: market, limit, stop-market, stop-limit; GTC, IOC, FOK; post-only (limit GTC only);
+//! reduce-only; cancel. Refused with a reason: post-only on anything but a GTC limit, FOK or
+//! IOC on a stop, a reduce-only order that would not reduce the simulated position.
+//!
+//! Fill model:
+//! - An order *arrives* `entry_latency (+ jitter)` after it was sent; its reports are delivered
+//!   `response_latency` after they happen.
+//! - Taking liquidity walks the book from the best level (slippage), consuming what it takes
+//!   from the simulated book view until the next venue update rewrites those levels. With no
+//!   book on that side, the best quote is used; with neither, a market order expires unfilled.
+//! - A resting limit order joins the back of its price level: `queue_ahead` starts at the
+//!   level's size. Trades at its price reduce `queue_ahead` first (risk-averse: we fill only
+//!   after the volume ahead has traded); trades through its price fill it up to the traded
+//!   size. A level shrinking below `queue_ahead` shrinks it (cancels ahead of us are assumed
+//!   to come from behind first — the conservative reading).
+//! - Stops trigger on trades: a buy stop when a trade prints at or above its trigger, a sell
+//!   stop at or below.
+
+use core::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use tradeloop_engine::book::OrderBook;
+use tradeloop_engine::event::{
+    BookDelta, ClientOrderId, DeltaFlags, Event, EventKind, OrderReport, RejectReason, Side,
+};
+use tradeloop_engine::fixed::{Price, Qty, FIXED_SCALE};
+use tradeloop_engine::order::{Order, OrderKind, TimeInForce};
+
+use super::market::Rng;
+
+/// Execution settings (from `[execution]` in config.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecConfig {
+    /// Fee for resting (maker) fills, basis points of notional (negative = rebate).
+    pub maker_fee_bps: i64,
+    /// Fee for taking (taker) fills, basis points of notional.
+    pub taker_fee_bps: i64,
+    /// Time from sending an order or cancel to its arrival at the venue.
+    pub entry_latency_ns: u64,
+    /// Time from an event at the venue to its report reaching the engine.
+    pub response_latency_ns: u64,
+    /// Uniform extra entry latency in `0..=jitter_ns`.
+    pub jitter_ns: u64,
+    /// Seed of the jitter.
+    pub seed: u64,
+    /// Order slots (the engine's `order_slots`): client ids map to slots.
+    pub order_slots: usize,
+    /// Instruments.
+    pub instruments: usize,
+    /// Price levels per side of the simulated book view.
+    pub book_levels: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SimOrder {
+    id: ClientOrderId,
+    instrument: usize,
+    side: Side,
+    kind: OrderKind,
+    tif: TimeInForce,
+    price: Price,
+    trigger: Price,
+    remaining: Qty,
+    post_only: bool,
+    reduce_only: bool,
+    /// Arrived and working (resting limit or untriggered stop).
+    working: bool,
+    queue_ahead: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    Arrive(u32),
+    Cancel(ClientOrderId),
+    Report(ReportKey),
+}
+
+/// An `OrderReport` made orderable for the heap (ties broken by sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReportKey(OrderReport);
+
+impl PartialOrd for ReportKey {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ReportKey {
+    fn cmp(&self, _: &Self) -> core::cmp::Ordering {
+        core::cmp::Ordering::Equal
+    }
+}
+
+/// Counters of the simulated venue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Orders that arrived.
+    pub arrived: u64,
+    /// Fills reported.
+    pub fills: u64,
+    /// Orders refused.
+    pub rejected: u64,
+    /// Orders cancelled or expired.
+    pub canceled: u64,
+    /// Actions that found the schedule full and were applied without latency.
+    pub schedule_full: u64,
+}
+
+/// The simulated venue's matching engine.
+///
+/// # Allocation
+/// Allocates only in [`Matching::new`].
+#[derive(Debug)]
+pub struct Matching {
+    cfg: ExecConfig,
+    rng: Rng,
+    books: Box<[OrderBook]>,
+    last_trade: Box<[Price]>,
+    quote: Box<[(Price, Qty, Price, Qty)]>,
+    position: Box<[i64]>,
+    orders: Box<[Option<SimOrder>]>,
+    /// Slots of working orders (resting limits, untriggered stops).
+    working: Vec<u32>,
+    schedule: BinaryHeap<Reverse<(u64, u64, Action)>>,
+    schedule_capacity: usize,
+    seq: u64,
+    stats: ExecStats,
+}
+
+impl Matching {
+    /// A venue for `cfg.instruments` instruments and `cfg.order_slots` order slots.
+    #[must_use]
+    pub fn new(cfg: ExecConfig) -> Self {
+        let capacity = cfg.order_slots.max(1) * 8;
+        Self {
+            rng: Rng::new(cfg.seed),
+            books: (0..cfg.instruments)
+                .map(|_| OrderBook::new(cfg.book_levels.max(1)))
+                .collect(),
+            last_trade: vec![Price::ZERO; cfg.instruments].into_boxed_slice(),
+            quote: vec![(Price::ZERO, Qty::ZERO, Price::ZERO, Qty::ZERO); cfg.instruments]
+                .into_boxed_slice(),
+            position: vec![0; cfg.instruments].into_boxed_slice(),
+            orders: vec![None; cfg.order_slots.max(1)].into_boxed_slice(),
+            working: Vec::with_capacity(cfg.order_slots.max(1)),
+            schedule: BinaryHeap::with_capacity(capacity),
+            schedule_capacity: capacity,
+            seq: 0,
+            stats: ExecStats::default(),
+            cfg,
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> ExecStats {
+        self.stats
+    }
+
+    /// The venue's view of a position (signed raw quantity), from its own fills.
+    #[must_use]
+    pub fn position(&self, instrument: usize) -> Qty {
+        Qty(self.position.get(instrument).copied().unwrap_or(0))
+    }
+
+    fn schedule(&mut self, due_ns: u64, action: Action, out: &mut impl FnMut(OrderReport)) {
+        if self.schedule.len() >= self.schedule_capacity {
+            // Never grow on the engine thread: apply at once instead (counted).
+            self.stats.schedule_full += 1;
+            match action {
+                Action::Report(ReportKey(r)) => out(r),
+                Action::Arrive(slot) => self.arrive(slot, due_ns, out),
+                Action::Cancel(id) => self.cancel_now(id, due_ns, out),
+            }
+            return;
+        }
+        self.seq += 1;
+        self.schedule.push(Reverse((due_ns, self.seq, action)));
+    }
+
+    fn report(&mut self, now_ns: u64, report: OrderReport, out: &mut impl FnMut(OrderReport)) {
+        let due = now_ns + self.cfg.response_latency_ns;
+        self.schedule(due, Action::Report(ReportKey(report)), out);
+    }
+
+    /// An order was sent at `now_ns`: it arrives after the entry latency.
+    ///
+    /// # Errors
+    /// A reject reason if its slot is out of range (a wiring bug) or already used.
+    pub fn submit(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) -> Result<(), RejectReason> {
+        let slot = order.client_id.slot();
+        let r = order.request;
+        let Some(cell) = self.orders.get_mut(slot as usize) else {
+            return Err(RejectReason::InvalidOrder);
+        };
+        if cell.is_some() || r.instrument.get() >= self.books.len() {
+            return Err(RejectReason::InvalidOrder);
+        }
+        *cell = Some(SimOrder {
+            id: order.client_id,
+            instrument: r.instrument.get(),
+            side: r.side,
+            kind: r.kind,
+            tif: r.tif,
+            price: r.price,
+            trigger: r.trigger,
+            remaining: r.qty,
+            post_only: r.post_only,
+            reduce_only: r.reduce_only,
+            working: false,
+            queue_ahead: 0,
+        });
+        let jitter = if self.cfg.jitter_ns > 0 {
+            self.rng.below(self.cfg.jitter_ns + 1)
+        } else {
+            0
+        };
+        self.schedule(
+            now_ns + self.cfg.entry_latency_ns + jitter,
+            Action::Arrive(slot),
+            out,
+        );
+        Ok(())
+    }
+
+    /// A cancel was sent at `now_ns`.
+    pub fn cancel(&mut self, id: ClientOrderId, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        self.schedule(now_ns + self.cfg.entry_latency_ns, Action::Cancel(id), out);
+    }
+
+    /// Applies everything due at or before `now_ns`; reports go to `out` in time order.
+    pub fn advance(&mut self, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        while let Some(Reverse((due, _, _))) = self.schedule.peek() {
+            if *due > now_ns {
+                break;
+            }
+            let Some(Reverse((due, _, action))) = self.schedule.pop() else {
+                break;
+            };
+            match action {
+                Action::Report(ReportKey(r)) => out(r),
+                Action::Arrive(slot) => self.arrive(slot, due, out),
+                Action::Cancel(id) => self.cancel_now(id, due, out),
+            }
+        }
+    }
+
+    /// Shows the venue one market event (at `now_ns`): pending actions up to then are applied
+    /// first, then the book view, stops and resting orders are updated.
+    pub fn on_market(&mut self, event: &Event, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        self.advance(now_ns, out);
+        match event.kind {
+            EventKind::BookDelta(d) => self.on_delta(&d),
+            EventKind::Quote(q) => {
+                if let Some(slot) = self.quote.get_mut(q.instrument.get()) {
+                    *slot = (q.bid_price, q.bid_qty, q.ask_price, q.ask_qty);
+                }
+            }
+            EventKind::Trade(t) => {
+                let i = t.instrument.get();
+                if i < self.last_trade.len() {
+                    self.last_trade[i] = t.price;
+                    self.on_trade(i, t.price, t.qty, now_ns, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_delta(&mut self, d: &BookDelta) {
+        let i = d.instrument.get();
+        let Some(book) = self.books.get_mut(i) else {
+            return;
+        };
+        book.apply(d);
+        // A level shrinking below our queue position shrinks it.
+        for &slot in &self.working {
+            if let Some(o) = self.orders[slot as usize].as_mut() {
+                if o.instrument == i && o.side == d.side && o.price == d.price && !o.kind.is_stop()
+                {
+                    o.queue_ahead = o.queue_ahead.min(d.qty.raw());
+                }
+            }
+        }
+    }
+
+    fn fee(&self, price: Price, qty: Qty, maker: bool) -> Qty {
+        let bps = if maker {
+            self.cfg.maker_fee_bps
+        } else {
+            self.cfg.taker_fee_bps
+        };
+        let notional = i128::from(price.raw()) * i128::from(qty.raw()) / i128::from(FIXED_SCALE);
+        Qty(i64::try_from(notional * i128::from(bps) / 10_000).unwrap_or(i64::MAX))
+    }
+
+    fn fill(
+        &mut self,
+        slot: u32,
+        price: Price,
+        qty: Qty,
+        maker: bool,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        let Some(o) = self.orders[slot as usize].as_mut() else {
+            return;
+        };
+        o.remaining -= qty;
+        let (id, side, i) = (o.id, o.side, o.instrument);
+        self.position[i] += qty.raw() * side.sign();
+        self.stats.fills += 1;
+        let fee = self.fee(price, qty, maker);
+        self.report(
+            now_ns,
+            OrderReport::Fill {
+                client_id: id,
+                price,
+                qty,
+                fee,
+                maker,
+            },
+            out,
+        );
+    }
+
+    fn finish(&mut self, slot: u32) {
+        self.orders[slot as usize] = None;
+        if let Some(pos) = self.working.iter().position(|&s| s == slot) {
+            self.working.swap_remove(pos);
+        }
+    }
+
+    fn reject(
+        &mut self,
+        slot: u32,
+        reason: RejectReason,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        if let Some(o) = self.orders[slot as usize] {
+            self.stats.rejected += 1;
+            self.report(
+                now_ns,
+                OrderReport::Rejected {
+                    client_id: o.id,
+                    reason,
+                },
+                out,
+            );
+        }
+        self.finish(slot);
+    }
+
+    fn expire(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        if let Some(o) = self.orders[slot as usize] {
+            self.stats.canceled += 1;
+            self.report(now_ns, OrderReport::Canceled { client_id: o.id }, out);
+        }
+        self.finish(slot);
+    }
+
+    fn arrive(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        let Some(o) = self.orders[slot as usize] else {
+            return;
+        };
+        self.stats.arrived += 1;
+        // Unsupported combinations.
+        let bad = (o.post_only && !(o.kind == OrderKind::Limit && o.tif == TimeInForce::Gtc))
+            || (o.kind.is_stop() && o.tif != TimeInForce::Gtc)
+            || o.remaining.raw() <= 0;
+        if bad {
+            return self.reject(slot, RejectReason::InvalidOrder, now_ns, out);
+        }
+        if o.reduce_only {
+            let pos = self.position[o.instrument];
+            let reduces = (o.side == Side::Buy && pos < 0 || o.side == Side::Sell && pos > 0)
+                && o.remaining.raw() <= pos.abs();
+            if !reduces {
+                return self.reject(slot, RejectReason::InvalidOrder, now_ns, out);
+            }
+        }
+        if o.post_only && self.would_cross(&o) {
+            return self.reject(slot, RejectReason::PostOnlyWouldCross, now_ns, out);
+        }
+        self.report(now_ns, OrderReport::Accepted { client_id: o.id }, out);
+        if o.kind.is_stop() {
+            let last = self.last_trade[o.instrument];
+            if last.raw() > 0 && triggered(&o, last) {
+                return self.trigger(slot, now_ns, out);
+            }
+            self.orders[slot as usize]
+                .as_mut()
+                .expect("checked above")
+                .working = true;
+            self.working.push(slot);
+            return;
+        }
+        self.execute(slot, now_ns, out);
+    }
+
+    /// Takes liquidity as far as the order allows, then rests, expires or is done.
+    fn execute(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        let Some(o) = self.orders[slot as usize] else {
+            return;
+        };
+        let limit = if o.kind == OrderKind::Market || o.kind == OrderKind::StopMarket {
+            None
+        } else {
+            Some(o.price)
+        };
+        if o.tif == TimeInForce::Fok && self.available(&o, limit) < o.remaining.raw() {
+            return self.expire(slot, now_ns, out);
+        }
+        self.take(slot, limit, now_ns, out);
+        let Some(o) = self.orders[slot as usize] else {
+            return;
+        };
+        if o.remaining.raw() == 0 {
+            return self.finish(slot);
+        }
+        match (limit, o.tif) {
+            (Some(price), TimeInForce::Gtc) => {
+                let level = level_qty(&self.books[o.instrument], o.side, price);
+                let rest = self.orders[slot as usize].as_mut().expect("live");
+                rest.working = true;
+                rest.queue_ahead = level;
+                self.working.push(slot);
+            }
+            _ => self.expire(slot, now_ns, out),
+        }
+    }
+
+    fn would_cross(&self, o: &SimOrder) -> bool {
+        let (best, _) = self.best_opposite(o.instrument, o.side);
+        best.is_some_and(|b| {
+            if o.side == Side::Buy {
+                o.price >= b
+            } else {
+                o.price <= b
+            }
+        })
+    }
+
+    /// Best opposite price and its size: from the book, else the quote.
+    fn best_opposite(&self, i: usize, side: Side) -> (Option<Price>, i64) {
+        let book = &self.books[i];
+        let level = if side == Side::Buy {
+            book.best_ask()
+        } else {
+            book.best_bid()
+        };
+        if let Some(l) = level {
+            return (Some(l.price), l.qty.raw());
+        }
+        let (bp, bq, ap, aq) = self.quote[i];
+        match side {
+            Side::Buy if ap.raw() > 0 => (Some(ap), aq.raw()),
+            Side::Sell if bp.raw() > 0 => (Some(bp), bq.raw()),
+            _ => (None, 0),
+        }
+    }
+
+    /// Quantity available to take at or better than `limit`.
+    fn available(&self, o: &SimOrder, limit: Option<Price>) -> i64 {
+        let book = &self.books[o.instrument];
+        let opposite = o.side.opposite();
+        let ok = |p: Price| limit.is_none_or(|l| if o.side == Side::Buy { p <= l } else { p >= l });
+        if book.len(opposite) == 0 {
+            let (best, size) = self.best_opposite(o.instrument, o.side);
+            return if best.is_some_and(ok) { size } else { 0 };
+        }
+        let mut total = 0i64;
+        for l in book.depth(opposite) {
+            if !ok(l.price) || total >= o.remaining.raw() {
+                break;
+            }
+            total = total.saturating_add(l.qty.raw());
+        }
+        total
+    }
+
+    fn take(
+        &mut self,
+        slot: u32,
+        limit: Option<Price>,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        loop {
+            let Some(o) = self.orders[slot as usize] else {
+                return;
+            };
+            if o.remaining.raw() == 0 {
+                return;
+            }
+            let (best, size) = self.best_opposite(o.instrument, o.side);
+            let Some(price) = best else { return };
+            let acceptable = limit.is_none_or(|l| {
+                if o.side == Side::Buy {
+                    price <= l
+                } else {
+                    price >= l
+                }
+            });
+            if !acceptable || size <= 0 {
+                return;
+            }
+            let qty = Qty(size.min(o.remaining.raw()));
+            self.fill(slot, price, qty, false, now_ns, out);
+            self.consume(o.instrument, o.side.opposite(), price, size - qty.raw());
+        }
+    }
+
+    /// Reduces a level we took from (book view, or the quote when there is no book).
+    fn consume(&mut self, i: usize, side: Side, price: Price, left: i64) {
+        let book = &mut self.books[i];
+        if book.len(side) > 0 {
+            book.apply(&BookDelta {
+                instrument: tradeloop_engine::instrument::InstrumentIndex(
+                    u16::try_from(i).unwrap_or(u16::MAX),
+                ),
+                side,
+                flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+                price,
+                qty: Qty(left.max(0)),
+                update_id: book.last_update_id(),
+            });
+        } else {
+            let q = &mut self.quote[i];
+            match side {
+                Side::Sell => q.3 = Qty(left.max(0)),
+                Side::Buy => q.1 = Qty(left.max(0)),
+            }
+            if left <= 0 {
+                // The quote is exhausted until the next one arrives.
+                match side {
+                    Side::Sell => q.2 = Price::ZERO,
+                    Side::Buy => q.0 = Price::ZERO,
+                }
+            }
+        }
+    }
+
+    fn trigger(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        if let Some(o) = self.orders[slot as usize].as_mut() {
+            o.kind = if o.kind == OrderKind::StopMarket {
+                OrderKind::Market
+            } else {
+                OrderKind::Limit
+            };
+            o.tif = if o.kind == OrderKind::Market {
+                TimeInForce::Ioc
+            } else {
+                o.tif
+            };
+            o.working = false;
+        }
+        if let Some(pos) = self.working.iter().position(|&s| s == slot) {
+            self.working.swap_remove(pos);
+        }
+        self.execute(slot, now_ns, out);
+    }
+
+    fn on_trade(
+        &mut self,
+        i: usize,
+        price: Price,
+        qty: Qty,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        let mut volume = qty.raw();
+        let mut n = 0;
+        while n < self.working.len() {
+            let slot = self.working[n];
+            let Some(o) = self.orders[slot as usize] else {
+                n += 1;
+                continue;
+            };
+            if o.instrument != i {
+                n += 1;
+                continue;
+            }
+            if o.kind.is_stop() {
+                if triggered(&o, price) {
+                    self.trigger(slot, now_ns, out);
+                    // `working` changed under us: rescan from the start of this position.
+                    continue;
+                }
+                n += 1;
+                continue;
+            }
+            let through = if o.side == Side::Buy {
+                price < o.price
+            } else {
+                price > o.price
+            };
+            let at = price == o.price;
+            let mut fill = 0i64;
+            if through {
+                fill = o.remaining.raw().min(volume);
+            } else if at {
+                let ahead = o.queue_ahead - volume;
+                let o_mut = self.orders[slot as usize].as_mut().expect("live");
+                if ahead >= 0 {
+                    o_mut.queue_ahead = ahead;
+                } else {
+                    o_mut.queue_ahead = 0;
+                    fill = o.remaining.raw().min(-ahead);
+                }
+            }
+            if fill > 0 {
+                volume -= fill;
+                self.fill(slot, o.price, Qty(fill), true, now_ns, out);
+                if self.orders[slot as usize].is_some_and(|o| o.remaining.raw() == 0) {
+                    self.finish(slot);
+                    continue;
+                }
+            }
+            n += 1;
+        }
+    }
+
+    fn cancel_now(&mut self, id: ClientOrderId, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        let slot = id.slot();
+        match self.orders.get(slot as usize).copied().flatten() {
+            Some(o) if o.id == id && o.working => self.expire(slot, now_ns, out),
+            _ => self.report(
+                now_ns,
+                OrderReport::CancelRejected {
+                    client_id: id,
+                    reason: RejectReason::UnknownOrder,
+                },
+                out,
+            ),
+        }
+    }
+}
+
+fn triggered(o: &SimOrder, last: Price) -> bool {
+    if o.side == Side::Buy {
+        last >= o.trigger
+    } else {
+        last <= o.trigger
+    }
+}
+
+fn level_qty(book: &OrderBook, side: Side, price: Price) -> i64 {
+    book.depth(side)
+        .find(|l| l.price == price)
+        .map_or(0, |l| l.qty.raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeloop_engine::event::Trade;
+    use tradeloop_engine::instrument::InstrumentIndex;
+    use tradeloop_engine::order::OrderRequest;
+
+    const I: InstrumentIndex = InstrumentIndex(0);
+    const ENTRY: u64 = 10;
+    const RESPONSE: u64 = 5;
+
+    fn p(units: i64) -> Price {
+        Price::from_units(units)
+    }
+    fn q(units: i64) -> Qty {
+        Qty::from_units(units)
+    }
+
+    /// A venue with bids 99×5, 98×5 and asks 101×2, 102×3, 103×10; maker −1 bp, taker 5 bp.
+    fn venue() -> Matching {
+        let mut m = Matching::new(ExecConfig {
+            maker_fee_bps: -1,
+            taker_fee_bps: 5,
+            entry_latency_ns: ENTRY,
+            response_latency_ns: RESPONSE,
+            jitter_ns: 0,
+            seed: 1,
+            order_slots: 16,
+            instruments: 1,
+            book_levels: 64,
+        });
+        let levels = [
+            (Side::Buy, 99, 5),
+            (Side::Buy, 98, 5),
+            (Side::Sell, 101, 2),
+            (Side::Sell, 102, 3),
+            (Side::Sell, 103, 10),
+        ];
+        for (n, (side, price, qty)) in levels.into_iter().enumerate() {
+            let mut flags = if n == 0 {
+                DeltaFlags::SNAPSHOT_BEGIN
+            } else {
+                0
+            };
+            if n == levels.len() - 1 {
+                flags |= DeltaFlags::LAST_IN_MESSAGE;
+            }
+            let d = BookDelta {
+                instrument: I,
+                side,
+                flags: DeltaFlags(flags),
+                price: p(price),
+                qty: q(qty),
+                update_id: 1,
+            };
+            m.on_market(&Event::new(0, 0, EventKind::BookDelta(d)), 0, &mut |_| {
+                panic!("no reports yet")
+            });
+        }
+        m
+    }
+
+    fn order(slot: u32, req: OrderRequest) -> Order {
+        Order::new(ClientOrderId::new(1, slot), req, 0)
+    }
+
+    fn trade(m: &mut Matching, now: u64, price: i64, qty: i64, out: &mut Vec<OrderReport>) {
+        let t = Trade {
+            instrument: I,
+            aggressor: Side::Sell,
+            price: p(price),
+            qty: q(qty),
+            trade_id: 1,
+        };
+        m.on_market(&Event::new(now, now, EventKind::Trade(t)), now, &mut |r| {
+            out.push(r)
+        });
+    }
+
+    /// Sends at t=0 and collects every report up to `until`.
+    fn run(m: &mut Matching, o: &Order, until: u64) -> Vec<OrderReport> {
+        let mut out = Vec::new();
+        m.submit(o, 0, &mut |r| out.push(r)).unwrap();
+        m.advance(until, &mut |r| out.push(r));
+        out
+    }
+
+    fn fills(reports: &[OrderReport]) -> Vec<(i64, i64, bool)> {
+        reports
+            .iter()
+            .filter_map(|r| match r {
+                OrderReport::Fill {
+                    price, qty, maker, ..
+                } => Some((price.raw() / FIXED_SCALE, qty.raw() / FIXED_SCALE, *maker)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn last(reports: &[OrderReport]) -> &'static str {
+        match reports.last() {
+            Some(OrderReport::Accepted { .. }) => "accepted",
+            Some(OrderReport::Fill { .. }) => "fill",
+            Some(OrderReport::Canceled { .. }) => "canceled",
+            Some(OrderReport::Rejected { .. }) => "rejected",
+            Some(OrderReport::CancelRejected { .. }) => "cancel_rejected",
+            None => "none",
+        }
+    }
+
+    #[test]
+    fn order_types_and_time_in_force_table() {
+        type Case = (
+            &'static str,
+            OrderRequest,
+            Vec<(i64, i64, bool)>,
+            &'static str,
+        );
+        let limit = |side, price, qty| OrderRequest::limit(I, side, p(price), q(qty));
+        let cases: Vec<Case> = vec![
+            (
+                "TC0 market walks the book",
+                OrderRequest::market(I, Side::Buy, p(101), q(4)),
+                vec![(101, 2, false), (102, 2, false)],
+                "fill",
+            ),
+            (
+                "TC1 market beyond the book expires the rest",
+                OrderRequest::market(I, Side::Sell, p(99), q(12)),
+                vec![(99, 5, false), (98, 5, false)],
+                "canceled",
+            ),
+            (
+                "TC2 IOC takes what crosses",
+                OrderRequest::ioc(I, Side::Buy, p(101), q(3)),
+                vec![(101, 2, false)],
+                "canceled",
+            ),
+            (
+                "TC3 FOK that cannot fill does nothing",
+                OrderRequest {
+                    tif: TimeInForce::Fok,
+                    ..limit(Side::Buy, 102, 6)
+                },
+                vec![],
+                "canceled",
+            ),
+            (
+                "TC4 FOK that can fill fills",
+                OrderRequest {
+                    tif: TimeInForce::Fok,
+                    ..limit(Side::Buy, 102, 5)
+                },
+                vec![(101, 2, false), (102, 3, false)],
+                "fill",
+            ),
+            (
+                "TC5 GTC crossing takes then rests",
+                limit(Side::Buy, 101, 3),
+                vec![(101, 2, false)],
+                "fill",
+            ),
+            (
+                "TC6 GTC passive rests",
+                limit(Side::Buy, 100, 1),
+                vec![],
+                "accepted",
+            ),
+            (
+                "TC7 post-only crossing is refused",
+                OrderRequest {
+                    post_only: true,
+                    ..limit(Side::Buy, 101, 1)
+                },
+                vec![],
+                "rejected",
+            ),
+            (
+                "TC8 post-only passive rests",
+                OrderRequest {
+                    post_only: true,
+                    ..limit(Side::Buy, 100, 1)
+                },
+                vec![],
+                "accepted",
+            ),
+            (
+                "TC9 post-only IOC is unsupported",
+                OrderRequest {
+                    post_only: true,
+                    ..OrderRequest::ioc(I, Side::Buy, p(100), q(1))
+                },
+                vec![],
+                "rejected",
+            ),
+            (
+                "TC10 stop with IOC is unsupported",
+                OrderRequest {
+                    tif: TimeInForce::Ioc,
+                    ..OrderRequest::stop_market(I, Side::Sell, p(98), q(1))
+                },
+                vec![],
+                "rejected",
+            ),
+            (
+                "TC11 reduce-only without a position is refused",
+                OrderRequest {
+                    reduce_only: true,
+                    ..limit(Side::Sell, 99, 1)
+                },
+                vec![],
+                "rejected",
+            ),
+            (
+                "TC12 stop waits for its trigger",
+                OrderRequest::stop_market(I, Side::Sell, p(98), q(1)),
+                vec![],
+                "accepted",
+            ),
+        ];
+        for (label, req, want_fills, want_last) in cases {
+            let mut m = venue();
+            let reports = run(&mut m, &order(0, req), 1_000);
+            assert_eq!(fills(&reports), want_fills, "{label}: {reports:?}");
+            assert_eq!(last(&reports), want_last, "{label}: {reports:?}");
+        }
+    }
+
+    #[test]
+    fn fees_are_taker_on_take_and_maker_rebate_on_rest() {
+        let mut m = venue();
+        let r = run(
+            &mut m,
+            &order(0, OrderRequest::market(I, Side::Buy, p(101), q(2))),
+            100,
+        );
+        // 101 × 2 × 5 bp = 0.101
+        assert!(
+            matches!(r[1], OrderReport::Fill { fee, maker: false, .. } if fee == Qty::parse("0.101").unwrap()),
+            "{r:?}"
+        );
+        let mut out = run(
+            &mut m,
+            &order(1, OrderRequest::limit(I, Side::Sell, p(105), q(1))),
+            100,
+        );
+        trade(&mut m, 200, 106, 1, &mut out);
+        m.advance(300, &mut |r| out.push(r));
+        // through-trade fills the resting sell at its price: 105 × 1 × −1 bp = −0.0105
+        assert!(
+            matches!(out.last(), Some(OrderReport::Fill { fee, maker: true, .. }) if *fee == Qty::parse("-0.0105").unwrap()),
+            "{out:?}"
+        );
+        assert_eq!(m.position(0), q(1));
+    }
+
+    #[test]
+    fn resting_order_waits_for_the_queue_ahead() {
+        let mut m = venue();
+        let mut out = run(
+            &mut m,
+            &order(0, OrderRequest::limit(I, Side::Buy, p(99), q(3))),
+            100,
+        );
+        assert_eq!(last(&out), "accepted");
+        trade(&mut m, 200, 99, 3, &mut out);
+        assert!(fills(&out).is_empty(), "5 ahead, 3 traded: still 2 ahead");
+        trade(&mut m, 300, 99, 4, &mut out);
+        m.advance(400, &mut |r| out.push(r));
+        assert_eq!(
+            fills(&out),
+            vec![(99, 2, true)],
+            "2 ahead traded, then 2 of ours"
+        );
+        // A level shrinking below the queue: cancels ahead of us.
+        let mut m = venue();
+        let mut out = run(
+            &mut m,
+            &order(0, OrderRequest::limit(I, Side::Buy, p(99), q(3))),
+            100,
+        );
+        let shrink = BookDelta {
+            instrument: I,
+            side: Side::Buy,
+            flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+            price: p(99),
+            qty: q(1),
+            update_id: 2,
+        };
+        m.on_market(
+            &Event::new(150, 150, EventKind::BookDelta(shrink)),
+            150,
+            &mut |r| out.push(r),
+        );
+        trade(&mut m, 200, 99, 2, &mut out);
+        m.advance(300, &mut |r| out.push(r));
+        assert_eq!(fills(&out), vec![(99, 1, true)], "1 ahead, then 1 of ours");
+        // A trade through the price fills up to the traded size.
+        trade(&mut m, 400, 98, 5, &mut out);
+        m.advance(500, &mut |r| out.push(r));
+        assert_eq!(fills(&out), vec![(99, 1, true), (99, 2, true)]);
+    }
+
+    #[test]
+    fn stops_trigger_on_trades_and_take_liquidity() {
+        let mut m = venue();
+        let mut out = run(
+            &mut m,
+            &order(0, OrderRequest::stop_market(I, Side::Sell, p(98), q(6))),
+            100,
+        );
+        trade(&mut m, 200, 99, 1, &mut out);
+        assert!(fills(&out).is_empty(), "not triggered at 99");
+        trade(&mut m, 300, 98, 1, &mut out);
+        m.advance(400, &mut |r| out.push(r));
+        assert_eq!(
+            fills(&out),
+            vec![(99, 5, false), (98, 1, false)],
+            "triggered: a market sell walks the bids"
+        );
+        let mut m = venue();
+        let stop_limit = OrderRequest {
+            kind: OrderKind::StopLimit,
+            trigger: p(102),
+            ..OrderRequest::limit(I, Side::Buy, p(102), q(4))
+        };
+        let mut out = run(&mut m, &order(0, stop_limit), 100);
+        trade(&mut m, 200, 102, 1, &mut out);
+        m.advance(300, &mut |r| out.push(r));
+        assert_eq!(
+            fills(&out),
+            vec![(101, 2, false), (102, 2, false)],
+            "stop-limit takes up to its limit"
+        );
+    }
+
+    #[test]
+    fn latency_orders_arrivals_and_reports() {
+        let mut m = venue();
+        let mut out = Vec::new();
+        m.submit(
+            &order(0, OrderRequest::market(I, Side::Buy, p(101), q(1))),
+            0,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        m.advance(ENTRY + RESPONSE - 1, &mut |r| out.push(r));
+        assert!(out.is_empty(), "nothing before entry + response latency");
+        m.advance(ENTRY + RESPONSE, &mut |r| out.push(r));
+        assert_eq!(
+            out.len(),
+            2,
+            "ack and fill exactly at entry + response: {out:?}"
+        );
+        // Two orders sent 1 ns apart arrive in that order: the first takes the best ask.
+        let mut m = venue();
+        let mut out = Vec::new();
+        m.submit(
+            &order(0, OrderRequest::market(I, Side::Buy, p(101), q(2))),
+            0,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        m.submit(
+            &order(1, OrderRequest::market(I, Side::Buy, p(101), q(2))),
+            1,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        m.advance(100, &mut |r| out.push(r));
+        let by_order: Vec<(u32, i64)> = out
+            .iter()
+            .filter_map(|r| match r {
+                OrderReport::Fill {
+                    client_id, price, ..
+                } => Some((client_id.slot(), price.raw() / FIXED_SCALE)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(by_order, vec![(0, 101), (1, 102)]);
+    }
+
+    #[test]
+    fn cancels_and_reduce_only() {
+        let mut m = venue();
+        let mut out = run(
+            &mut m,
+            &order(0, OrderRequest::limit(I, Side::Buy, p(100), q(1))),
+            100,
+        );
+        m.cancel(ClientOrderId::new(1, 0), 200, &mut |r| out.push(r));
+        m.cancel(ClientOrderId::new(9, 3), 200, &mut |r| out.push(r));
+        m.advance(300, &mut |r| out.push(r));
+        assert!(
+            matches!(out[out.len() - 2], OrderReport::Canceled { .. }),
+            "{out:?}"
+        );
+        assert!(matches!(
+            out[out.len() - 1],
+            OrderReport::CancelRejected {
+                reason: RejectReason::UnknownOrder,
+                ..
+            }
+        ));
+        run(
+            &mut m,
+            &order(1, OrderRequest::market(I, Side::Buy, p(101), q(2))),
+            400,
+        );
+        assert_eq!(m.position(0), q(2));
+        let reduce = run(
+            &mut m,
+            &order(
+                2,
+                OrderRequest {
+                    reduce_only: true,
+                    ..OrderRequest::ioc(I, Side::Sell, p(99), q(2))
+                },
+            ),
+            600,
+        );
+        assert_eq!(fills(&reduce), vec![(99, 2, false)]);
+        assert_eq!(m.position(0), Qty::ZERO);
+    }
+}
