@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod backtest;
 mod bench;
 mod config;
 mod record;
@@ -58,6 +59,26 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Replay recorded frames and/or Tardis CSV through the engine, strategy, risk and the
+    /// simulated venue on a simulated clock; write summary.json, fills.csv and equity.svg.
+    Backtest {
+        /// Input files: `<recv_ns> <frame>` recordings (gz or plain) and Tardis trades /
+        /// incremental_book_L2 CSV, merged in time order.
+        #[arg(long, num_args = 1.., required = true)]
+        data: Vec<PathBuf>,
+        /// Strategy to run (configured in [strategy]).
+        #[arg(long, default_value = "ma_cross")]
+        strategy: String,
+        /// Only events received at or after this time (ns since the epoch or RFC 3339 UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events received before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output directory (default results/<run-id>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Record a venue's raw frames (`<recv_ns> <frame>` lines, gzip, one file per symbol per
     /// UTC day, with REST snapshot lines) for replay.
     Record {
@@ -101,6 +122,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `results/bt-YYYYMMDD-HHMMSS` (UTC) for a backtest without `--out`.
+fn default_results_dir() -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let date =
+        tradeloop_adapters::recorder::utc_date(now.as_nanos().try_into().unwrap_or(u64::MAX));
+    let tod = secs % 86_400;
+    PathBuf::from("results").join(format!(
+        "bt-{date}-{:02}{:02}{:02}",
+        tod / 3600,
+        tod / 60 % 60,
+        tod % 60
+    ))
 }
 
 fn parse_duration(seconds: Option<f64>) -> anyhow::Result<Option<Duration>> {
@@ -158,6 +196,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let duration = parse_duration(duration)?;
             let stop = ctrl_c_flag()?;
             record::run(&config, &venue, &symbols, out, duration, &stop)?;
+        }
+        Command::Backtest {
+            data,
+            strategy,
+            from,
+            to,
+            out,
+        } => {
+            anyhow::ensure!(
+                strategy == "ma_cross",
+                "--strategy {strategy:?}: unknown; available: ma_cross (configured in [strategy.ma_cross])"
+            );
+            let options = backtest::BacktestOptions {
+                data,
+                from_ns: from
+                    .as_deref()
+                    .map(backtest::parse_time)
+                    .transpose()
+                    .context("--from")?,
+                to_ns: to
+                    .as_deref()
+                    .map(backtest::parse_time)
+                    .transpose()
+                    .context("--to")?,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let out = out.unwrap_or_else(default_results_dir);
+            let bt = backtest::replay(&config, &options)?;
+            let s = backtest::write_outputs(&bt, &config, &options, &out)?;
+            let secs = bt.wall.as_secs_f64().max(1e-9);
+            eprintln!(
+                "backtest: {} events in {:.3} s ({:.0} events/s), {} refused; {} orders ({} denied), {} fills",
+                bt.events,
+                secs,
+                bt.events as f64 / secs,
+                bt.refused,
+                bt.orders,
+                bt.denied,
+                bt.fills.len()
+            );
+            eprintln!(
+                "pnl: net {} = realised {} + unrealised {} - fees {}; max drawdown {}; turnover {}",
+                s.net_pnl, s.realized, s.unrealized, s.fees, s.max_drawdown, s.turnover
+            );
+            let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
+            eprintln!(
+                "sharpe {} sortino {} win rate {} exposure {:.1}%; pnl cross-check {}",
+                opt(s.sharpe),
+                opt(s.sortino),
+                opt(s.win_rate),
+                s.exposure * 100.0,
+                if s.pnl_check { "ok" } else { "MISMATCH" }
+            );
+            eprintln!("results in {}", out.display());
+            anyhow::ensure!(
+                s.pnl_check,
+                "realised PnL disagrees with its recomputation from the fills"
+            );
         }
         Command::Config {
             action: ConfigAction::Check,

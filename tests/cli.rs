@@ -92,3 +92,117 @@ fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
     assert!(summary.contains(" 0 gaps, 0 refused"), "{summary}");
     assert!(err.contains("run ended after"), "{err}");
 }
+
+fn shared(file: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(file);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+fn backtest(data: &[&std::path::Path], out: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut c = tradeloop();
+    c.arg("backtest")
+        .arg("--data")
+        .args(data)
+        .arg("--out")
+        .arg(out);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn backtest_on_the_real_capture_is_deterministic_and_balanced() {
+    let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("tradeloop-bt-{}", std::process::id()));
+    let (a, b) = (base.join("a"), base.join("b"));
+    let err = backtest(&[&data], &a, &[]);
+    backtest(&[&data], &b, &[]);
+    assert!(err.contains("pnl cross-check ok"), "{err}");
+    for f in ["fills.csv", "equity.svg"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between runs"
+        );
+    }
+    let summary = |dir: &std::path::Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("performance");
+        v
+    };
+    let (sa, sb) = (summary(&a), summary(&b));
+    assert_eq!(
+        sa, sb,
+        "summary.json (performance figures aside) differs between runs"
+    );
+    assert_eq!(sa["events_processed"], 93_954);
+    assert_eq!(sa["events_refused"], 0);
+    assert_eq!(sa["stats"]["pnl_check"], true);
+    // Position = signed sum of the fills written to fills.csv.
+    let csv = std::fs::read_to_string(a.join("fills.csv")).unwrap();
+    let mut signed = rust_decimal::Decimal::ZERO;
+    let mut rows = 0;
+    for line in csv.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let qty: rust_decimal::Decimal = cols[5].parse().unwrap();
+        signed += if cols[3] == "buy" { qty } else { -qty };
+        rows += 1;
+    }
+    assert_eq!(rows, sa["fills"].as_u64().unwrap());
+    assert!(rows > 10, "the strategy traded");
+    let pos: rust_decimal::Decimal = sa["positions"][0]["qty"].as_str().unwrap().parse().unwrap();
+    assert_eq!(signed, pos);
+    assert!(std::fs::read_to_string(a.join("equity.svg"))
+        .unwrap()
+        .contains("<polyline"));
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn backtest_reads_tardis_csv_and_applies_the_time_window() {
+    let Some(data) = shared("tardis_bitmex_trades_XBTUSD.csv") else {
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("tradeloop-bt-tardis-{}", std::process::id()));
+    let env = [
+        ("TRADELOOP__INSTRUMENTS__0__SYMBOL", "\"XBTUSD\""),
+        ("TRADELOOP__INSTRUMENTS__0__TICK_SIZE", "\"0.5\""),
+        ("TRADELOOP__INSTRUMENTS__0__LOT_SIZE", "\"1\""),
+        ("TRADELOOP__STRATEGY__MA_CROSS__SYMBOL", "\"XBTUSD\""),
+        ("TRADELOOP__STRATEGY__MA_CROSS__TARGET_QTY", "\"100\""),
+    ];
+    backtest(&[&data], &out, &env);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(v["events_processed"], 10);
+    assert_eq!(v["events_refused"], 0);
+    // Receive times: one row at 00:00:03.307160, nine at 00:00:03.336743 (UTC, 2020-03-01).
+    let mut c = tradeloop();
+    c.args(["backtest", "--from", "2020-03-01T00:00:03.31Z", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    assert!(c.output().unwrap().status.success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let n = v["events_processed"].as_u64().unwrap();
+    assert_eq!(n, 9, "the window drops the first row only");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -11,6 +11,7 @@ pub mod recorder;
 pub mod runner;
 pub mod sim;
 pub mod symbols;
+pub mod tardis;
 
 /// Where `../shared/data` is for tests and benchmarks: `$TRADELOOP_SHARED_DATA` if set, else
 /// `shared/data` beside the repository.

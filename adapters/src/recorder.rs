@@ -152,7 +152,11 @@ impl std::fmt::Debug for FrameReader {
     }
 }
 
-fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+/// Opens a text file for buffered reading, decompressing it if it is gzip (by content).
+///
+/// # Errors
+/// If the file cannot be opened.
+pub fn open_text(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic)?;
@@ -175,8 +179,8 @@ impl FrameReader {
     pub fn open(paths: &[PathBuf]) -> io::Result<Self> {
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
-            let reader =
-                open(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            let reader = open_text(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             sources.push(Source {
                 reader,
                 line: String::with_capacity(4096),
@@ -220,6 +224,22 @@ impl FrameReader {
                 None => self.stats.bad_lines += 1,
             }
         }
+    }
+
+    /// Receive time of the next frame, if any (does not consume it).
+    ///
+    /// # Errors
+    /// On I/O or decompression failure.
+    pub fn peek_ns(&mut self) -> io::Result<Option<u64>> {
+        if let Some(prev) = self.current.take() {
+            self.advance(prev)?;
+        }
+        Ok(self
+            .sources
+            .iter()
+            .filter(|s| !s.done)
+            .map(|s| s.recv_ns)
+            .min())
     }
 
     /// The next frame in receive-time order, or `None` at the end of every file.

@@ -1,0 +1,721 @@
+//! `tradeloop backtest`: replays recorded frames (`<recv_ns> <frame>` files) and Tardis CSV
+//! through the same venue parser, book sync, engine, strategy, risk and simulated venue as
+//! `run`, single-threaded on a simulated clock, and writes `summary.json`, `fills.csv` and
+//! `equity.svg`. Same inputs and config give byte-identical files (wall-clock figures are kept
+//! apart, under `performance` in `summary.json`).
+
+use std::io::{BufRead, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
+use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::recorder::FrameReader;
+use tradeloop_adapters::runner::LaneSink;
+use tradeloop_adapters::sim::gateway::SimGateway;
+use tradeloop_adapters::sim::matching::ExecConfig;
+use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
+use tradeloop_engine::api::{Context, Gateway};
+use tradeloop_engine::clock::{Clock, SimClock};
+use tradeloop_engine::event::{Event, EventKind, Side};
+use tradeloop_engine::event_loop::Engine;
+use tradeloop_engine::fixed::{Money, Price, Qty};
+use tradeloop_engine::instrument::{InstrumentIndex, InstrumentRegistry};
+use tradeloop_engine::lane::{LaneConfig, Lanes};
+use tradeloop_engine::persist::{Outbox, Record};
+use tradeloop_engine::strategies::MaCross;
+use tradeloop_risk::PreTradeRisk;
+
+use crate::config::Config;
+
+/// Equity is sampled this often in simulated time.
+const EQUITY_SAMPLE_NS: u64 = 1_000_000_000;
+
+/// What to replay.
+#[derive(Clone, Debug)]
+pub struct BacktestOptions {
+    /// Input files (recorded frames and/or Tardis CSV).
+    pub data: Vec<PathBuf>,
+    /// Only events received at or after this time (ns since the epoch).
+    pub from_ns: Option<u64>,
+    /// Only events received before this time.
+    pub to_ns: Option<u64>,
+    /// Show a progress bar (when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// One fill, as written to `fills.csv`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FillRow {
+    /// Simulated time the engine applied it.
+    pub ts_ns: u64,
+    /// Client order id.
+    pub client_id: u64,
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// Side of the order.
+    pub side: Side,
+    /// Price.
+    pub price: Price,
+    /// Quantity.
+    pub qty: Qty,
+    /// Fee.
+    pub fee: Qty,
+    /// Resting (maker) fill.
+    pub maker: bool,
+}
+
+/// Everything a backtest produced.
+#[derive(Debug)]
+pub struct Backtest {
+    /// Symbols by instrument index.
+    pub symbols: Vec<String>,
+    /// Fills in order.
+    pub fills: Vec<FillRow>,
+    /// (time, equity) samples: realised + unrealised − fees, summed over instruments.
+    pub equity: Vec<(u64, Money)>,
+    /// Samples during which some position was open.
+    pub exposed_samples: u64,
+    /// Final positions.
+    pub positions: Vec<tradeloop_engine::position::Position>,
+    /// Final marks (mid, else last trade).
+    pub marks: Vec<Price>,
+    /// Orders sent.
+    pub orders: u64,
+    /// Orders denied by risk or the engine.
+    pub denied: u64,
+    /// Market events replayed (frames and CSV rows).
+    pub events: u64,
+    /// Frames or rows refused by the parsers.
+    pub refused: u64,
+    /// First and last event time.
+    pub span_ns: (u64, u64),
+    /// Wall time of the replay itself.
+    pub wall: Duration,
+}
+
+/// Records last trade prices on the way to the lanes.
+struct Sink {
+    lanes: LaneSink,
+    last_trade: Vec<Price>,
+}
+
+impl MarketSink for Sink {
+    fn push(&mut self, event: Event) {
+        if let EventKind::Trade(t) = event.kind {
+            if let Some(p) = self.last_trade.get_mut(t.instrument.get()) {
+                *p = t.price;
+            }
+        }
+        self.lanes.push(event);
+    }
+    fn book_lost(&mut self, instrument: InstrumentIndex) {
+        self.lanes.book_lost(instrument);
+    }
+}
+
+/// Spot or USD-M sync rule, from the first depth frames of the first frame file.
+fn detect_market(path: &Path) -> anyhow::Result<Market> {
+    let reader = tradeloop_adapters::recorder::open_text(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    for line in reader.lines().take(5_000) {
+        let line = line?;
+        if line.contains("depthUpdate") {
+            return Ok(if line.contains("\"pu\":") {
+                Market::UsdM
+            } else {
+                Market::Spot
+            });
+        }
+    }
+    Ok(Market::Spot)
+}
+
+/// Replays the inputs.
+///
+/// # Errors
+/// Unreadable inputs, or a strategy symbol that is not an instrument.
+pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Backtest> {
+    let registry: InstrumentRegistry = config.registry()?;
+    let mut symbols = SymbolMap::default();
+    for i in registry.iter() {
+        if symbols.find(&i.symbol).is_none() {
+            symbols.insert(&i.symbol, i.index);
+        }
+    }
+    let (tardis_files, frame_files): (Vec<PathBuf>, Vec<PathBuf>) =
+        options.data.iter().cloned().partition(|p| is_tardis_csv(p));
+    for p in &options.data {
+        anyhow::ensure!(p.is_file(), "--data {}: not a readable file", p.display());
+    }
+    let market = match frame_files.first() {
+        Some(f) => detect_market(f)?,
+        None => Market::Spot,
+    };
+    let mut frames = FrameReader::open(&frame_files)?;
+    let mut tardis = TardisReader::open(&tardis_files, symbols.clone())?;
+    let n = registry.len();
+    let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
+    let instrument = registry
+        .iter()
+        .find(|i| i.symbol == config.strategy.ma_cross.symbol)
+        .context("strategy symbol is an instrument (checked by config)")?
+        .clone();
+    // The backtest pushes one frame's events and drains them before the next: the lanes only
+    // need room for the largest frame, never for a backlog.
+    let lanes = Arc::new(Lanes::new(LaneConfig {
+        normal_slots: 1 << 17,
+        ..config.engine.lanes
+    }));
+    let clock = SimClock::new(0);
+    let x = &config.execution;
+    let gateway = SimGateway::new(
+        ExecConfig {
+            maker_fee_bps: x.maker_fee_bps,
+            taker_fee_bps: x.taker_fee_bps,
+            entry_latency_ns: x.entry_latency_us * 1_000,
+            response_latency_ns: x.response_latency_us * 1_000,
+            jitter_ns: x.jitter_us * 1_000,
+            seed: x.seed,
+            order_slots: config.engine.order_slots,
+            instruments: n,
+            book_levels: config.engine.book_levels,
+        },
+        Arc::clone(&lanes),
+    );
+    let strategy = MaCross::new(
+        &config.strategy.ma_cross,
+        instrument.index,
+        instrument.tick_size,
+    );
+    let outbox = Arc::new(Outbox::new(1 << 16));
+    let mut engine = Engine::new(
+        config.engine,
+        Arc::clone(&lanes),
+        registry,
+        strategy,
+        PreTradeRisk::new(config.risk.clone()),
+        gateway,
+        clock.clone(),
+    )
+    .with_outbox(Arc::clone(&outbox));
+    let mut feed = BinanceFeed::new(
+        BinanceCodec::new(symbols, config.feed.max_frame_bytes),
+        market,
+        config.feed.max_buffered_diffs,
+    );
+    let mut sink = Sink {
+        lanes: LaneSink::new(Arc::clone(&lanes)),
+        last_trade: vec![Price::ZERO; n],
+    };
+    let progress = options.progress.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed} {pos} events {per_sec} {msg}",
+            )
+            .expect("constant template"),
+        );
+        bar
+    });
+
+    let mut fills = Vec::new();
+    let mut records = Vec::with_capacity(1 << 16);
+    let mut equity = Vec::new();
+    let mut exposed = 0u64;
+    let (mut events, mut refused) = (0u64, 0u64);
+    let mut next_sample: Option<u64> = None;
+    let mut span = (0u64, 0u64);
+    let started = Instant::now();
+    loop {
+        let f_ns = frames.peek_ns()?;
+        let t_ns = tardis.peek_ns();
+        let take_frame = match (f_ns, t_ns) {
+            (None, None) => break,
+            (Some(f), Some(t)) => f <= t,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        let ns = if take_frame { f_ns } else { t_ns }.expect("one of them is present");
+        if options.to_ns.is_some_and(|to| ns >= to) {
+            break;
+        }
+        let in_window = options.from_ns.is_none_or(|from| ns >= from);
+        if take_frame {
+            let (ns, frame) = frames.next_frame()?.expect("peeked");
+            if in_window {
+                clock.set(ns);
+                if let FrameOutcome::Refused(_) = feed.on_frame(ns, frame, &mut sink) {
+                    refused += 1;
+                }
+            }
+        } else {
+            let event = tardis.next_event()?.expect("peeked");
+            if in_window {
+                clock.set(event.recv_ns);
+                sink.push(event);
+            }
+        }
+        if !in_window {
+            continue;
+        }
+        events += 1;
+        if span.0 == 0 {
+            span.0 = ns;
+        }
+        span.1 = ns;
+        while engine.poll() > 0 {}
+        drain(&outbox, &mut records, &mut fills);
+        let due = *next_sample.get_or_insert(ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
+        if ns >= due {
+            let (e, open) = equity_now(&engine, &sink.last_trade);
+            equity.push((due, e));
+            exposed += u64::from(open);
+            next_sample = Some(due + EQUITY_SAMPLE_NS * (1 + (ns - due) / EQUITY_SAMPLE_NS));
+        }
+        if let Some(bar) = &progress {
+            if events % 65_536 == 0 {
+                bar.set_position(events);
+            }
+        }
+    }
+    // Let reports still in flight arrive.
+    let settle =
+        clock.now_ns() + (x.entry_latency_us + x.response_latency_us + x.jitter_us) * 1_000 + 1;
+    clock.set(settle);
+    engine.gateway_mut().poll(settle);
+    while engine.poll() > 0 {}
+    drain(&outbox, &mut records, &mut fills);
+    let wall = started.elapsed();
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let (e, open) = equity_now(&engine, &sink.last_trade);
+    equity.push((settle, e));
+    exposed += u64::from(open);
+    let marks = (0..n).map(|i| mark(&engine, &sink.last_trade, i)).collect();
+    let report = engine.shutdown();
+    refused += tardis.stats().malformed + tardis.stats().unknown_symbol;
+    Ok(Backtest {
+        symbols: names,
+        fills,
+        equity,
+        exposed_samples: exposed,
+        positions: report.positions,
+        marks,
+        orders: report.counters.orders_sent,
+        denied: report.counters.denials.iter().sum::<u64>()
+            - report.counters.denials[report.counters.denials.len() - 1],
+        events,
+        refused,
+        span_ns: span,
+        wall,
+    })
+}
+
+fn drain(outbox: &Outbox, records: &mut Vec<Record>, fills: &mut Vec<FillRow>) {
+    outbox.drain_into(records, usize::MAX);
+    for r in records.drain(..) {
+        if let Record::Fill {
+            client_id,
+            instrument,
+            side,
+            price,
+            qty,
+            fee,
+            maker,
+            ts_ns,
+        } = r
+        {
+            fills.push(FillRow {
+                ts_ns,
+                client_id: client_id.0,
+                instrument,
+                side,
+                price,
+                qty,
+                fee,
+                maker,
+            });
+        }
+    }
+}
+
+type BtEngine = Engine<MaCross, PreTradeRisk, SimGateway, SimClock>;
+
+fn mark(engine: &BtEngine, last_trade: &[Price], i: usize) -> Price {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "bounded by MAX_INSTRUMENTS"
+    )]
+    let index = InstrumentIndex(i as u16);
+    engine
+        .core()
+        .book(index)
+        .mid()
+        .filter(|_| engine.core().book(index).is_live())
+        .unwrap_or(last_trade[i])
+}
+
+fn equity_now(engine: &BtEngine, last_trade: &[Price]) -> (Money, bool) {
+    let mut total = Money::ZERO;
+    let mut open = false;
+    for i in 0..last_trade.len() {
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "bounded by MAX_INSTRUMENTS"
+        )]
+        let p = engine.core().position(InstrumentIndex(i as u16));
+        total += p.net_pnl(mark(engine, last_trade, i));
+        open |= !p.qty.is_zero();
+    }
+    (total, open)
+}
+
+/// Summary statistics of a backtest.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Stats {
+    /// Realised PnL (before fees), exact.
+    pub realized: Decimal,
+    /// Unrealised PnL at the final marks.
+    pub unrealized: Decimal,
+    /// Fees paid.
+    pub fees: Decimal,
+    /// realised + unrealised − fees.
+    pub net_pnl: Decimal,
+    /// Largest fall of equity from a previous peak.
+    pub max_drawdown: Decimal,
+    /// Σ |price × qty| of fills.
+    pub turnover: Decimal,
+    /// Closing fills with positive realised PnL / closing fills.
+    pub win_rate: Option<f64>,
+    /// Mean / std of per-second equity changes, × √(seconds per year).
+    pub sharpe: Option<f64>,
+    /// Mean / downside std of per-second equity changes, × √(seconds per year).
+    pub sortino: Option<f64>,
+    /// Share of equity samples with a position open.
+    pub exposure: f64,
+    /// Realised PnL recomputed slowly in `Decimal` from the fill log agrees with the engine's.
+    pub pnl_check: bool,
+}
+
+/// Computes the statistics (and the slow `Decimal` PnL cross-check).
+#[must_use]
+pub fn stats(bt: &Backtest) -> Stats {
+    let mut realized = Money::ZERO;
+    let mut unrealized = Money::ZERO;
+    let mut fees = Money::ZERO;
+    let mut turnover = Money::ZERO;
+    for (p, m) in bt.positions.iter().zip(&bt.marks) {
+        realized += p.realized;
+        unrealized += p.unrealized(*m);
+        fees += p.fees;
+        turnover += p.turnover;
+    }
+    // Average-cost recomputation from fills, per instrument, in Decimal.
+    let n = bt.positions.len();
+    let (mut qty, mut cost, mut slow_realized) = (
+        vec![Decimal::ZERO; n],
+        vec![Decimal::ZERO; n],
+        Decimal::ZERO,
+    );
+    let (mut wins, mut closes) = (0u64, 0u64);
+    for f in &bt.fills {
+        let i = f.instrument.get();
+        let mult = bt.positions[i].kind.multiplier().to_decimal();
+        let inverse = bt.positions[i].kind.is_inverse();
+        let value = |q: Decimal, p: Decimal| if inverse { q * mult / p } else { q * p * mult };
+        let signed = if f.side == Side::Buy {
+            f.qty.to_decimal()
+        } else {
+            -f.qty.to_decimal()
+        };
+        let p = f.price.to_decimal();
+        let pnl = |close: Decimal, removed: Decimal| {
+            if inverse {
+                removed - value(close, p)
+            } else {
+                value(close, p) - removed
+            }
+        };
+        if qty[i].is_zero() || qty[i].is_sign_positive() == signed.is_sign_positive() {
+            cost[i] += value(signed, p);
+            qty[i] += signed;
+            continue;
+        }
+        let delta = if signed.abs() <= qty[i].abs() {
+            let removed = cost[i] * (-signed) / qty[i];
+            cost[i] -= removed;
+            let d = pnl(-signed, removed);
+            qty[i] += signed;
+            d
+        } else {
+            let d = pnl(qty[i], cost[i]);
+            qty[i] += signed;
+            cost[i] = value(qty[i], p);
+            d
+        };
+        slow_realized += delta;
+        closes += 1;
+        wins += u64::from(delta > Decimal::ZERO);
+    }
+    let pnl_check = (slow_realized - realized.to_decimal()).abs() <= Decimal::new(1, 8);
+    let mut peak = Money(i128::MIN);
+    let mut max_dd = Money::ZERO;
+    for (_, e) in &bt.equity {
+        peak = peak.max(*e);
+        max_dd = max_dd.max(peak - *e);
+    }
+    let changes: Vec<f64> = bt
+        .equity
+        .windows(2)
+        .filter_map(|w| (w[1].1 - w[0].1).to_decimal().to_f64())
+        .collect();
+    let per_year = (365.0 * 86_400.0f64).sqrt();
+    let (sharpe, sortino) = if changes.len() >= 2 {
+        let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+        let var =
+            changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (changes.len() - 1) as f64;
+        let down = changes.iter().map(|c| c.min(0.0).powi(2)).sum::<f64>() / changes.len() as f64;
+        let ratio = |d: f64| (d > 0.0).then(|| mean / d.sqrt() * per_year);
+        (ratio(var), ratio(down))
+    } else {
+        (None, None)
+    };
+    Stats {
+        realized: realized.to_decimal().round_dp(8),
+        unrealized: unrealized.to_decimal().round_dp(8),
+        fees: fees.to_decimal().round_dp(8),
+        net_pnl: (realized + unrealized - fees).to_decimal().round_dp(8),
+        max_drawdown: max_dd.to_decimal().round_dp(8),
+        turnover: turnover.to_decimal().round_dp(8),
+        win_rate: (closes > 0).then(|| wins as f64 / closes as f64),
+        sharpe,
+        sortino,
+        exposure: if bt.equity.is_empty() {
+            0.0
+        } else {
+            bt.exposed_samples as f64 / bt.equity.len() as f64
+        },
+        pnl_check,
+    }
+}
+
+/// Writes `summary.json`, `fills.csv` and `equity.svg` into `dir` and returns the stats.
+///
+/// # Errors
+/// If the directory or a file cannot be written.
+pub fn write_outputs(
+    bt: &Backtest,
+    config: &Config,
+    options: &BacktestOptions,
+    dir: &Path,
+) -> anyhow::Result<Stats> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let s = stats(bt);
+    let secs = bt.wall.as_secs_f64().max(1e-9);
+    let summary = serde_json::json!({
+        "inputs": options.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "strategy": { "name": "ma_cross", "params": config.strategy.ma_cross },
+        "execution": { "maker_fee_bps": config.execution.maker_fee_bps, "taker_fee_bps": config.execution.taker_fee_bps,
+                        "entry_latency_us": config.execution.entry_latency_us, "response_latency_us": config.execution.response_latency_us },
+        "span_ns": [bt.span_ns.0, bt.span_ns.1],
+        "events_processed": bt.events,
+        "events_refused": bt.refused,
+        "orders": bt.orders,
+        "orders_denied": bt.denied,
+        "fills": bt.fills.len(),
+        "stats": s,
+        "positions": bt.positions.iter().zip(&bt.symbols).map(|(p, sym)| serde_json::json!({
+            "symbol": sym, "qty": p.qty.to_string(), "realized": p.realized.to_decimal().round_dp(8), "fees": p.fees.to_decimal().round_dp(8), "fills": p.fills,
+        })).collect::<Vec<_>>(),
+        "performance": { "wall_seconds": secs, "events_per_second": (bt.events as f64 / secs).round() },
+    });
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join("fills.csv"))?);
+    writeln!(csv, "ts_ns,client_order_id,symbol,side,price,qty,fee,maker")?;
+    for f in &bt.fills {
+        let side = if f.side == Side::Buy { "buy" } else { "sell" };
+        writeln!(
+            csv,
+            "{},{},{},{side},{},{},{},{}",
+            f.ts_ns,
+            f.client_id,
+            bt.symbols[f.instrument.get()],
+            f.price,
+            f.qty,
+            f.fee,
+            f.maker
+        )?;
+    }
+    csv.flush()?;
+    std::fs::write(dir.join("equity.svg"), equity_svg(&bt.equity))?;
+    Ok(s)
+}
+
+/// An SVG line chart of equity over time (text in a generic monospace font; no font files).
+#[must_use]
+pub fn equity_svg(equity: &[(u64, Money)]) -> String {
+    let (w, h, pad) = (900.0f64, 360.0f64, 60.0f64);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="monospace" font-size="12">"#
+    );
+    svg.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
+    if equity.len() >= 2 {
+        let t0 = equity[0].0;
+        let t1 = equity[equity.len() - 1].0.max(t0 + 1);
+        let values: Vec<f64> = equity
+            .iter()
+            .map(|(_, e)| e.to_decimal().to_f64().unwrap_or(0.0))
+            .collect();
+        let lo = values
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .min(0.0);
+        let hi = values
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .max(0.0);
+        let span = (hi - lo).max(1e-12);
+        let x = |t: u64| pad + (t - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
+        let y = |v: f64| h - pad - (v - lo) / span * (h - 2.0 * pad);
+        svg.push_str(&format!(
+            r##"<line x1="{pad}" y1="{:.2}" x2="{:.2}" y2="{:.2}" stroke="#bbb"/>"##,
+            y(0.0),
+            w - pad,
+            y(0.0)
+        ));
+        let points: Vec<String> = equity
+            .iter()
+            .zip(&values)
+            .map(|((t, _), v)| format!("{:.2},{:.2}", x(*t), y(*v)))
+            .collect();
+        svg.push_str(&format!(
+            r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
+            points.join(" ")
+        ));
+        svg.push_str(&format!(
+            r#"<text x="5" y="{:.2}">{hi:.2}</text><text x="5" y="{:.2}">{lo:.2}</text>"#,
+            y(hi) + 4.0,
+            y(lo) + 4.0
+        ));
+        svg.push_str(&format!(
+            r#"<text x="{pad}" y="{:.2}">{:.0} s</text><text x="{:.2}" y="{:.2}" text-anchor="end">equity (realised + unrealised − fees) over {:.0} s</text>"#,
+            h - pad / 3.0,
+            0.0,
+            w - pad,
+            pad / 2.0,
+            (t1 - t0) as f64 / 1e9
+        ));
+    } else {
+        svg.push_str(r#"<text x="20" y="40">not enough equity samples</text>"#);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Parses `--from`/`--to`: nanoseconds since the epoch, or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_time(s: &str) -> anyhow::Result<u64> {
+    if let Ok(ns) = s.parse::<u64>() {
+        return Ok(ns);
+    }
+    let err = || {
+        anyhow::anyhow!("{s:?}: expected nanoseconds since the epoch or YYYY-MM-DDTHH:MM:SS[.fff]Z")
+    };
+    let s = s.strip_suffix('Z').ok_or_else(err)?;
+    let (date, time) = s.split_once('T').ok_or_else(err)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| err())?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<u64> = hms
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| err())?;
+    anyhow::ensure!(
+        d.len() == 3
+            && t.len() == 3
+            && (1..=12).contains(&d[1])
+            && (1..=31).contains(&d[2])
+            && t[0] < 24
+            && t[1] < 60
+            && t[2] < 61,
+        err()
+    );
+    // Days from civil (Hinnant).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).map_err(|_| err())?;
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        anyhow::ensure!(
+            frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()),
+            err()
+        );
+        frac.parse::<u64>().map_err(|_| err())?
+            * 10u64.pow(9 - u32::try_from(frac.len()).map_err(|_| err())?)
+    };
+    Ok((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000 + frac_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_parsing_table() {
+        let cases = [
+            (
+                "TC0 ns",
+                "1723161253937085768",
+                Some(1_723_161_253_937_085_768u64),
+            ),
+            (
+                "TC1 rfc3339",
+                "2024-08-08T23:54:13Z",
+                Some(1_723_161_253_000_000_000),
+            ),
+            (
+                "TC2 fraction",
+                "2024-08-08T23:54:13.5Z",
+                Some(1_723_161_253_500_000_000),
+            ),
+            ("TC3 epoch", "1970-01-01T00:00:00Z", Some(0)),
+            (
+                "TC4 leap day",
+                "2024-02-29T00:00:00Z",
+                Some(1_709_164_800_000_000_000),
+            ),
+            ("TC5 no zone", "2024-08-08T23:54:13", None),
+            ("TC6 bad month", "2024-13-01T00:00:00Z", None),
+            ("TC7 garbage", "yesterday", None),
+        ];
+        for (label, input, want) in cases {
+            assert_eq!(parse_time(input).ok(), want, "{label}");
+        }
+    }
+}
