@@ -450,6 +450,56 @@ fn tick_to_strategy(config: &Config, frames: &[String], events: u64) -> anyhow::
     Ok(Percentiles::of(&hist).into())
 }
 
+/// Backtest replay throughput: three replays of a recording through the whole backtest path
+/// (parser, book sync, lanes, engine, strategy, risk, simulated venue). Unit `frames/s`: `p50`
+/// is the median run, `max` the best, `p90`..`p999` the worst (a throughput's tail is low).
+fn backtest_replay(config: &Config, frames: &Frames) -> anyhow::Result<Figure> {
+    let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
+    let (file, tmp) = if path.exists() {
+        (path, None)
+    } else {
+        // No capture: a synthetic recording from the simulated market's frames.
+        let dir = std::env::temp_dir().join(format!("tradeloop-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("synthetic.txt");
+        let mut text = String::new();
+        for (n, f) in frames.depths.iter().chain(&frames.trades).enumerate() {
+            text.push_str(&format!(
+                "{} {f}\n",
+                1_700_000_000_000_000_000u64 + n as u64 * 1_000
+            ));
+        }
+        std::fs::write(&file, text)?;
+        (file, Some(dir))
+    };
+    let options = crate::backtest::BacktestOptions {
+        data: vec![file],
+        from_ns: None,
+        to_ns: None,
+        progress: false,
+    };
+    let mut rates = Vec::new();
+    let mut count = 0;
+    for _ in 0..3 {
+        let bt = crate::backtest::replay(config, &options)?;
+        count = bt.events;
+        rates.push((bt.events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
+    }
+    if let Some(dir) = tmp {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    rates.sort_unstable();
+    Ok(Figure {
+        unit: "frames/s",
+        count,
+        p50: rates[1],
+        p90: rates[0],
+        p99: rates[0],
+        p999: rates[0],
+        max: rates[2],
+    })
+}
+
 /// Harness overhead: two consecutive clock reads, the bracket every other figure pays.
 fn clock_overhead(clock: &LiveClock, events: u64) -> Figure {
     let mut hist = latency_histogram();
@@ -509,6 +559,7 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
         "tick_to_strategy",
         tick_to_strategy(config, &frames.trades, events)?,
     );
+    figures.insert("backtest_replay", backtest_replay(config, &frames)?);
     Ok(Report {
         figures,
         machine: machine(),

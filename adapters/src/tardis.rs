@@ -101,13 +101,15 @@ impl TardisReader {
                 "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount" => {
                     Kind::Book
                 }
-                other => return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
                         "{}: not a Tardis trades or incremental_book_L2 file (header {other:?})",
                         p.display()
                     ),
-                )),
+                    ))
+                }
             };
             sources.push(Source {
                 path: p.clone(),
