@@ -17,7 +17,6 @@ use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::gateway::SimGateway;
-use tradeloop_adapters::sim::matching::ExecConfig;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
 use tradeloop_engine::api::{Context, Gateway};
@@ -161,11 +160,6 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let mut tardis = TardisReader::open(&tardis_files, symbols.clone())?;
     let n = registry.len();
     let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
-    let instrument = registry
-        .iter()
-        .find(|i| i.symbol == config.strategy.ma_cross.symbol)
-        .context("strategy symbol is an instrument (checked by config)")?
-        .clone();
     // The backtest pushes one frame's events and drains them before the next: the lanes only
     // need room for the largest frame, never for a backlog.
     let lanes = Arc::new(Lanes::new(LaneConfig {
@@ -174,25 +168,8 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     }));
     let clock = SimClock::new(0);
     let x = &config.execution;
-    let gateway = SimGateway::new(
-        ExecConfig {
-            maker_fee_bps: x.maker_fee_bps,
-            taker_fee_bps: x.taker_fee_bps,
-            entry_latency_ns: x.entry_latency_us * 1_000,
-            response_latency_ns: x.response_latency_us * 1_000,
-            jitter_ns: x.jitter_us * 1_000,
-            seed: x.seed,
-            order_slots: config.engine.order_slots,
-            instruments: n,
-            book_levels: config.engine.book_levels,
-        },
-        Arc::clone(&lanes),
-    );
-    let strategy = MaCross::new(
-        &config.strategy.ma_cross,
-        instrument.index,
-        instrument.tick_size,
-    );
+    let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes));
+    let strategy = config.strategy(&registry)?;
     let outbox = Arc::new(Outbox::new(1 << 16));
     let mut engine = Engine::new(
         config.engine,

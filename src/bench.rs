@@ -21,7 +21,6 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::{latency_histogram, Percentiles};
 use tradeloop_engine::order::Order;
-use tradeloop_engine::strategies::MaCross;
 use tradeloop_risk::PreTradeRisk;
 
 use crate::config::Config;
@@ -242,11 +241,7 @@ fn dispatch(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<(
         .find(|i| &i.symbol == symbol)
         .context("strategy symbol is configured")?
         .clone();
-    let strategy = MaCross::new(
-        &config.strategy.ma_cross,
-        instrument.index,
-        instrument.tick_size,
-    );
+    let strategy = config.strategy(&registry)?;
     let gateway = InstantFillGateway {
         lanes: Arc::clone(&lanes),
         clock: clock.clone(),

@@ -487,6 +487,48 @@ impl Config {
         Ok(())
     }
 
+    /// The configured strategy, on its instrument in `registry`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if the strategy's symbol is not an instrument (validation prevents it).
+    pub fn strategy(
+        &self,
+        registry: &InstrumentRegistry,
+    ) -> Result<tradeloop_engine::strategies::MaCross, ConfigError> {
+        let c = &self.strategy.ma_cross;
+        let i = registry
+            .iter()
+            .find(|i| i.symbol == c.symbol)
+            .ok_or_else(|| {
+                err(
+                    "strategy.ma_cross.symbol",
+                    format!("{:?} is not one of the configured instruments", c.symbol),
+                )
+            })?;
+        Ok(tradeloop_engine::strategies::MaCross::new(
+            c,
+            i.index,
+            i.tick_size,
+        ))
+    }
+
+    /// Settings of the simulated venue (paper trading, backtests) for `instruments` instruments.
+    #[must_use]
+    pub fn exec_config(&self, instruments: usize) -> tradeloop_adapters::sim::matching::ExecConfig {
+        let x = &self.execution;
+        tradeloop_adapters::sim::matching::ExecConfig {
+            maker_fee_bps: x.maker_fee_bps,
+            taker_fee_bps: x.taker_fee_bps,
+            entry_latency_ns: x.entry_latency_us * 1_000,
+            response_latency_ns: x.response_latency_us * 1_000,
+            jitter_ns: x.jitter_us * 1_000,
+            seed: x.seed,
+            order_slots: self.engine.order_slots,
+            instruments,
+            book_levels: self.engine.book_levels,
+        }
+    }
+
     /// Interns the configured instruments.
     ///
     /// # Errors

@@ -15,7 +15,6 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
-use tradeloop_adapters::sim::matching::ExecConfig;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::clock::LiveClock;
@@ -24,7 +23,6 @@ use tradeloop_engine::event_loop::Engine;
 use tradeloop_engine::fixed::{Money, Price};
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
-use tradeloop_engine::strategies::MaCross;
 use tradeloop_risk::PreTradeRisk;
 
 use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
@@ -139,32 +137,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         });
     }
 
-    let symbol = &config.strategy.ma_cross.symbol;
-    let instrument = registry
-        .iter()
-        .find(|i| &i.symbol == symbol)
-        .context("strategy symbol is an instrument (checked by config)")?
-        .clone();
-    let strategy = MaCross::new(
-        &config.strategy.ma_cross,
-        instrument.index,
-        instrument.tick_size,
-    );
-    let x = &config.execution;
-    let gateway = SimGateway::new(
-        ExecConfig {
-            maker_fee_bps: x.maker_fee_bps,
-            taker_fee_bps: x.taker_fee_bps,
-            entry_latency_ns: x.entry_latency_us * 1_000,
-            response_latency_ns: x.response_latency_us * 1_000,
-            jitter_ns: x.jitter_us * 1_000,
-            seed: x.seed,
-            order_slots: config.engine.order_slots,
-            instruments: registry.len(),
-            book_levels: config.engine.book_levels,
-        },
-        Arc::clone(&lanes),
-    );
+    let strategy = config.strategy(&registry)?;
+    let gateway = SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes));
     let instrument_names: Vec<String> = registry
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))
