@@ -821,6 +821,41 @@ mod tests {
                 "venues[0].api_key_env",
                 "live mode needs",
             ),
+            (
+                "TC14 sim venue must be loopback",
+                DEFAULT.replace("ws://127.0.0.1:18080", "ws://10.0.0.5:18080"),
+                &[],
+                "venues[0].ws_url",
+                "loopback",
+            ),
+            (
+                "TC15 fee out of range",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__EXECUTION__TAKER_FEE_BPS", "5000")],
+                "execution.taker_fee_bps",
+                "within",
+            ),
+            (
+                "TC16 backoff max below base",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__FEED__BACKOFF_MAX_MS", "10")],
+                "feed.backoff_max_ms",
+                "at least backoff_base_ms",
+            ),
+            (
+                "TC17 negative replay speed",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__SIM__REPLAY_SPEED", "-1.0")],
+                "sim.replay_speed",
+                "positive factor",
+            ),
+            (
+                "TC18 missing replay file",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__SIM__REPLAY_FILES", "[\"/nonexistent/file.gz\"]")],
+                "sim.replay_files[0]",
+                "not a readable file",
+            ),
         ];
         for (label, text, e, key, reason) in cases {
             let got = load_err(text, e);
