@@ -297,8 +297,14 @@ impl BinanceFeed {
         match book.sync.on_diff(&header) {
             DiffAction::Apply => {
                 self.stats.diffs_applied += 1;
-                self.stats.deltas +=
-                    emit_levels(sink, recv_ns, &header, self.codec.bids(), self.codec.asks());
+                self.stats.deltas += emit_levels(
+                    sink,
+                    recv_ns,
+                    &header,
+                    self.codec.bids(),
+                    self.codec.asks(),
+                    false,
+                );
                 FrameOutcome::Handled
             }
             DiffAction::DropOld => {
@@ -358,8 +364,14 @@ impl BinanceFeed {
             prev_last_id: None,
             exch_ns,
         };
-        self.stats.deltas +=
-            emit_snapshot(sink, recv_ns, &header, self.codec.bids(), self.codec.asks());
+        self.stats.deltas += emit_levels(
+            sink,
+            recv_ns,
+            &header,
+            self.codec.bids(),
+            self.codec.asks(),
+            true,
+        );
         book.sync.on_snapshot(last_update_id);
         // Replay what was buffered while waiting, under the same rules.
         let buffered = std::mem::take(&mut book.buffered);
@@ -368,7 +380,8 @@ impl BinanceFeed {
             match book.sync.on_diff(&d.header) {
                 DiffAction::Apply => {
                     self.stats.diffs_applied += 1;
-                    self.stats.deltas += emit_levels(sink, d.recv_ns, &d.header, &d.bids, &d.asks);
+                    self.stats.deltas +=
+                        emit_levels(sink, d.recv_ns, &d.header, &d.bids, &d.asks, false);
                 }
                 DiffAction::DropOld => self.stats.dropped_old += 1,
                 DiffAction::Gap { .. } => {
@@ -400,60 +413,41 @@ fn delta(recv_ns: u64, h: &DepthDiff, side: Side, l: Level, flags: u8) -> Event 
     )
 }
 
-/// Emits a diff's levels, the last one flagged `LAST_IN_MESSAGE`. Returns how many.
+/// Emits one venue message's levels (bids, then asks); the last is flagged `LAST_IN_MESSAGE`,
+/// and for a snapshot the first also clears the book. An empty snapshot is one empty level
+/// with both flags. Returns how many events were emitted.
 fn emit_levels(
     sink: &mut impl MarketSink,
     recv_ns: u64,
     h: &DepthDiff,
     bids: &[Level],
     asks: &[Level],
-) -> u64 {
-    let total = bids.len() + asks.len();
-    let levels = bids
-        .iter()
-        .map(|l| (Side::Buy, *l))
-        .chain(asks.iter().map(|l| (Side::Sell, *l)));
-    for (n, (side, l)) in levels.enumerate() {
-        let flags = if n + 1 == total {
-            DeltaFlags::LAST_IN_MESSAGE
-        } else {
-            0
-        };
-        sink.push(delta(recv_ns, h, side, l, flags));
-    }
-    total as u64
-}
-
-/// Emits a snapshot: the first level clears the book, the last completes it. An empty
-/// snapshot is one empty level with both flags.
-fn emit_snapshot(
-    sink: &mut impl MarketSink,
-    recv_ns: u64,
-    h: &DepthDiff,
-    bids: &[Level],
-    asks: &[Level],
+    snapshot: bool,
 ) -> u64 {
     let total = bids.len() + asks.len();
     if total == 0 {
-        let empty = Level {
-            price: Price::ZERO,
-            qty: Qty::ZERO,
-        };
-        sink.push(delta(
-            recv_ns,
-            h,
-            Side::Buy,
-            empty,
-            DeltaFlags::SNAPSHOT_BEGIN | DeltaFlags::LAST_IN_MESSAGE,
-        ));
-        return 1;
+        if snapshot {
+            let empty = Level {
+                price: Price::ZERO,
+                qty: Qty::ZERO,
+            };
+            sink.push(delta(
+                recv_ns,
+                h,
+                Side::Buy,
+                empty,
+                DeltaFlags::SNAPSHOT_BEGIN | DeltaFlags::LAST_IN_MESSAGE,
+            ));
+            return 1;
+        }
+        return 0;
     }
     let levels = bids
         .iter()
         .map(|l| (Side::Buy, *l))
         .chain(asks.iter().map(|l| (Side::Sell, *l)));
     for (n, (side, l)) in levels.enumerate() {
-        let mut flags = if n == 0 {
+        let mut flags = if snapshot && n == 0 {
             DeltaFlags::SNAPSHOT_BEGIN
         } else {
             0
