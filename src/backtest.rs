@@ -286,8 +286,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         positions: report.positions,
         marks,
         orders: report.counters.orders_sent,
-        denied: report.counters.denials.iter().sum::<u64>()
-            - report.counters.denials[report.counters.denials.len() - 1],
+        denied: report.counters.denials.iter().sum::<u64>(),
         events,
         refused,
         span_ns: span,

@@ -210,7 +210,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         c.orders_sent,
         c.fills,
         c.rejects,
-        c.denials.iter().take(c.denials.len() - 1).sum::<u64>(),
+        c.denials.iter().sum::<u64>(),
         report.working_orders,
     );
     eprintln!(
@@ -317,12 +317,7 @@ fn status_line(
             w.p99
         );
     }
-    let denied: u64 = t
-        .counters
-        .denials
-        .iter()
-        .take(t.counters.denials.len() - 1)
-        .sum();
+    let denied: u64 = t.counters.denials.iter().sum();
     let _ = write!(
         s,
         " | orders={} fills={} rejects={} denied={denied}",

@@ -129,7 +129,7 @@ pub enum Deny {
 
 impl Deny {
     /// Number of distinct denial codes.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 14;
 
     /// Stable numeric code (0..COUNT) for counters and persistence.
     #[must_use]
@@ -149,7 +149,6 @@ impl Deny {
             Self::TooManyOpenOrders { .. } => 11,
             Self::ReduceOnlyWouldIncrease { .. } => 12,
             Self::RateLimited { .. } => 13,
-            // 14 reserved for gateway refusals counted alongside denials.
         }
     }
 
@@ -169,7 +168,6 @@ impl Deny {
         "too_many_open_orders",
         "reduce_only_would_increase",
         "rate_limited",
-        "gateway",
     ];
 }
 

@@ -381,7 +381,6 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
         let order = *self.pool.get(id).expect("just taken");
         if let Err(e) = self.gateway.submit(&order, now_ns) {
             self.counters.rejects += 1;
-            self.counters.denials[Deny::COUNT - 1] += 1;
             let released = self.pool.release(id);
             debug_assert!(released.is_ok(), "Invariant: just-taken slot is in use");
             return Err(SubmitError::Gateway(e));

@@ -1,7 +1,7 @@
 //! Built-in example strategies. Hot path: callbacks run per event on the engine thread, integer
 //! arithmetic only, no allocation.
 
-use crate::api::{Context, OrderUpdate, Strategy, SubmitError};
+use crate::api::{Context, OrderUpdate, Strategy};
 use crate::event::{ClientOrderId, Side, Trade};
 use crate::fixed::{Price, Qty};
 use crate::instrument::InstrumentIndex;
@@ -205,8 +205,7 @@ impl Strategy for MaCross {
                 self.in_flight = Some(id);
                 self.orders_sent += 1;
             }
-            Err(SubmitError::Denied(_) | SubmitError::PoolExhausted | SubmitError::Gateway(_))
-            | Err(SubmitError::UnknownOrder(_) | SubmitError::UnknownInstrument(_)) => {
+            Err(_) => {
                 self.orders_refused += 1;
             }
         }
