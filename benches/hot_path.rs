@@ -136,6 +136,25 @@ fn book(c: &mut Criterion) {
             black_box(book.apply(black_box(&d)))
         })
     });
+    // A deep book like Binance USD-M BTCUSDT (~3,500 levels a side) with inserts and deletes a
+    // few hundred levels from the best, where the captured diffs mostly land.
+    let mut deep = OrderBook::new(4096);
+    deep.apply(&mk(Side::Buy, 6_000_000, 1, DeltaFlags::SNAPSHOT_BEGIN));
+    for i in 1..3500 {
+        deep.apply(&mk(Side::Buy, 6_000_000 - 2 * i, 1, 0));
+    }
+    deep.apply(&mk(Side::Sell, 6_000_001, 1, DeltaFlags::LAST_IN_MESSAGE));
+    let mut k = 0i64;
+    c.bench_function("book/insert_delete_250_deep_3500_levels", |b| {
+        b.iter(|| {
+            k += 1;
+            // Odd prices are absent: each pair of iterations inserts a level and deletes it.
+            let price = 6_000_000 - 500 - 2 * (k % 64) - 1;
+            let qty = (k / 64) % 2;
+            let d = mk(Side::Buy, price, 1 - qty, DeltaFlags::LAST_IN_MESSAGE);
+            black_box(deep.apply(black_box(&d)))
+        })
+    });
 }
 
 fn position(c: &mut Criterion) {

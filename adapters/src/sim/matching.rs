@@ -657,9 +657,7 @@ fn triggered(o: &SimOrder, last: Price) -> bool {
 }
 
 fn level_qty(book: &OrderBook, side: Side, price: Price) -> i64 {
-    book.depth(side)
-        .find(|l| l.price == price)
-        .map_or(0, |l| l.qty.raw())
+    book.qty_at(side, price).raw()
 }
 
 #[cfg(test)]
