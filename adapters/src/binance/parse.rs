@@ -617,6 +617,11 @@ impl BinanceCodec {
     fn parse_levels<'d>(&mut self, data: &'d str) -> Result<DepthFields<'d>, ParseError> {
         self.bids.clear();
         self.asks.clear();
+        if let Some(fields) = fast_depth(data, &mut self.bids, &mut self.asks) {
+            return Ok(fields);
+        }
+        self.bids.clear();
+        self.asks.clear();
         let mut de = serde_json::Deserializer::from_str(data);
         let fields = DepthSeed {
             bids: &mut self.bids,
@@ -721,6 +726,127 @@ fn scan_flat<'a>(data: &'a str, mut f: impl FnMut(&'a str, Flat<'a>)) -> Option<
         match b.get(i)? {
             b',' => i += 1,
             b'}' => return (i + 1 == b.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// Single-pass parse of a depth diff or snapshot in Binance's compact layout (string and
+/// scalar values, level arrays of `["price","qty"]`). `None` for anything else, and the caller
+/// falls back to the full parser, which produces the precise error for bad input.
+fn fast_depth<'a>(
+    data: &'a str,
+    bids: &mut Vec<Level>,
+    asks: &mut Vec<Level>,
+) -> Option<DepthFields<'a>> {
+    let b = data.as_bytes();
+    let mut out = DepthFields::default();
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_start = i + 1;
+        let key_end = key_start
+            + b[key_start..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\')?;
+        if b[key_end] != b'"' || b.get(key_end + 1) != Some(&b':') {
+            return None;
+        }
+        i = key_end + 2;
+        let key = &data[key_start..key_end];
+        match key {
+            "b" | "bids" => i = fast_levels(b, i, bids)?,
+            "a" | "asks" => i = fast_levels(b, i, asks)?,
+            _ => {
+                let value = match b.get(i)? {
+                    b'"' => {
+                        let start = i + 1;
+                        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+                        if b[start + len] != b'"' {
+                            return None;
+                        }
+                        i = start + len + 1;
+                        Flat::Str(&data[start..start + len])
+                    }
+                    b'{' | b'[' => return None,
+                    _ => {
+                        let start = i;
+                        let len = b[start..].iter().position(|&c| c == b',' || c == b'}')?;
+                        i = start + len;
+                        Flat::Scalar(&data[start..i])
+                    }
+                };
+                match key {
+                    "s" => match value {
+                        Flat::Str(s) => out.symbol = Some(s),
+                        Flat::Scalar(_) => return None,
+                    },
+                    "U" => out.first_id = Some(flat_u64(value)?),
+                    "u" => out.last_id = Some(flat_u64(value)?),
+                    "pu" => out.prev_last_id = Some(flat_u64(value)?),
+                    "lastUpdateId" => out.last_update_id = Some(flat_u64(value)?),
+                    "E" => out.event_ms = flat_u64(value)?,
+                    _ => {
+                        if let Flat::Scalar(v) = value {
+                            if v.is_empty()
+                                || !v.bytes().all(|c| {
+                                    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+')
+                                })
+                            {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match b.get(i)? {
+            b',' => i += 1,
+            b'}' => return (i + 1 == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// `[["p","q"],…]` starting at `b[i]`, appended to `out`; the index after the closing `]`.
+#[inline]
+fn fast_levels(b: &[u8], mut i: usize, out: &mut Vec<Level>) -> Option<usize> {
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i += 1;
+    if b.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    loop {
+        if b.get(i..i + 2)? != b"[\"" {
+            return None;
+        }
+        let p_start = i + 2;
+        let p_end = p_start + b[p_start..].iter().position(|&c| c == b'"')?;
+        if b.get(p_end + 1..p_end + 3)? != b",\"" {
+            return None;
+        }
+        let q_start = p_end + 3;
+        let q_end = q_start + b[q_start..].iter().position(|&c| c == b'"')?;
+        if b.get(q_end + 1)? != &b']' {
+            return None;
+        }
+        let price = tradeloop_engine::fixed::parse_fixed_raw(&b[p_start..p_end]).ok()?;
+        let qty = tradeloop_engine::fixed::parse_fixed_raw(&b[q_start..q_end]).ok()?;
+        out.push(Level {
+            price: Price(price),
+            qty: Qty(qty),
+        });
+        i = q_end + 2;
+        match b.get(i)? {
+            b',' => i += 1,
+            b']' => return Some(i + 1),
             _ => return None,
         }
     }
@@ -994,6 +1120,72 @@ mod tests {
             let _ = c.parse(&s);
             let _ = c.parse(&format!("{{\"stream\":\"btcusdt@depth\",\"data\":{s}}}"));
             let _ = c.parse(&format!("{{\"stream\":\"btcusdt@trade\",\"data\":{s}}}"));
+        }
+    }
+
+    /// The serde-only result of parsing depth levels, for comparison with the fast path.
+    fn serde_levels(
+        data: &str,
+    ) -> Option<(
+        Vec<Level>,
+        Vec<Level>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        u64,
+    )> {
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        let mut de = serde_json::Deserializer::from_str(data);
+        let f = DepthSeed {
+            bids: &mut bids,
+            asks: &mut asks,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        de.end().ok()?;
+        Some((
+            bids,
+            asks,
+            f.first_id,
+            f.last_id,
+            f.prev_last_id,
+            f.last_update_id,
+            f.event_ms,
+        ))
+    }
+
+    proptest::proptest! {
+        /// Whenever the fast depth scanner accepts a frame, it reads exactly what serde reads;
+        /// whatever it declines still parses (or fails) through serde.
+        #[test]
+        fn prop_fast_depth_agrees_with_serde(
+            levels in proptest::collection::vec(("[0-9]{1,6}(\\.[0-9]{1,9})?|-1|1e5|", "[0-9]{1,3}\\.[0-9]{0,9}"), 0..12),
+            split in 0usize..12,
+            ids in (0u64..u64::MAX, 0u64..1000),
+            spaced in proptest::bool::ANY,
+            extra in proptest::sample::select(vec!["", "\"T\":1723161256352,", "\"x\":null,", "\"n\":{\"a\":1},", "\"f\":-1.5e3,"]),
+        ) {
+            let list = |ls: &[(String, String)]| {
+                ls.iter().map(|(p, q)| format!("[\"{p}\",\"{q}\"]")).collect::<Vec<_>>().join(if spaced { ", " } else { "," })
+            };
+            let cut = split.min(levels.len());
+            let frame = format!(
+                "{{\"e\":\"depthUpdate\",\"E\":1723161256352,{extra}\"s\":\"BTCUSDT\",\"U\":{},\"u\":{},\"pu\":{},\"b\":[{}],\"a\":[{}]}}",
+                ids.0, ids.0.saturating_add(ids.1), ids.0.saturating_sub(1), list(&levels[..cut]), list(&levels[cut..])
+            );
+            let (mut bids, mut asks) = (Vec::new(), Vec::new());
+            let want = serde_levels(&frame);
+            if let Some(f) = fast_depth(&frame, &mut bids, &mut asks) {
+                let got = (bids, asks, f.first_id, f.last_id, f.prev_last_id, f.last_update_id, f.event_ms);
+                proptest::prop_assert_eq!(Some(got), want.clone());
+            }
+            let mut c = codec();
+            let parsed = c.parse(&frame);
+            proptest::prop_assert_eq!(parsed.is_ok(), want.is_some(), "{:?}", parsed);
+            if let Some(w) = want {
+                proptest::prop_assert_eq!((c.bids().to_vec(), c.asks().to_vec()), (w.0, w.1));
+            }
         }
     }
 }
