@@ -39,9 +39,9 @@ const NEVER_READ: i64 = i64::MIN;
 /// always the highest key.
 #[derive(Clone, Debug)]
 struct BookSide {
-    /// Block storage: block `b` holds keys `keys[b * BLOCK..][..lens[b]]`, sorted ascending.
-    keys: Box<[i64]>,
-    qtys: Box<[i64]>,
+    /// Block storage: block `b` holds `(key, qty)` in `slots[b * BLOCK..][..lens[b]]`, sorted
+    /// by key.
+    slots: Box<[(i64, i64)]>,
     lens: Box<[u16]>,
     /// Blocks in use, worst first, and each one's lowest key (`mins[i]` for `order[i]`).
     order: Box<[u16]>,
@@ -57,6 +57,8 @@ struct BookSide {
     /// Room for every level during a repack.
     scratch: Box<[(i64, i64)]>,
     repacks: u64,
+    /// Index into `order` of the block the last `set` used (a hint, checked before use).
+    finger: usize,
 }
 
 impl BookSide {
@@ -67,8 +69,7 @@ impl BookSide {
         // Storage is filled with a non-zero pattern (never read before it is written): a zero
         // fill would come from lazily mapped zero pages and fault on the hot path.
         Self {
-            keys: vec![NEVER_READ; blocks * BLOCK].into_boxed_slice(),
-            qtys: vec![NEVER_READ; blocks * BLOCK].into_boxed_slice(),
+            slots: vec![(NEVER_READ, NEVER_READ); blocks * BLOCK].into_boxed_slice(),
             lens: vec![0; blocks].into_boxed_slice(),
             order: vec![0; blocks].into_boxed_slice(),
             mins: vec![0; blocks].into_boxed_slice(),
@@ -81,6 +82,7 @@ impl BookSide {
             ask: side == Side::Sell,
             scratch: vec![(NEVER_READ, NEVER_READ); capacity].into_boxed_slice(),
             repacks: 0,
+            finger: 0,
         }
     }
 
@@ -107,6 +109,19 @@ impl BookSide {
         }
     }
 
+    /// [`Self::block_for`], trying the block found last first: a depth message lists its
+    /// levels in price order, so consecutive levels mostly share a block.
+    #[inline]
+    fn block_for_near(&mut self, key: i64) -> usize {
+        let f = self.finger;
+        if f < self.used && self.mins[f] <= key && (f + 1 == self.used || key < self.mins[f + 1]) {
+            return f;
+        }
+        let i = self.block_for(key);
+        self.finger = i;
+        i
+    }
+
     #[inline]
     fn block(&self, b: u16) -> (usize, usize) {
         let start = usize::from(b) * BLOCK;
@@ -123,12 +138,12 @@ impl BookSide {
             }
             return true;
         }
-        let i = self.block_for(key);
+        let i = self.block_for_near(key);
         let b = self.order[i];
         let (start, end) = self.block(b);
-        match self.keys[start..end].binary_search(&key) {
+        match self.slots[start..end].binary_search_by_key(&key, |s| s.0) {
             Ok(j) if qty.is_zero() => self.remove_at(i, j),
-            Ok(j) => self.qtys[start + j] = qty.raw(),
+            Ok(j) => self.slots[start + j].1 = qty.raw(),
             Err(_) if qty.is_zero() => {}
             Err(j) => {
                 if self.len < self.cap {
@@ -152,8 +167,8 @@ impl BookSide {
         }
         let i = self.block_for(key);
         let (start, end) = self.block(self.order[i]);
-        let j = self.keys[start..end]
-            .binary_search(&key)
+        let j = self.slots[start..end]
+            .binary_search_by_key(&key, |s| s.0)
             .expect_err("insert of a held key");
         self.insert_at(i, j, key, qty);
     }
@@ -177,8 +192,7 @@ impl BookSide {
             let nb = self.take_block();
             let (from, to) = (usize::from(b) * BLOCK, usize::from(nb) * BLOCK);
             let half = BLOCK / 2;
-            self.keys.copy_within(from + half..from + BLOCK, to);
-            self.qtys.copy_within(from + half..from + BLOCK, to);
+            self.slots.copy_within(from + half..from + BLOCK, to);
             #[allow(clippy::cast_possible_truncation, reason = "BLOCK < u16::MAX")]
             {
                 self.lens[usize::from(b)] = half as u16;
@@ -187,7 +201,7 @@ impl BookSide {
             self.order.copy_within(i + 1..self.used, i + 2);
             self.mins.copy_within(i + 1..self.used, i + 2);
             self.order[i + 1] = nb;
-            self.mins[i + 1] = self.keys[to];
+            self.mins[i + 1] = self.slots[to].0;
             self.used += 1;
             if j > half {
                 i += 1;
@@ -196,10 +210,8 @@ impl BookSide {
             }
         }
         let (start, end) = self.block(b);
-        self.keys.copy_within(start + j..end, start + j + 1);
-        self.qtys.copy_within(start + j..end, start + j + 1);
-        self.keys[start + j] = key;
-        self.qtys[start + j] = qty;
+        self.slots.copy_within(start + j..end, start + j + 1);
+        self.slots[start + j] = (key, qty);
         self.lens[usize::from(b)] += 1;
         if j == 0 {
             self.mins[i] = key;
@@ -212,8 +224,7 @@ impl BookSide {
     fn remove_at(&mut self, i: usize, j: usize) {
         let b = self.order[i];
         let (start, end) = self.block(b);
-        self.keys.copy_within(start + j + 1..end, start + j);
-        self.qtys.copy_within(start + j + 1..end, start + j);
+        self.slots.copy_within(start + j + 1..end, start + j);
         self.lens[usize::from(b)] -= 1;
         self.len -= 1;
         if self.lens[usize::from(b)] == 0 {
@@ -223,7 +234,7 @@ impl BookSide {
             self.free[self.nfree] = b;
             self.nfree += 1;
         } else if j == 0 {
-            self.mins[i] = self.keys[start];
+            self.mins[i] = self.slots[start].0;
         }
     }
 
@@ -242,7 +253,7 @@ impl BookSide {
         for i in 0..self.used {
             let (start, end) = self.block(self.order[i]);
             for k in start..end {
-                self.scratch[n] = (self.keys[k], self.qtys[k]);
+                self.scratch[n] = self.slots[k];
                 n += 1;
             }
         }
@@ -251,10 +262,7 @@ impl BookSide {
             let b = self.take_block();
             let (lo, hi) = (chunk * REPACK_FILL, ((chunk + 1) * REPACK_FILL).min(n));
             let start = usize::from(b) * BLOCK;
-            for (k, &(key, qty)) in self.scratch[lo..hi].iter().enumerate() {
-                self.keys[start + k] = key;
-                self.qtys[start + k] = qty;
-            }
+            self.slots[start..start + hi - lo].copy_from_slice(&self.scratch[lo..hi]);
             #[allow(clippy::cast_possible_truncation, reason = "REPACK_FILL < u16::MAX")]
             {
                 self.lens[usize::from(b)] = (hi - lo) as u16;
@@ -271,8 +279,8 @@ impl BookSide {
         let b = *self.order[..self.used].last()?;
         let (_, end) = self.block(b);
         Some(Level {
-            price: self.price(self.keys[end - 1]),
-            qty: Qty(self.qtys[end - 1]),
+            price: self.price(self.slots[end - 1].0),
+            qty: Qty(self.slots[end - 1].1),
         })
     }
 
@@ -282,9 +290,9 @@ impl BookSide {
         }
         let key = self.key(price);
         let (start, end) = self.block(self.order[self.block_for(key)]);
-        self.keys[start..end]
-            .binary_search(&key)
-            .map_or(Qty::ZERO, |j| Qty(self.qtys[start + j]))
+        self.slots[start..end]
+            .binary_search_by_key(&key, |s| s.0)
+            .map_or(Qty::ZERO, |j| Qty(self.slots[start + j].1))
     }
 
     fn clear(&mut self) {
@@ -300,8 +308,8 @@ impl BookSide {
         self.order[..self.used].iter().rev().flat_map(move |&b| {
             let (start, end) = self.block(b);
             (start..end).rev().map(move |k| Level {
-                price: self.price(self.keys[k]),
-                qty: Qty(self.qtys[k]),
+                price: self.price(self.slots[k].0),
+                qty: Qty(self.slots[k].1),
             })
         })
     }
