@@ -15,7 +15,6 @@ use rust_decimal::Decimal;
 use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::recorder::FrameReader;
-use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
@@ -99,9 +98,20 @@ pub struct Backtest {
 }
 
 /// Records last trade prices on the way to the lanes.
+/// Hands each market-data event straight to the engine (one thread produces and consumes, so
+/// the NORMAL lane would only add two atomic operations per event; see
+/// `Engine::handle_market`). The sim venue's reports still travel on the HIGH lane.
 struct Sink {
-    lanes: LaneSink,
+    lanes: Arc<Lanes>,
     last_trade: Vec<Price>,
+    engine: BtEngine,
+}
+
+impl Sink {
+    /// Runs the engine until every lane is empty.
+    fn drain_engine(&mut self) {
+        while self.engine.poll() > 0 {}
+    }
 }
 
 impl MarketSink for Sink {
@@ -111,10 +121,10 @@ impl MarketSink for Sink {
                 *p = t.price;
             }
         }
-        self.lanes.push(event);
+        self.engine.handle_market(event);
     }
     fn book_lost(&mut self, instrument: InstrumentIndex) {
-        self.lanes.book_lost(instrument);
+        self.lanes.mark_book_stale(instrument);
     }
 }
 
@@ -160,10 +170,9 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let mut tardis = TardisReader::open(&tardis_files, symbols.clone())?;
     let n = registry.len();
     let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
-    // The backtest pushes one frame's events and drains them before the next: the lanes only
-    // need room for the largest frame, never for a backlog.
+    // Market data goes straight to the engine (see `Sink`); the NORMAL lane stays empty.
     let lanes = Arc::new(Lanes::new(LaneConfig {
-        normal_slots: 1 << 17,
+        normal_slots: BACKTEST_NORMAL_SLOTS,
         ..config.engine.lanes
     }));
     let clock = SimClock::new(0);
@@ -171,7 +180,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes));
     let strategy = config.strategy(&registry)?;
     let outbox = Arc::new(Outbox::new(1 << 16));
-    let mut engine = Engine::new(
+    let engine = Engine::new(
         config.engine,
         Arc::clone(&lanes),
         registry,
@@ -180,15 +189,17 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         gateway,
         clock.clone(),
     )
-    .with_outbox(Arc::clone(&outbox));
+    .with_outbox(Arc::clone(&outbox))
+    .without_latency_histograms();
     let mut feed = BinanceFeed::new(
         BinanceCodec::new(symbols, config.feed.max_frame_bytes),
         market,
         config.feed.max_buffered_diffs,
     );
     let mut sink = Sink {
-        lanes: LaneSink::new(Arc::clone(&lanes)),
+        lanes: Arc::clone(&lanes),
         last_trade: vec![Price::ZERO; n],
+        engine,
     };
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -246,11 +257,11 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
             span.0 = ns;
         }
         span.1 = ns;
-        while engine.poll() > 0 {}
+        sink.drain_engine();
         drain(&outbox, &mut records, &mut fills);
         let due = *next_sample.get_or_insert(ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
         if ns >= due {
-            let (e, open) = equity_now(&engine, &sink.last_trade);
+            let (e, open) = equity_now(&sink.engine, &sink.last_trade);
             equity.push((due, e));
             exposed += u64::from(open);
             next_sample = Some(due + EQUITY_SAMPLE_NS * (1 + (ns - due) / EQUITY_SAMPLE_NS));
@@ -265,18 +276,20 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let settle =
         clock.now_ns() + (x.entry_latency_us + x.response_latency_us + x.jitter_us) * 1_000 + 1;
     clock.set(settle);
-    engine.gateway_mut().poll(settle);
-    while engine.poll() > 0 {}
+    sink.engine.gateway_mut().poll(settle);
+    sink.drain_engine();
     drain(&outbox, &mut records, &mut fills);
     let wall = started.elapsed();
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    let (e, open) = equity_now(&engine, &sink.last_trade);
+    let (e, open) = equity_now(&sink.engine, &sink.last_trade);
     equity.push((settle, e));
     exposed += u64::from(open);
-    let marks = (0..n).map(|i| mark(&engine, &sink.last_trade, i)).collect();
-    let report = engine.shutdown();
+    let marks = (0..n)
+        .map(|i| mark(&sink.engine, &sink.last_trade, i))
+        .collect();
+    let report = sink.engine.shutdown();
     refused += tardis.stats().malformed + tardis.stats().unknown_symbol;
     Ok(Backtest {
         symbols: names,
@@ -321,6 +334,9 @@ fn drain(outbox: &Outbox, records: &mut Vec<Record>, fills: &mut Vec<FillRow>) {
         }
     }
 }
+
+/// NORMAL lane slots in a backtest, where market data bypasses the lane.
+const BACKTEST_NORMAL_SLOTS: usize = 1024;
 
 type BtEngine = Engine<MaCross, PreTradeRisk, SimGateway, SimClock>;
 

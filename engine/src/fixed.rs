@@ -48,6 +48,48 @@ pub enum FixedError {
 /// [`FixedError`] on empty input, a bad character, excess precision or overflow. Never panics.
 #[inline]
 pub fn parse_fixed_raw(bytes: &[u8]) -> Result<i64, FixedError> {
+    if let Some(v) = parse_fixed_short(bytes) {
+        return Ok(v);
+    }
+    parse_fixed_checked(bytes)
+}
+
+/// The common case without overflow checks: an unsigned decimal with at most ten integer and
+/// eight fractional digits, which cannot overflow (`9_999_999_999.99999999` is below
+/// `i64::MAX / 10⁸`). `None` for anything else, which the checked parser then handles (and
+/// produces the error for).
+#[inline]
+fn parse_fixed_short(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    let mut acc: i64 = 0;
+    let mut point = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        let d = b.wrapping_sub(b'0');
+        if d < 10 {
+            acc = acc * 10 + i64::from(d);
+        } else if b == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    let (int_digits, decimals) = match point {
+        Some(p) => (p, bytes.len() - p - 1),
+        None => (bytes.len(), 0),
+    };
+    if int_digits > 10
+        || decimals > FIXED_DECIMALS as usize
+        || bytes.len() == usize::from(point.is_some())
+    {
+        return None;
+    }
+    Some(acc * POW10[FIXED_DECIMALS as usize - decimals])
+}
+
+#[inline]
+fn parse_fixed_checked(bytes: &[u8]) -> Result<i64, FixedError> {
     let (negative, digits) = match bytes.first() {
         Some(b'-') => (true, &bytes[1..]),
         Some(b'+') => (false, &bytes[1..]),
@@ -611,6 +653,14 @@ mod property_tests {
             let want = Price(p).to_decimal() * Qty(q).to_decimal();
             prop_assert_eq!(m.to_decimal(), want);
             prop_assert_eq!(Money::from_decimal(want), Ok(m));
+        }
+
+        #[test]
+        fn prop_short_parse_agrees_with_checked(text in "[0-9.]{0,20}|-?[0-9]{0,12}\\.?[0-9]{0,10}") {
+            if let Some(v) = parse_fixed_short(text.as_bytes()) {
+                prop_assert_eq!(Ok(v), parse_fixed_checked(text.as_bytes()), "{}", text);
+            }
+            prop_assert_eq!(parse_fixed_raw(text.as_bytes()), parse_fixed_checked(text.as_bytes()));
         }
 
         #[test]

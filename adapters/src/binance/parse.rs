@@ -454,11 +454,12 @@ impl BinanceCodec {
     }
 
     fn parse_stream(&mut self, stream: &str, data: &str) -> Result<Parsed, ParseError> {
-        let Some((_, kind)) = stream.split_once('@') else {
+        let Some(at) = memchr::memchr(b'@', stream.as_bytes()) else {
             return Err(ParseError::UnknownStream);
         };
+        let kind = &stream[at + 1..];
         // `depth@100ms`, `depth20@100ms`, `markPrice@1s`: the kind is what precedes the next '@'.
-        let kind = kind.split_once('@').map_or(kind, |(k, _)| k);
+        let kind = memchr::memchr(b'@', kind.as_bytes()).map_or(kind, |k| &kind[..k]);
         self.parse_kind(kind, data)
     }
 
@@ -872,7 +873,7 @@ fn flat_fixed(v: Flat<'_>) -> Option<i64> {
 /// Splits `{"stream":"<name>","data":<data>}` without parsing `data` (the layout Binance sends).
 fn split_envelope(frame: &str) -> Option<(&str, &str)> {
     let rest = frame.strip_prefix("{\"stream\":\"")?;
-    let end = rest.find('"')?;
+    let end = memchr::memchr(b'"', rest.as_bytes())?;
     let stream = &rest[..end];
     let data = rest[end..].strip_prefix("\",\"data\":")?;
     let data = data.strip_suffix('}')?;
@@ -1123,10 +1124,8 @@ mod tests {
         }
     }
 
-    /// The serde-only result of parsing depth levels, for comparison with the fast path.
-    fn serde_levels(
-        data: &str,
-    ) -> Option<(
+    /// Levels and ids of a depth frame: bids, asks, U, u, pu, lastUpdateId, E.
+    type DepthParts = (
         Vec<Level>,
         Vec<Level>,
         Option<u64>,
@@ -1134,7 +1133,10 @@ mod tests {
         Option<u64>,
         Option<u64>,
         u64,
-    )> {
+    );
+
+    /// The serde-only result of parsing depth levels, for comparison with the fast path.
+    fn serde_levels(data: &str) -> Option<DepthParts> {
         let (mut bids, mut asks) = (Vec::new(), Vec::new());
         let mut de = serde_json::Deserializer::from_str(data);
         let f = DepthSeed {
