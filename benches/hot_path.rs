@@ -289,5 +289,63 @@ fn dispatch(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, baseline, lanes, pool, parse, book, position, risk, dispatch);
+/// Binance parsers on the first frames of each kind in the real USD-M capture
+/// (`../shared/data`, or `TRADELOOP_SHARED_DATA`); skipped with a note when it is absent.
+fn venue_parse(c: &mut Criterion) {
+    use tradeloop_adapters::binance::parse::{BinanceCodec, Parsed};
+    use tradeloop_adapters::recorder::FrameReader;
+    use tradeloop_adapters::symbols::SymbolMap;
+
+    let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
+    let Ok(mut reader) = FrameReader::open(&[path.clone()]) else {
+        eprintln!("venue_parse: {} absent, skipped", path.display());
+        return;
+    };
+    let (mut trade, mut ticker, mut depth) = (None, None, None);
+    while let Ok(Some((_, frame))) = reader.next_frame() {
+        let slot = if frame.contains("@trade") {
+            &mut trade
+        } else if frame.contains("@bookTicker") {
+            &mut ticker
+        } else if frame.contains("@depth") {
+            &mut depth
+        } else {
+            continue;
+        };
+        slot.get_or_insert_with(|| frame.to_owned());
+        if trade.is_some() && ticker.is_some() && depth.is_some() {
+            break;
+        }
+    }
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", BTC);
+    let mut codec = BinanceCodec::new(symbols, 1 << 20);
+    for (name, frame) in [
+        ("venue_parse/binance_trade", trade),
+        ("venue_parse/binance_book_ticker", ticker),
+        ("venue_parse/binance_depth", depth),
+    ] {
+        let frame = frame.expect("the capture has every kind");
+        assert!(
+            !matches!(codec.parse(&frame), Err(_) | Ok(Parsed::ControlReply)),
+            "{name} parses"
+        );
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(codec.parse(black_box(&frame)).is_ok()))
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    baseline,
+    lanes,
+    pool,
+    parse,
+    venue_parse,
+    book,
+    position,
+    risk,
+    dispatch
+);
 criterion_main!(benches);
