@@ -297,7 +297,7 @@ fn venue_parse(c: &mut Criterion) {
     use tradeloop_adapters::symbols::SymbolMap;
 
     let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
-    let Ok(mut reader) = FrameReader::open(&[path.clone()]) else {
+    let Ok(mut reader) = FrameReader::open(std::slice::from_ref(&path)) else {
         eprintln!("venue_parse: {} absent, skipped", path.display());
         return;
     };
