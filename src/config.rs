@@ -187,6 +187,10 @@ pub struct ExecutionSection {
     pub response_latency_us: u64,
     /// Uniform extra entry latency, up to this much.
     pub jitter_us: u64,
+    /// Venue-to-engine market-data latency of the simulated venue (at most
+    /// `response_latency_us`).
+    #[serde(default)]
+    pub md_latency_us: u64,
     /// Seed of the jitter.
     pub seed: u64,
 }
@@ -381,6 +385,16 @@ impl Config {
                 ));
             }
         }
+        if x.md_latency_us > x.response_latency_us {
+            return Err(err(
+                "execution.md_latency_us",
+                format!(
+                    "{} us exceeds response_latency_us ({} us): a report cannot reach the \
+                     engine before the replay reaches the market event that caused it",
+                    x.md_latency_us, x.response_latency_us
+                ),
+            ));
+        }
         let f = &self.feed;
         for (key, v) in [
             ("feed.idle_timeout_ms", f.idle_timeout_ms),
@@ -522,6 +536,7 @@ impl Config {
             entry_latency_ns: x.entry_latency_us * 1_000,
             response_latency_ns: x.response_latency_us * 1_000,
             jitter_ns: x.jitter_us * 1_000,
+            md_latency_ns: x.md_latency_us * 1_000,
             seed: x.seed,
             order_slots: self.engine.order_slots,
             instruments,
@@ -834,6 +849,13 @@ mod tests {
                 &[("TRADELOOP__EXECUTION__TAKER_FEE_BPS", "5000")],
                 "execution.taker_fee_bps",
                 "within",
+            ),
+            (
+                "TC15b market-data latency above response latency",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__EXECUTION__MD_LATENCY_US", "500")],
+                "execution.md_latency_us",
+                "exceeds response_latency_us",
             ),
             (
                 "TC16 backoff max below base",

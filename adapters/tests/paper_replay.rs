@@ -84,6 +84,7 @@ fn replay() -> Option<Outcome> {
             entry_latency_ns: 1_000_000,
             response_latency_ns: 1_000_000,
             jitter_ns: 200_000,
+            md_latency_ns: 0,
             seed: 9,
             order_slots: 1024,
             instruments: 1,

@@ -65,6 +65,7 @@ fn paper_trading_allocates_nothing_per_event() {
             entry_latency_ns: 50_000,
             response_latency_ns: 50_000,
             jitter_ns: 10_000,
+            md_latency_ns: 0,
             seed: 3,
             order_slots: 4096,
             instruments: 1,

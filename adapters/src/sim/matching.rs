@@ -11,6 +11,11 @@
 //! Fill model:
 //! - An order *arrives* `entry_latency (+ jitter)` after it was sent; its reports are delivered
 //!   `response_latency` after they happen.
+//! - Market data is timed by when the engine received it, `md_latency` after the venue
+//!   produced it. So in that clock an order sent at `t` meets the venue state of events
+//!   received up to `t + entry + md`, and a report caused by an event received at `r` arrives
+//!   at `r + response - md`: the round trip is unchanged, the venue is simply ahead of what the
+//!   engine has seen. `md_latency <= response_latency` (checked by the config).
 //! - Taking liquidity walks the book from the best level (slippage), consuming what it takes
 //!   from the simulated book view until the next venue update rewrites those levels. With no
 //!   book on that side, the best quote is used; with neither, a market order expires unfilled.
@@ -47,6 +52,9 @@ pub struct ExecConfig {
     pub response_latency_ns: u64,
     /// Uniform extra entry latency in `0..=jitter_ns`.
     pub jitter_ns: u64,
+    /// Time from an event at the venue to its market data reaching the engine (at most
+    /// `response_latency_ns`).
+    pub md_latency_ns: u64,
     /// Seed of the jitter.
     pub seed: u64,
     /// Order slots (the engine's `order_slots`): client ids map to slots.
@@ -184,7 +192,11 @@ impl Matching {
     }
 
     fn report(&mut self, now_ns: u64, report: OrderReport, out: &mut impl FnMut(OrderReport)) {
-        let due = now_ns + self.cfg.response_latency_ns;
+        let due = now_ns
+            + self
+                .cfg
+                .response_latency_ns
+                .saturating_sub(self.cfg.md_latency_ns);
         self.schedule(due, Action::Report(ReportKey(report)), out);
     }
 
@@ -226,7 +238,7 @@ impl Matching {
             0
         };
         self.schedule(
-            now_ns + self.cfg.entry_latency_ns + jitter,
+            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns + jitter,
             Action::Arrive(slot),
             out,
         );
@@ -235,7 +247,11 @@ impl Matching {
 
     /// A cancel was sent at `now_ns`.
     pub fn cancel(&mut self, id: ClientOrderId, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
-        self.schedule(now_ns + self.cfg.entry_latency_ns, Action::Cancel(id), out);
+        self.schedule(
+            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns,
+            Action::Cancel(id),
+            out,
+        );
     }
 
     /// Applies everything due at or before `now_ns`; reports go to `out` in time order.
@@ -686,6 +702,7 @@ mod tests {
             entry_latency_ns: ENTRY,
             response_latency_ns: RESPONSE,
             jitter_ns: 0,
+            md_latency_ns: 0,
             seed: 1,
             order_slots: 16,
             instruments: 1,
@@ -994,6 +1011,65 @@ mod tests {
             vec![(101, 2, false), (102, 2, false)],
             "stop-limit takes up to its limit"
         );
+    }
+
+    /// With market-data latency the venue is ahead of the engine's view: a market buy sent at
+    /// 0 meets a book change the engine only sees at `ENTRY + md`, and its reports still take
+    /// the round trip `ENTRY + RESPONSE`, measured from the send in the receive-time clock.
+    #[test]
+    fn market_data_latency_puts_the_venue_ahead() {
+        let md = RESPONSE - 1;
+        let mut m = venue();
+        m.cfg.md_latency_ns = md;
+        let mut out = Vec::new();
+        m.submit(
+            &order(0, OrderRequest::market(I, Side::Buy, p(105), q(1))),
+            0,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        // The best ask 101 is taken away at receive time ENTRY + md - 1: still before the
+        // order reaches the venue in this clock.
+        let gone = BookDelta {
+            instrument: I,
+            side: Side::Sell,
+            flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+            price: p(101),
+            qty: q(0),
+            update_id: 2,
+        };
+        m.on_market(
+            &Event::new(ENTRY + md - 1, ENTRY + md - 1, EventKind::BookDelta(gone)),
+            ENTRY + md - 1,
+            &mut |r| out.push(r),
+        );
+        m.advance(ENTRY + RESPONSE - 1, &mut |r| out.push(r));
+        assert!(out.is_empty(), "TC1 nothing before the round trip: {out:?}");
+        m.advance(ENTRY + md + RESPONSE - md, &mut |r| out.push(r));
+        let fill_price = out.iter().find_map(|r| match r {
+            OrderReport::Fill { price, .. } => Some(price.raw() / FIXED_SCALE),
+            _ => None,
+        });
+        assert_eq!(
+            fill_price,
+            Some(102),
+            "TC2 filled at the venue's later book: {out:?}"
+        );
+        // Without market-data latency the same order fills at 101.
+        let mut m = venue();
+        let mut out = Vec::new();
+        m.submit(
+            &order(0, OrderRequest::market(I, Side::Buy, p(105), q(1))),
+            0,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        m.advance(ENTRY + RESPONSE, &mut |r| out.push(r));
+        let fill_price = out.iter().find_map(|r| match r {
+            OrderReport::Fill { price, .. } => Some(price.raw() / FIXED_SCALE),
+            _ => None,
+        });
+        assert_eq!(fill_price, Some(101), "TC3 without md latency");
     }
 
     #[test]
