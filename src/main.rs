@@ -6,6 +6,7 @@
 mod backtest;
 mod bench;
 mod config;
+mod persistence;
 mod record;
 mod run;
 

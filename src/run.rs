@@ -137,13 +137,18 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         });
     }
 
+    let started_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let (persistence, restored) = crate::persistence::start(config, &registry, started_unix_ns)?;
+    report_recovery(&persistence.target, &restored, &registry);
     let strategy = config.strategy(&registry)?;
     let gateway = SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes));
     let instrument_names: Vec<String> = registry
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))
         .collect();
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         config.engine,
         Arc::clone(&lanes),
         registry,
@@ -151,7 +156,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         PreTradeRisk::new(config.risk.clone()),
         gateway,
         clock,
-    );
+    )
+    .with_outbox(persistence.outbox());
+    engine.restore(&restored.positions, restored.next_sequence);
     let telemetry = engine.telemetry();
     let engine_stop = Arc::new(AtomicBool::new(false));
     let engine_thread = {
@@ -180,8 +187,10 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         if Instant::now() >= next_status {
             next_status += status_every;
             eprintln!(
-                "{}",
-                status_line(started, &feeds, &lanes, &telemetry, &instrument_names)
+                "{} | store pending={} failures={}",
+                status_line(started, &feeds, &lanes, &telemetry, &instrument_names),
+                persistence.pending(),
+                persistence.failures()
             );
         }
     }
@@ -199,6 +208,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     for sim in sims {
         sim.stop();
     }
+    // The engine has shut down and flushed its spill: the writer writes what is queued.
+    let target = persistence.target.clone();
+    let flushed = persistence.finish()?;
     let c = &report.counters;
     eprintln!(
         "run ended after {:.1}s: events critical {} high {} normal {} low {}; orders sent {}, fills {}, rejects {}, denied {}, still working {}",
@@ -235,6 +247,22 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             );
         }
     }
+    eprintln!(
+        "persistence ({target}, run {}): queued {} records, wrote {} in {} batches, {} failed attempts, {} telemetry records dropped",
+        restored.run_id,
+        flushed.queued,
+        flushed.report.written,
+        flushed.report.batches,
+        flushed.report.failures,
+        flushed.telemetry_dropped,
+    );
+    if flushed.report.written != flushed.queued {
+        tracing::error!(
+            queued = flushed.queued,
+            written = flushed.report.written,
+            "records queued but not written"
+        );
+    }
     for (name, s) in &feed_stats {
         eprintln!(
             "feed {name}: {} frames, {} trades, {} quotes, {} diffs, {} snapshots, {} gaps, {} refused",
@@ -259,6 +287,39 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         }
     }
     Ok(())
+}
+
+fn report_recovery(
+    target: &str,
+    restored: &crate::persistence::Restored,
+    registry: &tradeloop_engine::instrument::InstrumentRegistry,
+) {
+    let mut positions = String::new();
+    for (p, i) in restored.positions.iter().zip(registry.iter()) {
+        if p.fills > 0 {
+            positions.push_str(&format!(
+                " {}:{} qty {} realised {} fees {} ({} fills);",
+                i.venue,
+                i.symbol,
+                p.qty,
+                p.realized.to_decimal().round_dp(8),
+                p.fees.to_decimal().round_dp(8),
+                p.fills
+            ));
+        }
+    }
+    eprintln!(
+        "recovered from {target}: {} fills{}{positions} next order sequence {}; {} orders of earlier runs closed as cancelled; this is run {}",
+        restored.fills,
+        if restored.unknown_fills > 0 {
+            format!(" ({} of instruments no longer configured, not applied)", restored.unknown_fills)
+        } else {
+            String::new()
+        },
+        restored.next_sequence,
+        restored.orphaned_orders,
+        restored.run_id
+    );
 }
 
 fn status_line(

@@ -72,6 +72,10 @@ fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
             format!("\"http://127.0.0.1:{rest}\""),
         )
         .env("TRADELOOP__METRICS__STATUS_INTERVAL_MS", "500")
+        .env(
+            "TRADELOOP__PERSISTENCE__SQLITE_PATH",
+            std::env::temp_dir().join(format!("tradeloop-cli-{}.db", std::process::id())),
+        )
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -564,6 +564,18 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self
     }
 
+    /// Restores what a store recovered from earlier runs, before the engine runs: positions
+    /// (one per instrument, by index; others are ignored) and the sequence the next client
+    /// order id carries, so no id of an earlier run is reused.
+    pub fn restore(&mut self, positions: &[Position], next_sequence: u32) {
+        for p in positions {
+            if let Some(slot) = self.core.positions.get_mut(p.instrument.get()) {
+                *slot = *p;
+            }
+        }
+        self.core.pool = OrderPool::with_start_sequence(self.config.order_slots, next_sequence);
+    }
+
     /// Stops recording per-event wait and service times. For a simulated clock, which does not
     /// move while an event is handled, every sample would be zero.
     #[must_use]
@@ -885,6 +897,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     pub fn shutdown(&mut self) -> RunReport {
         self.core.lanes.close();
         while self.poll() > 0 {}
+        // Essential records held back by a full outbox go out before the writer is stopped
+        // (off the hot path: the engine is shutting down, so it may wait for the writer).
+        if let Some(outbox) = self.core.outbox.clone() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while self.core.spill.flush(&outbox) > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         let now = self.core.clock.now_ns();
         self.publish_now(now);
         RunReport {

@@ -1,0 +1,230 @@
+//! `[persistence]` for `tradeloop run`: opens the configured store, recovers what earlier runs
+//! left (positions rebuilt from the fills, the next client-order sequence, orders still
+//! working), records the run, and runs the batching writer on its own thread. The engine only
+//! pushes fixed-size records to the outbox; it never waits on storage.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tradeloop_engine::instrument::InstrumentRegistry;
+use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig, WriterReport};
+use tradeloop_engine::position::Position;
+use tradeloop_store::sqlite::SqliteStore;
+use tradeloop_store::Recovered;
+
+use crate::config::{Backend, Config};
+
+/// The backends behind one type for the writer thread.
+enum AnyStore {
+    Sqlite(SqliteStore),
+}
+
+/// An error of whichever backend is configured.
+#[derive(Debug)]
+struct AnyStoreError(Box<dyn std::error::Error + Send + Sync>);
+
+impl std::fmt::Display for AnyStoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for AnyStoreError {}
+
+impl Store for AnyStore {
+    type Error = AnyStoreError;
+
+    fn write_batch(&mut self, records: &[Record]) -> Result<(), Self::Error> {
+        match self {
+            Self::Sqlite(s) => s.write_batch(records).map_err(|e| AnyStoreError(e.into())),
+        }
+    }
+}
+
+/// What the store gave back at start.
+#[derive(Debug)]
+pub struct Restored {
+    /// Positions rebuilt from every stored fill, one per configured instrument.
+    pub positions: Vec<Position>,
+    /// The sequence the next client order id carries.
+    pub next_sequence: u32,
+    /// Fills read back.
+    pub fills: usize,
+    /// Fills of instruments no longer configured (not applied).
+    pub unknown_fills: u64,
+    /// Orders of earlier runs that were still working (closed as cancelled: the simulated
+    /// venue that held them is gone).
+    pub orphaned_orders: usize,
+    /// This run's id in the store.
+    pub run_id: i64,
+}
+
+/// The running writer.
+pub struct Persistence {
+    outbox: Arc<Outbox>,
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU64>,
+    thread: JoinHandle<WriterReport>,
+    /// Where the records go (for messages).
+    pub target: String,
+}
+
+/// Opens the store, recovers, records the run and starts the writer.
+///
+/// # Errors
+/// If the store cannot be opened, recovery fails, or the thread cannot start.
+pub fn start(
+    config: &Config,
+    registry: &InstrumentRegistry,
+    started_unix_ns: u64,
+) -> anyhow::Result<(Persistence, Restored)> {
+    let p = &config.persistence;
+    let symbols = tradeloop_store::symbols(registry);
+    let (mut store, recovered, restored_run, target) = match p.backend {
+        Backend::Sqlite => {
+            let mut s = SqliteStore::open(&p.sqlite_path, symbols).with_context(|| {
+                format!(
+                    "persistence.sqlite_path: cannot open {}",
+                    p.sqlite_path.display()
+                )
+            })?;
+            let recovered = s.recover().context("recovering from the SQLite store")?;
+            let run_id = s
+                .begin_run(started_unix_ns, mode_text(config))
+                .context("recording the run")?;
+            let orphaned = s
+                .close_orphaned_orders(started_unix_ns)
+                .context("closing orders of earlier runs")?;
+            (
+                AnyStore::Sqlite(s),
+                recovered,
+                (run_id, orphaned),
+                format!("sqlite {}", p.sqlite_path.display()),
+            )
+        }
+        Backend::Postgres => anyhow::bail!(
+            "persistence.backend: \"postgres\" is not available in this build yet; use \"sqlite\""
+        ),
+    };
+    let restored = restore(&recovered, registry, restored_run)?;
+    let outbox = Arc::new(Outbox::new(p.queue_slots));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicU64::new(0));
+    let writer_config = WriterConfig {
+        batch_size: p.batch_size as usize,
+        flush_interval: Duration::from_millis(p.flush_interval_ms),
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_secs(2),
+    };
+    let thread = {
+        let (outbox, stop, failures, target) = (
+            Arc::clone(&outbox),
+            Arc::clone(&stop),
+            Arc::clone(&failures),
+            target.clone(),
+        );
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                run_writer(
+                    &outbox,
+                    &mut store,
+                    writer_config,
+                    || stop.load(Ordering::Acquire),
+                    |e| {
+                        let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::error!(store = %target, failures = n, error = %e,
+                            "CRITICAL: persistence write failed; batch kept, retrying with backoff");
+                    },
+                )
+            })
+            .context("cannot start the writer thread")?
+    };
+    Ok((
+        Persistence {
+            outbox,
+            stop,
+            failures,
+            thread,
+            target,
+        },
+        restored,
+    ))
+}
+
+fn mode_text(config: &Config) -> &'static str {
+    match config.mode {
+        crate::config::Mode::Paper => "paper",
+        crate::config::Mode::Live => "live",
+    }
+}
+
+fn restore(
+    recovered: &Recovered,
+    registry: &InstrumentRegistry,
+    (run_id, orphaned_orders): (i64, usize),
+) -> anyhow::Result<Restored> {
+    let (positions, unknown_fills) = recovered
+        .positions(registry)
+        .map_err(|e| anyhow::anyhow!("recovering positions: {e}"))?;
+    Ok(Restored {
+        positions,
+        next_sequence: recovered.next_sequence(),
+        fills: recovered.fills.len(),
+        unknown_fills,
+        orphaned_orders,
+        run_id,
+    })
+}
+
+/// What the writer did by the end of the run.
+#[derive(Clone, Copy, Debug)]
+pub struct Flushed {
+    /// Records the engine queued.
+    pub queued: u64,
+    /// Telemetry records dropped because the queue was full (by design).
+    pub telemetry_dropped: u64,
+    /// The writer's counters.
+    pub report: WriterReport,
+}
+
+impl Persistence {
+    /// The engine's end of the queue.
+    #[must_use]
+    pub fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
+    }
+
+    /// Records waiting to be written.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Failed write attempts so far.
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer after it has written everything queued (call after the engine has
+    /// shut down, so nothing more arrives).
+    ///
+    /// # Errors
+    /// If the writer thread panicked.
+    pub fn finish(self) -> anyhow::Result<Flushed> {
+        self.stop.store(true, Ordering::Release);
+        let report = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+        Ok(Flushed {
+            queued: self.outbox.pushed(),
+            telemetry_dropped: self.outbox.telemetry_dropped(),
+            report,
+        })
+    }
+}
