@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use tradeloop_engine::instrument::InstrumentRegistry;
 use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig, WriterReport};
 use tradeloop_engine::position::Position;
+use tradeloop_store::postgres::PgStore;
 use tradeloop_store::sqlite::SqliteStore;
 use tradeloop_store::Recovered;
 
@@ -20,6 +21,7 @@ use crate::config::{Backend, Config};
 /// The backends behind one type for the writer thread.
 enum AnyStore {
     Sqlite(SqliteStore),
+    Postgres(Box<PgStore>),
 }
 
 /// An error of whichever backend is configured.
@@ -40,6 +42,7 @@ impl Store for AnyStore {
     fn write_batch(&mut self, records: &[Record]) -> Result<(), Self::Error> {
         match self {
             Self::Sqlite(s) => s.write_batch(records).map_err(|e| AnyStoreError(e.into())),
+            Self::Postgres(s) => s.write_batch(records).map_err(|e| AnyStoreError(e.into())),
         }
     }
 }
@@ -105,9 +108,30 @@ pub fn start(
                 format!("sqlite {}", p.sqlite_path.display()),
             )
         }
-        Backend::Postgres => anyhow::bail!(
-            "persistence.backend: \"postgres\" is not available in this build yet; use \"sqlite\""
-        ),
+        Backend::Postgres => {
+            let var = &p.postgres_url_env;
+            let url = std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "persistence.postgres_url_env: environment variable ${var} is not set (it must hold postgres://user:password@host:port/db)"
+                )
+            })?;
+            let shown = crate::config::redact_url(&url);
+            let mut s = PgStore::connect(&url, symbols)
+                .with_context(|| format!("persistence: cannot use PostgreSQL at {shown}"))?;
+            let recovered = s.recover().context("recovering from PostgreSQL")?;
+            let run_id = s
+                .begin_run(started_unix_ns, mode_text(config))
+                .context("recording the run")?;
+            let orphaned = s
+                .close_orphaned_orders(started_unix_ns)
+                .context("closing orders of earlier runs")?;
+            (
+                AnyStore::Postgres(Box::new(s)),
+                recovered,
+                (run_id, usize::try_from(orphaned).unwrap_or(usize::MAX)),
+                format!("postgres {shown}"),
+            )
+        }
     };
     let restored = restore(&recovered, registry, restored_run)?;
     let outbox = Arc::new(Outbox::new(p.queue_slots));

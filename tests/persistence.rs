@@ -192,3 +192,50 @@ fn sigkill_loses_at_most_the_unflushed_batch_and_restart_continues() {
         .unwrap();
     assert!(min2 > i64::from(last_seq), "TC7 no client id reused");
 }
+
+/// The same clean shutdown and restart against a real PostgreSQL server
+/// (`TRADELOOP_TEST_PG_URL`, started by `.ci/pg-up.sh`; skipped when unset).
+#[test]
+fn postgres_backend_writes_everything_and_recovers() {
+    let Ok(base) = std::env::var("TRADELOOP_TEST_PG_URL") else {
+        eprintln!("skipped: TRADELOOP_TEST_PG_URL is not set (source .ci/pg-up.sh)");
+        return;
+    };
+    let url = tradeloop_store::postgres::reset_schema(&base, "tl_binary").unwrap();
+    let db = temp_db("pg-unused");
+    let pg_run = |secs: &str| {
+        let out = run(&db, &["--duration", secs])
+            .env("TRADELOOP__PERSISTENCE__BACKEND", "\"postgres\"")
+            .env("TRADELOOP_PG_URL", &url)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let first = pg_run("3");
+    let line = first
+        .lines()
+        .find(|l| l.starts_with("persistence (postgres"))
+        .expect("persistence summary");
+    assert_eq!(
+        number_after(line, "wrote "),
+        number_before(line, " records"),
+        "TC1 queued = written: {line}"
+    );
+    let fills = number_after(
+        first.lines().find(|l| l.starts_with("run ended")).unwrap(),
+        "fills ",
+    );
+    assert!(fills > 0);
+    let second = pg_run("2");
+    let recovered = second
+        .lines()
+        .find(|l| l.starts_with("recovered from postgres"))
+        .expect("recovery line");
+    assert_eq!(
+        number_before(recovered, " fills"),
+        fills,
+        "TC2 the second run recovered every fill of the first: {recovered}"
+    );
+}

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod postgres;
 pub mod sqlite;
 
 use tradeloop_engine::event::{ClientOrderId, Side};
