@@ -21,7 +21,10 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::{latency_histogram, Percentiles};
 use tradeloop_engine::order::Order;
+use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig};
 use tradeloop_risk::PreTradeRisk;
+use tradeloop_store::postgres::PgStore;
+use tradeloop_store::sqlite::SqliteStore;
 
 use crate::config::Config;
 
@@ -384,7 +387,15 @@ impl tradeloop_engine::api::Strategy for TickProbe {
 /// Frame bytes handed to the feed on this (I/O) thread, stamped `recv_ns` → parsed → NORMAL
 /// lane → engine thread → strategy callback. One frame in flight at a time, so the figure is
 /// the path, not queueing.
-fn tick_to_strategy(config: &Config, frames: &[String], events: u64) -> anyhow::Result<Figure> {
+fn tick_to_strategy(
+    config: &Config,
+    frames: &[String],
+    events: u64,
+    writer_load: Option<u64>,
+) -> anyhow::Result<Figure> {
+    let background = writer_load
+        .map(|rate| BusyWriter::start(config, rate))
+        .transpose()?;
     let clock = LiveClock::new();
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
@@ -442,8 +453,185 @@ fn tick_to_strategy(config: &Config, frames: &[String], events: u64) -> anyhow::
     let hist = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("bench engine panicked"))?;
+    if let Some(b) = background {
+        let written = b.stop()?;
+        anyhow::ensure!(written > 0, "the background writer wrote nothing");
+    }
     Ok(Percentiles::of(&hist).into())
 }
+
+/// Records standing in for a busy run: an order update, a fill and a position per step.
+fn persist_records(n: u64) -> Vec<Record> {
+    use tradeloop_engine::event::ClientOrderId;
+    use tradeloop_engine::order::OrderRequest;
+    use tradeloop_engine::position::Position;
+    let inst = InstrumentIndex(0);
+    let mut pos = Position::new(inst, tradeloop_engine::instrument::ContractKind::Spot);
+    let mut out = Vec::with_capacity(n as usize);
+    let mut k = 0u32;
+    while (out.len() as u64) < n {
+        k += 1;
+        let side = if k % 2 == 0 { Side::Buy } else { Side::Sell };
+        let price = Price::from_units(60_000 + i64::from(k % 50));
+        let qty = Qty(100_000);
+        let mut order = Order::new(
+            ClientOrderId::new(k, k % 4096),
+            OrderRequest::limit(inst, side, price, qty),
+            u64::from(k),
+        );
+        order.status = tradeloop_engine::order::OrderStatus::Filled;
+        let _ = pos.apply_fill(side, price, qty, Qty(1_000));
+        out.push(Record::Order {
+            order,
+            ts_ns: u64::from(k),
+        });
+        out.push(Record::Fill {
+            client_id: order.client_id,
+            instrument: inst,
+            side,
+            price,
+            qty,
+            fee: Qty(1_000),
+            maker: k % 3 == 0,
+            ts_ns: u64::from(k),
+        });
+        out.push(Record::Position {
+            position: pos,
+            ts_ns: u64::from(k),
+        });
+    }
+    out.truncate(n as usize);
+    out
+}
+
+/// Sustained write rate into a store with the configured batch settings: all records queued,
+/// then the writer runs until it has written them. Unit `records/s`; three runs (p50 the
+/// median, max the best, the tails the worst).
+fn persist_rate<S: Store>(
+    config: &Config,
+    records: &[Record],
+    mut open: impl FnMut(usize) -> anyhow::Result<S>,
+) -> anyhow::Result<Figure> {
+    let mut rates = Vec::new();
+    for run in 0..3 {
+        let mut store = open(run)?;
+        let outbox = Outbox::new(records.len().next_power_of_two());
+        for r in records {
+            outbox
+                .try_push(*r)
+                .map_err(|_| anyhow::anyhow!("bench outbox full"))?;
+        }
+        let started = std::time::Instant::now();
+        let report = run_writer(&outbox, &mut store, writer_config(config), || true, |e| {
+            tracing::error!(error = %e, "bench write failed");
+        });
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        anyhow::ensure!(
+            report.written == records.len() as u64,
+            "bench writer wrote {} of {}",
+            report.written,
+            records.len()
+        );
+        rates.push((report.written as f64 / secs) as u64);
+    }
+    rates.sort_unstable();
+    Ok(Figure {
+        unit: "records/s",
+        count: records.len() as u64,
+        p50: rates[1],
+        p90: rates[0],
+        p99: rates[0],
+        p999: rates[0],
+        max: rates[2],
+    })
+}
+
+fn writer_config(config: &Config) -> WriterConfig {
+    WriterConfig {
+        batch_size: config.persistence.batch_size as usize,
+        flush_interval: std::time::Duration::from_millis(config.persistence.flush_interval_ms),
+        retry_base: std::time::Duration::from_millis(10),
+        retry_max: std::time::Duration::from_secs(1),
+    }
+}
+
+fn bench_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tradeloop-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A writer thread persisting a steady stream of records into a temporary SQLite file while
+/// another figure is measured (the "writer busy" condition).
+struct BusyWriter {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    pusher: std::thread::JoinHandle<()>,
+    writer: std::thread::JoinHandle<anyhow::Result<u64>>,
+    dir: std::path::PathBuf,
+}
+
+impl BusyWriter {
+    /// Pushes `rate` records per second (in 1 ms steps) and writes them.
+    fn start(config: &Config, rate: u64) -> anyhow::Result<Self> {
+        let dir = bench_dir("busy")?;
+        let mut store = SqliteStore::open(&dir.join("busy.db"), vec!["BTCUSDT".into()])?;
+        store.begin_run(0, "bench")?;
+        let outbox = Arc::new(Outbox::new(config.persistence.queue_slots));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let per_ms = (rate / 1000).max(1) as usize;
+        let records = persist_records(per_ms as u64 * 1000);
+        let pusher = {
+            let (outbox, stop) = (Arc::clone(&outbox), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("bench-pusher".into())
+                .spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..per_ms {
+                            let _ = outbox.try_push(records[i % records.len()]);
+                            i += 1;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                })?
+        };
+        let writer = {
+            let (outbox, stop) = (Arc::clone(&outbox), Arc::clone(&stop));
+            let cfg = writer_config(config);
+            std::thread::Builder::new()
+                .name("bench-writer".into())
+                .spawn(move || {
+                    let report = run_writer(&outbox, &mut store, cfg, || stop.load(Ordering::Acquire), |e| {
+                        tracing::error!(error = %e, "bench write failed");
+                    });
+                    Ok(report.written)
+                })?
+        };
+        Ok(Self {
+            stop,
+            pusher,
+            writer,
+            dir,
+        })
+    }
+
+    fn stop(self) -> anyhow::Result<u64> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.pusher.join();
+        let written = self
+            .writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("bench writer panicked"))??;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(written)
+    }
+}
+
+/// Records per `persist_*` run (a third each orders, fills and positions).
+const PERSIST_RECORDS: u64 = 150_000;
+/// Records per second the background writer persists in `tick_to_strategy_writer_busy`.
+const WRITER_BUSY_RATE: u64 = 50_000;
 
 /// Backtest replay throughput: five replays of a recording through the whole backtest path
 /// (reader thread, parser, book sync, engine, strategy, risk, simulated venue). Unit
@@ -553,8 +741,38 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
     figures.insert("parse_depth", parse_figure(&frames.depths, events)?);
     figures.insert(
         "tick_to_strategy",
-        tick_to_strategy(config, &frames.trades, events)?,
+        tick_to_strategy(config, &frames.trades, events, None)?,
     );
+    figures.insert(
+        "tick_to_strategy_writer_busy",
+        tick_to_strategy(config, &frames.trades, events, Some(WRITER_BUSY_RATE))?,
+    );
+    let records = persist_records(PERSIST_RECORDS);
+    let dir = bench_dir("sqlite")?;
+    figures.insert(
+        "persist_sqlite",
+        persist_rate(config, &records, |run| {
+            let mut s = SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
+            s.begin_run(0, "bench")?;
+            Ok(s)
+        })?,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let pg_var = &config.persistence.postgres_url_env;
+    match std::env::var(pg_var) {
+        Ok(url) => {
+            let url = tradeloop_store::postgres::reset_schema(&url, "tradeloop_bench")?;
+            figures.insert(
+                "persist_postgres",
+                persist_rate(config, &records, |_| {
+                    let mut s = PgStore::connect(&url, vec!["BTCUSDT".into()])?;
+                    s.begin_run(0, "bench")?;
+                    Ok(s)
+                })?,
+            );
+        }
+        Err(_) => tracing::info!("persist_postgres skipped: ${pg_var} is not set"),
+    }
     figures.insert("backtest_replay", backtest_replay(config, &frames)?);
     Ok(Report {
         figures,

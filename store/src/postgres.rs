@@ -1,14 +1,15 @@
 //! PostgreSQL store (tokio-postgres on a current-thread runtime owned by the writer thread).
 //! Each batch is one transaction of multi-row statements: every table's rows go in as arrays
 //! through `UNNEST`, so a batch of 512 records is a handful of round trips. Prices, quantities
-//! and money are `NUMERIC`, passed as exact decimal text. Orders and positions are upserts of
+//! and money are `NUMERIC`: fixed-point values travel as binary `bigint` arrays and are scaled
+//! by the exact `0.00000001` on the server; 128-bit money travels as exact decimal text. Orders and positions are upserts of
 //! the batch's latest row per key (PostgreSQL refuses to update one row twice in a statement).
 //! The connection is plain TCP or a Unix socket (no TLS in this build): point it at a local
 //! server or a trusted network.
 
 use std::collections::HashMap;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use tradeloop_engine::event::ClientOrderId;
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::persist::{Record, Store};
@@ -118,20 +119,22 @@ CREATE TABLE IF NOT EXISTS lane_metrics (
 
 const UPSERT_ORDERS: &str = "INSERT INTO orders (client_id, run_id, instrument, side, kind, tif, \
     price, trigger, qty, reduce_only, post_only, status, filled, filled_notional, created_ns, \
-    updated_ns) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-    $5::text[], $6::text[], $7::text[]::numeric[], $8::text[]::numeric[], \
-    $9::text[]::numeric[], $10::bool[], $11::bool[], $12::text[], $13::text[]::numeric[], \
-    $14::text[]::numeric[], $15::bigint[], $16::bigint[]) \
+    updated_ns) SELECT c, r, i, s, k, t, p * 0.00000001, g * 0.00000001, q * 0.00000001, ro, po, \
+    st, f * 0.00000001, n, cr, up FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], \
+    $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bool[], \
+    $11::bool[], $12::text[], $13::bigint[], $14::text[]::numeric[], $15::bigint[], \
+    $16::bigint[]) AS u(c, r, i, s, k, t, p, g, q, ro, po, st, f, n, cr, up) \
     ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, filled = excluded.filled, \
     filled_notional = excluded.filled_notional, updated_ns = excluded.updated_ns";
 const INSERT_FILLS: &str = "INSERT INTO fills (run_id, client_id, instrument, side, price, qty, \
-    fee, maker, ts_ns) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-    $5::text[]::numeric[], $6::text[]::numeric[], $7::text[]::numeric[], $8::bool[], \
-    $9::bigint[])";
+    fee, maker, ts_ns) SELECT r, c, i, s, p * 0.00000001, q * 0.00000001, f * 0.00000001, m, t \
+    FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+    $7::bigint[], $8::bool[], $9::bigint[]) AS u(r, c, i, s, p, q, f, m, t)";
 const UPSERT_POSITIONS: &str = "INSERT INTO positions (instrument, run_id, qty, basis, realized, \
-    fees, turnover, fills, ts_ns) SELECT * FROM UNNEST($1::text[], $2::bigint[], \
-    $3::text[]::numeric[], $4::text[]::numeric[], $5::text[]::numeric[], $6::text[]::numeric[], \
-    $7::text[]::numeric[], $8::bigint[], $9::bigint[]) \
+    fees, turnover, fills, ts_ns) SELECT i, r, q * 0.00000001, b, re, fe, tu, n, t \
+    FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[]::numeric[], \
+    $5::text[]::numeric[], $6::text[]::numeric[], $7::text[]::numeric[], $8::bigint[], \
+    $9::bigint[]) AS u(i, r, q, b, re, fe, tu, n, t) \
     ON CONFLICT (instrument) DO UPDATE SET run_id = excluded.run_id, qty = excluded.qty, \
     basis = excluded.basis, realized = excluded.realized, fees = excluded.fees, \
     turnover = excluded.turnover, fills = excluded.fills, ts_ns = excluded.ts_ns";
@@ -141,14 +144,6 @@ const INSERT_LANES: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, 
     wait_p99_ns, wait_max_ns, service_p50_ns, service_p99_ns, service_max_ns, ts_ns) \
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])";
-
-/// Exact decimal text of a raw 10⁻⁸ fixed-point value.
-fn e8(raw: i64) -> String {
-    tradeloop_engine::fixed::Qty(raw)
-        .to_decimal()
-        .normalize()
-        .to_string()
-}
 
 fn sat(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -198,6 +193,9 @@ pub struct PgStore {
     run_id: i64,
     symbols: Vec<String>,
     cols: Columns,
+    /// Prepared `UPSERT_ORDERS`, `INSERT_FILLS`, `UPSERT_POSITIONS`, `INSERT_DENIALS`,
+    /// `INSERT_LANES`.
+    statements: [Statement; 5],
 }
 
 impl std::fmt::Debug for PgStore {
@@ -228,12 +226,23 @@ impl PgStore {
             client.batch_execute(SCHEMA).await?;
             Ok::<_, PgError>(client)
         })?;
+        // Prepared once: each batch then costs one round trip per statement, not two.
+        let statements = runtime.block_on(async {
+            Ok::<_, PgError>([
+                client.prepare(UPSERT_ORDERS).await?,
+                client.prepare(INSERT_FILLS).await?,
+                client.prepare(UPSERT_POSITIONS).await?,
+                client.prepare(INSERT_DENIALS).await?,
+                client.prepare(INSERT_LANES).await?,
+            ])
+        })?;
         let store = Self {
             runtime,
             client,
             run_id: 0,
             symbols,
             cols: Columns::default(),
+            statements,
         };
         let found: Option<i64> = store
             .runtime
@@ -416,6 +425,7 @@ impl Store for PgStore {
         let sym = |i: usize| symbols.get(i).cloned().unwrap_or_else(|| "?".to_owned());
         let client = &mut self.client;
         let c = &self.cols;
+        let stmts = &self.statements;
         self.runtime.block_on(async {
             let tx = client.transaction().await?;
             if !c.order_rows.is_empty() {
@@ -427,19 +437,19 @@ impl Store for PgStore {
                 let side: Vec<&str> = o.iter().map(|x| side_text(x.request.side)).collect();
                 let kind: Vec<&str> = o.iter().map(|x| kind_text(x.request.kind)).collect();
                 let tif: Vec<&str> = o.iter().map(|x| tif_text(x.request.tif)).collect();
-                let price: Vec<String> = o.iter().map(|x| e8(x.request.price.raw())).collect();
-                let trig: Vec<String> = o.iter().map(|x| e8(x.request.trigger.raw())).collect();
-                let qty: Vec<String> = o.iter().map(|x| e8(x.request.qty.raw())).collect();
+                let price: Vec<i64> = o.iter().map(|x| x.request.price.raw()).collect();
+                let trig: Vec<i64> = o.iter().map(|x| x.request.trigger.raw()).collect();
+                let qty: Vec<i64> = o.iter().map(|x| x.request.qty.raw()).collect();
                 let ro: Vec<bool> = o.iter().map(|x| x.request.reduce_only).collect();
                 let po: Vec<bool> = o.iter().map(|x| x.request.post_only).collect();
                 let st: Vec<&str> = o.iter().map(|x| status_text(x.status)).collect();
-                let filled: Vec<String> = o.iter().map(|x| e8(x.filled.raw())).collect();
+                let filled: Vec<i64> = o.iter().map(|x| x.filled.raw()).collect();
                 let notional: Vec<String> =
                     o.iter().map(|x| money_text(x.filled_notional)).collect();
                 let created: Vec<i64> = o.iter().map(|x| ns_col(x.created_ns)).collect();
                 let updated: Vec<i64> = o.iter().map(|x| ns_col(x.updated_ns)).collect();
                 tx.execute(
-                    UPSERT_ORDERS,
+                    &stmts[0],
                     &[
                         &ids, &runs, &inst, &side, &kind, &tif, &price, &trig, &qty, &ro, &po, &st,
                         &filled, &notional, &created, &updated,
@@ -473,16 +483,16 @@ impl Store for PgStore {
                         cols.0.push(client_id.0 as i64);
                         cols.1.push(sym(instrument.get()));
                         cols.2.push(side_text(side));
-                        cols.3.push(e8(price.raw()));
-                        cols.4.push(e8(qty.raw()));
-                        cols.5.push(e8(fee.raw()));
+                        cols.3.push(price.raw());
+                        cols.4.push(qty.raw());
+                        cols.5.push(fee.raw());
                         cols.6.push(maker);
                         cols.7.push(ns_col(ts_ns));
                     }
                 }
                 let runs = vec![run; cols.0.len()];
                 tx.execute(
-                    INSERT_FILLS,
+                    &stmts[1],
                     &[
                         &runs, &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
                         &cols.7,
@@ -496,7 +506,7 @@ impl Store for PgStore {
                 let p: Vec<_> = keys.iter().map(|k| c.positions[k]).collect();
                 let inst: Vec<String> = p.iter().map(|x| sym(x.instrument.get())).collect();
                 let runs = vec![run; p.len()];
-                let qty: Vec<String> = p.iter().map(|x| e8(x.qty.raw())).collect();
+                let qty: Vec<i64> = p.iter().map(|x| x.qty.raw()).collect();
                 let basis: Vec<String> = p.iter().map(|x| money_text(x.basis)).collect();
                 let realized: Vec<String> = p.iter().map(|x| money_text(x.realized)).collect();
                 let fees: Vec<String> = p.iter().map(|x| money_text(x.fees)).collect();
@@ -504,7 +514,7 @@ impl Store for PgStore {
                 let fills: Vec<i64> = p.iter().map(|x| sat(x.fills)).collect();
                 let ts: Vec<i64> = keys.iter().map(|k| ns_col(c.position_ts[k])).collect();
                 tx.execute(
-                    UPSERT_POSITIONS,
+                    &stmts[2],
                     &[
                         &inst, &runs, &qty, &basis, &realized, &fees, &turnover, &fills, &ts,
                     ],
@@ -526,7 +536,7 @@ impl Store for PgStore {
                     }
                 }
                 let runs = vec![run; inst.len()];
-                tx.execute(INSERT_DENIALS, &[&runs, &inst, &code, &ts])
+                tx.execute(&stmts[3], &[&runs, &inst, &code, &ts])
                     .await?;
             }
             if !c.lanes.is_empty() {
@@ -557,7 +567,7 @@ impl Store for PgStore {
                 }
                 let runs = vec![run; names.len()];
                 tx.execute(
-                    INSERT_LANES,
+                    &stmts[4],
                     &[
                         &runs, &names, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5],
                         &cols[6], &cols[7],
