@@ -471,7 +471,7 @@ fn persist_records(n: u64) -> Vec<Record> {
     let mut k = 0u32;
     while (out.len() as u64) < n {
         k += 1;
-        let side = if k % 2 == 0 { Side::Buy } else { Side::Sell };
+        let side = if k.is_multiple_of(2) { Side::Buy } else { Side::Sell };
         let price = Price::from_units(60_000 + i64::from(k % 50));
         let qty = Qty(100_000);
         let mut order = Order::new(
@@ -492,7 +492,7 @@ fn persist_records(n: u64) -> Vec<Record> {
             price,
             qty,
             fee: Qty(1_000),
-            maker: k % 3 == 0,
+            maker: k.is_multiple_of(3),
             ts_ns: u64::from(k),
         });
         out.push(Record::Position {
@@ -522,9 +522,15 @@ fn persist_rate<S: Store>(
                 .map_err(|_| anyhow::anyhow!("bench outbox full"))?;
         }
         let started = std::time::Instant::now();
-        let report = run_writer(&outbox, &mut store, writer_config(config), || true, |e| {
-            tracing::error!(error = %e, "bench write failed");
-        });
+        let report = run_writer(
+            &outbox,
+            &mut store,
+            writer_config(config),
+            || true,
+            |e| {
+                tracing::error!(error = %e, "bench write failed");
+            },
+        );
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         anyhow::ensure!(
             report.written == records.len() as u64,
@@ -602,9 +608,15 @@ impl BusyWriter {
             std::thread::Builder::new()
                 .name("bench-writer".into())
                 .spawn(move || {
-                    let report = run_writer(&outbox, &mut store, cfg, || stop.load(Ordering::Acquire), |e| {
-                        tracing::error!(error = %e, "bench write failed");
-                    });
+                    let report = run_writer(
+                        &outbox,
+                        &mut store,
+                        cfg,
+                        || stop.load(Ordering::Acquire),
+                        |e| {
+                            tracing::error!(error = %e, "bench write failed");
+                        },
+                    );
                     Ok(report.written)
                 })?
         };
@@ -752,7 +764,8 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
     figures.insert(
         "persist_sqlite",
         persist_rate(config, &records, |run| {
-            let mut s = SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
+            let mut s =
+                SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
             s.begin_run(0, "bench")?;
             Ok(s)
         })?,

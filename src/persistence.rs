@@ -9,7 +9,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tradeloop_engine::clock::{Clock, LiveClock};
+use tradeloop_engine::event::{Event, EventKind};
 use tradeloop_engine::instrument::InstrumentRegistry;
+use tradeloop_engine::lane::Lanes;
 use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig, WriterReport};
 use tradeloop_engine::position::Position;
 use tradeloop_store::postgres::PgStore;
@@ -43,6 +46,60 @@ impl Store for AnyStore {
         match self {
             Self::Sqlite(s) => s.write_batch(records).map_err(|e| AnyStoreError(e.into())),
             Self::Postgres(s) => s.write_batch(records).map_err(|e| AnyStoreError(e.into())),
+        }
+    }
+}
+
+/// A store that tells the engine when it fails and when it recovers: the first failed write
+/// of an outage raises `StoreStatus { healthy: false }` on the CRITICAL lane, the first
+/// success after it `StoreStatus { healthy: true }`.
+struct Monitored<S> {
+    store: S,
+    lanes: Arc<Lanes>,
+    clock: LiveClock,
+    failures: u32,
+}
+
+impl<S: Store> Monitored<S> {
+    fn alarm(&self, healthy: bool) {
+        let now = self.clock.now_ns();
+        let event = Event::new(
+            now,
+            0,
+            EventKind::StoreStatus {
+                healthy,
+                failures: self.failures,
+            },
+        );
+        if self.lanes.push_critical(event).is_err() {
+            tracing::error!(healthy, "store status could not be queued (lanes closed)");
+        }
+    }
+}
+
+impl<S: Store> Store for Monitored<S> {
+    type Error = S::Error;
+
+    fn write_batch(&mut self, records: &[Record]) -> Result<(), Self::Error> {
+        match self.store.write_batch(records) {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::warn!(
+                        failures = self.failures,
+                        "persistence recovered; held records written"
+                    );
+                    self.alarm(true);
+                    self.failures = 0;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                if self.failures == 1 {
+                    self.alarm(false);
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -83,10 +140,12 @@ pub fn start(
     config: &Config,
     registry: &InstrumentRegistry,
     started_unix_ns: u64,
+    lanes: &Arc<Lanes>,
+    clock: &LiveClock,
 ) -> anyhow::Result<(Persistence, Restored)> {
     let p = &config.persistence;
     let symbols = tradeloop_store::symbols(registry);
-    let (mut store, recovered, restored_run, target) = match p.backend {
+    let (store, recovered, restored_run, target) = match p.backend {
         Backend::Sqlite => {
             let mut s = SqliteStore::open(&p.sqlite_path, symbols).with_context(|| {
                 format!(
@@ -134,6 +193,12 @@ pub fn start(
         }
     };
     let restored = restore(&recovered, registry, restored_run)?;
+    let mut store = Monitored {
+        store,
+        lanes: Arc::clone(lanes),
+        clock: clock.clone(),
+        failures: 0,
+    };
     let outbox = Arc::new(Outbox::new(p.queue_slots));
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -250,5 +315,80 @@ impl Persistence {
             telemetry_dropped: self.outbox.telemetry_dropped(),
             report,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeloop_engine::event::ClientOrderId;
+    use tradeloop_engine::fixed::{Price, Qty};
+    use tradeloop_engine::instrument::InstrumentIndex;
+    use tradeloop_engine::lane::{Lane, LaneConfig};
+
+    /// A locked database raises `StoreStatus { healthy: false }` once on the CRITICAL lane,
+    /// and the first successful write after it `healthy: true`.
+    #[test]
+    fn an_outage_and_its_recovery_reach_the_critical_lane_once_each() {
+        let dir = std::env::temp_dir().join(format!("tradeloop-monitor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.db");
+        let mut inner = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
+        inner.begin_run(0, "test").unwrap();
+        inner
+            .connection()
+            .busy_timeout(Duration::from_millis(1))
+            .unwrap();
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let mut store = Monitored {
+            store: AnyStore::Sqlite(inner),
+            lanes: Arc::clone(&lanes),
+            clock: LiveClock::new(),
+            failures: 0,
+        };
+        let fill = Record::Fill {
+            client_id: ClientOrderId::new(1, 0),
+            instrument: InstrumentIndex(0),
+            side: tradeloop_engine::event::Side::Buy,
+            price: Price::from_units(100),
+            qty: Qty::from_units(1),
+            fee: Qty::ZERO,
+            maker: false,
+            ts_ns: 1,
+        };
+        let blocker = SqliteStore::open(&path, vec![]).unwrap();
+        blocker
+            .connection()
+            .execute_batch("BEGIN IMMEDIATE")
+            .unwrap();
+        assert!(store.write_batch(&[fill]).is_err(), "TC1 locked");
+        assert!(store.write_batch(&[fill]).is_err(), "TC2 still locked");
+        let status = |e: Option<Event>| match e.map(|e| e.kind) {
+            Some(EventKind::StoreStatus { healthy, failures }) => Some((healthy, failures)),
+            _ => None,
+        };
+        assert_eq!(
+            status(lanes.pop(Lane::Critical)),
+            Some((false, 1)),
+            "TC3 one alarm"
+        );
+        assert_eq!(
+            status(lanes.pop(Lane::Critical)),
+            None,
+            "TC4 not one per failure"
+        );
+        blocker.connection().execute_batch("COMMIT").unwrap();
+        store.write_batch(&[fill]).unwrap();
+        assert_eq!(
+            status(lanes.pop(Lane::Critical)),
+            Some((true, 2)),
+            "TC5 recovery after two failures"
+        );
+        store.write_batch(&[fill]).unwrap();
+        assert!(
+            lanes.pop(Lane::Critical).is_none(),
+            "TC6 healthy writes are quiet"
+        );
     }
 }

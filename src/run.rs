@@ -140,7 +140,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let started_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let (persistence, restored) = crate::persistence::start(config, &registry, started_unix_ns)?;
+    let (persistence, restored) =
+        crate::persistence::start(config, &registry, started_unix_ns, &lanes, &clock)?;
     report_recovery(&persistence.target, &restored, &registry);
     let strategy = config.strategy(&registry)?;
     let gateway = SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes));

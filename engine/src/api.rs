@@ -338,4 +338,7 @@ pub trait Strategy {
     fn on_feed<C: Context>(&mut self, ctx: &mut C, feed: u16, state: FeedState) {}
     /// A timer fired.
     fn on_timer<C: Context>(&mut self, ctx: &mut C, id: u32) {}
+    /// The persistence store failed (`healthy: false`) or recovered. Orders keep flowing while
+    /// the writer holds and retries records; a strategy may choose to reduce risk meanwhile.
+    fn on_store<C: Context>(&mut self, ctx: &mut C, healthy: bool) {}
 }

@@ -297,6 +297,14 @@ pub enum EventKind {
         /// New state.
         state: FeedState,
     },
+    /// The persistence store failed (`healthy: false`, CRITICAL lane) or recovered after
+    /// failing (`healthy: true`). Records are kept and retried meanwhile; nothing is lost.
+    StoreStatus {
+        /// `false` on the first failed write, `true` on the first success after failures.
+        healthy: bool,
+        /// Failed write attempts so far in this outage.
+        failures: u32,
+    },
     /// Timer tick for strategies (LOW lane).
     Timer {
         /// Timer id.

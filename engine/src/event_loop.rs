@@ -726,6 +726,12 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             EventKind::StopTriggered(stop) => strategy.on_stop(core, &stop),
             EventKind::FeedStatus { feed, state } => strategy.on_feed(core, feed, state),
             EventKind::Timer { id } => strategy.on_timer(core, id),
+            EventKind::StoreStatus { healthy, .. } => {
+                if !healthy {
+                    core.counters.store_outages += 1;
+                }
+                strategy.on_store(core, healthy);
+            }
             EventKind::Control(Control::KillSwitch) => {
                 core.trading_state = TradingState::Halted;
                 core.cancel_all();

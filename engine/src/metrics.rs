@@ -140,6 +140,8 @@ pub struct EngineCounters {
     pub deltas_ignored: u64,
     /// Essential persistence records lost because the outbox and the spill were both full.
     pub records_lost: u64,
+    /// Persistence outages reported by the writer (`StoreStatus { healthy: false }`).
+    pub store_outages: u64,
 }
 
 const PCT_FIELDS: usize = 6;
@@ -208,6 +210,7 @@ pub struct Telemetry {
     books_stale: AtomicU64,
     deltas_ignored: AtomicU64,
     records_lost: AtomicU64,
+    store_outages: AtomicU64,
     published_ns: AtomicU64,
     publications: AtomicU64,
     instruments: Box<[InstrumentCell]>,
@@ -322,6 +325,7 @@ impl Telemetry {
         self.books_stale.store(c.books_stale, r);
         self.deltas_ignored.store(c.deltas_ignored, r);
         self.records_lost.store(c.records_lost, r);
+        self.store_outages.store(c.store_outages, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -347,6 +351,7 @@ impl Telemetry {
                 books_stale: self.books_stale.load(r),
                 deltas_ignored: self.deltas_ignored.load(r),
                 records_lost: self.records_lost.load(r),
+                store_outages: self.store_outages.load(r),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),

@@ -536,8 +536,7 @@ impl Store for PgStore {
                     }
                 }
                 let runs = vec![run; inst.len()];
-                tx.execute(&stmts[3], &[&runs, &inst, &code, &ts])
-                    .await?;
+                tx.execute(&stmts[3], &[&runs, &inst, &code, &ts]).await?;
             }
             if !c.lanes.is_empty() {
                 let mut cols: [Vec<i64>; 8] = Default::default();
