@@ -208,6 +208,7 @@ fn risk(c: &mut Criterion) {
         lot_size: Qty::parse("0.00001").expect("constant"),
         kind: ContractKind::Spot,
         trading_state: TradingState::Active,
+        protective: false,
         now_ns: 1,
     };
     let req = OrderRequest::ioc(

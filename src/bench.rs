@@ -471,7 +471,11 @@ fn persist_records(n: u64) -> Vec<Record> {
     let mut k = 0u32;
     while (out.len() as u64) < n {
         k += 1;
-        let side = if k.is_multiple_of(2) { Side::Buy } else { Side::Sell };
+        let side = if k.is_multiple_of(2) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let price = Price::from_units(60_000 + i64::from(k % 50));
         let qty = Qty(100_000);
         let mut order = Order::new(

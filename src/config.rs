@@ -104,6 +104,17 @@ pub struct PersistenceSection {
     pub queue_slots: usize,
 }
 
+/// `[kill_switch]`: SIGUSR1 or the appearance of `file` trips it; a kill cancels every working
+/// order, halts new ones, and with `flatten` closes every position.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillSwitchSection {
+    /// A file whose appearance trips the kill switch (relative to the working directory).
+    pub file: PathBuf,
+    /// Also close every position with reduce-only market orders.
+    pub flatten: bool,
+}
+
 /// `[metrics]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +258,8 @@ pub struct Config {
     pub strategy: StrategySection,
     /// Pre-trade risk limits.
     pub risk: RiskLimits,
+    /// Kill switch.
+    pub kill_switch: KillSwitchSection,
     /// Persistence.
     pub persistence: PersistenceSection,
     /// Metrics and status.
@@ -350,6 +363,12 @@ impl Config {
             return Err(err(
                 "persistence.queue_slots",
                 format!("must be a power of two ≥ 2, got {}", p.queue_slots),
+            ));
+        }
+        if self.kill_switch.file.as_os_str().is_empty() {
+            return Err(err(
+                "kill_switch.file",
+                "must name a file whose appearance trips the kill switch",
             ));
         }
         if p.backend == Backend::Sqlite && p.sqlite_path.as_os_str().is_empty() {

@@ -17,8 +17,9 @@ use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
-use tradeloop_engine::event::FeedState;
+use tradeloop_engine::event::{Control, Event, EventKind, FeedState};
 use tradeloop_engine::event_loop::Engine;
 use tradeloop_engine::fixed::{Money, Price};
 use tradeloop_engine::lane::{Lane, Lanes};
@@ -149,6 +150,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))
         .collect();
+    let main_clock = clock.clone();
     let mut engine = Engine::new(
         config.engine,
         Arc::clone(&lanes),
@@ -158,7 +160,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         gateway,
         clock,
     )
-    .with_outbox(persistence.outbox());
+    .with_outbox(persistence.outbox())
+    .with_kill_flatten(config.kill_switch.flatten);
     engine.restore(&restored.positions, restored.next_sequence);
     let telemetry = engine.telemetry();
     let engine_stop = Arc::new(AtomicBool::new(false));
@@ -177,6 +180,18 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             })?
     };
 
+    let usr1 = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1))
+        .context("cannot install the SIGUSR1 (kill switch) handler")?;
+    let mut kill = KillSwitch {
+        file: config.kill_switch.file.clone(),
+        file_present: config.kill_switch.file.exists(),
+        usr1,
+        flatten: config.kill_switch.flatten,
+    };
+    if kill.file_present {
+        tracing::warn!(file = %kill.file.display(), "the kill file exists at start: it trips the kill switch only when it appears again");
+    }
     let started = Instant::now();
     let status_every = Duration::from_millis(config.metrics.status_interval_ms);
     let mut next_status = started + status_every;
@@ -185,6 +200,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         && !engine_thread.is_finished()
     {
         std::thread::sleep(Duration::from_millis(20));
+        kill.poll(&lanes, &main_clock);
         if Instant::now() >= next_status {
             next_status += status_every;
             eprintln!(
@@ -226,6 +242,12 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         c.denials.iter().sum::<u64>(),
         report.working_orders,
     );
+    if c.kills > 0 {
+        eprintln!(
+            "kill switch: tripped {} times, {} closing orders sent, {} positions left open (no reference price or refused); new orders stayed halted",
+            c.kills, c.flatten_orders, c.flatten_failed
+        );
+    }
     eprintln!(
         "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} reports lost",
         exec.arrived, exec.fills, exec.rejected, exec.canceled, lost_reports
@@ -288,6 +310,44 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         }
     }
     Ok(())
+}
+
+/// The kill switch's triggers, polled by the main thread every 20 ms (off the hot path): a
+/// SIGUSR1, or the kill file appearing. A trip pushes `Control::KillSwitch` on CRITICAL.
+struct KillSwitch {
+    file: std::path::PathBuf,
+    file_present: bool,
+    usr1: Arc<AtomicBool>,
+    flatten: bool,
+}
+
+impl KillSwitch {
+    fn poll(&mut self, lanes: &Lanes, clock: &LiveClock) {
+        let present = self.file.exists();
+        let appeared = present && !self.file_present;
+        self.file_present = present;
+        let signalled = self.usr1.swap(false, Ordering::AcqRel);
+        if !(appeared || signalled) {
+            return;
+        }
+        let source = if signalled {
+            "SIGUSR1".to_owned()
+        } else {
+            format!("file {}", self.file.display())
+        };
+        eprintln!(
+            "KILL SWITCH tripped by {source}: cancelling every order, halting new ones{}",
+            if self.flatten {
+                ", closing every position"
+            } else {
+                ""
+            }
+        );
+        let event = Event::new(clock.now_ns(), 0, EventKind::Control(Control::KillSwitch));
+        if lanes.push_critical(event).is_err() {
+            tracing::error!("the kill switch could not be queued (lanes closed)");
+        }
+    }
 }
 
 fn report_recovery(

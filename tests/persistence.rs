@@ -239,3 +239,73 @@ fn postgres_backend_writes_everything_and_recovers() {
         "TC2 the second run recovered every fill of the first: {recovered}"
     );
 }
+
+/// The kill switch through its file trigger on a real run: every working order is cancelled,
+/// the position is closed with reduce-only market orders, and no new order goes out after.
+#[test]
+fn kill_file_cancels_halts_and_flattens() {
+    let db = temp_db("kill-switch");
+    let kill_file = db.with_file_name("KILL");
+    let child = run(&db, &["--duration", "8"])
+        .env(
+            "TRADELOOP__KILL_SWITCH__FILE",
+            format!("{:?}", kill_file.display().to_string()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Trade until a position is open, then create the kill file.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if db.exists() && fills_in(&db).len() >= 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fills in time");
+    }
+    std::fs::write(&kill_file, b"").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("KILL SWITCH tripped by file"),
+        "TC1 the file tripped it: {err}"
+    );
+    let ended = err.lines().find(|l| l.starts_with("run ended")).unwrap();
+    assert!(
+        ended.contains("still working 0"),
+        "TC2 nothing left working: {ended}"
+    );
+    assert!(err.contains("kill switch: tripped 1 times"), "TC3 {err}");
+    // The stored position after the kill is flat: the flatten's fills closed it.
+    let store = SqliteStore::open(&db, vec!["BTCUSDT".into(), "ETHUSDT".into()]).unwrap();
+    let rec = store.recover().unwrap();
+    let net: i64 = rec
+        .fills
+        .iter()
+        .filter(|f| f.symbol == "BTCUSDT")
+        .map(|f| f.qty.raw() * f.side.sign())
+        .sum();
+    assert_eq!(net, 0, "TC4 the position was closed");
+    // After the kill no order was created: the last order rows are the flatten's reduce-only
+    // market orders, and nothing after them.
+    let last_kind: String = store
+        .connection()
+        .query_row(
+            "SELECT kind || '/' || reduce_only FROM orders ORDER BY client_id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let kill_line = err
+        .lines()
+        .find(|l| l.starts_with("kill switch: tripped"))
+        .unwrap();
+    if number_before(kill_line, " closing orders") > 0 {
+        assert_eq!(
+            last_kind, "market/1",
+            "TC5 the last order is the closing one"
+        );
+    }
+}

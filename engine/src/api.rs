@@ -196,6 +196,9 @@ pub struct RiskContext {
     pub trading_state: TradingState,
     /// Clock time.
     pub now_ns: u64,
+    /// The engine's own closing order (kill-switch flatten): it must reduce the position, and
+    /// is never blocked by the trading state, size, open-order or rate limits.
+    pub protective: bool,
 }
 
 /// Pre-trade checks, called for every order before it reaches a gateway.

@@ -172,6 +172,8 @@ pub struct Core<R, G, C> {
     working: Box<[Working]>,
     open_orders: u32,
     pool: OrderPool,
+    /// The kill switch also closes positions.
+    flatten_on_kill: bool,
     trading_state: TradingState,
     counters: EngineCounters,
     outbox: Option<Arc<Outbox>>,
@@ -232,6 +234,87 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             kind: inst.kind,
             trading_state: self.trading_state,
             now_ns,
+            protective: false,
+        }
+    }
+
+    /// Engine gates, risk, pool, gateway: the one path every order takes. A protective order
+    /// (the engine's own close) skips the engine gates (halt, back-pressure, stale book) and
+    /// is checked by risk as protective.
+    fn submit_inner(
+        &mut self,
+        req: OrderRequest,
+        protective: bool,
+    ) -> Result<ClientOrderId, SubmitError> {
+        if req.instrument.get() >= self.books.len() {
+            return Err(SubmitError::UnknownInstrument(req.instrument));
+        }
+        if !protective {
+            if let Err(d) = self.engine_gates(&req) {
+                return Err(self.deny(req.instrument, d));
+            }
+        }
+        let now_ns = self.clock.now_ns();
+        let ctx = RiskContext {
+            protective,
+            ..self.risk_context(req.instrument, now_ns)
+        };
+        if let Err(d) = self.risk.check(&req, &ctx) {
+            return Err(self.deny(req.instrument, d));
+        }
+        let id = match self.pool.take(req, now_ns) {
+            Ok(id) => id,
+            Err(PoolError::Exhausted { .. } | PoolError::NotInUse(_)) => {
+                self.counters.pool_exhausted += 1;
+                return Err(SubmitError::PoolExhausted);
+            }
+        };
+        let order = *self.pool.get(id).expect("just taken");
+        if let Err(e) = self.gateway.submit(&order, now_ns) {
+            self.counters.rejects += 1;
+            let released = self.pool.release(id);
+            debug_assert!(released.is_ok(), "Invariant: just-taken slot is in use");
+            return Err(SubmitError::Gateway(e));
+        }
+        self.counters.orders_sent += 1;
+        self.record(Record::Order {
+            order,
+            ts_ns: now_ns,
+        });
+        self.open_orders += 1;
+        self.working[req.instrument.get()].orders += 1;
+        self.add_working(&req, req.qty, 1);
+        Ok(id)
+    }
+
+    /// Closes every open position with reduce-only market orders that pass the risk gate as
+    /// protective (kill switch with `flatten`). Positions without a reference price yet are
+    /// left (and counted): there is nothing to size the order's notional against.
+    fn flatten(&mut self) {
+        for i in 0..self.positions.len() {
+            let qty = self.positions[i].qty;
+            if qty.is_zero() {
+                continue;
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "bounded by MAX_INSTRUMENTS"
+            )]
+            let instrument = InstrumentIndex(i as u16);
+            let reference = self.reference[i];
+            if reference.raw() <= 0 {
+                self.counters.flatten_failed += 1;
+                continue;
+            }
+            let side = if qty.raw() > 0 { Side::Sell } else { Side::Buy };
+            let req = OrderRequest {
+                reduce_only: true,
+                ..OrderRequest::market(instrument, side, reference, qty.abs())
+            };
+            match self.submit_inner(req, true) {
+                Ok(_) => self.counters.flatten_orders += 1,
+                Err(_) => self.counters.flatten_failed += 1,
+            }
         }
     }
 
@@ -360,40 +443,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     }
 
     fn submit(&mut self, req: OrderRequest) -> Result<ClientOrderId, SubmitError> {
-        if req.instrument.get() >= self.books.len() {
-            return Err(SubmitError::UnknownInstrument(req.instrument));
-        }
-        if let Err(d) = self.engine_gates(&req) {
-            return Err(self.deny(req.instrument, d));
-        }
-        let now_ns = self.clock.now_ns();
-        let ctx = self.risk_context(req.instrument, now_ns);
-        if let Err(d) = self.risk.check(&req, &ctx) {
-            return Err(self.deny(req.instrument, d));
-        }
-        let id = match self.pool.take(req, now_ns) {
-            Ok(id) => id,
-            Err(PoolError::Exhausted { .. } | PoolError::NotInUse(_)) => {
-                self.counters.pool_exhausted += 1;
-                return Err(SubmitError::PoolExhausted);
-            }
-        };
-        let order = *self.pool.get(id).expect("just taken");
-        if let Err(e) = self.gateway.submit(&order, now_ns) {
-            self.counters.rejects += 1;
-            let released = self.pool.release(id);
-            debug_assert!(released.is_ok(), "Invariant: just-taken slot is in use");
-            return Err(SubmitError::Gateway(e));
-        }
-        self.counters.orders_sent += 1;
-        self.record(Record::Order {
-            order,
-            ts_ns: now_ns,
-        });
-        self.open_orders += 1;
-        self.working[req.instrument.get()].orders += 1;
-        self.add_working(&req, req.qty, 1);
-        Ok(id)
+        self.submit_inner(req, false)
     }
 
     fn cancel(&mut self, id: ClientOrderId) -> Result<(), SubmitError> {
@@ -539,6 +589,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 working: vec![Working::default(); n].into_boxed_slice(),
                 open_orders: 0,
                 pool: OrderPool::new(config.order_slots),
+                flatten_on_kill: false,
                 instruments,
                 trading_state: TradingState::Active,
                 counters: EngineCounters::default(),
@@ -574,6 +625,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             }
         }
         self.core.pool = OrderPool::with_start_sequence(self.config.order_slots, next_sequence);
+    }
+
+    /// Makes the kill switch also close every position (reduce-only market orders that no
+    /// halt, size, open-order or rate limit blocks). Without it the kill cancels and halts.
+    #[must_use]
+    pub fn with_kill_flatten(mut self, flatten: bool) -> Self {
+        self.core.flatten_on_kill = flatten;
+        self
     }
 
     /// Stops recording per-event wait and service times. For a simulated clock, which does not
@@ -734,7 +793,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             }
             EventKind::Control(Control::KillSwitch) => {
                 core.trading_state = TradingState::Halted;
+                core.counters.kills += 1;
                 core.cancel_all();
+                if core.flatten_on_kill {
+                    core.flatten();
+                }
             }
             EventKind::Control(Control::Resume) => core.trading_state = TradingState::Active,
             EventKind::Control(Control::Shutdown) => self.shutdown_requested = true,

@@ -142,6 +142,12 @@ pub struct EngineCounters {
     pub records_lost: u64,
     /// Persistence outages reported by the writer (`StoreStatus { healthy: false }`).
     pub store_outages: u64,
+    /// Kill-switch trips.
+    pub kills: u64,
+    /// Closing orders sent by the kill switch's flatten.
+    pub flatten_orders: u64,
+    /// Positions the flatten could not close (no reference price yet, or refused).
+    pub flatten_failed: u64,
 }
 
 const PCT_FIELDS: usize = 6;
@@ -211,6 +217,9 @@ pub struct Telemetry {
     deltas_ignored: AtomicU64,
     records_lost: AtomicU64,
     store_outages: AtomicU64,
+    kills: AtomicU64,
+    flatten_orders: AtomicU64,
+    flatten_failed: AtomicU64,
     published_ns: AtomicU64,
     publications: AtomicU64,
     instruments: Box<[InstrumentCell]>,
@@ -326,6 +335,9 @@ impl Telemetry {
         self.deltas_ignored.store(c.deltas_ignored, r);
         self.records_lost.store(c.records_lost, r);
         self.store_outages.store(c.store_outages, r);
+        self.kills.store(c.kills, r);
+        self.flatten_orders.store(c.flatten_orders, r);
+        self.flatten_failed.store(c.flatten_failed, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -352,6 +364,9 @@ impl Telemetry {
                 deltas_ignored: self.deltas_ignored.load(r),
                 records_lost: self.records_lost.load(r),
                 store_outages: self.store_outages.load(r),
+                kills: self.kills.load(r),
+                flatten_orders: self.flatten_orders.load(r),
+                flatten_failed: self.flatten_failed.load(r),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),

@@ -386,6 +386,16 @@ impl PreTradeRisk {
 impl RiskGate for PreTradeRisk {
     #[inline]
     fn check(&mut self, req: &OrderRequest, ctx: &RiskContext) -> Result<(), Deny> {
+        if ctx.protective {
+            // The engine closing a position (kill switch): it must only reduce; no state,
+            // size, open-order or rate limit may keep it from going out.
+            if !reduces(req, ctx.position) {
+                return Err(Deny::ReducingOnly {
+                    position: ctx.position,
+                });
+            }
+            return check_increments(req, ctx);
+        }
         check_state(req, ctx)?;
         check_increments(req, ctx)?;
         check_size(req, ctx, &self.limits)?;
@@ -423,6 +433,7 @@ mod tests {
             },
             trading_state: TradingState::Active,
             now_ns: 1_000_000_000,
+            protective: false,
         }
     }
 
@@ -623,6 +634,70 @@ mod tests {
         }
     }
 
+    /// The engine's protective close (kill-switch flatten) passes a halt, an empty rate
+    /// bucket, the size and open-order limits, but only if it reduces the position.
+    #[test]
+    fn protective_orders_only_reduce_and_nothing_else_blocks_them() {
+        let limits = RiskLimits {
+            orders_per_second: 1,
+            orders_per_second_per_instrument: 1,
+            max_order_qty: q("0.1"),
+            max_open_orders: 1,
+            ..RiskLimits::default()
+        };
+        let mut gate = PreTradeRisk::new(limits);
+        let long = RiskContext {
+            position: q("0.5"),
+            open_orders_total: 5,
+            open_orders_instrument: 5,
+            trading_state: TradingState::Halted,
+            protective: true,
+            ..ctx()
+        };
+        let close = OrderRequest {
+            reduce_only: true,
+            ..OrderRequest::market(
+                InstrumentIndex(0),
+                Side::Sell,
+                Price::from_units(50_000),
+                q("0.5"),
+            )
+        };
+        for n in 0..3 {
+            assert_eq!(
+                gate.check(&close, &long),
+                Ok(()),
+                "TC{n} halted, over size, bucket empty"
+            );
+        }
+        let grow = OrderRequest {
+            side: Side::Buy,
+            ..close
+        };
+        assert_eq!(
+            gate.check(&grow, &long),
+            Err(Deny::ReducingOnly { position: q("0.5") }),
+            "TC3 a protective order that would grow the position is refused"
+        );
+        let too_big = OrderRequest {
+            qty: q("0.6"),
+            ..close
+        };
+        assert!(
+            gate.check(&too_big, &long).is_err(),
+            "TC4 may not flip the position"
+        );
+        let normal = RiskContext {
+            protective: false,
+            ..long
+        };
+        assert_eq!(
+            gate.check(&close, &normal),
+            Err(Deny::Halted),
+            "TC5 the same order from a strategy"
+        );
+    }
+
     #[test]
     fn rate_limit_refills_with_time_and_denials_cost_nothing() {
         let limits = RiskLimits {
@@ -777,6 +852,7 @@ mod property_tests {
                 kind: ContractKind::Spot,
                 trading_state,
                 now_ns: t,
+                protective: false,
             };
             let verdict = gate.check(&req, &ctx);
             ACCEPTED.fetch_add(u64::from(verdict.is_ok()), core::sync::atomic::Ordering::Relaxed);
