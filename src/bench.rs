@@ -460,6 +460,190 @@ fn tick_to_strategy(
     Ok(Percentiles::of(&hist).into())
 }
 
+/// Buys one unit whenever a trade carries [`OPEN_TRADE_ID`] (the bench's "open a position"
+/// signal); counts its fills.
+struct StopProbe {
+    fills: Arc<AtomicU64>,
+}
+
+const OPEN_TRADE_ID: u64 = u64::MAX - 1;
+
+impl tradeloop_engine::api::Strategy for StopProbe {
+    fn on_trade<C: tradeloop_engine::api::Context>(&mut self, ctx: &mut C, t: &Trade) {
+        if t.trade_id == OPEN_TRADE_ID {
+            let _ = ctx.submit(tradeloop_engine::order::OrderRequest::ioc(
+                t.instrument,
+                Side::Buy,
+                t.price,
+                Qty::parse("0.001").expect("c"),
+            ));
+        }
+    }
+    fn on_order<C: tradeloop_engine::api::Context>(
+        &mut self,
+        _: &mut C,
+        u: &tradeloop_engine::api::OrderUpdate,
+    ) {
+        if matches!(u.report, OrderReport::Fill { .. }) {
+            self.fills.fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Fills everything at once and stamps when a reduce-only order (a fired stop) reaches it.
+struct StopGatewayProbe {
+    inner: InstantFillGateway,
+    closed_at: Arc<AtomicU64>,
+}
+
+impl Gateway for StopGatewayProbe {
+    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+        if order.request.reduce_only {
+            self.closed_at
+                .store(self.inner.clock.now_ns(), Ordering::Release);
+        }
+        self.inner.submit(order, now_ns)
+    }
+    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+        self.inner.cancel(order, now_ns)
+    }
+}
+
+/// A stop-crossing trade frame arrives behind a NORMAL backlog of `backlog` trades: time from
+/// the frame's arrival (stamped before parsing, on the feed thread) to the stop's closing
+/// order reaching the gateway (engine thread). With the ingress guard the feed raises the
+/// trigger on CRITICAL; without it the engine finds the crossing only when it reaches the
+/// trade behind the backlog. Also returns the fewest NORMAL events still queued when a
+/// crossing frame arrived (the engine drains while the backlog is pushed).
+fn stop_under_backlog(
+    config: &Config,
+    guard_on: bool,
+    backlog: u64,
+    iterations: u64,
+) -> anyhow::Result<(Figure, u64)> {
+    let clock = LiveClock::new();
+    let lanes = Arc::new(Lanes::new(tradeloop_engine::lane::LaneConfig {
+        normal_slots: (backlog as usize * 2).next_power_of_two(),
+        ..config.engine.lanes
+    }));
+    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
+    registry.add(
+        "bench",
+        "BTCUSDT",
+        Price::parse("0.01").expect("c"),
+        Qty::parse("0.001").expect("c"),
+        tradeloop_engine::instrument::ContractKind::Spot,
+    )?;
+    let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(1));
+    let fills = Arc::new(AtomicU64::new(0));
+    let closed_at = Arc::new(AtomicU64::new(0));
+    let engine = Engine::new(
+        config.engine,
+        Arc::clone(&lanes),
+        registry,
+        StopProbe {
+            fills: Arc::clone(&fills),
+        },
+        PreTradeRisk::new(tradeloop_risk::RiskLimits {
+            orders_per_second: 1_000_000,
+            orders_per_second_per_instrument: 1_000_000,
+            ..config.risk.clone()
+        }),
+        StopGatewayProbe {
+            inner: InstantFillGateway {
+                lanes: Arc::clone(&lanes),
+                clock: clock.clone(),
+            },
+            closed_at: Arc::clone(&closed_at),
+        },
+        clock.clone(),
+    )
+    .with_stops(
+        tradeloop_engine::stops::StopParams {
+            stop_loss_bps: 100,
+            ..tradeloop_engine::stops::StopParams::default()
+        },
+        Arc::clone(&guard),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let engine_thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("bench-engine".into())
+            .spawn(move || {
+                let mut engine = engine;
+                engine.run(&stop);
+            })?
+    };
+    let mut feed = BinanceFeed::new(btc_codec(), Market::UsdM, 1000);
+    let mut sink = LaneSink::new(Arc::clone(&lanes));
+    if guard_on {
+        sink = sink.with_stop_guard(Arc::clone(&guard), 1);
+    }
+    let trade_at = |id: u64, price: &str| {
+        format!(
+            "{{\"e\":\"trade\",\"E\":1,\"s\":\"BTCUSDT\",\"t\":{id},\"p\":\"{price}\",\"q\":\"0.001\",\"T\":1,\"m\":false}}"
+        )
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "stop bench: {what} timed out"
+            );
+            std::thread::yield_now();
+        }
+        Ok(())
+    };
+    let mut hist = latency_histogram();
+    let mut queued_min = u64::MAX;
+    let backlog_event = |k: u64| {
+        Event::new(
+            clock.now_ns(),
+            0,
+            EventKind::Trade(Trade {
+                instrument: InstrumentIndex(0),
+                aggressor: Side::Buy,
+                price: Price::parse("60050").expect("c"),
+                qty: Qty::parse("0.001").expect("c"),
+                trade_id: k,
+            }),
+        )
+    };
+    for it in 0..iterations {
+        // Open: the strategy buys at 60,000; the stop arms at 59,400.
+        let before = fills.load(Ordering::Acquire);
+        let open = trade_at(OPEN_TRADE_ID, "60000.00");
+        feed.on_frame(clock.now_ns(), &open, &mut sink);
+        wait("open fill", &|| fills.load(Ordering::Acquire) > before)?;
+        let opened = fills.load(Ordering::Acquire);
+        closed_at.store(0, Ordering::Release);
+        for k in 0..backlog {
+            lanes.push_normal(backlog_event(k));
+        }
+        queued_min = queued_min.min(lanes.depth(Lane::Normal) as u64);
+        let frame = trade_at(1_000_000 + it, "59000.00");
+        let recv_ns = clock.now_ns();
+        feed.on_frame(recv_ns, &frame, &mut sink);
+        wait("stop order", &|| closed_at.load(Ordering::Acquire) != 0)?;
+        hist.saturating_record(
+            closed_at
+                .load(Ordering::Acquire)
+                .saturating_sub(recv_ns)
+                .max(1),
+        );
+        wait("backlog drained", &|| lanes.depth(Lane::Normal) == 0)?;
+        // Let the close fill so the next open starts flat.
+        wait("close fill", &|| fills.load(Ordering::Acquire) > opened)?;
+    }
+    stop.store(true, Ordering::SeqCst);
+    engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("bench engine panicked"))?;
+    Ok((Percentiles::of(&hist).into(), queued_min))
+}
+
 /// Records standing in for a busy run: an order update, a fill and a position per step.
 fn persist_records(n: u64) -> Vec<Record> {
     use tradeloop_engine::event::ClientOrderId;
@@ -644,6 +828,10 @@ impl BusyWriter {
     }
 }
 
+/// NORMAL events pushed ahead of the stop-crossing frame, and repetitions.
+const STOP_BACKLOG: u64 = 100_000;
+const STOP_ITERATIONS: u64 = 100;
+
 /// Records per `persist_*` run (a third each orders, fills and positions).
 const PERSIST_RECORDS: u64 = 150_000;
 /// Records per second the background writer persists in `tick_to_strategy_writer_busy`.
@@ -763,6 +951,14 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
         "tick_to_strategy_writer_busy",
         tick_to_strategy(config, &frames.trades, events, Some(WRITER_BUSY_RATE))?,
     );
+    let (guarded, queued) = stop_under_backlog(config, true, STOP_BACKLOG, STOP_ITERATIONS)?;
+    tracing::info!(
+        queued,
+        "stop_under_backlog: fewest NORMAL events queued ahead of the stop"
+    );
+    figures.insert("stop_under_backlog", guarded);
+    let (unguarded, _) = stop_under_backlog(config, false, STOP_BACKLOG, STOP_ITERATIONS)?;
+    figures.insert("stop_under_backlog_no_guard", unguarded);
     let records = persist_records(PERSIST_RECORDS);
     let dir = bench_dir("sqlite")?;
     figures.insert(

@@ -104,6 +104,33 @@ pub struct PersistenceSection {
     pub queue_slots: usize,
 }
 
+/// `[stops]`: default stop distances for every position (strategies may override them per
+/// instrument) and the ingress guard switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopsSection {
+    /// Stop-loss distance from the entry, basis points (0 = off).
+    pub stop_loss_bps: u32,
+    /// Take-profit distance from the entry, basis points (0 = off).
+    pub take_profit_bps: u32,
+    /// Trailing distance from the best price since entry, basis points (0 = off).
+    pub trailing_bps: u32,
+    /// Feed threads check trades against the stop levels and raise triggers on CRITICAL.
+    pub ingress_guard: bool,
+}
+
+impl StopsSection {
+    /// The distances as the engine takes them.
+    #[must_use]
+    pub const fn params(&self) -> tradeloop_engine::stops::StopParams {
+        tradeloop_engine::stops::StopParams {
+            stop_loss_bps: self.stop_loss_bps,
+            take_profit_bps: self.take_profit_bps,
+            trailing_bps: self.trailing_bps,
+        }
+    }
+}
+
 /// `[kill_switch]`: SIGUSR1 or the appearance of `file` trips it; a kill cancels every working
 /// order, halts new ones, and with `flatten` closes every position.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -258,6 +285,8 @@ pub struct Config {
     pub strategy: StrategySection,
     /// Pre-trade risk limits.
     pub risk: RiskLimits,
+    /// Per-position stops and the ingress stop guard.
+    pub stops: StopsSection,
     /// Kill switch.
     pub kill_switch: KillSwitchSection,
     /// Persistence.
@@ -364,6 +393,17 @@ impl Config {
                 "persistence.queue_slots",
                 format!("must be a power of two ≥ 2, got {}", p.queue_slots),
             ));
+        }
+        for (key, v) in [
+            ("stops.stop_loss_bps", self.stops.stop_loss_bps),
+            ("stops.trailing_bps", self.stops.trailing_bps),
+        ] {
+            if v >= 10_000 {
+                return Err(err(
+                    key,
+                    format!("must be below 10000 basis points (100 %), got {v}"),
+                ));
+            }
         }
         if self.kill_switch.file.as_os_str().is_empty() {
             return Err(err(

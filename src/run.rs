@@ -55,6 +55,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let clock = LiveClock::new();
 
+    let stop_guard = Arc::new(tradeloop_engine::stops::StopGuard::new(registry.len()));
     let mut sims = Vec::new();
     let mut feeds = Vec::new();
     for (n, venue) in config.venues.iter().enumerate() {
@@ -112,6 +113,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         }
         let f = &config.feed;
         let settings = FeedSettings {
+            stop_guard: config.stops.ingress_guard.then(|| Arc::clone(&stop_guard)),
             feed_id: u16::try_from(n).unwrap_or(u16::MAX),
             name: venue.name.clone(),
             ws_url: venue.ws_url.clone(),
@@ -161,7 +163,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         clock,
     )
     .with_outbox(persistence.outbox())
-    .with_kill_flatten(config.kill_switch.flatten);
+    .with_kill_flatten(config.kill_switch.flatten)
+    .with_stops(config.stops.params(), Arc::clone(&stop_guard));
     engine.restore(&restored.positions, restored.next_sequence);
     let telemetry = engine.telemetry();
     let engine_stop = Arc::new(AtomicBool::new(false));
@@ -242,6 +245,12 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         c.denials.iter().sum::<u64>(),
         report.working_orders,
     );
+    if c.stops_fired + c.stops_failed > 0 {
+        eprintln!(
+            "stops: {} fired (closing orders sent), {} refused",
+            c.stops_fired, c.stops_failed
+        );
+    }
     if c.kills > 0 {
         eprintln!(
             "kill switch: tripped {} times, {} closing orders sent, {} positions left open (no reference price or refused); new orders stayed halted",

@@ -16,6 +16,7 @@ use tradeloop_engine::clock::Clock;
 use tradeloop_engine::event::{Event, EventKind, FeedState};
 use tradeloop_engine::instrument::InstrumentIndex;
 use tradeloop_engine::lane::{Lanes, NormalPush};
+use tradeloop_engine::stops::StopGuard;
 
 use crate::binance::feed::{BinanceFeed, FeedStats, FrameOutcome, MarketSink};
 use crate::binance::parse::Market;
@@ -48,6 +49,9 @@ pub struct FeedSettings {
     pub max_attempts: u32,
     /// Down for longer than this: a CRITICAL `FeedStatus::Down`.
     pub down_critical_after: Duration,
+    /// The engine's stop levels: trades crossing them go to CRITICAL at once (ingress stop
+    /// guard). `None` turns the guard off.
+    pub stop_guard: Option<Arc<StopGuard>>,
 }
 
 /// Live counters and state of a feed, readable from any thread.
@@ -115,25 +119,53 @@ impl Drop for FeedHandle {
     }
 }
 
-/// Pushes market data into the NORMAL lane; a lost book is flagged to the engine.
+/// Pushes market data into the NORMAL lane; a lost book is flagged to the engine. With a stop
+/// guard it is the **ingress stop guard**: a trade at or through a published stop level also
+/// goes to CRITICAL as `StopTriggered` at once, ahead of any NORMAL backlog.
 #[derive(Debug)]
 pub struct LaneSink {
     lanes: Arc<Lanes>,
+    guard: Option<(Arc<StopGuard>, Box<[u32]>)>,
     /// Events dropped from NORMAL to make room (oldest first).
     pub dropped: u64,
+    /// Stop triggers raised on CRITICAL.
+    pub stops_raised: u64,
 }
 
 impl LaneSink {
     /// A sink into `lanes`.
     #[must_use]
     pub fn new(lanes: Arc<Lanes>) -> Self {
-        Self { lanes, dropped: 0 }
+        Self {
+            lanes,
+            guard: None,
+            dropped: 0,
+            stops_raised: 0,
+        }
+    }
+
+    /// Checks every trade against the engine's published stop levels (`instruments` is the
+    /// registry's size; allocates the per-instrument memory of raised generations here).
+    #[must_use]
+    pub fn with_stop_guard(mut self, guard: Arc<StopGuard>, instruments: usize) -> Self {
+        self.guard = Some((guard, vec![0; instruments].into_boxed_slice()));
+        self
     }
 }
 
 impl MarketSink for LaneSink {
     #[inline]
     fn push(&mut self, event: Event) {
+        if let (Some((guard, raised)), EventKind::Trade(t)) = (&mut self.guard, &event.kind) {
+            if let Some(stop) = guard.check(t.instrument, t.price, raised) {
+                let critical =
+                    Event::new(event.recv_ns, event.exch_ns, EventKind::StopTriggered(stop));
+                // CRITICAL is never dropped: a full lane makes this wait, not lose the stop.
+                if self.lanes.push_critical(critical).is_ok() {
+                    self.stops_raised += 1;
+                }
+            }
+        }
         if let NormalPush::DroppedOldest { dropped, .. } = self.lanes.push_normal(event) {
             // A dropped delta has already flagged its book stale and requested a resync.
             self.dropped += u64::from(dropped);
@@ -164,10 +196,17 @@ pub fn spawn_binance_feed<C: Clock + Clone + 'static>(
         std::thread::Builder::new()
             .name(format!("feed-{}", settings.name))
             .spawn(move || {
+                let sink = match settings.stop_guard.clone() {
+                    Some(g) => {
+                        let n = g.instruments();
+                        LaneSink::new(Arc::clone(&lanes)).with_stop_guard(g, n)
+                    }
+                    None => LaneSink::new(Arc::clone(&lanes)),
+                };
                 let mut runner = Runner {
                     settings,
                     feed,
-                    sink: LaneSink::new(Arc::clone(&lanes)),
+                    sink,
                     lanes,
                     clock,
                     shared,

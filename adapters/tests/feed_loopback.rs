@@ -56,6 +56,7 @@ fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
         backoff_max: Duration::from_millis(200),
         max_attempts: 0,
         down_critical_after: Duration::from_secs(30),
+        stop_guard: None,
     };
     let codec = BinanceCodec::new(symbols, 1 << 20);
     spawn_binance_feed(

@@ -56,6 +56,7 @@ fn replays_the_real_spot_capture_through_the_feed() {
         backoff_max: Duration::from_millis(100),
         max_attempts: 0,
         down_critical_after: Duration::from_secs(30),
+        stop_guard: None,
     };
     let feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), Market::Spot, 10_000);
     let handle = spawn_binance_feed(settings, feed, Arc::clone(&lanes), LiveClock::new()).unwrap();

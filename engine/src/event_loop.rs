@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::book::{Applied, OrderBook};
 use crate::clock::Clock;
-use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side};
+use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side, StopTrigger};
 use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentIndex, InstrumentRegistry};
 use crate::lane::{Lane, LaneConfig, Lanes};
@@ -28,6 +28,7 @@ use crate::order::{OrderInput, OrderRequest, OrderStatus};
 use crate::persist::{Outbox, Record, Spill};
 use crate::pool::{OrderPool, PoolError};
 use crate::position::Position;
+use crate::stops::{StopBook, StopGuard, StopParams};
 
 /// What the loop does when every lane is empty.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize, serde::Serialize)]
@@ -174,6 +175,8 @@ pub struct Core<R, G, C> {
     pool: OrderPool,
     /// The kill switch also closes positions.
     flatten_on_kill: bool,
+    /// Per-position stops and the guard they are published to.
+    stops: StopBook,
     trading_state: TradingState,
     counters: EngineCounters,
     outbox: Option<Arc<Outbox>>,
@@ -318,6 +321,38 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         }
     }
 
+    /// Fires a stop if `trigger` is for the armed stop's current generation: a protective
+    /// reduce-only market order for the whole position. Returns `true` if it fired.
+    fn fire_stop(&mut self, trigger: &StopTrigger) -> bool {
+        let Some(side) = self.stops.take(trigger) else {
+            return false;
+        };
+        let i = trigger.instrument.get();
+        let qty = self.positions[i].qty.abs();
+        if qty.is_zero() {
+            return false;
+        }
+        let reference = if self.reference[i].raw() > 0 {
+            self.reference[i]
+        } else {
+            trigger.price
+        };
+        let req = OrderRequest {
+            reduce_only: true,
+            ..OrderRequest::market(trigger.instrument, side, reference, qty)
+        };
+        match self.submit_inner(req, true) {
+            Ok(_) => {
+                self.counters.stops_fired += 1;
+                true
+            }
+            Err(_) => {
+                self.counters.stops_failed += 1;
+                false
+            }
+        }
+    }
+
     fn add_working(&mut self, req: &OrderRequest, qty: Qty, sign: i64) {
         let w = &mut self.working[req.instrument.get()];
         let delta = Qty(qty.raw() * sign);
@@ -366,12 +401,15 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         {
             self.counters.fills += 1;
             let i = req.instrument.get();
+            let before = self.positions[i].qty;
             if self.positions[i]
                 .apply_fill(req.side, price, qty, fee)
                 .is_err()
             {
                 self.counters.position_errors += 1;
             }
+            self.stops
+                .on_fill(req.instrument, before, self.positions[i].qty, price);
             self.record(Record::Fill {
                 client_id: id,
                 instrument: req.instrument,
@@ -590,6 +628,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 open_orders: 0,
                 pool: OrderPool::new(config.order_slots),
                 flatten_on_kill: false,
+                stops: StopBook::new(StopParams::default(), Arc::new(StopGuard::new(n))),
                 instruments,
                 trading_state: TradingState::Active,
                 counters: EngineCounters::default(),
@@ -625,6 +664,31 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             }
         }
         self.core.pool = OrderPool::with_start_sequence(self.config.order_slots, next_sequence);
+        self.arm_open_positions();
+    }
+
+    /// Per-position stops with these default distances, publishing their levels to `guard`
+    /// (share it with the feed threads' sinks for the ingress guard).
+    #[must_use]
+    pub fn with_stops(mut self, defaults: StopParams, guard: Arc<StopGuard>) -> Self {
+        self.core.stops = StopBook::new(defaults, guard);
+        self.arm_open_positions();
+        self
+    }
+
+    /// Arms the stops of positions that exist before the loop runs (restored from a store),
+    /// at their average entry price.
+    fn arm_open_positions(&mut self) {
+        for p in self.core.positions.iter() {
+            let entry = p
+                .avg_entry()
+                .and_then(|d| Price::from_decimal(d.round_dp(8)).ok());
+            if let (false, Some(entry)) = (p.qty.is_zero(), entry) {
+                self.core
+                    .stops
+                    .on_fill(p.instrument, Qty::ZERO, p.qty, entry);
+            }
+        }
     }
 
     /// Makes the kill switch also close every position (reduce-only market orders that no
@@ -742,6 +806,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 core.gateway.on_market(&event, event.recv_ns);
                 if let Some(r) = core.reference.get_mut(t.instrument.get()) {
                     *r = t.price;
+                    if let Some(stop) = core.stops.on_trade(t.instrument, t.price) {
+                        if core.fire_stop(&stop) {
+                            strategy.on_stop(core, &stop);
+                        }
+                    }
                     strategy.on_trade(core, &t);
                 }
             }
@@ -782,7 +851,13 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             }
             EventKind::MarkPrice(m) => strategy.on_mark_price(core, &m),
             EventKind::Liquidation(l) => strategy.on_liquidation(core, &l),
-            EventKind::StopTriggered(stop) => strategy.on_stop(core, &stop),
+            EventKind::StopTriggered(stop) => {
+                // Raised by a feed thread's ingress guard (or anyone on CRITICAL): fires the
+                // engine's stop only if its own check has not already taken this generation;
+                // the strategy sees every trigger event.
+                core.fire_stop(&stop);
+                strategy.on_stop(core, &stop);
+            }
             EventKind::FeedStatus { feed, state } => strategy.on_feed(core, feed, state),
             EventKind::Timer { id } => strategy.on_timer(core, id),
             EventKind::StoreStatus { healthy, .. } => {

@@ -68,7 +68,8 @@ fn parse_fixed_short(bytes: &[u8]) -> Option<i64> {
     for (i, &b) in bytes.iter().enumerate() {
         let d = b.wrapping_sub(b'0');
         if d < 10 {
-            acc = acc * 10 + i64::from(d);
+            // Wraps only for 19 digits without a point, which the length checks below refuse.
+            acc = acc.wrapping_mul(10).wrapping_add(i64::from(d));
         } else if b == b'.' && point.is_none() {
             point = Some(i);
         } else {

@@ -22,4 +22,5 @@ pub mod order;
 pub mod persist;
 pub mod pool;
 pub mod position;
+pub mod stops;
 pub mod strategies;

@@ -148,6 +148,10 @@ pub struct EngineCounters {
     pub flatten_orders: u64,
     /// Positions the flatten could not close (no reference price yet, or refused).
     pub flatten_failed: u64,
+    /// Stops fired (closing order sent).
+    pub stops_fired: u64,
+    /// Stops whose closing order was refused.
+    pub stops_failed: u64,
 }
 
 const PCT_FIELDS: usize = 6;
@@ -220,6 +224,8 @@ pub struct Telemetry {
     kills: AtomicU64,
     flatten_orders: AtomicU64,
     flatten_failed: AtomicU64,
+    stops_fired: AtomicU64,
+    stops_failed: AtomicU64,
     published_ns: AtomicU64,
     publications: AtomicU64,
     instruments: Box<[InstrumentCell]>,
@@ -338,6 +344,8 @@ impl Telemetry {
         self.kills.store(c.kills, r);
         self.flatten_orders.store(c.flatten_orders, r);
         self.flatten_failed.store(c.flatten_failed, r);
+        self.stops_fired.store(c.stops_fired, r);
+        self.stops_failed.store(c.stops_failed, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -367,6 +375,8 @@ impl Telemetry {
                 kills: self.kills.load(r),
                 flatten_orders: self.flatten_orders.load(r),
                 flatten_failed: self.flatten_failed.load(r),
+                stops_fired: self.stops_fired.load(r),
+                stops_failed: self.stops_failed.load(r),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),

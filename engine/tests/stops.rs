@@ -1,0 +1,153 @@
+//! Stops through the engine: a stop-crossing trade that a feed's ingress guard raised on
+//! CRITICAL is acted on in the first loop turn, ahead of a NORMAL backlog; without the guard
+//! the same stop waits for the backlog; either way it fires exactly once.
+
+#![allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "prices are written as units_cents"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{registry, trade, AllowAll, Answer, LaneGateway, BTC};
+use tradeloop_engine::api::{Context, Strategy};
+use tradeloop_engine::clock::SimClock;
+use tradeloop_engine::event::{Event, EventKind, Side, Trade};
+use tradeloop_engine::event_loop::{Engine, LoopConfig};
+use tradeloop_engine::fixed::Qty;
+use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
+use tradeloop_engine::order::OrderRequest;
+use tradeloop_engine::stops::{StopGuard, StopParams};
+
+/// Buys one unit on the first trade, then does nothing.
+#[derive(Default)]
+struct BuyOnce {
+    done: bool,
+}
+
+impl Strategy for BuyOnce {
+    fn on_trade<C: Context>(&mut self, ctx: &mut C, t: &Trade) {
+        if !self.done {
+            self.done = true;
+            let _ = ctx.submit(OrderRequest::ioc(
+                BTC,
+                Side::Buy,
+                t.price,
+                Qty::from_units(1),
+            ));
+        }
+    }
+}
+
+type StopEngine = Engine<BuyOnce, AllowAll, LaneGateway, SimClock>;
+
+fn long_engine() -> (StopEngine, Arc<Lanes>, Arc<StopGuard>) {
+    let lanes = Arc::new(Lanes::new(LaneConfig {
+        normal_slots: 1 << 14,
+        ..LaneConfig::default()
+    }));
+    let guard = Arc::new(StopGuard::new(1));
+    let mut engine = Engine::new(
+        LoopConfig::default(),
+        Arc::clone(&lanes),
+        registry(),
+        BuyOnce::default(),
+        AllowAll,
+        LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
+        SimClock::new(1),
+    )
+    .with_stops(
+        StopParams {
+            stop_loss_bps: 100,
+            ..StopParams::default()
+        },
+        Arc::clone(&guard),
+    );
+    // Trade at 100.00 → the strategy buys 1 → filled: long 1 at 100, stop at 99.
+    lanes.push_normal(trade(1, 100_00, 1));
+    while engine.poll() > 0 {}
+    assert_eq!(engine.core().position(BTC).qty, Qty::from_units(1));
+    (engine, lanes, guard)
+}
+
+/// What a feed thread does with a parsed trade: with the guard, a crossing trade also goes
+/// to CRITICAL (as `LaneSink` does), then the trade itself to NORMAL.
+fn feed_push(lanes: &Lanes, guard: Option<&StopGuard>, raised: &mut [u32], event: Event) {
+    if let (Some(g), EventKind::Trade(t)) = (guard, &event.kind) {
+        if let Some(stop) = g.check(t.instrument, t.price, raised) {
+            lanes
+                .push_critical(Event::new(event.recv_ns, 0, EventKind::StopTriggered(stop)))
+                .unwrap();
+        }
+    }
+    lanes.push_normal(event);
+}
+
+fn run(with_guard: bool) -> (u64, u64, u64) {
+    let (mut engine, lanes, guard) = long_engine();
+    let mut raised = [0u32; 1];
+    let g = with_guard.then_some(&*guard);
+    // A backlog of 5,000 trades above the stop, then one at 98.00 behind them.
+    for k in 0..5_000 {
+        feed_push(&lanes, g, &mut raised, trade(10 + k, 100_50, 10 + k));
+    }
+    feed_push(&lanes, g, &mut raised, trade(9_000, 98_00, 9_000));
+    engine.poll();
+    let after_first_turn = engine.counters().stops_fired;
+    let backlog_left = lanes.depth(Lane::Normal) as u64;
+    while engine.poll() > 0 {}
+    (
+        after_first_turn,
+        backlog_left,
+        engine.counters().stops_fired,
+    )
+}
+
+#[test]
+fn the_guard_fires_the_stop_ahead_of_the_backlog_and_once() {
+    let (first, left, total) = run(true);
+    assert_eq!(first, 1, "TC1 fired in the first loop turn");
+    assert!(
+        left > 3_000,
+        "TC2 while most of the backlog was still queued ({left})"
+    );
+    assert_eq!(
+        total, 1,
+        "TC3 the engine's own check on the same trade did not fire again"
+    );
+}
+
+#[test]
+fn without_the_guard_the_stop_waits_for_the_backlog() {
+    let (first, _, total) = run(false);
+    assert_eq!(first, 0, "TC1 not in the first turn");
+    assert_eq!(
+        total, 1,
+        "TC2 the engine's own check fires it after the backlog"
+    );
+}
+
+#[test]
+fn a_fired_stop_closes_the_position_with_a_reduce_only_order() {
+    let (mut engine, lanes, guard) = long_engine();
+    let mut raised = [0u32; 1];
+    feed_push(&lanes, Some(&guard), &mut raised, trade(50, 98_90, 50));
+    while engine.poll() > 0 {}
+    assert_eq!(engine.counters().stops_fired, 1);
+    assert_eq!(
+        engine.core().position(BTC).qty,
+        Qty::ZERO,
+        "TC1 the closing sell filled: flat"
+    );
+    // Flat: a later crossing trade fires nothing.
+    feed_push(&lanes, Some(&guard), &mut raised, trade(60, 90_00, 60));
+    while engine.poll() > 0 {}
+    assert_eq!(
+        engine.counters().stops_fired,
+        1,
+        "TC2 nothing armed when flat"
+    );
+    assert_eq!(lanes.depth(Lane::Critical), 0);
+}
