@@ -644,7 +644,8 @@ fn stop_under_backlog(
     Ok((Percentiles::of(&hist).into(), queued_min))
 }
 
-/// Records standing in for a busy run: an order update, a fill and a position per step.
+/// Records standing in for a busy run: per order its creation, its filled state, the fill and
+/// the position.
 fn persist_records(n: u64) -> Vec<Record> {
     use tradeloop_engine::event::ClientOrderId;
     use tradeloop_engine::order::OrderRequest;
@@ -667,6 +668,11 @@ fn persist_records(n: u64) -> Vec<Record> {
             OrderRequest::limit(inst, side, price, qty),
             u64::from(k),
         );
+        // As the engine records them: created, then filled (with its fill and position).
+        out.push(Record::Order {
+            order,
+            ts_ns: u64::from(k),
+        });
         order.status = tradeloop_engine::order::OrderStatus::Filled;
         let _ = pos.apply_fill(side, price, qty, Qty(1_000));
         out.push(Record::Order {
