@@ -680,54 +680,64 @@ enum Flat<'a> {
 #[inline]
 fn scan_flat<'a>(data: &'a str, mut f: impl FnMut(&'a str, Flat<'a>)) -> Option<()> {
     let b = data.as_bytes();
-    let mut i = 0;
     if b.first() != Some(&b'{') {
         return None;
     }
-    i += 1;
+    let mut i = 1;
     loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_start = i + 1;
-        let key_len = b[key_start..]
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\')?;
-        let key_end = key_start + key_len;
-        if b[key_end] != b'"' || b.get(key_end + 1) != Some(&b':') {
-            return None;
-        }
-        i = key_end + 2;
-        let value = match b.get(i)? {
-            b'"' => {
-                let start = i + 1;
-                let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
-                if b[start + len] != b'"' {
-                    return None;
-                }
-                i = start + len + 1;
-                Flat::Str(&data[start..start + len])
-            }
-            b'{' | b'[' => return None,
-            _ => {
-                let start = i;
-                let len = b[start..].iter().position(|&c| c == b',' || c == b'}')?;
-                i = start + len;
-                if len == 0
-                    || !b[start..i]
-                        .iter()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
-                {
-                    return None;
-                }
-                Flat::Scalar(&data[start..i])
-            }
-        };
-        f(&data[key_start..key_end], value);
+        let (key, at) = flat_key(data, i)?;
+        let (value, next) = flat_value(data, at)?;
+        f(key, value);
+        i = next;
         match b.get(i)? {
             b',' => i += 1,
             b'}' => return (i + 1 == b.len()).then_some(()),
             _ => return None,
+        }
+    }
+}
+
+/// `"key":` at `data[i..]` of a compact object: the key and the index of its value.
+#[inline]
+fn flat_key(data: &str, i: usize) -> Option<(&str, usize)> {
+    let b = data.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let end = start + b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+    if b[end] != b'"' || b.get(end + 1) != Some(&b':') {
+        return None;
+    }
+    Some((&data[start..end], end + 2))
+}
+
+/// A string without escapes or a bare scalar (letters, digits, `.`, `-`, `+`) at `data[i..]`,
+/// and the index after it; `None` for nested values or anything else.
+#[inline]
+fn flat_value(data: &str, i: usize) -> Option<(Flat<'_>, usize)> {
+    let b = data.as_bytes();
+    match b.get(i)? {
+        b'"' => {
+            let start = i + 1;
+            let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
+            if b[start + len] != b'"' {
+                return None;
+            }
+            Some((Flat::Str(&data[start..start + len]), start + len + 1))
+        }
+        b'{' | b'[' => None,
+        _ => {
+            let len = b[i..].iter().position(|&c| c == b',' || c == b'}')?;
+            let end = i + len;
+            if len == 0
+                || !b[i..end]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+'))
+            {
+                return None;
+            }
+            Some((Flat::Scalar(&data[i..end]), end))
         }
     }
 }
@@ -747,41 +757,12 @@ fn fast_depth<'a>(
     }
     let mut i = 1;
     loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_start = i + 1;
-        let key_end = key_start
-            + b[key_start..]
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\')?;
-        if b[key_end] != b'"' || b.get(key_end + 1) != Some(&b':') {
-            return None;
-        }
-        i = key_end + 2;
-        let key = &data[key_start..key_end];
-        match key {
-            "b" | "bids" => i = fast_levels(b, i, bids)?,
-            "a" | "asks" => i = fast_levels(b, i, asks)?,
+        let (key, at) = flat_key(data, i)?;
+        i = match key {
+            "b" | "bids" => fast_levels(b, at, bids)?,
+            "a" | "asks" => fast_levels(b, at, asks)?,
             _ => {
-                let value = match b.get(i)? {
-                    b'"' => {
-                        let start = i + 1;
-                        let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\')?;
-                        if b[start + len] != b'"' {
-                            return None;
-                        }
-                        i = start + len + 1;
-                        Flat::Str(&data[start..start + len])
-                    }
-                    b'{' | b'[' => return None,
-                    _ => {
-                        let start = i;
-                        let len = b[start..].iter().position(|&c| c == b',' || c == b'}')?;
-                        i = start + len;
-                        Flat::Scalar(&data[start..i])
-                    }
-                };
+                let (value, next) = flat_value(data, at)?;
                 match key {
                     "s" => match value {
                         Flat::Str(s) => out.symbol = Some(s),
@@ -792,20 +773,11 @@ fn fast_depth<'a>(
                     "pu" => out.prev_last_id = Some(flat_u64(value)?),
                     "lastUpdateId" => out.last_update_id = Some(flat_u64(value)?),
                     "E" => out.event_ms = flat_u64(value)?,
-                    _ => {
-                        if let Flat::Scalar(v) = value {
-                            if v.is_empty()
-                                || !v.bytes().all(|c| {
-                                    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+')
-                                })
-                            {
-                                return None;
-                            }
-                        }
-                    }
+                    _ => {}
                 }
+                next
             }
-        }
+        };
         match b.get(i)? {
             b',' => i += 1,
             b'}' => return (i + 1 == b.len()).then_some(out),
