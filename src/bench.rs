@@ -384,6 +384,19 @@ impl tradeloop_engine::api::Strategy for TickProbe {
     }
 }
 
+/// One spot BTCUSDT instrument (tick 0.01, lot 0.001), as the bench frames quote it.
+fn bench_registry() -> anyhow::Result<tradeloop_engine::instrument::InstrumentRegistry> {
+    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
+    registry.add(
+        "bench",
+        "BTCUSDT",
+        Price::parse("0.01").expect("c"),
+        Qty::parse("0.001").expect("c"),
+        tradeloop_engine::instrument::ContractKind::Spot,
+    )?;
+    Ok(registry)
+}
+
 /// Frame bytes handed to the feed on this (I/O) thread, stamped `recv_ns` → parsed → NORMAL
 /// lane → engine thread → strategy callback. One frame in flight at a time, so the figure is
 /// the path, not queueing.
@@ -398,14 +411,7 @@ fn tick_to_strategy(
         .transpose()?;
     let clock = LiveClock::new();
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
-    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
-    registry.add(
-        "bench",
-        "BTCUSDT",
-        Price::parse("0.01").expect("c"),
-        Qty::parse("0.001").expect("c"),
-        tradeloop_engine::instrument::ContractKind::Spot,
-    )?;
+    let registry = bench_registry()?;
     let seen = Arc::new(AtomicU64::new(0));
     let probe = TickProbe {
         hist: latency_histogram(),
@@ -526,14 +532,7 @@ fn stop_under_backlog(
         normal_slots: (backlog as usize * 2).next_power_of_two(),
         ..config.engine.lanes
     }));
-    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
-    registry.add(
-        "bench",
-        "BTCUSDT",
-        Price::parse("0.01").expect("c"),
-        Qty::parse("0.001").expect("c"),
-        tradeloop_engine::instrument::ContractKind::Spot,
-    )?;
+    let registry = bench_registry()?;
     let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(1));
     let fills = Arc::new(AtomicU64::new(0));
     let closed_at = Arc::new(AtomicU64::new(0));

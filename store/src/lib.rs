@@ -199,10 +199,10 @@ pub fn money_text(m: Money) -> String {
     m.to_decimal().normalize().to_string()
 }
 
-/// Clock time as a signed 64-bit column value (times after 2262 saturate).
+/// A clock time or counter as a signed 64-bit column value (saturating: times after 2262).
 #[must_use]
-pub fn ns_col(ns: u64) -> i64 {
-    i64::try_from(ns).unwrap_or(i64::MAX)
+pub fn i64_col(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Symbols of the registry, by index, for the stores' instrument columns.

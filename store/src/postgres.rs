@@ -15,7 +15,7 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::persist::{Record, Store};
 
 use crate::{
-    kind_text, money_text, ns_col, parse_side, parse_status, side_text, status_text, tif_text,
+    i64_col, kind_text, money_text, parse_side, parse_status, side_text, status_text, tif_text,
     Recovered, StoredFill, StoredOrder, SCHEMA_VERSION, TERMINAL_STATUSES,
 };
 
@@ -144,10 +144,6 @@ const INSERT_LANES: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, 
     wait_p99_ns, wait_max_ns, service_p50_ns, service_p99_ns, service_max_ns, ts_ns) \
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])";
-
-fn sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
 
 /// Column arrays of one batch, reused between batches.
 #[derive(Default)]
@@ -342,7 +338,7 @@ impl PgStore {
         let row = self.runtime.block_on(self.client.query_one(
             "INSERT INTO runs (started_unix_ns, mode, version) VALUES ($1, $2, $3) \
              RETURNING run_id",
-            &[&sat(started_unix_ns), &mode, &env!("CARGO_PKG_VERSION")],
+            &[&i64_col(started_unix_ns), &mode, &env!("CARGO_PKG_VERSION")],
         ))?;
         self.run_id = row.get(0);
         Ok(self.run_id)
@@ -356,7 +352,11 @@ impl PgStore {
         Ok(self.runtime.block_on(self.client.execute(
             "UPDATE orders SET status = 'canceled', updated_ns = $1 WHERE run_id <> $2 AND \
              status <> ALL($3)",
-            &[&sat(now_ns), &self.run_id, &TERMINAL_STATUSES.as_slice()],
+            &[
+                &i64_col(now_ns),
+                &self.run_id,
+                &TERMINAL_STATUSES.as_slice(),
+            ],
         ))?)
     }
 
@@ -446,8 +446,8 @@ impl Store for PgStore {
                 let filled: Vec<i64> = o.iter().map(|x| x.filled.raw()).collect();
                 let notional: Vec<String> =
                     o.iter().map(|x| money_text(x.filled_notional)).collect();
-                let created: Vec<i64> = o.iter().map(|x| ns_col(x.created_ns)).collect();
-                let updated: Vec<i64> = o.iter().map(|x| ns_col(x.updated_ns)).collect();
+                let created: Vec<i64> = o.iter().map(|x| i64_col(x.created_ns)).collect();
+                let updated: Vec<i64> = o.iter().map(|x| i64_col(x.updated_ns)).collect();
                 tx.execute(
                     &stmts[0],
                     &[
@@ -487,7 +487,7 @@ impl Store for PgStore {
                         cols.4.push(qty.raw());
                         cols.5.push(fee.raw());
                         cols.6.push(maker);
-                        cols.7.push(ns_col(ts_ns));
+                        cols.7.push(i64_col(ts_ns));
                     }
                 }
                 let runs = vec![run; cols.0.len()];
@@ -511,8 +511,8 @@ impl Store for PgStore {
                 let realized: Vec<String> = p.iter().map(|x| money_text(x.realized)).collect();
                 let fees: Vec<String> = p.iter().map(|x| money_text(x.fees)).collect();
                 let turnover: Vec<String> = p.iter().map(|x| money_text(x.turnover)).collect();
-                let fills: Vec<i64> = p.iter().map(|x| sat(x.fills)).collect();
-                let ts: Vec<i64> = keys.iter().map(|k| ns_col(c.position_ts[k])).collect();
+                let fills: Vec<i64> = p.iter().map(|x| i64_col(x.fills)).collect();
+                let ts: Vec<i64> = keys.iter().map(|k| i64_col(c.position_ts[k])).collect();
                 tx.execute(
                     &stmts[2],
                     &[
@@ -532,7 +532,7 @@ impl Store for PgStore {
                     {
                         inst.push(sym(instrument.get()));
                         code.push(i32::from(k));
-                        ts.push(ns_col(ts_ns));
+                        ts.push(i64_col(ts_ns));
                     }
                 }
                 let runs = vec![run; inst.len()];
@@ -560,7 +560,7 @@ impl Store for PgStore {
                             service.max,
                             ts_ns,
                         ]) {
-                            col.push(sat(v));
+                            col.push(i64_col(v));
                         }
                     }
                 }

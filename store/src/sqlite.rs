@@ -10,7 +10,7 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::persist::{Record, Store};
 
 use crate::{
-    kind_text, money_text, ns_col, parse_side, parse_status, side_text, status_text, tif_text,
+    i64_col, kind_text, money_text, parse_side, parse_status, side_text, status_text, tif_text,
     Recovered, StoredFill, StoredOrder, SCHEMA_VERSION, TERMINAL_STATUSES,
 };
 
@@ -143,10 +143,6 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn sat(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl SqliteStore {
     /// Opens (creating or migrating) the database at `path`. `symbols[i]` names instrument
     /// index `i` in the rows.
@@ -258,7 +254,7 @@ impl SqliteStore {
     pub fn begin_run(&mut self, started_unix_ns: u64, mode: &str) -> Result<i64, SqliteError> {
         self.conn.execute(
             "INSERT INTO runs (started_unix_ns, mode, version) VALUES (?1, ?2, ?3)",
-            params![sat(started_unix_ns), mode, env!("CARGO_PKG_VERSION")],
+            params![i64_col(started_unix_ns), mode, env!("CARGO_PKG_VERSION")],
         )?;
         self.run_id = self.conn.last_insert_rowid();
         Ok(self.run_id)
@@ -276,7 +272,9 @@ impl SqliteStore {
              status NOT IN ('{}', '{}', '{}')",
             TERMINAL_STATUSES[0], TERMINAL_STATUSES[1], TERMINAL_STATUSES[2]
         );
-        Ok(self.conn.execute(&sql, params![sat(now_ns), self.run_id])?)
+        Ok(self
+            .conn
+            .execute(&sql, params![i64_col(now_ns), self.run_id])?)
     }
 
     /// The run id rows are tagged with.
@@ -324,8 +322,8 @@ impl Store for SqliteStore {
                             status_text(o.status),
                             o.filled.raw(),
                             money_text(o.filled_notional),
-                            ns_col(o.created_ns),
-                            ns_col(o.updated_ns),
+                            i64_col(o.created_ns),
+                            i64_col(o.updated_ns),
                         ])?;
                     }
                     Record::Fill {
@@ -347,7 +345,7 @@ impl Store for SqliteStore {
                             qty.raw(),
                             fee.raw(),
                             maker,
-                            ns_col(ts_ns),
+                            i64_col(ts_ns),
                         ])?;
                     }
                     Record::Position { position: p, ts_ns } => {
@@ -359,8 +357,8 @@ impl Store for SqliteStore {
                             money_text(p.realized),
                             money_text(p.fees),
                             money_text(p.turnover),
-                            sat(p.fills),
-                            ns_col(ts_ns),
+                            i64_col(p.fills),
+                            i64_col(ts_ns),
                         ])?;
                     }
                     Record::Denial {
@@ -368,7 +366,12 @@ impl Store for SqliteStore {
                         code,
                         ts_ns,
                     } => {
-                        denial.execute(params![run, sym(instrument.get()), code, ns_col(ts_ns)])?;
+                        denial.execute(params![
+                            run,
+                            sym(instrument.get()),
+                            code,
+                            i64_col(ts_ns)
+                        ])?;
                     }
                     Record::LaneMetrics {
                         lane: l,
@@ -379,14 +382,14 @@ impl Store for SqliteStore {
                         lane.execute(params![
                             run,
                             l.name(),
-                            sat(wait.count),
-                            sat(wait.p50),
-                            sat(wait.p99),
-                            sat(wait.max),
-                            sat(service.p50),
-                            sat(service.p99),
-                            sat(service.max),
-                            ns_col(ts_ns),
+                            i64_col(wait.count),
+                            i64_col(wait.p50),
+                            i64_col(wait.p99),
+                            i64_col(wait.max),
+                            i64_col(service.p50),
+                            i64_col(service.p99),
+                            i64_col(service.max),
+                            i64_col(ts_ns),
                         ])?;
                     }
                 }
