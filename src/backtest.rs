@@ -19,6 +19,7 @@ use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
 use tradeloop_engine::api::{Context, Gateway};
+use tradeloop_engine::breakers::BreakerEvent;
 use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{Event, EventKind, Side};
 use tradeloop_engine::event_loop::Engine;
@@ -95,6 +96,10 @@ pub struct Backtest {
     pub span_ns: (u64, u64),
     /// Wall time of the replay itself.
     pub wall: Duration,
+    /// Stops fired (closing order sent) and refused.
+    pub stops: (u64, u64),
+    /// Circuit-breaker transitions, with their clock time.
+    pub breaker_events: Vec<(u64, BreakerEvent)>,
 }
 
 /// Records last trade prices on the way to the lanes.
@@ -190,6 +195,11 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         clock.clone(),
     )
     .with_outbox(Arc::clone(&outbox))
+    .with_stops(
+        config.stops.params(),
+        Arc::new(tradeloop_engine::stops::StopGuard::new(n)),
+    )
+    .with_breakers(config.breakers.settings())
     .without_latency_histograms();
     let mut feed = BinanceFeed::new(
         BinanceCodec::new(symbols, config.feed.max_frame_bytes),
@@ -213,6 +223,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     });
 
     let mut fills = Vec::new();
+    let mut breaker_events = Vec::new();
     let mut records = Vec::with_capacity(1 << 16);
     let mut equity = Vec::new();
     let mut exposed = 0u64;
@@ -258,7 +269,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         }
         span.1 = ns;
         sink.drain_engine();
-        drain(&outbox, &mut records, &mut fills);
+        drain(&outbox, &mut records, &mut fills, &mut breaker_events);
         let due = *next_sample.get_or_insert(ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
         if ns >= due {
             let (e, open) = equity_now(&sink.engine, &sink.last_trade);
@@ -278,7 +289,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     clock.set(settle);
     sink.engine.gateway_mut().poll(settle);
     sink.drain_engine();
-    drain(&outbox, &mut records, &mut fills);
+    drain(&outbox, &mut records, &mut fills, &mut breaker_events);
     let wall = started.elapsed();
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -304,12 +315,22 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         refused,
         span_ns: span,
         wall,
+        stops: (report.counters.stops_fired, report.counters.stops_failed),
+        breaker_events,
     })
 }
 
-fn drain(outbox: &Outbox, records: &mut Vec<Record>, fills: &mut Vec<FillRow>) {
+fn drain(
+    outbox: &Outbox,
+    records: &mut Vec<Record>,
+    fills: &mut Vec<FillRow>,
+    breakers: &mut Vec<(u64, BreakerEvent)>,
+) {
     outbox.drain_into(records, usize::MAX);
     for r in records.drain(..) {
+        if let Record::Breaker { event, ts_ns } = r {
+            breakers.push((ts_ns, event));
+        }
         if let Record::Fill {
             client_id,
             instrument,
@@ -523,6 +544,11 @@ pub fn write_outputs(
         "orders_denied": bt.denied,
         "fills": bt.fills.len(),
         "stats": s,
+        "stops": { "fired": bt.stops.0, "refused": bt.stops.1 },
+        "breaker_events": bt.breaker_events.iter().map(|(ts, e)| serde_json::json!({
+            "ts_ns": ts, "breaker": e.kind.name(), "state": e.state.name(), "action": e.action.name(),
+            "value": e.value, "limit": e.limit, "unit": e.kind.unit(),
+        })).collect::<Vec<_>>(),
         "positions": bt.positions.iter().zip(&bt.symbols).map(|(p, sym)| serde_json::json!({
             "symbol": sym, "qty": p.qty.to_string(), "realized": p.realized.to_decimal().round_dp(8), "fees": p.fees.to_decimal().round_dp(8), "fills": p.fills,
         })).collect::<Vec<_>>(),

@@ -17,6 +17,7 @@ use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_engine::breakers::{BreakerKind, BreakerState};
 use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::event::{Control, Event, EventKind, FeedState};
@@ -164,7 +165,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     )
     .with_outbox(persistence.outbox())
     .with_kill_flatten(config.kill_switch.flatten)
-    .with_stops(config.stops.params(), Arc::clone(&stop_guard));
+    .with_stops(config.stops.params(), Arc::clone(&stop_guard))
+    .with_breakers(config.breakers.settings());
     engine.restore(&restored.positions, restored.next_sequence);
     let telemetry = engine.telemetry();
     let engine_stop = Arc::new(AtomicBool::new(false));
@@ -198,12 +200,14 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let started = Instant::now();
     let status_every = Duration::from_millis(config.metrics.status_interval_ms);
     let mut next_status = started + status_every;
+    let mut breakers_seen = BreakerLog::default();
     while !stop.load(Ordering::Relaxed)
         && options.duration.is_none_or(|d| started.elapsed() < d)
         && !engine_thread.is_finished()
     {
         std::thread::sleep(Duration::from_millis(20));
         kill.poll(&lanes, &main_clock);
+        breakers_seen.log_changes(&telemetry.snapshot().counters);
         if Instant::now() >= next_status {
             next_status += status_every;
             eprintln!(
@@ -250,6 +254,18 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             "stops: {} fired (closing orders sent), {} refused",
             c.stops_fired, c.stops_failed
         );
+    }
+    for kind in BreakerKind::ALL {
+        let k = kind as usize;
+        if c.breaker_trips[k] > 0 {
+            eprintln!(
+                "breaker {}: tripped {} times, recovered {} times, now {}",
+                kind.name(),
+                c.breaker_trips[k],
+                c.breaker_recoveries[k],
+                BreakerState::from_code(c.breaker_states[k]).name()
+            );
+        }
     }
     if c.kills > 0 {
         eprintln!(
@@ -390,6 +406,58 @@ fn report_recovery(
         restored.orphaned_orders,
         restored.run_id
     );
+}
+
+/// Logs circuit-breaker transitions seen in the published telemetry (the engine publishes at
+/// once when a breaker changes state; every transition is also persisted with its time).
+#[derive(Default)]
+struct BreakerLog {
+    states: [u8; BreakerKind::COUNT],
+    trips: [u64; BreakerKind::COUNT],
+    recoveries: [u64; BreakerKind::COUNT],
+}
+
+impl BreakerLog {
+    fn log_changes(&mut self, c: &tradeloop_engine::metrics::EngineCounters) {
+        for kind in BreakerKind::ALL {
+            let k = kind as usize;
+            if (
+                c.breaker_states[k],
+                c.breaker_trips[k],
+                c.breaker_recoveries[k],
+            ) == (self.states[k], self.trips[k], self.recoveries[k])
+            {
+                continue;
+            }
+            let state = BreakerState::from_code(c.breaker_states[k]);
+            let (value, limit, unit) = (c.breaker_values[k], c.breaker_limits[k], kind.unit());
+            match state {
+                BreakerState::Open => tracing::error!(
+                    breaker = kind.name(),
+                    trips = c.breaker_trips[k],
+                    value,
+                    limit,
+                    unit,
+                    "circuit breaker tripped: trading restricted"
+                ),
+                BreakerState::HalfOpen => tracing::warn!(
+                    breaker = kind.name(),
+                    value,
+                    limit,
+                    unit,
+                    "circuit breaker half-open: reducing only until its checks stay good"
+                ),
+                BreakerState::Closed => tracing::warn!(
+                    breaker = kind.name(),
+                    recoveries = c.breaker_recoveries[k],
+                    "circuit breaker closed: trading resumed"
+                ),
+            }
+            self.states[k] = c.breaker_states[k];
+            self.trips[k] = c.breaker_trips[k];
+            self.recoveries[k] = c.breaker_recoveries[k];
+        }
+    }
 }
 
 fn status_line(

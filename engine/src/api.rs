@@ -344,4 +344,7 @@ pub trait Strategy {
     /// The persistence store failed (`healthy: false`) or recovered. Orders keep flowing while
     /// the writer holds and retries records; a strategy may choose to reduce risk meanwhile.
     fn on_store<C: Context>(&mut self, ctx: &mut C, healthy: bool) {}
+    /// A circuit breaker tripped, went half-open or recovered; the trading state it imposes
+    /// is already in force ([`Context::trading_state`]).
+    fn on_breaker<C: Context>(&mut self, ctx: &mut C, event: &crate::breakers::BreakerEvent) {}
 }

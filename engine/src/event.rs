@@ -312,6 +312,9 @@ pub enum EventKind {
     },
     /// Control (CRITICAL lane).
     Control(Control),
+    /// A circuit breaker tripped, went half-open or recovered (CRITICAL lane). The engine has
+    /// already imposed the change when this is handled; the event tells the strategy.
+    Breaker(crate::breakers::BreakerEvent),
 }
 
 /// An event with its two timestamps.

@@ -18,6 +18,7 @@ use crate::api::{
     Context, Deny, Gateway, OrderUpdate, RiskContext, RiskGate, Strategy, SubmitError, TradingState,
 };
 use crate::book::{Applied, OrderBook};
+use crate::breakers::{BreakerAction, BreakerSettings, BreakerState, Breakers};
 use crate::clock::Clock;
 use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side, StopTrigger};
 use crate::fixed::{Price, Qty};
@@ -177,11 +178,22 @@ pub struct Core<R, G, C> {
     flatten_on_kill: bool,
     /// Per-position stops and the guard they are published to.
     stops: StopBook,
+    /// Circuit breakers.
+    breakers: Breakers,
+    /// Trading state set by the operator (kill switch, resume, `set_trading_state`).
+    operator_state: TradingState,
+    /// In force: the more restrictive of `operator_state` and the breakers'.
     trading_state: TradingState,
     counters: EngineCounters,
     outbox: Option<Arc<Outbox>>,
     spill: Spill,
     current_recv_ns: u64,
+    /// Breaker transitions CRITICAL could not take, for the strategy (filled and emptied
+    /// within one event).
+    unsent: [Option<crate::breakers::BreakerEvent>; 8],
+    unsent_len: usize,
+    /// A breaker changed: publish telemetry after this event rather than at the interval.
+    publish_soon: bool,
 }
 
 impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
@@ -275,6 +287,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         let order = *self.pool.get(id).expect("just taken");
         if let Err(e) = self.gateway.submit(&order, now_ns) {
             self.counters.rejects += 1;
+            self.breakers.on_reject(now_ns);
             let released = self.pool.release(id);
             debug_assert!(released.is_ok(), "Invariant: just-taken slot is in use");
             return Err(SubmitError::Gateway(e));
@@ -410,6 +423,15 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             }
             self.stops
                 .on_fill(req.instrument, before, self.positions[i].qty, price);
+            if self.breakers.tracks_pnl() {
+                let mark = if self.reference[i].raw() > 0 {
+                    self.reference[i]
+                } else {
+                    price
+                };
+                let net = self.positions[i].net_pnl(mark);
+                self.breakers.on_net_pnl(i, net, now_ns);
+            }
             self.record(Record::Fill {
                 client_id: id,
                 instrument: req.instrument,
@@ -427,6 +449,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         }
         if matches!(report, OrderReport::Rejected { .. }) {
             self.counters.rejects += 1;
+            self.breakers.on_reject(now_ns);
         }
         // Keep the working totals equal to the remaining quantity of working orders.
         let remaining_now = if order.status.is_terminal() {
@@ -441,7 +464,86 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             let released = self.pool.release(id);
             debug_assert!(released.is_ok(), "Invariant: a live order's slot is in use");
         }
+        // A fill or reject that tripped a breaker is in force before the strategy reacts.
+        self.settle_breakers();
         Some(OrderUpdate { report, order })
+    }
+
+    /// Re-marks instrument `i`'s net PnL for the PnL breakers after its reference price moved
+    /// (only while a position is open: a flat instrument's net PnL does not move with price).
+    #[inline]
+    fn mark_pnl(&mut self, i: usize, now_ns: u64) {
+        if self.breakers.tracks_pnl() && !self.positions[i].qty.is_zero() {
+            let net = self.positions[i].net_pnl(self.reference[i]);
+            self.breakers.on_net_pnl(i, net, now_ns);
+            self.settle_breakers();
+        }
+    }
+
+    /// The trading state in force: the more restrictive of the operator's and the breakers'.
+    fn refresh_trading_state(&mut self) {
+        let imposed = self.breakers.imposed();
+        self.trading_state = if imposed as u8 > self.operator_state as u8 {
+            imposed
+        } else {
+            self.operator_state
+        };
+    }
+
+    /// Sets the operator's trading state (kill switch, resume, wiring).
+    fn set_operator_state(&mut self, state: TradingState) {
+        self.operator_state = state;
+        self.refresh_trading_state();
+    }
+
+    /// Applies every pending breaker transition at once: the trading state it imposes, and for
+    /// a `flatten` trip cancel-all and close-all. Each transition is counted, persisted, and
+    /// queued on CRITICAL for the strategy (kept in `unsent` for the engine to hand over
+    /// inline if CRITICAL cannot take it).
+    #[inline]
+    fn settle_breakers(&mut self) {
+        if !self.breakers.has_transitions() {
+            return;
+        }
+        let now_ns = self.clock.now_ns();
+        while let Some(ev) = self.breakers.pop_transition() {
+            let k = ev.kind as usize;
+            self.counters.breaker_states[k] = ev.state as u8;
+            self.counters.breaker_values[k] = ev.value;
+            self.counters.breaker_limits[k] = ev.limit;
+            self.publish_soon = true;
+            match ev.state {
+                BreakerState::Open => self.counters.breaker_trips[k] += 1,
+                BreakerState::Closed => self.counters.breaker_recoveries[k] += 1,
+                BreakerState::HalfOpen => {}
+            }
+            self.refresh_trading_state();
+            if ev.state == BreakerState::Open && ev.action == BreakerAction::Flatten {
+                self.cancel_all();
+                self.flatten();
+            }
+            self.record(Record::Breaker {
+                event: ev,
+                ts_ns: now_ns,
+            });
+            let event = Event::new(now_ns, 0, EventKind::Breaker(ev));
+            if self.lanes.try_push_critical(event).is_err() {
+                if self.unsent_len < self.unsent.len() {
+                    self.unsent[self.unsent_len] = Some(ev);
+                    self.unsent_len += 1;
+                } else {
+                    self.counters.breaker_events_unsent += 1;
+                }
+            }
+        }
+        self.refresh_trading_state();
+    }
+
+    /// The periodic breaker check (cool-downs, half-open recovery, feeds, lanes, back-pressure).
+    fn check_breakers(&mut self, now_ns: u64) {
+        let backpressure = self.lanes.high_backpressure();
+        self.breakers.check(now_ns, backpressure);
+        self.settle_breakers();
     }
 
     /// Requests a cancel of every working order (kill switch). O(pool capacity), no allocation.
@@ -481,7 +583,12 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     }
 
     fn submit(&mut self, req: OrderRequest) -> Result<ClientOrderId, SubmitError> {
-        self.submit_inner(req, false)
+        let result = self.submit_inner(req, false);
+        if result.is_err() {
+            // A gateway failure counts towards a reject storm.
+            self.settle_breakers();
+        }
+        result
     }
 
     fn cancel(&mut self, id: ClientOrderId) -> Result<(), SubmitError> {
@@ -629,12 +736,17 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 pool: OrderPool::new(config.order_slots),
                 flatten_on_kill: false,
                 stops: StopBook::new(StopParams::default(), Arc::new(StopGuard::new(n))),
+                breakers: Breakers::new(BreakerSettings::default(), n, now),
+                operator_state: TradingState::Active,
                 instruments,
                 trading_state: TradingState::Active,
                 counters: EngineCounters::default(),
                 outbox: None,
                 spill: Spill::new(config.order_slots * 4),
                 current_recv_ns: 0,
+                unsent: [None; 8],
+                unsent_len: 0,
+                publish_soon: false,
             },
             config,
             histograms: LoopHistograms::new(),
@@ -665,6 +777,29 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         }
         self.core.pool = OrderPool::with_start_sequence(self.config.order_slots, next_sequence);
         self.arm_open_positions();
+        self.rebase_breakers();
+    }
+
+    /// Circuit breakers with these limits (all off by default).
+    #[must_use]
+    pub fn with_breakers(mut self, settings: BreakerSettings) -> Self {
+        let now = self.core.clock.now_ns();
+        self.core.breakers = Breakers::new(settings, self.core.positions.len(), now);
+        self.rebase_breakers();
+        self
+    }
+
+    /// Starts the PnL breakers from the positions held now (restored ones carry realised PnL
+    /// and fees; their unrealised PnL counts from the first price seen).
+    fn rebase_breakers(&mut self) {
+        let nets = self.core.positions.iter().map(|p| p.realized - p.fees);
+        self.core.breakers.rebase_equity(nets);
+    }
+
+    /// The circuit breakers.
+    #[must_use]
+    pub fn breakers(&self) -> &Breakers {
+        &self.core.breakers
     }
 
     /// Per-position stops with these default distances, publishing their levels to `guard`
@@ -770,9 +905,10 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.core.trading_state
     }
 
-    /// Sets the trading state (operator or risk action).
+    /// Sets the operator's trading state. The state in force is the more restrictive of this
+    /// and what the circuit breakers impose.
     pub fn set_trading_state(&mut self, state: TradingState) {
-        self.core.trading_state = state;
+        self.core.set_operator_state(state);
     }
 
     /// `true` once a `Shutdown` control event was handled.
@@ -790,11 +926,33 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.core.gateway.poll(end);
         self.core.counters.events[lane as usize] += 1;
         if self.timed {
-            self.histograms.record(
-                lane,
-                start.saturating_sub(event.recv_ns),
-                end.saturating_sub(start),
-            );
+            let wait = start.saturating_sub(event.recv_ns);
+            self.histograms
+                .record(lane, wait, end.saturating_sub(start));
+            if (lane as usize) < 2 && self.core.breakers.tracks_latency() {
+                self.core.breakers.on_lane_wait(lane as usize, wait);
+            }
+        }
+        if self.core.breakers.check_due(end) {
+            self.core.check_breakers(end);
+        }
+        if self.core.unsent_len > 0 {
+            self.notify_unsent();
+        }
+        if self.core.publish_soon {
+            self.core.publish_soon = false;
+            self.publish_now(end);
+        }
+    }
+
+    /// Tells the strategy about breaker transitions CRITICAL could not take.
+    #[cold]
+    fn notify_unsent(&mut self) {
+        let n = core::mem::take(&mut self.core.unsent_len);
+        for k in 0..n {
+            if let Some(ev) = self.core.unsent[k].take() {
+                self.strategy.on_breaker(&mut self.core, &ev);
+            }
         }
     }
 
@@ -806,6 +964,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 core.gateway.on_market(&event, event.recv_ns);
                 if let Some(r) = core.reference.get_mut(t.instrument.get()) {
                     *r = t.price;
+                    core.mark_pnl(t.instrument.get(), event.recv_ns);
                     if let Some(stop) = core.stops.on_trade(t.instrument, t.price) {
                         if core.fire_stop(&stop) {
                             strategy.on_stop(core, &stop);
@@ -825,6 +984,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                         )]
                         let mid = ((i128::from(bid.raw()) + i128::from(ask.raw())) / 2) as i64;
                         *r = Price(mid);
+                        core.mark_pnl(q.instrument.get(), event.recv_ns);
                     }
                     strategy.on_quote(core, &q);
                 }
@@ -858,7 +1018,12 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 core.fire_stop(&stop);
                 strategy.on_stop(core, &stop);
             }
-            EventKind::FeedStatus { feed, state } => strategy.on_feed(core, feed, state),
+            EventKind::FeedStatus { feed, state } => {
+                let now = core.clock.now_ns();
+                core.breakers.on_feed(feed, state, now);
+                strategy.on_feed(core, feed, state);
+            }
+            EventKind::Breaker(ev) => strategy.on_breaker(core, &ev),
             EventKind::Timer { id } => strategy.on_timer(core, id),
             EventKind::StoreStatus { healthy, .. } => {
                 if !healthy {
@@ -867,14 +1032,19 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 strategy.on_store(core, healthy);
             }
             EventKind::Control(Control::KillSwitch) => {
-                core.trading_state = TradingState::Halted;
+                core.set_operator_state(TradingState::Halted);
                 core.counters.kills += 1;
                 core.cancel_all();
                 if core.flatten_on_kill {
                     core.flatten();
                 }
             }
-            EventKind::Control(Control::Resume) => core.trading_state = TradingState::Active,
+            EventKind::Control(Control::Resume) => {
+                // Operator resume also closes every breaker (re-basing the PnL ones).
+                let now = core.clock.now_ns();
+                core.breakers.reset(now);
+                core.set_operator_state(TradingState::Active);
+            }
             EventKind::Control(Control::Shutdown) => self.shutdown_requested = true,
         }
     }
@@ -998,9 +1168,16 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             if self.poll() == 0 {
                 idle_turns = idle_turns.saturating_add(1);
                 if idle_turns & 63 == 0 {
-                    // Let a simulated venue release reports while no event arrives.
+                    // Let a simulated venue release reports while no event arrives, and run
+                    // the breakers' periodic check (a dead feed sends no events).
                     let now = self.core.clock.now_ns();
                     self.core.gateway.poll(now);
+                    if self.core.breakers.check_due(now) {
+                        self.core.check_breakers(now);
+                        if self.core.unsent_len > 0 {
+                            self.notify_unsent();
+                        }
+                    }
                 }
                 self.idle(idle_turns);
                 self.maybe_publish();

@@ -302,6 +302,29 @@ impl Lanes {
         self.push_with_retry(Lane::High, event)
     }
 
+    /// Pushes to CRITICAL once, without retrying: for the engine thread itself (breaker
+    /// transitions), which must never wait on a lane it drains. Counts an alarm when full.
+    ///
+    /// # Errors
+    /// [`Full`] with the event, at once if the lanes are closed.
+    #[inline]
+    pub fn try_push_critical(&self, event: Event) -> Result<(), Full<Event>> {
+        if self.is_closed() {
+            return Err(Full(event));
+        }
+        let counters = self.counters(Lane::Critical);
+        match self.queue(Lane::Critical).push(event) {
+            Ok(()) => {
+                counters.pushed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(back) => {
+                counters.alarms.fetch_add(1, Ordering::Relaxed);
+                Err(Full(back))
+            }
+        }
+    }
+
     /// Pushes to HIGH once, without retrying: for a producer on the engine thread itself (a
     /// simulated venue), which must never wait on the lane it drains. Counts an alarm when full.
     ///

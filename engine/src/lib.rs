@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod book;
+pub mod breakers;
 pub mod clock;
 pub mod event;
 pub mod event_loop;

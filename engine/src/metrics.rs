@@ -13,6 +13,7 @@ use crate::fixed::{Money, Price, Qty, FIXED_SCALE};
 use crate::position::Position;
 
 use crate::api::Deny;
+use crate::breakers::BreakerKind;
 use crate::lane::Lane;
 
 /// Highest latency a histogram tracks (larger values are clamped): 60 s.
@@ -152,6 +153,19 @@ pub struct EngineCounters {
     pub stops_fired: u64,
     /// Stops whose closing order was refused.
     pub stops_failed: u64,
+    /// Trips per circuit breaker (by `BreakerKind` code).
+    pub breaker_trips: [u64; BreakerKind::COUNT],
+    /// Recoveries (back to closed) per circuit breaker.
+    pub breaker_recoveries: [u64; BreakerKind::COUNT],
+    /// Current state per circuit breaker (`BreakerState` as `u8`).
+    pub breaker_states: [u8; BreakerKind::COUNT],
+    /// Breaker transitions neither CRITICAL nor the inline buffer could take (the strategy
+    /// was not told; the transition itself was applied and persisted).
+    pub breaker_events_unsent: u64,
+    /// Value measured at each breaker's last transition (`BreakerKind::unit`).
+    pub breaker_values: [i64; BreakerKind::COUNT],
+    /// Limit at each breaker's last transition.
+    pub breaker_limits: [i64; BreakerKind::COUNT],
 }
 
 const PCT_FIELDS: usize = 6;
@@ -226,6 +240,12 @@ pub struct Telemetry {
     flatten_failed: AtomicU64,
     stops_fired: AtomicU64,
     stops_failed: AtomicU64,
+    breaker_trips: [AtomicU64; BreakerKind::COUNT],
+    breaker_recoveries: [AtomicU64; BreakerKind::COUNT],
+    breaker_states: [AtomicU8; BreakerKind::COUNT],
+    breaker_events_unsent: AtomicU64,
+    breaker_values: [AtomicI64; BreakerKind::COUNT],
+    breaker_limits: [AtomicI64; BreakerKind::COUNT],
     published_ns: AtomicU64,
     publications: AtomicU64,
     instruments: Box<[InstrumentCell]>,
@@ -346,6 +366,14 @@ impl Telemetry {
         self.flatten_failed.store(c.flatten_failed, r);
         self.stops_fired.store(c.stops_fired, r);
         self.stops_failed.store(c.stops_failed, r);
+        for k in 0..BreakerKind::COUNT {
+            self.breaker_trips[k].store(c.breaker_trips[k], r);
+            self.breaker_recoveries[k].store(c.breaker_recoveries[k], r);
+            self.breaker_states[k].store(c.breaker_states[k], r);
+            self.breaker_values[k].store(c.breaker_values[k], r);
+            self.breaker_limits[k].store(c.breaker_limits[k], r);
+        }
+        self.breaker_events_unsent.store(c.breaker_events_unsent, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -377,6 +405,12 @@ impl Telemetry {
                 flatten_failed: self.flatten_failed.load(r),
                 stops_fired: self.stops_fired.load(r),
                 stops_failed: self.stops_failed.load(r),
+                breaker_trips: core::array::from_fn(|k| self.breaker_trips[k].load(r)),
+                breaker_recoveries: core::array::from_fn(|k| self.breaker_recoveries[k].load(r)),
+                breaker_states: core::array::from_fn(|k| self.breaker_states[k].load(r)),
+                breaker_events_unsent: self.breaker_events_unsent.load(r),
+                breaker_values: core::array::from_fn(|k| self.breaker_values[k].load(r)),
+                breaker_limits: core::array::from_fn(|k| self.breaker_limits[k].load(r)),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),

@@ -66,6 +66,13 @@ pub enum Record {
         /// Clock time.
         ts_ns: u64,
     },
+    /// A circuit breaker changed state (essential).
+    Breaker {
+        /// The transition.
+        event: crate::breakers::BreakerEvent,
+        /// Clock time.
+        ts_ns: u64,
+    },
     /// One lane's latency at a publication (telemetry).
     LaneMetrics {
         /// Lane.
@@ -80,12 +87,13 @@ pub enum Record {
 }
 
 impl Record {
-    /// `true` for records that must never be lost (orders, fills, positions).
+    /// `true` for records that must never be lost (orders, fills, positions, breaker
+    /// transitions).
     #[must_use]
     pub const fn is_essential(&self) -> bool {
         matches!(
             self,
-            Self::Order { .. } | Self::Fill { .. } | Self::Position { .. }
+            Self::Order { .. } | Self::Fill { .. } | Self::Position { .. } | Self::Breaker { .. }
         )
     }
 }

@@ -75,7 +75,8 @@ fn engine_thread_allocates_nothing_per_event() {
         gateway,
         clock.clone(),
     )
-    .with_outbox(Arc::clone(&outbox));
+    .with_outbox(Arc::clone(&outbox))
+    .with_breakers(every_breaker_on());
     // The writer's side, preallocated so that draining allocates nothing either.
     let mut written: Vec<Record> = Vec::with_capacity(65_536);
     let mut fills_persisted = 0u64;
@@ -180,4 +181,26 @@ fn engine_thread_allocates_nothing_per_event() {
         allocations, 0,
         "heap allocations on the engine thread across {EVENTS} events"
     );
+}
+
+/// Every breaker on, with limits this workload does not reach: each is evaluated per event or
+/// per check interval (1 ms of the simulated clock) while allocations are counted.
+fn every_breaker_on() -> tradeloop_engine::breakers::BreakerSettings {
+    use tradeloop_engine::breakers::{BreakerAction, BreakerSettings, Trip};
+    use tradeloop_engine::fixed::{Money, FIXED_SCALE};
+    let trip = Trip {
+        action: BreakerAction::Flatten,
+        cooldown_ns: 1_000_000,
+        half_open_checks: 2,
+    };
+    let big = Money::from_fixed_raw(1_000_000_000 * FIXED_SCALE);
+    BreakerSettings {
+        check_interval_ns: 1_000_000,
+        drawdown: Some((big, trip)),
+        daily_loss: Some((big, trip)),
+        reject_storm: Some(((1_000, 1_000_000_000), trip)),
+        feed_down: Some((1_000_000_000, trip)),
+        lane_latency: Some(((u64::MAX, 1), trip)),
+        high_backpressure: Some((1_000_000_000, trip)),
+    }
 }

@@ -10,6 +10,7 @@
 //! | `positions` | instrument (latest snapshot, upserted) | a convenience view; recovery rebuilds positions from `fills` |
 //! | `denials` | order denied before the gateway | telemetry |
 //! | `lane_metrics` | lane × publication | telemetry |
+//! | `breaker_events` | circuit-breaker transition | trip, half-open, recovery, with the measured value and limit |
 //!
 //! Prices and quantities are exact: SQLite stores them as integers in units of 10⁻⁸ (the
 //! engine's fixed point, `*_e8` columns) and money (`Money`, 10⁻¹⁶) as exact decimal text;
@@ -32,8 +33,9 @@ use tradeloop_engine::instrument::InstrumentRegistry;
 use tradeloop_engine::order::{OrderKind, OrderStatus, TimeInForce};
 use tradeloop_engine::position::Position;
 
-/// Schema version written to `meta`; a database from a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+/// Schema version written to `meta`; a database from a newer version is refused. Version 2
+/// added `breaker_events` (created on open, so a version 1 database migrates by itself).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A fill read back from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -115,6 +115,16 @@ CREATE TABLE IF NOT EXISTS lane_metrics (
     service_max_ns BIGINT NOT NULL,
     ts_ns BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS breaker_events (
+    run_id BIGINT NOT NULL,
+    breaker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    action TEXT NOT NULL,
+    value BIGINT NOT NULL,
+    limit_value BIGINT NOT NULL,
+    unit TEXT NOT NULL,
+    ts_ns BIGINT NOT NULL
+);
 ";
 
 const UPSERT_ORDERS: &str = "INSERT INTO orders (client_id, run_id, instrument, side, kind, tif, \
@@ -145,6 +155,9 @@ const INSERT_LANES: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, 
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])";
 
+const INSERT_BREAKER: &str = "INSERT INTO breaker_events (run_id, breaker, state, action, \
+    value, limit_value, unit, ts_ns) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
 /// Column arrays of one batch, reused between batches.
 #[derive(Default)]
 struct Columns {
@@ -155,6 +168,7 @@ struct Columns {
     position_ts: HashMap<u16, u64>,
     denials: Vec<Record>,
     lanes: Vec<Record>,
+    breakers: Vec<Record>,
 }
 
 /// Drops and recreates `schema` (tests and tools: an isolated, empty namespace) and returns
@@ -190,8 +204,8 @@ pub struct PgStore {
     symbols: Vec<String>,
     cols: Columns,
     /// Prepared `UPSERT_ORDERS`, `INSERT_FILLS`, `UPSERT_POSITIONS`, `INSERT_DENIALS`,
-    /// `INSERT_LANES`.
-    statements: [Statement; 5],
+    /// `INSERT_LANES`, `INSERT_BREAKER`.
+    statements: [Statement; 6],
 }
 
 impl std::fmt::Debug for PgStore {
@@ -230,6 +244,7 @@ impl PgStore {
                 client.prepare(UPSERT_POSITIONS).await?,
                 client.prepare(INSERT_DENIALS).await?,
                 client.prepare(INSERT_LANES).await?,
+                client.prepare(INSERT_BREAKER).await?,
             ])
         })?;
         let store = Self {
@@ -401,6 +416,7 @@ impl Store for PgStore {
         c.position_ts.clear();
         c.denials.clear();
         c.lanes.clear();
+        c.breakers.clear();
         for r in records {
             match *r {
                 Record::Order { order, .. } => match c.orders.get(&order.client_id.0) {
@@ -418,6 +434,7 @@ impl Store for PgStore {
                 }
                 Record::Denial { .. } => c.denials.push(*r),
                 Record::LaneMetrics { .. } => c.lanes.push(*r),
+                Record::Breaker { .. } => c.breakers.push(*r),
             }
         }
         let run = self.run_id;
@@ -573,6 +590,25 @@ impl Store for PgStore {
                     ],
                 )
                 .await?;
+            }
+            // Transitions are rare: one prepared insert each.
+            for r in &c.breakers {
+                if let Record::Breaker { event: e, ts_ns } = *r {
+                    tx.execute(
+                        &stmts[5],
+                        &[
+                            &run,
+                            &e.kind.name(),
+                            &e.state.name(),
+                            &e.action.name(),
+                            &e.value,
+                            &e.limit,
+                            &e.kind.unit(),
+                            &i64_col(ts_ns),
+                        ],
+                    )
+                    .await?;
+                }
             }
             tx.commit().await?;
             Ok(())

@@ -107,6 +107,16 @@ CREATE TABLE IF NOT EXISTS lane_metrics (
     service_max_ns INTEGER NOT NULL,
     ts_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS breaker_events (
+    run_id INTEGER NOT NULL,
+    breaker TEXT NOT NULL,
+    state TEXT NOT NULL,
+    action TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    limit_value INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL
+);
 ";
 
 const UPSERT_ORDER: &str = "INSERT INTO orders (client_id, run_id, instrument, side, kind, tif, \
@@ -127,6 +137,9 @@ const INSERT_DENIAL: &str =
 const INSERT_LANE: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, wait_p50_ns, \
     wait_p99_ns, wait_max_ns, service_p50_ns, service_p99_ns, service_max_ns, ts_ns) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+const INSERT_BREAKER: &str = "INSERT INTO breaker_events (run_id, breaker, state, action, \
+    value, limit_value, unit, ts_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 /// The SQLite backend.
 pub struct SqliteStore {
@@ -172,7 +185,7 @@ impl SqliteStore {
             }
             Some(v) if v == SCHEMA_VERSION => {}
             _ => {
-                // Version 1 is the first schema: nothing to migrate from yet.
+                // Version 1 lacked `breaker_events`, which SCHEMA has just created.
                 conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
                     params![SCHEMA_VERSION.to_string()],
@@ -303,6 +316,7 @@ impl Store for SqliteStore {
             let mut position = tx.prepare_cached(UPSERT_POSITION)?;
             let mut denial = tx.prepare_cached(INSERT_DENIAL)?;
             let mut lane = tx.prepare_cached(INSERT_LANE)?;
+            let mut breaker = tx.prepare_cached(INSERT_BREAKER)?;
             for r in records {
                 match *r {
                     Record::Order { order: o, ts_ns: _ } => {
@@ -371,6 +385,18 @@ impl Store for SqliteStore {
                             sym(instrument.get()),
                             code,
                             i64_col(ts_ns)
+                        ])?;
+                    }
+                    Record::Breaker { event: e, ts_ns } => {
+                        breaker.execute(params![
+                            run,
+                            e.kind.name(),
+                            e.state.name(),
+                            e.action.name(),
+                            e.value,
+                            e.limit,
+                            e.kind.unit(),
+                            i64_col(ts_ns),
                         ])?;
                     }
                     Record::LaneMetrics {
