@@ -1169,6 +1169,45 @@ mod tests {
                 "sim.replay_files[0]",
                 "not a readable file",
             ),
+            (
+                "TC19 breaker action misspelt",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__BREAKERS__REJECT_STORM__ACTION", "\"stop\"")],
+                "breakers.reject_storm.action",
+                "unknown variant `stop`",
+            ),
+            (
+                "TC20 drawdown limit not positive",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__BREAKERS__DRAWDOWN__MAX", "\"0\"")],
+                "breakers.drawdown.max",
+                "positive amount",
+            ),
+            (
+                "TC21 half-open needs a good check",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__BREAKERS__FEED_DOWN__HALF_OPEN_CHECKS", "0")],
+                "breakers.feed_down.half_open_checks",
+                "at least 1",
+            ),
+            (
+                "TC22 reject window empty",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__BREAKERS__REJECT_STORM__MAX_REJECTS", "0")],
+                "breakers.reject_storm.max_rejects",
+                "must be in 1..=",
+            ),
+            (
+                "TC23 PnL breaker over mixed settlement currencies",
+                DEFAULT.replacen(
+                    "contract = { kind = \"spot\" }",
+                    "contract = { kind = \"inverse\", multiplier = \"100\" }",
+                    1,
+                ),
+                &[],
+                "breakers.drawdown",
+                "settlement currency",
+            ),
         ];
         for (label, text, e, key, reason) in cases {
             let got = load_err(text, e);
@@ -1184,6 +1223,25 @@ mod tests {
                 got.reason
             );
         }
+    }
+
+    #[test]
+    fn breakers_section_converts_units_and_may_be_left_out() {
+        let c = Config::from_toml(DEFAULT, &env(&[])).unwrap();
+        let b = c.breakers.settings();
+        assert_eq!(b.check_interval_ns, 100_000_000);
+        let (max, trip) = b.drawdown.unwrap();
+        assert_eq!(max, Money::from_fixed_raw(250 * 100_000_000));
+        assert_eq!(trip.action, BreakerAction::Flatten);
+        assert_eq!(trip.cooldown_ns, 60_000_000_000);
+        assert_eq!(b.reject_storm.unwrap().0, (20, 10_000_000_000));
+        assert_eq!(b.lane_latency.unwrap().0, (2_000_000, 100));
+        // Without the section every breaker is off.
+        let i = DEFAULT.find("[breakers]").unwrap();
+        let j = DEFAULT.find("[persistence]").unwrap();
+        let without = format!("{}{}", &DEFAULT[..i], &DEFAULT[j..]);
+        let c = Config::from_toml(&without, &env(&[])).unwrap();
+        assert_eq!(c.breakers.settings(), BreakerSettings::default());
     }
 
     #[test]

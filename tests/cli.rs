@@ -210,3 +210,99 @@ fn backtest_reads_tardis_csv_and_applies_the_time_window() {
     assert_eq!(n, 9, "the window drops the first row only");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// One `fills.csv` row: time, side sign, quantity.
+fn fill_rows(dir: &std::path::Path) -> Vec<(u64, rust_decimal::Decimal)> {
+    let csv = std::fs::read_to_string(dir.join("fills.csv")).unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            let qty: rust_decimal::Decimal = cols[5].parse().unwrap();
+            (
+                cols[0].parse().unwrap(),
+                if cols[3] == "buy" { qty } else { -qty },
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn backtest_real_price_path_fires_a_stop_and_trips_the_drawdown_breaker() {
+    use rust_decimal::Decimal;
+    let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("tradeloop-bt-brk-{}", std::process::id()));
+    let (with, without) = (base.join("with"), base.join("without"));
+    // 1 bp stop-loss; drawdown limit 10 USDT with flatten (the shipped action) vs. one so
+    // large it never trips. Everything else is the shipped config.
+    let stops = ("TRADELOOP__STOPS__STOP_LOSS_BPS", "1");
+    backtest(
+        &[&data],
+        &with,
+        &[stops, ("TRADELOOP__BREAKERS__DRAWDOWN__MAX", "\"10\"")],
+    );
+    backtest(
+        &[&data],
+        &without,
+        &[stops, ("TRADELOOP__BREAKERS__DRAWDOWN__MAX", "\"1000000\"")],
+    );
+    let summary = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let (s, s0) = (summary(&with), summary(&without));
+    assert!(
+        s["stops"]["fired"].as_u64().unwrap() >= 1,
+        "a stop fired on the real price path: {}",
+        s["stops"]
+    );
+    assert_eq!(s0["breaker_events"].as_array().unwrap().len(), 0);
+    let events = s["breaker_events"].as_array().unwrap();
+    let trip = &events[0];
+    assert_eq!(
+        (trip["breaker"].as_str(), trip["state"].as_str()),
+        (Some("drawdown"), Some("open")),
+        "{events:?}"
+    );
+    assert_eq!(trip["limit"], 1_000_000_000, "10 USDT in 1e-8 units");
+    assert!(trip["value"].as_i64().unwrap() >= 1_000_000_000, "{trip}");
+    let t = trip["ts_ns"].as_u64().unwrap();
+    // A drawdown does not heal when flat: every later check re-opens it.
+    for e in &events[1..] {
+        assert_eq!(e["breaker"], "drawdown");
+        assert_ne!(e["state"], "closed", "{e}");
+    }
+
+    let (fills, fills0) = (fill_rows(&with), fill_rows(&without));
+    // Until the trip (it happened while a fill at `t` was applied) both runs are the same.
+    let before: Vec<_> = fills.iter().filter(|f| f.0 <= t).collect();
+    let before0: Vec<_> = fills0.iter().filter(|f| f.0 <= t).collect();
+    assert_eq!(before, before0, "identical up to the trip");
+    // From the trip on: nothing but reductions, ending flat (flatten).
+    let mut pos: Decimal = before.iter().map(|f| f.1).sum();
+    assert!(!pos.is_zero(), "a position was open at the trip");
+    for f in fills.iter().filter(|f| f.0 > t) {
+        let next = pos + f.1;
+        assert!(
+            next.abs() < pos.abs(),
+            "fill {f:?} at position {pos} is not a reduction"
+        );
+        pos = next;
+    }
+    assert!(pos.is_zero(), "flattened, left {pos}");
+    // Without the breaker the strategy kept opening positions after that time.
+    let mut pos0: Decimal = before0.iter().map(|f| f.1).sum();
+    let mut increases = 0;
+    for f in fills0.iter().filter(|f| f.0 > t) {
+        increases += usize::from((pos0 + f.1).abs() > pos0.abs());
+        pos0 += f.1;
+    }
+    assert!(increases > 0);
+    // The loss is real: flat at the end, net PnL (exact, cross-checked) at least the limit
+    // below the starting equity of zero, which the peak can only exceed.
+    assert_eq!(s["stats"]["pnl_check"], true);
+    let net: Decimal = s["stats"]["net_pnl"].as_str().unwrap().parse().unwrap();
+    assert!(net <= Decimal::from(-10), "net {net}");
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -78,6 +78,30 @@ fn every_record_is_written_once_and_recovery_rebuilds_positions() {
         2,
         "TC4 positions"
     );
+    assert_eq!(
+        store
+            .query_i64("SELECT COUNT(*) FROM breaker_events")
+            .unwrap(),
+        10,
+        "TC4b breaker transitions"
+    );
+    let e = common::breaker_event(199);
+    assert_eq!(
+        store
+            .query_text(
+                "SELECT breaker || ' ' || state || ' ' || action || ' ' || value || ' ' || \
+                 limit_value || ' ' || unit FROM breaker_events WHERE ts_ns = 199"
+            )
+            .unwrap(),
+        format!(
+            "{} open flatten {} {} {}",
+            e.kind.name(),
+            e.value,
+            e.limit,
+            e.kind.unit()
+        ),
+        "TC4c a transition row"
+    );
     // NUMERIC, exact: the stored realised PnL is the engine's to the last digit.
     assert_eq!(
         store

@@ -69,6 +69,44 @@ fn every_record_is_written_once_and_recovery_rebuilds_positions() {
         200 - dropped,
         "TC5 denials"
     );
+    assert_eq!(
+        count(&store, "breaker_events"),
+        10,
+        "TC5b breaker transitions"
+    );
+    let row: (String, String, String, i64, i64, String, i64) = store
+        .connection()
+        .query_row(
+            "SELECT breaker, state, action, value, limit_value, unit, ts_ns FROM breaker_events \
+             WHERE ts_ns = 199",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )
+        .unwrap();
+    let e = common::breaker_event(199);
+    assert_eq!(
+        row,
+        (
+            e.kind.name().to_owned(),
+            "open".to_owned(),
+            "flatten".to_owned(),
+            e.value,
+            e.limit,
+            e.kind.unit().to_owned(),
+            199
+        ),
+        "TC5c a transition row"
+    );
     drop(store);
 
     // A new process: reopen, recover.
@@ -158,6 +196,31 @@ fn a_locked_database_is_retried_and_nothing_is_lost() {
         fills,
         "TC4 no fill lost or doubled"
     );
+}
+
+#[test]
+fn a_version_1_database_migrates_to_the_current_schema() {
+    let path = temp_db("migrate");
+    {
+        let store = SqliteStore::open(&path, vec![]).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "DROP TABLE breaker_events; UPDATE meta SET value = '1' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path, vec![]).unwrap();
+    let version: String = store
+        .connection()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, tradeloop_store::SCHEMA_VERSION.to_string());
+    assert_eq!(count(&store, "breaker_events"), 0, "the new table exists");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tradeloop_engine::breakers::{BreakerAction, BreakerEvent, BreakerKind, BreakerState};
 use tradeloop_engine::event::{ClientOrderId, Side};
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::{ContractKind, InstrumentIndex, InstrumentRegistry};
@@ -101,8 +102,25 @@ pub fn records(seq0: u32, n: u32) -> (Vec<Record>, Vec<Position>) {
                 ts_ns: u64::from(k),
             });
         }
+        if k % 100 == 99 {
+            out.push(Record::Breaker {
+                event: breaker_event(k),
+                ts_ns: u64::from(k),
+            });
+        }
     }
     (out, positions)
+}
+
+/// The breaker transition `records` writes after order `k` (one per 100 orders).
+pub fn breaker_event(k: u32) -> BreakerEvent {
+    BreakerEvent {
+        kind: BreakerKind::ALL[(k / 100) as usize % BreakerKind::COUNT],
+        state: BreakerState::Open,
+        action: BreakerAction::Flatten,
+        value: -5 - i64::from(k),
+        limit: 1_000_000_000,
+    }
 }
 
 pub fn config() -> WriterConfig {
