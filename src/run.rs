@@ -188,10 +188,14 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let usr1 = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1))
         .context("cannot install the SIGUSR1 (kill switch) handler")?;
+    let usr2 = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&usr2))
+        .context("cannot install the SIGUSR2 (operator resume) handler")?;
     let mut kill = KillSwitch {
         file: config.kill_switch.file.clone(),
         file_present: config.kill_switch.file.exists(),
         usr1,
+        usr2,
         flatten: config.kill_switch.flatten,
     };
     if kill.file_present {
@@ -339,15 +343,27 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
 
 /// The kill switch's triggers, polled by the main thread every 20 ms (off the hot path): a
 /// SIGUSR1, or the kill file appearing. A trip pushes `Control::KillSwitch` on CRITICAL.
+/// SIGUSR2 is the operator's resume: `Control::Resume` lifts the kill switch's halt and closes
+/// every circuit breaker.
 struct KillSwitch {
     file: std::path::PathBuf,
     file_present: bool,
     usr1: Arc<AtomicBool>,
+    usr2: Arc<AtomicBool>,
     flatten: bool,
 }
 
 impl KillSwitch {
     fn poll(&mut self, lanes: &Lanes, clock: &LiveClock) {
+        if self.usr2.swap(false, Ordering::AcqRel) {
+            eprintln!(
+                "RESUME by SIGUSR2: lifting the kill switch's halt and closing every circuit breaker"
+            );
+            let event = Event::new(clock.now_ns(), 0, EventKind::Control(Control::Resume));
+            if lanes.push_critical(event).is_err() {
+                tracing::error!("the resume could not be queued (lanes closed)");
+            }
+        }
         let present = self.file.exists();
         let appeared = present && !self.file_present;
         self.file_present = present;

@@ -309,3 +309,68 @@ fn kill_file_cancels_halts_and_flattens() {
         );
     }
 }
+
+/// Highest client order id stored, and how many orders above `after` are not reduce-only
+/// (the strategy's own, not a flatten's).
+fn orders_after(db: &std::path::Path, after: i64) -> (i64, i64) {
+    let store = SqliteStore::open(db, vec!["BTCUSDT".into(), "ETHUSDT".into()]).unwrap();
+    store
+        .connection()
+        .query_row(
+            "SELECT COALESCE(MAX(client_id), 0), \
+             COALESCE(SUM(client_id > ?1 AND reduce_only = 0), 0) FROM orders",
+            [after],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+/// SIGUSR1 kills (halt, flatten); SIGUSR2 is the operator's resume: the strategy trades again.
+#[test]
+fn sigusr2_resumes_after_a_sigusr1_kill() {
+    let db = temp_db("resume");
+    let child = run(&db, &["--duration", "12"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(db.exists() && fills_in(&db).len() >= 3) {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(Instant::now() < deadline, "no fills in time");
+    }
+    signal("-USR1");
+    // Halted: let the flatten settle and the writer commit, then note the last order.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (last_before, _) = orders_after(&db, 0);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (still, new_while_halted) = orders_after(&db, last_before);
+    assert_eq!(
+        (still, new_while_halted),
+        (last_before, 0),
+        "TC1 nothing new while halted"
+    );
+    signal("-USR2");
+    let mut resumed = 0;
+    while resumed == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        resumed = orders_after(&db, last_before).1;
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("KILL SWITCH tripped by SIGUSR1"), "TC2 {err}");
+    assert!(err.contains("RESUME by SIGUSR2"), "TC3 {err}");
+    assert!(
+        resumed > 0,
+        "TC4 the strategy's orders flow again after resume"
+    );
+}
