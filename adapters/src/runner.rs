@@ -120,8 +120,9 @@ impl Drop for FeedHandle {
 }
 
 /// Pushes market data into the NORMAL lane; a lost book is flagged to the engine. With a stop
-/// guard it is the **ingress stop guard**: a trade at or through a published stop level also
-/// goes to CRITICAL as `StopTriggered` at once, ahead of any NORMAL backlog.
+/// guard it is the **ingress stop guard**: a trade, or a quote on the closing side, at or through
+/// a published stop level also goes to CRITICAL as `StopTriggered` at once, ahead of any
+/// NORMAL backlog.
 #[derive(Debug)]
 pub struct LaneSink {
     lanes: Arc<Lanes>,
@@ -156,8 +157,15 @@ impl LaneSink {
 impl MarketSink for LaneSink {
     #[inline]
     fn push(&mut self, event: Event) {
-        if let (Some((guard, raised)), EventKind::Trade(t)) = (&mut self.guard, &event.kind) {
-            if let Some(stop) = guard.check(t.instrument, t.price, raised) {
+        if let Some((guard, raised)) = &mut self.guard {
+            let stop = match &event.kind {
+                EventKind::Trade(t) => guard.check(t.instrument, t.price, raised),
+                EventKind::Quote(q) => {
+                    guard.check_quote(q.instrument, q.bid_price, q.ask_price, raised)
+                }
+                _ => None,
+            };
+            if let Some(stop) = stop {
                 let critical =
                     Event::new(event.recv_ns, event.exch_ns, EventKind::StopTriggered(stop));
                 // CRITICAL is never dropped: a full lane makes this wait, not lose the stop.

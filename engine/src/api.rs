@@ -315,6 +315,13 @@ pub trait Context {
     fn order(&self, id: ClientOrderId) -> Option<&Order>;
     /// Trading state.
     fn trading_state(&self) -> TradingState;
+    /// Sets an instrument's stop-loss, take-profit and trailing distances (overriding the
+    /// `[stops]` defaults); an open position's levels move at once, published to the ingress
+    /// guard.
+    fn set_stops(&mut self, instrument: InstrumentIndex, params: crate::stops::StopParams);
+    /// The armed stop's trigger levels `(lower, upper)` of an instrument, if a position is open
+    /// and a stop is set (`i64::MIN`/`i64::MAX` raw = no level on that side).
+    fn stop_levels(&self, instrument: InstrumentIndex) -> Option<(Price, Price)>;
 }
 
 /// A trading strategy. Every callback has a do-nothing default so a strategy implements only

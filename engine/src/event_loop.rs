@@ -635,6 +635,14 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     fn trading_state(&self) -> TradingState {
         self.trading_state
     }
+
+    fn set_stops(&mut self, instrument: InstrumentIndex, params: StopParams) {
+        self.stops.set_params(instrument, params);
+    }
+
+    fn stop_levels(&self, instrument: InstrumentIndex) -> Option<(Price, Price)> {
+        self.stops.levels(instrument)
+    }
 }
 
 /// Marks the books whose feeds lost data (a dropped NORMAL delta or a venue sequence gap) as
@@ -985,6 +993,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                         let mid = ((i128::from(bid.raw()) + i128::from(ask.raw())) / 2) as i64;
                         *r = Price(mid);
                         core.mark_pnl(q.instrument.get(), event.recv_ns);
+                        if let Some(stop) = core.stops.on_quote(q.instrument, bid, ask) {
+                            if core.fire_stop(&stop) {
+                                strategy.on_stop(core, &stop);
+                            }
+                        }
                     }
                     strategy.on_quote(core, &q);
                 }

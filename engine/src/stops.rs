@@ -45,6 +45,8 @@ const NO_UPPER: i64 = i64::MAX;
 struct GuardCell {
     lower: AtomicI64,
     upper: AtomicI64,
+    /// +1 long, −1 short, 0 flat: which side of a quote the position would close against.
+    sign: AtomicI64,
     generation: AtomicU32,
 }
 
@@ -63,6 +65,7 @@ impl StopGuard {
                 .map(|_| GuardCell {
                     lower: AtomicI64::new(NO_LOWER),
                     upper: AtomicI64::new(NO_UPPER),
+                    sign: AtomicI64::new(0),
                     generation: AtomicU32::new(0),
                 })
                 .collect(),
@@ -75,10 +78,11 @@ impl StopGuard {
         self.cells.len()
     }
 
-    fn publish(&self, i: usize, lower: i64, upper: i64, generation: u32) {
+    fn publish(&self, i: usize, lower: i64, upper: i64, sign: i64, generation: u32) {
         if let Some(c) = self.cells.get(i) {
             c.lower.store(lower, Ordering::Relaxed);
             c.upper.store(upper, Ordering::Relaxed);
+            c.sign.store(sign, Ordering::Relaxed);
             c.generation.store(generation, Ordering::Release);
         }
     }
@@ -92,13 +96,42 @@ impl StopGuard {
         price: Price,
         raised: &mut [u32],
     ) -> Option<StopTrigger> {
+        self.check_with(instrument, raised, |_| price)
+    }
+
+    /// Feed side: the trigger a best bid/offer crosses — the bid for a long (the price it would
+    /// close at), the ask for a short — if any and not yet raised by this feed.
+    #[inline]
+    pub fn check_quote(
+        &self,
+        instrument: InstrumentIndex,
+        bid: Price,
+        ask: Price,
+        raised: &mut [u32],
+    ) -> Option<StopTrigger> {
+        let price = |sign: i64| if sign > 0 { bid } else { ask };
+        self.check_with(instrument, raised, price)
+    }
+
+    #[inline]
+    fn check_with(
+        &self,
+        instrument: InstrumentIndex,
+        raised: &mut [u32],
+        price_for: impl FnOnce(i64) -> Price,
+    ) -> Option<StopTrigger> {
         let i = instrument.get();
         let c = self.cells.get(i)?;
         let generation = c.generation.load(Ordering::Acquire);
-        let (lower, upper) = (
+        let (lower, upper, sign) = (
             c.lower.load(Ordering::Relaxed),
             c.upper.load(Ordering::Relaxed),
+            c.sign.load(Ordering::Relaxed),
         );
+        let price = price_for(sign);
+        if price.raw() <= 0 {
+            return None;
+        }
         let trigger = if price.raw() <= lower {
             lower
         } else if price.raw() >= upper {
@@ -210,7 +243,8 @@ impl StopBook {
             s.params = params;
             if s.armed {
                 s.levels();
-                self.guard.publish(i, s.lower, s.upper, s.generation);
+                self.guard
+                    .publish(i, s.lower, s.upper, s.sign, s.generation);
             }
         }
     }
@@ -255,7 +289,28 @@ impl StopBook {
             s.lower = NO_LOWER;
             s.upper = NO_UPPER;
         }
-        self.guard.publish(i, s.lower, s.upper, s.generation);
+        self.guard
+            .publish(i, s.lower, s.upper, s.sign, s.generation);
+    }
+
+    /// The engine's own check on a best bid/offer: the bid for a long, the ask for a short
+    /// (the side the position would close against), as [`Self::on_trade`] does for a trade.
+    #[inline]
+    pub fn on_quote(
+        &mut self,
+        instrument: InstrumentIndex,
+        bid: Price,
+        ask: Price,
+    ) -> Option<StopTrigger> {
+        let s = self.state.get(instrument.get())?;
+        if !s.armed {
+            return None;
+        }
+        let price = if s.sign > 0 { bid } else { ask };
+        if price.raw() <= 0 {
+            return None;
+        }
+        self.on_trade(instrument, price)
     }
 
     /// The engine's own check on a trade: moves a trailing stop with the best price, and
@@ -273,7 +328,8 @@ impl StopBook {
         {
             s.extreme = p;
             s.levels();
-            self.guard.publish(i, s.lower, s.upper, s.generation);
+            self.guard
+                .publish(i, s.lower, s.upper, s.sign, s.generation);
         }
         let trigger = if p <= s.lower {
             s.lower
@@ -303,7 +359,7 @@ impl StopBook {
         s.generation = s.generation.wrapping_add(1).max(1);
         s.lower = NO_LOWER;
         s.upper = NO_UPPER;
-        self.guard.publish(i, NO_LOWER, NO_UPPER, s.generation);
+        self.guard.publish(i, NO_LOWER, NO_UPPER, 0, s.generation);
         Some(if s.sign > 0 { Side::Sell } else { Side::Buy })
     }
 }
@@ -324,6 +380,62 @@ mod tests {
 
     fn book(params: StopParams) -> StopBook {
         StopBook::new(params, Arc::new(StopGuard::new(1)))
+    }
+
+    #[test]
+    fn quotes_are_judged_on_the_side_the_position_closes_against() {
+        let params = StopParams {
+            stop_loss_bps: 100,
+            take_profit_bps: 100,
+            trailing_bps: 0,
+        };
+        let guard = Arc::new(StopGuard::new(1));
+        let mut b = StopBook::new(params, Arc::clone(&guard));
+        let mut raised = [0u32; 1];
+        // Long at 100: SL 99, TP 101 — judged on the bid.
+        b.on_fill(I, q(0), q(1), p(100));
+        let (bid, ask) = (Price::parse("99.01").unwrap(), p(98));
+        assert!(
+            b.on_quote(I, bid, ask).is_none(),
+            "TC0 a low ask does not close a long"
+        );
+        assert!(
+            guard.check_quote(I, bid, ask, &mut raised).is_none(),
+            "TC1 guard agrees"
+        );
+        let hit = b.on_quote(I, p(99), p(100)).unwrap();
+        assert_eq!(
+            (hit.price, hit.trigger),
+            (p(99), p(99)),
+            "TC2 bid at the stop"
+        );
+        let g = guard.check_quote(I, p(99), p(100), &mut raised).unwrap();
+        assert_eq!(g.stop_id, hit.stop_id, "TC3 same generation from the guard");
+        assert!(
+            guard.check_quote(I, p(98), p(99), &mut raised).is_none(),
+            "TC4 a feed raises a generation once"
+        );
+        // Short at 100: SL 101, TP 99 — judged on the ask.
+        b.on_fill(I, q(1), q(-1), p(100));
+        assert!(
+            b.on_quote(I, p(102), Price::parse("100.99").unwrap())
+                .is_none(),
+            "TC5"
+        );
+        assert_eq!(
+            b.on_quote(I, p(100), p(101)).map(|t| t.trigger),
+            Some(p(101)),
+            "TC6"
+        );
+        assert_eq!(
+            guard
+                .check_quote(I, p(98), Price::parse("98.5").unwrap(), &mut raised)
+                .map(|t| t.trigger),
+            Some(p(99)),
+            "TC7 short take-profit on the ask"
+        );
+        // A quote without an ask (zero) never triggers a short.
+        assert!(b.on_quote(I, p(90), Price::ZERO).is_none(), "TC8");
     }
 
     #[test]

@@ -151,3 +151,115 @@ fn a_fired_stop_closes_the_position_with_a_reduce_only_order() {
     );
     assert_eq!(lanes.depth(Lane::Critical), 0);
 }
+
+/// Sets its own stops when its buy fills: take-profit 50 bp, no stop-loss.
+#[derive(Default)]
+struct TakeProfit {
+    done: bool,
+    levels: Option<(
+        tradeloop_engine::fixed::Price,
+        tradeloop_engine::fixed::Price,
+    )>,
+}
+
+impl Strategy for TakeProfit {
+    fn on_trade<C: Context>(&mut self, ctx: &mut C, t: &Trade) {
+        if !self.done {
+            self.done = true;
+            let _ = ctx.submit(OrderRequest::ioc(
+                BTC,
+                Side::Buy,
+                t.price,
+                Qty::from_units(1),
+            ));
+        }
+    }
+    fn on_order<C: Context>(&mut self, ctx: &mut C, _: &tradeloop_engine::api::OrderUpdate) {
+        if !ctx.position(BTC).qty.is_zero() && self.levels.is_none() {
+            ctx.set_stops(
+                BTC,
+                StopParams {
+                    take_profit_bps: 50,
+                    ..StopParams::default()
+                },
+            );
+            self.levels = ctx.stop_levels(BTC);
+        }
+    }
+}
+
+#[test]
+fn a_strategy_sets_its_stops_and_a_quote_through_the_guard_fires_them() {
+    use tradeloop_engine::event::Quote;
+    use tradeloop_engine::fixed::Price;
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let guard = Arc::new(StopGuard::new(1));
+    let mut engine = Engine::new(
+        LoopConfig::default(),
+        Arc::clone(&lanes),
+        registry(),
+        TakeProfit::default(),
+        AllowAll,
+        LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
+        SimClock::new(1),
+    )
+    .with_stops(
+        StopParams {
+            stop_loss_bps: 100,
+            ..StopParams::default()
+        },
+        Arc::clone(&guard),
+    );
+    lanes.push_normal(trade(1, 100_00, 1));
+    while engine.poll() > 0 {}
+    assert_eq!(engine.core().position(BTC).qty, Qty::from_units(1));
+    let (lower, upper) = engine.strategy().levels.expect("armed");
+    assert_eq!(
+        (lower.raw(), upper),
+        (i64::MIN, Price::parse("100.5").unwrap()),
+        "TC1 the strategy's take-profit replaced the default stop-loss"
+    );
+    let quote = |ns: u64, bid: &str, ask: &str| {
+        Event::new(
+            ns,
+            ns,
+            EventKind::Quote(Quote {
+                instrument: BTC,
+                bid_price: Price::parse(bid).unwrap(),
+                bid_qty: Qty::from_units(1),
+                ask_price: Price::parse(ask).unwrap(),
+                ask_qty: Qty::from_units(1),
+                update_id: ns,
+            }),
+        )
+    };
+    let mut raised = [0u32; 1];
+    // The ask through the level does not close a long; then the bid reaches it.
+    for (ns, bid, ask) in [(10, "98", "100.6"), (11, "100.5", "100.6")] {
+        let ev = quote(ns, bid, ask);
+        if let Some(stop) = guard.check_quote(
+            BTC,
+            Price::parse(bid).unwrap(),
+            Price::parse(ask).unwrap(),
+            &mut raised,
+        ) {
+            lanes
+                .push_critical(Event::new(ns, 0, EventKind::StopTriggered(stop)))
+                .unwrap();
+        }
+        lanes.push_normal(ev);
+    }
+    engine.poll();
+    assert_eq!(
+        engine.counters().stops_fired,
+        1,
+        "TC2 fired once, from the quote"
+    );
+    while engine.poll() > 0 {}
+    assert_eq!(
+        engine.counters().stops_fired,
+        1,
+        "TC3 the engine's own quote check did not refire"
+    );
+    assert_eq!(engine.core().position(BTC).qty, Qty::ZERO, "TC4 closed");
+}
