@@ -368,14 +368,37 @@ fn parse_figure(frames: &[String], events: u64) -> anyhow::Result<Figure> {
 }
 
 /// Records `now − recv_ns` of every trade after the first `skip`: wire to strategy callback.
+/// With `send_orders` it first sends an IOC order of one lot on every trade (buy, sell,
+/// alternately, so the position stays within one lot) and records the time once the order has
+/// passed the engine's gates and the risk checks and the gateway has taken it: wire to order.
 struct TickProbe {
     hist: hdrhistogram::Histogram<u64>,
     seen: Arc<AtomicU64>,
     skip: u64,
+    send_orders: bool,
+    buy: bool,
+    refused: u64,
 }
 
 impl tradeloop_engine::api::Strategy for TickProbe {
-    fn on_trade<C: tradeloop_engine::api::Context>(&mut self, ctx: &mut C, _trade: &Trade) {
+    fn on_trade<C: tradeloop_engine::api::Context>(&mut self, ctx: &mut C, trade: &Trade) {
+        if self.send_orders {
+            let side = if self.buy { Side::Buy } else { Side::Sell };
+            let lot = Qty(100_000);
+            let req = tradeloop_engine::order::OrderRequest::ioc(
+                trade.instrument,
+                side,
+                trade.price,
+                lot,
+            );
+            if ctx.submit(req).is_ok() {
+                self.buy = !self.buy;
+            } else {
+                self.refused += 1;
+                self.seen.fetch_add(1, Ordering::Release);
+                return;
+            }
+        }
         let latency = ctx.now_ns().saturating_sub(ctx.recv_ns()).max(1);
         if self.seen.load(Ordering::Relaxed) >= self.skip {
             self.hist.saturating_record(latency);
@@ -406,6 +429,23 @@ fn tick_to_strategy(
     events: u64,
     writer_load: Option<u64>,
 ) -> anyhow::Result<Figure> {
+    tick_figure(config, frames, events, writer_load, false)
+}
+
+/// `tick_to_trade`: as [`tick_to_strategy`], but the strategy sends an order on every trade
+/// and the figure ends when the gateway has taken it (engine gates, pre-trade risk with the
+/// rate limits lifted, order pool, gateway submit). Fills come back on HIGH as usual.
+fn tick_to_trade(config: &Config, frames: &[String], events: u64) -> anyhow::Result<Figure> {
+    tick_figure(config, frames, events, None, true)
+}
+
+fn tick_figure(
+    config: &Config,
+    frames: &[String],
+    events: u64,
+    writer_load: Option<u64>,
+    send_orders: bool,
+) -> anyhow::Result<Figure> {
     let background = writer_load
         .map(|rate| BusyWriter::start(config, rate))
         .transpose()?;
@@ -417,6 +457,18 @@ fn tick_to_strategy(
         hist: latency_histogram(),
         seen: Arc::clone(&seen),
         skip: WARMUP,
+        send_orders,
+        buy: true,
+        refused: 0,
+    };
+    let limits = if send_orders {
+        tradeloop_risk::RiskLimits {
+            orders_per_second: 1_000_000,
+            orders_per_second_per_instrument: 1_000_000,
+            ..config.risk.clone()
+        }
+    } else {
+        config.risk.clone()
     };
     let gateway = InstantFillGateway {
         lanes: Arc::clone(&lanes),
@@ -427,7 +479,7 @@ fn tick_to_strategy(
         Arc::clone(&lanes),
         registry,
         probe,
-        PreTradeRisk::new(config.risk.clone()),
+        PreTradeRisk::new(limits),
         gateway,
         clock.clone(),
     );
@@ -439,7 +491,7 @@ fn tick_to_strategy(
             .spawn(move || {
                 let mut engine = engine;
                 engine.run(&stop);
-                engine.strategy().hist.clone()
+                (engine.strategy().hist.clone(), engine.strategy().refused)
             })?
     };
     let mut feed = BinanceFeed::new(btc_codec(), Market::UsdM, 1000);
@@ -456,9 +508,14 @@ fn tick_to_strategy(
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let hist = engine_thread
+    let (hist, refused) = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("bench engine panicked"))?;
+    // Every order must have gone out: a refused one would measure a shorter path.
+    anyhow::ensure!(
+        refused == 0,
+        "tick_to_trade: {refused} orders refused by the engine or risk"
+    );
     if let Some(b) = background {
         let written = b.stop()?;
         anyhow::ensure!(written > 0, "the background writer wrote nothing");
@@ -951,6 +1008,10 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
     figures.insert(
         "tick_to_strategy",
         tick_to_strategy(config, &frames.trades, events, None)?,
+    );
+    figures.insert(
+        "tick_to_trade",
+        tick_to_trade(config, &frames.trades, events)?,
     );
     figures.insert(
         "tick_to_strategy_writer_busy",
