@@ -312,17 +312,7 @@ impl Lanes {
         if self.is_closed() {
             return Err(Full(event));
         }
-        let counters = self.counters(Lane::Critical);
-        match self.queue(Lane::Critical).push(event) {
-            Ok(()) => {
-                counters.pushed.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(back) => {
-                counters.alarms.fetch_add(1, Ordering::Relaxed);
-                Err(Full(back))
-            }
-        }
+        self.push_once(Lane::Critical, event)
     }
 
     /// Pushes to HIGH once, without retrying: for a producer on the engine thread itself (a
@@ -332,8 +322,14 @@ impl Lanes {
     /// [`Full`] with the event; the caller keeps it and tries again later.
     #[inline]
     pub fn try_push_high(&self, event: Event) -> Result<(), Full<Event>> {
-        let counters = self.counters(Lane::High);
-        match self.queue(Lane::High).push(event) {
+        self.push_once(Lane::High, event)
+    }
+
+    /// One push attempt: counted as pushed, or as an alarm with the event handed back.
+    #[inline]
+    fn push_once(&self, lane: Lane, event: Event) -> Result<(), Full<Event>> {
+        let counters = self.counters(lane);
+        match self.queue(lane).push(event) {
             Ok(()) => {
                 counters.pushed.fetch_add(1, Ordering::Relaxed);
                 Ok(())

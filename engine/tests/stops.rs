@@ -41,9 +41,14 @@ impl Strategy for BuyOnce {
     }
 }
 
-type StopEngine = Engine<BuyOnce, AllowAll, LaneGateway, SimClock>;
+type StopEngine<S = BuyOnce> = Engine<S, AllowAll, LaneGateway, SimClock>;
 
 fn long_engine() -> (StopEngine, Arc<Lanes>, Arc<StopGuard>) {
+    long_engine_with(BuyOnce::default())
+}
+
+/// An engine with a 1 % default stop-loss whose `strategy` has bought 1 at 100.00.
+fn long_engine_with<S: Strategy>(strategy: S) -> (StopEngine<S>, Arc<Lanes>, Arc<StopGuard>) {
     let lanes = Arc::new(Lanes::new(LaneConfig {
         normal_slots: 1 << 14,
         ..LaneConfig::default()
@@ -53,7 +58,7 @@ fn long_engine() -> (StopEngine, Arc<Lanes>, Arc<StopGuard>) {
         LoopConfig::default(),
         Arc::clone(&lanes),
         registry(),
-        BuyOnce::default(),
+        strategy,
         AllowAll,
         LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
         SimClock::new(1),
@@ -192,27 +197,7 @@ impl Strategy for TakeProfit {
 fn a_strategy_sets_its_stops_and_a_quote_through_the_guard_fires_them() {
     use tradeloop_engine::event::Quote;
     use tradeloop_engine::fixed::Price;
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let guard = Arc::new(StopGuard::new(1));
-    let mut engine = Engine::new(
-        LoopConfig::default(),
-        Arc::clone(&lanes),
-        registry(),
-        TakeProfit::default(),
-        AllowAll,
-        LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
-        SimClock::new(1),
-    )
-    .with_stops(
-        StopParams {
-            stop_loss_bps: 100,
-            ..StopParams::default()
-        },
-        Arc::clone(&guard),
-    );
-    lanes.push_normal(trade(1, 100_00, 1));
-    while engine.poll() > 0 {}
-    assert_eq!(engine.core().position(BTC).qty, Qty::from_units(1));
+    let (mut engine, lanes, guard) = long_engine_with(TakeProfit::default());
     let (lower, upper) = engine.strategy().levels.expect("armed");
     assert_eq!(
         (lower.raw(), upper),
