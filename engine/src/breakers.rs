@@ -270,6 +270,15 @@ struct Reading {
     bad: bool,
 }
 
+impl Reading {
+    /// Nothing measured and nothing breached (operator reset, an idle lane interval).
+    const NONE: Self = Self {
+        value: 0,
+        limit: 0,
+        bad: false,
+    };
+}
+
 fn money_e8(m: Money) -> i64 {
     let v = m.raw() / (MONEY_SCALE / i128::from(FIXED_SCALE));
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
@@ -654,11 +663,7 @@ impl Breakers {
         }
         if let Some(((_, min_samples), _)) = self.settings.lane_latency {
             // p99 > limit exactly when more than 1 % of the samples exceed the limit.
-            let mut r = Reading {
-                value: 0,
-                limit: 0,
-                bad: false,
-            };
+            let mut r = Reading::NONE;
             for lane in 0..2 {
                 let (n, over) = (self.lane_samples[lane], self.lane_over[lane]);
                 let allowed = n / 100;
@@ -705,12 +710,7 @@ impl Breakers {
                 };
                 self.recoveries[kind as usize] += 1;
                 if let Some(trip) = self.settings.trip(kind) {
-                    let r = Reading {
-                        value: 0,
-                        limit: 0,
-                        bad: false,
-                    };
-                    self.emit(kind, BreakerState::Closed, trip.action, r);
+                    self.emit(kind, BreakerState::Closed, trip.action, Reading::NONE);
                 }
             }
         }

@@ -511,12 +511,9 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             self.counters.breaker_states[k] = ev.state as u8;
             self.counters.breaker_values[k] = ev.value;
             self.counters.breaker_limits[k] = ev.limit;
+            self.counters.breaker_trips = *self.breakers.trips();
+            self.counters.breaker_recoveries = *self.breakers.recoveries();
             self.publish_soon = true;
-            match ev.state {
-                BreakerState::Open => self.counters.breaker_trips[k] += 1,
-                BreakerState::Closed => self.counters.breaker_recoveries[k] += 1,
-                BreakerState::HalfOpen => {}
-            }
             self.refresh_trading_state();
             if ev.state == BreakerState::Open && ev.action == BreakerAction::Flatten {
                 self.cancel_all();
@@ -536,7 +533,6 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
                 }
             }
         }
-        self.refresh_trading_state();
     }
 
     /// The periodic breaker check (cool-downs, half-open recovery, feeds, lanes, back-pressure).

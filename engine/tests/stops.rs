@@ -160,7 +160,7 @@ fn a_fired_stop_closes_the_position_with_a_reduce_only_order() {
 /// Sets its own stops when its buy fills: take-profit 50 bp, no stop-loss.
 #[derive(Default)]
 struct TakeProfit {
-    done: bool,
+    buy: BuyOnce,
     levels: Option<(
         tradeloop_engine::fixed::Price,
         tradeloop_engine::fixed::Price,
@@ -169,15 +169,7 @@ struct TakeProfit {
 
 impl Strategy for TakeProfit {
     fn on_trade<C: Context>(&mut self, ctx: &mut C, t: &Trade) {
-        if !self.done {
-            self.done = true;
-            let _ = ctx.submit(OrderRequest::ioc(
-                BTC,
-                Side::Buy,
-                t.price,
-                Qty::from_units(1),
-            ));
-        }
+        self.buy.on_trade(ctx, t);
     }
     fn on_order<C: Context>(&mut self, ctx: &mut C, _: &tradeloop_engine::api::OrderUpdate) {
         if !ctx.position(BTC).qty.is_zero() && self.levels.is_none() {
