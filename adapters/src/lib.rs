@@ -12,6 +12,7 @@ pub mod runner;
 pub mod sim;
 pub mod symbols;
 pub mod tardis;
+pub mod tle;
 
 /// Where `../shared/data` is for tests and benchmarks: `$TRADELOOP_SHARED_DATA` if set, else
 /// `shared/data` beside the repository.
