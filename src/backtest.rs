@@ -18,6 +18,7 @@ use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
+use tradeloop_adapters::tle::{TleItem, TleReader};
 use tradeloop_engine::api::{Context, Gateway};
 use tradeloop_engine::breakers::BreakerEvent;
 use tradeloop_engine::clock::{Clock, SimClock};
@@ -88,8 +89,11 @@ pub struct Backtest {
     pub orders: u64,
     /// Orders denied by risk or the engine.
     pub denied: u64,
-    /// Market events replayed (frames and CSV rows).
+    /// Steps replayed (frames and CSV rows).
     pub events: u64,
+    /// Normalized market events handed to the engine (trades, quotes, book levels, marks,
+    /// liquidations).
+    pub market_events: u64,
     /// Frames or rows refused by the parsers.
     pub refused: u64,
     /// First and last event time.
@@ -110,6 +114,7 @@ struct Sink {
     lanes: Arc<Lanes>,
     last_trade: Vec<Price>,
     engine: BtEngine,
+    handed: u64,
 }
 
 impl Sink {
@@ -121,6 +126,7 @@ impl Sink {
 
 impl MarketSink for Sink {
     fn push(&mut self, event: Event) {
+        self.handed += 1;
         if let EventKind::Trade(t) = event.kind {
             if let Some(p) = self.last_trade.get_mut(t.instrument.get()) {
                 *p = t.price;
@@ -150,29 +156,257 @@ fn detect_market(path: &Path) -> anyhow::Result<Market> {
     Ok(Market::Spot)
 }
 
+/// A replay's input, one step (frame or CSV row) at a time.
+pub trait Steps {
+    /// Receive time of the next step, `None` at the end.
+    ///
+    /// # Errors
+    /// I/O or a corrupt input.
+    fn peek_ns(&mut self) -> anyhow::Result<Option<u64>>;
+    /// Hands the next step's events to `sink`; `true` if its frame was refused.
+    ///
+    /// # Errors
+    /// I/O or a corrupt input.
+    fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool>;
+    /// Consumes the next step without handing it on.
+    ///
+    /// # Errors
+    /// I/O or a corrupt input.
+    fn skip(&mut self) -> anyhow::Result<()>;
+    /// Input refused outside any step (malformed CSV rows, unknown symbols), so far.
+    fn extra_refused(&self) -> u64;
+}
+
+/// Recorded frames and Tardis CSV, merged in time order and parsed through the venue parser
+/// and book sync.
+pub struct RawSteps {
+    frames: FrameReader,
+    tardis: TardisReader,
+    feed: BinanceFeed,
+    market: Market,
+    next_is_frame: bool,
+}
+
+impl RawSteps {
+    /// Opens the files (frames and Tardis CSV, told apart by their first line).
+    ///
+    /// # Errors
+    /// Unreadable files.
+    pub fn open(
+        config: &Config,
+        registry: &InstrumentRegistry,
+        data: &[PathBuf],
+    ) -> anyhow::Result<Self> {
+        let mut symbols = SymbolMap::default();
+        for i in registry.iter() {
+            if symbols.find(&i.symbol).is_none() {
+                symbols.insert(&i.symbol, i.index);
+            }
+        }
+        let (tardis_files, frame_files): (Vec<PathBuf>, Vec<PathBuf>) =
+            data.iter().cloned().partition(|p| is_tardis_csv(p));
+        let market = match frame_files.first() {
+            Some(f) => detect_market(f)?,
+            None => Market::Spot,
+        };
+        Ok(Self {
+            frames: FrameReader::open(&frame_files)?,
+            tardis: TardisReader::open(&tardis_files, symbols.clone())?,
+            feed: BinanceFeed::new(
+                BinanceCodec::new(symbols, config.feed.max_frame_bytes),
+                market,
+                config.feed.max_buffered_diffs,
+            ),
+            market,
+            next_is_frame: false,
+        })
+    }
+
+    /// The book sync rule in use (from the first frame file).
+    #[must_use]
+    pub fn market(&self) -> Market {
+        self.market
+    }
+}
+
+impl Steps for RawSteps {
+    fn peek_ns(&mut self) -> anyhow::Result<Option<u64>> {
+        let f_ns = self.frames.peek_ns()?;
+        let t_ns = self.tardis.peek_ns();
+        let (take_frame, ns) = match (f_ns, t_ns) {
+            (None, None) => return Ok(None),
+            (Some(f), Some(t)) => (f <= t, f.min(t)),
+            (Some(f), None) => (true, f),
+            (None, Some(t)) => (false, t),
+        };
+        self.next_is_frame = take_frame;
+        Ok(Some(ns))
+    }
+
+    fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool> {
+        if self.next_is_frame {
+            let (ns, frame) = self.frames.next_frame()?.context("no frame left")?;
+            Ok(matches!(
+                self.feed.on_frame(ns, frame, sink),
+                FrameOutcome::Refused(_)
+            ))
+        } else {
+            let event = self.tardis.next_event()?.context("no row left")?;
+            sink.push(event);
+            Ok(false)
+        }
+    }
+
+    fn skip(&mut self) -> anyhow::Result<()> {
+        if self.next_is_frame {
+            self.frames.next_frame()?;
+        } else {
+            self.tardis.next_event()?;
+        }
+        Ok(())
+    }
+
+    fn extra_refused(&self) -> u64 {
+        self.tardis.stats().malformed + self.tardis.stats().unknown_symbol
+    }
+}
+
+/// A converted `.tle` file (see `tradeloop convert`).
+pub struct TleSteps {
+    reader: TleReader,
+}
+
+impl TleSteps {
+    /// Reads a `.tle` file, its instruments mapped onto `registry` by symbol (instruments the
+    /// configuration lacks are dropped, as the raw replay's parser drops them).
+    ///
+    /// # Errors
+    /// A header that is not a `.tle` header of this version.
+    pub fn new(mut reader: TleReader, registry: &InstrumentRegistry) -> anyhow::Result<Self> {
+        reader.map_instruments(|x| {
+            registry
+                .iter()
+                .find(|i| i.symbol == x.symbol)
+                .map(|i| i.index)
+        });
+        Ok(Self { reader })
+    }
+}
+
+impl Steps for TleSteps {
+    #[inline]
+    fn peek_ns(&mut self) -> anyhow::Result<Option<u64>> {
+        Ok(self.reader.peek_ns()?)
+    }
+
+    #[inline]
+    fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool> {
+        loop {
+            let r = self.reader.next_record()?.context("step cut short")?;
+            match r.item {
+                TleItem::Event(e) => sink.push(e),
+                TleItem::BookLost(i) => sink.book_lost(i),
+                TleItem::Nothing => {}
+            }
+            if r.end_of_step {
+                return Ok(r.refused);
+            }
+        }
+    }
+
+    fn skip(&mut self) -> anyhow::Result<()> {
+        while !self
+            .reader
+            .next_record()?
+            .context("step cut short")?
+            .end_of_step
+        {}
+        Ok(())
+    }
+
+    fn extra_refused(&self) -> u64 {
+        self.reader.totals().map_or(0, |t| t.extra_refused)
+    }
+}
+
+/// The input of a backtest: a converted `.tle` file (or its bytes, shared between the
+/// replays of a sweep), or recordings and CSV to parse.
+pub enum Input {
+    /// One `.tle` file held in memory.
+    Tle(Arc<[u8]>),
+    /// One `.tle` file streamed from disk.
+    TleFile(PathBuf),
+    /// Recordings and Tardis CSV.
+    Raw(Vec<PathBuf>),
+}
+
+impl Input {
+    /// Classifies `--data`: a single `.tle` file, or any mix of recordings and CSV.
+    ///
+    /// # Errors
+    /// A missing file, or a `.tle` file mixed with other inputs.
+    pub fn from_paths(data: &[PathBuf]) -> anyhow::Result<Self> {
+        for p in data {
+            anyhow::ensure!(p.is_file(), "--data {}: not a readable file", p.display());
+        }
+        let tle: Vec<&PathBuf> = data.iter().filter(|p| TleReader::is_tle(p)).collect();
+        match (tle.len(), data.len()) {
+            (0, _) => Ok(Self::Raw(data.to_vec())),
+            (1, 1) => Ok(Self::TleFile(tle[0].clone())),
+            _ => anyhow::bail!(
+                "--data: a .tle file ({}) must be the only input (convert the recordings into one file together)",
+                tle[0].display()
+            ),
+        }
+    }
+}
+
 /// Replays the inputs.
 ///
 /// # Errors
 /// Unreadable inputs, or a strategy symbol that is not an instrument.
 pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Backtest> {
+    let input = Input::from_paths(&options.data)?;
+    replay_input(config, options, &input)
+}
+
+/// Replays an already classified input.
+///
+/// # Errors
+/// Unreadable or corrupt inputs, or a strategy symbol that is not an instrument.
+pub fn replay_input(
+    config: &Config,
+    options: &BacktestOptions,
+    input: &Input,
+) -> anyhow::Result<Backtest> {
     let registry: InstrumentRegistry = config.registry()?;
-    let mut symbols = SymbolMap::default();
-    for i in registry.iter() {
-        if symbols.find(&i.symbol).is_none() {
-            symbols.insert(&i.symbol, i.index);
+    match input {
+        Input::Raw(paths) => {
+            let steps = RawSteps::open(config, &registry, paths)?;
+            drive(config, options, registry, steps)
+        }
+        Input::TleFile(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let reader =
+                TleReader::from_reader(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+                    .with_context(|| format!("{}", path.display()))?;
+            let steps = TleSteps::new(reader, &registry)?;
+            drive(config, options, registry, steps)
+        }
+        Input::Tle(bytes) => {
+            let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry)?;
+            drive(config, options, registry, steps)
         }
     }
-    let (tardis_files, frame_files): (Vec<PathBuf>, Vec<PathBuf>) =
-        options.data.iter().cloned().partition(|p| is_tardis_csv(p));
-    for p in &options.data {
-        anyhow::ensure!(p.is_file(), "--data {}: not a readable file", p.display());
-    }
-    let market = match frame_files.first() {
-        Some(f) => detect_market(f)?,
-        None => Market::Spot,
-    };
-    let mut frames = FrameReader::open(&frame_files)?;
-    let mut tardis = TardisReader::open(&tardis_files, symbols.clone())?;
+}
+
+fn drive<S: Steps>(
+    config: &Config,
+    options: &BacktestOptions,
+    registry: InstrumentRegistry,
+    mut steps: S,
+) -> anyhow::Result<Backtest> {
     let n = registry.len();
     let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
     // Market data goes straight to the engine (see `Sink`); the NORMAL lane stays empty.
@@ -201,15 +435,11 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     )
     .with_breakers(config.breakers.settings())
     .without_latency_histograms();
-    let mut feed = BinanceFeed::new(
-        BinanceCodec::new(symbols, config.feed.max_frame_bytes),
-        market,
-        config.feed.max_buffered_diffs,
-    );
     let mut sink = Sink {
         lanes: Arc::clone(&lanes),
         last_trade: vec![Price::ZERO; n],
         engine,
+        handed: 0,
     };
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -231,45 +461,25 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let mut next_sample: Option<u64> = None;
     let mut span = (0u64, 0u64);
     let started = Instant::now();
-    loop {
-        let f_ns = frames.peek_ns()?;
-        let t_ns = tardis.peek_ns();
-        let take_frame = match (f_ns, t_ns) {
-            (None, None) => break,
-            (Some(f), Some(t)) => f <= t,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-        };
-        let ns = if take_frame { f_ns } else { t_ns }.expect("one of them is present");
+    while let Some(ns) = steps.peek_ns()? {
         if options.to_ns.is_some_and(|to| ns >= to) {
             break;
         }
-        let in_window = options.from_ns.is_none_or(|from| ns >= from);
-        if take_frame {
-            let (ns, frame) = frames.next_frame()?.expect("peeked");
-            if in_window {
-                clock.set(ns);
-                if let FrameOutcome::Refused(_) = feed.on_frame(ns, frame, &mut sink) {
-                    refused += 1;
-                }
-            }
-        } else {
-            let event = tardis.next_event()?.expect("peeked");
-            if in_window {
-                clock.set(event.recv_ns);
-                sink.push(event);
-            }
-        }
-        if !in_window {
+        if options.from_ns.is_some_and(|from| ns < from) {
+            steps.skip()?;
             continue;
         }
+        clock.set(ns);
+        refused += u64::from(steps.feed(&mut sink)?);
         events += 1;
         if span.0 == 0 {
             span.0 = ns;
         }
         span.1 = ns;
         sink.drain_engine();
-        drain(&outbox, &mut records, &mut fills, &mut breaker_events);
+        if !outbox.is_empty() {
+            drain(&outbox, &mut records, &mut fills, &mut breaker_events);
+        }
         let due = *next_sample.get_or_insert(ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
         if ns >= due {
             let (e, open) = equity_now(&sink.engine, &sink.last_trade);
@@ -300,8 +510,9 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
     let marks = (0..n)
         .map(|i| mark(&sink.engine, &sink.last_trade, i))
         .collect();
+    let handed = sink.handed;
     let report = sink.engine.shutdown();
-    refused += tardis.stats().malformed + tardis.stats().unknown_symbol;
+    refused += steps.extra_refused();
     Ok(Backtest {
         symbols: names,
         fills,
@@ -312,6 +523,7 @@ pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Back
         orders: report.counters.orders_sent,
         denied: report.counters.denials.iter().sum::<u64>(),
         events,
+        market_events: handed,
         refused,
         span_ns: span,
         wall,
@@ -539,6 +751,7 @@ pub fn write_outputs(
                         "entry_latency_us": config.execution.entry_latency_us, "response_latency_us": config.execution.response_latency_us },
         "span_ns": [bt.span_ns.0, bt.span_ns.1],
         "events_processed": bt.events,
+        "market_events": bt.market_events,
         "events_refused": bt.refused,
         "orders": bt.orders,
         "orders_denied": bt.denied,
@@ -552,7 +765,8 @@ pub fn write_outputs(
         "positions": bt.positions.iter().zip(&bt.symbols).map(|(p, sym)| serde_json::json!({
             "symbol": sym, "qty": p.qty.to_string(), "realized": p.realized.to_decimal().round_dp(8), "fees": p.fees.to_decimal().round_dp(8), "fills": p.fills,
         })).collect::<Vec<_>>(),
-        "performance": { "wall_seconds": secs, "events_per_second": (bt.events as f64 / secs).round() },
+        "performance": { "wall_seconds": secs, "events_per_second": (bt.events as f64 / secs).round(),
+                         "market_events_per_second": (bt.market_events as f64 / secs).round() },
     });
     std::fs::write(
         dir.join("summary.json"),

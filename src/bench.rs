@@ -903,9 +903,13 @@ const WRITER_BUSY_RATE: u64 = 50_000;
 /// (reader thread, parser, book sync, engine, strategy, risk, simulated venue). Unit
 /// `frames/s`: `p50` is the median run, `max` the best, `p90`..`p999` the worst (a
 /// throughput's tail is low).
-fn backtest_replay(config: &Config, frames: &Frames) -> anyhow::Result<Figure> {
+/// The recording the replay figures use: the USD-M capture when present, else a synthetic
+/// recording of the simulated market's frames in a temporary directory (returned for removal).
+fn backtest_recording(
+    frames: &Frames,
+) -> anyhow::Result<(std::path::PathBuf, Option<std::path::PathBuf>)> {
     let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
-    let (file, tmp) = if path.exists() {
+    Ok(if path.exists() {
         (path, None)
     } else {
         // No capture: a synthetic recording from the simulated market's frames.
@@ -921,9 +925,12 @@ fn backtest_replay(config: &Config, frames: &Frames) -> anyhow::Result<Figure> {
         }
         std::fs::write(&file, text)?;
         (file, Some(dir))
-    };
+    })
+}
+
+fn backtest_replay(config: &Config, file: &std::path::Path) -> anyhow::Result<Figure> {
     let options = crate::backtest::BacktestOptions {
-        data: vec![file],
+        data: vec![file.to_path_buf()],
         from_ns: None,
         to_ns: None,
         progress: false,
@@ -935,9 +942,6 @@ fn backtest_replay(config: &Config, frames: &Frames) -> anyhow::Result<Figure> {
         count = bt.events;
         rates.push((bt.events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }
-    if let Some(dir) = tmp {
-        let _ = std::fs::remove_dir_all(dir);
-    }
     rates.sort_unstable();
     Ok(Figure {
         unit: "frames/s",
@@ -947,6 +951,139 @@ fn backtest_replay(config: &Config, frames: &Frames) -> anyhow::Result<Figure> {
         p99: rates[0],
         p999: rates[0],
         max: rates[rates.len() - 1],
+    })
+}
+
+/// Events in the converted-replay figures (the "1,000,000 events").
+const BINARY_EVENTS: u64 = 1_000_000;
+
+/// A `.tle` image of at least `min_events` market events: `bytes` (a converted recording)
+/// repeated end to end, each copy shifted in time past the one before; with `trades_only`,
+/// only its trades (one step each). Every copy begins with the recording's own snapshot, so
+/// the book is re-synced at each seam exactly as in the recording.
+fn repeat_tle(bytes: &[u8], min_events: u64, trades_only: bool) -> anyhow::Result<Vec<u8>> {
+    use tradeloop_adapters::tle::{TleItem, TleReader, TleWriter};
+    let first = TleReader::from_memory(Arc::from(bytes.to_vec()))?;
+    let meta = first.meta().clone();
+    let mut w = TleWriter::new(Vec::new(), &meta, None)?;
+    let (mut events, mut shift, mut last_ns) = (0u64, 0u64, 0u64);
+    while events < min_events {
+        let mut r = TleReader::from_memory(Arc::from(bytes.to_vec()))?;
+        let (mut first_ns, mut copied) = (None, 0u64);
+        while let Some(rec) = r.next_record()? {
+            let ns = rec.recv_ns + shift;
+            first_ns.get_or_insert(rec.recv_ns);
+            last_ns = ns;
+            match rec.item {
+                TleItem::Event(mut e) => {
+                    let trade = matches!(e.kind, EventKind::Trade(_));
+                    if trades_only && !trade {
+                        continue;
+                    }
+                    e.recv_ns += shift;
+                    if e.exch_ns != 0 {
+                        e.exch_ns += shift;
+                    }
+                    w.begin_step(ns);
+                    w.write_event(&e)?;
+                    events += 1;
+                    copied += 1;
+                    if trades_only {
+                        w.end_step(ns, false)?;
+                        if events >= min_events {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                TleItem::BookLost(i) if !trades_only => {
+                    w.begin_step(ns);
+                    w.write_book_lost(i);
+                }
+                TleItem::BookLost(_) | TleItem::Nothing => {}
+            }
+            if rec.end_of_step && !trades_only {
+                w.end_step(ns, rec.refused)?;
+                if events >= min_events {
+                    break;
+                }
+            }
+        }
+        anyhow::ensure!(copied > 0, "the recording has no events to repeat");
+        shift = last_ns + 1_000_000_000 - first_ns.unwrap_or(0);
+    }
+    Ok(w.finish(0)?.1)
+}
+
+/// Converted-file replay, in process: five replays of a `.tle` image held in memory (no
+/// parsing; engine, strategy, risk, stops, breakers and the simulated venue as in any
+/// backtest). Unit `events/s` (market events handed to the engine); `p50` is the median run,
+/// `max` the best, `p90`..`p999` the worst.
+fn binary_rate(config: &Config, image: &Arc<[u8]>) -> anyhow::Result<Figure> {
+    let options = crate::backtest::BacktestOptions {
+        data: Vec::new(),
+        from_ns: None,
+        to_ns: None,
+        progress: false,
+    };
+    let input = crate::backtest::Input::Tle(Arc::clone(image));
+    let mut rates = Vec::new();
+    let mut count = 0;
+    for _ in 0..5 {
+        let bt = crate::backtest::replay_input(config, &options, &input)?;
+        count = bt.market_events;
+        rates.push((bt.market_events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
+    }
+    rates.sort_unstable();
+    Ok(Figure {
+        unit: "events/s",
+        count,
+        p50: rates[rates.len() / 2],
+        p90: rates[0],
+        p99: rates[0],
+        p999: rates[0],
+        max: rates[rates.len() - 1],
+    })
+}
+
+/// The whole `tradeloop backtest` process on a `.tle` file (start-up, config, replay,
+/// outputs), three runs. Unit `ms`; `p50` the median, `max` the slowest, `p90`.. the fastest
+/// is not shown (a wall time's tail is high).
+fn binary_process(config_path: &std::path::Path, image: &[u8]) -> anyhow::Result<Figure> {
+    let dir = bench_dir("tle")?;
+    let file = dir.join("bench.tle");
+    std::fs::write(&file, image)?;
+    let exe = std::env::current_exe().context("cannot find the tradeloop executable")?;
+    let mut walls = Vec::new();
+    for run in 0..3 {
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(&exe)
+            .arg("-c")
+            .arg(config_path)
+            .args(["backtest", "--data"])
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.join(format!("out{run}")))
+            .output()
+            .context("cannot start tradeloop backtest")?;
+        let ms = t0.elapsed().as_millis() as u64;
+        anyhow::ensure!(
+            out.status.success(),
+            "tradeloop backtest failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        walls.push(ms);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    walls.sort_unstable();
+    Ok(Figure {
+        unit: "ms",
+        count: BINARY_EVENTS,
+        p50: walls[1],
+        p90: walls[2],
+        p99: walls[2],
+        p999: walls[2],
+        max: walls[2],
     })
 }
 
@@ -991,7 +1128,7 @@ fn git_rev() -> String {
 ///
 /// # Errors
 /// If the configured strategy symbol is missing or a bench thread fails.
-pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
+pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyhow::Result<Report> {
     let clock = LiveClock::new();
     let mut figures = BTreeMap::new();
     figures.insert("clock_overhead", clock_overhead(&clock, events));
@@ -1052,7 +1189,26 @@ pub fn run(config: &Config, events: u64) -> anyhow::Result<Report> {
         }
         Err(_) => tracing::info!("persist_postgres skipped: ${pg_var} is not set"),
     }
-    figures.insert("backtest_replay", backtest_replay(config, &frames)?);
+    let recording = backtest_recording(&frames)?;
+    figures.insert("backtest_replay", backtest_replay(config, &recording.0)?);
+    let (_, _, converted) = crate::convert::write_tle(
+        config,
+        std::slice::from_ref(&recording.0),
+        (None, None),
+        None,
+        Vec::new(),
+    )?;
+    if let Some(dir) = recording.1 {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let full: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, false)?);
+    figures.insert("backtest_binary", binary_rate(config, &full)?);
+    figures.insert(
+        "backtest_binary_process",
+        binary_process(config_path, &full)?,
+    );
+    let trades: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, true)?);
+    figures.insert("backtest_binary_trades", binary_rate(config, &trades)?);
     Ok(Report {
         figures,
         machine: machine(),

@@ -6,6 +6,7 @@
 mod backtest;
 mod bench;
 mod config;
+mod convert;
 mod persistence;
 mod record;
 mod run;
@@ -79,6 +80,25 @@ enum Command {
         /// Output directory (default results/<run-id>/).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Convert recordings and Tardis CSV into one `.tle` file of normalized events (parsed
+    /// and book-synced once), which `backtest --data FILE.tle` replays much faster.
+    Convert {
+        /// Input files: `<recv_ns> <frame>` recordings (gz or plain) and Tardis CSV.
+        #[arg(long, num_args = 1.., required = true)]
+        data: Vec<PathBuf>,
+        /// Output file (conventionally `*.tle`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only input received at or after this time (ns since the epoch or RFC 3339 UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only input received before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Compress chunks with zstd at this level (1..=19); smaller files, slower replay.
+        #[arg(long)]
+        zstd: Option<i32>,
     },
     /// Record a venue's raw frames (`<recv_ns> <frame>` lines, gzip, one file per symbol per
     /// UTC day, with REST snapshot lines) for replay.
@@ -228,10 +248,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let s = backtest::write_outputs(&bt, &config, &options, &out)?;
             let secs = bt.wall.as_secs_f64().max(1e-9);
             eprintln!(
-                "backtest: {} events in {:.3} s ({:.0} events/s), {} refused; {} orders ({} denied), {} fills",
+                "backtest: {} frames/rows, {} market events in {:.3} s ({:.0} frames/s, {:.0} events/s), {} refused; {} orders ({} denied), {} fills",
                 bt.events,
+                bt.market_events,
                 secs,
                 bt.events as f64 / secs,
+                bt.market_events as f64 / secs,
                 bt.refused,
                 bt.orders,
                 bt.denied,
@@ -254,6 +276,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(
                 s.pnl_check,
                 "realised PnL disagrees with its recomputation from the fills"
+            );
+        }
+        Command::Convert {
+            data,
+            out,
+            from,
+            to,
+            zstd,
+        } => {
+            let options = convert::ConvertOptions {
+                data,
+                out,
+                from_ns: from
+                    .as_deref()
+                    .map(backtest::parse_time)
+                    .transpose()
+                    .context("--from")?,
+                to_ns: to
+                    .as_deref()
+                    .map(backtest::parse_time)
+                    .transpose()
+                    .context("--to")?,
+                zstd_level: zstd,
+            };
+            let c = convert::convert(&config, &options)?;
+            eprintln!(
+                "convert: {} steps, {} events, {} refused frames, {} other refused input; {} bytes in {} ({:.3} s)",
+                c.totals.steps,
+                c.totals.records,
+                c.refused_frames,
+                c.totals.extra_refused,
+                c.bytes,
+                options.out.display(),
+                c.wall.as_secs_f64()
             );
         }
         Command::Config {
@@ -284,7 +340,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { events, json } => {
             anyhow::ensure!(events > 0, "--events must be at least 1");
-            let report = bench::run(&config, events)?;
+            let report = bench::run(&config, &cli.config, events)?;
             if json {
                 println!(
                     "{}",

@@ -306,3 +306,91 @@ fn backtest_real_price_path_fires_a_stop_and_trips_the_drawdown_breaker() {
     assert!(net <= Decimal::from(-10), "net {net}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `convert` then `backtest` on the `.tle` file gives the raw replay's results: the same fills,
+/// equity curve, stops and breaker transitions (summary.json equal but for the input name and
+/// the wall-clock figures), with stops and a drawdown breaker on so that every path runs.
+#[test]
+fn converted_file_backtests_exactly_like_the_raw_capture() {
+    let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("tradeloop-tle-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let env = [
+        ("TRADELOOP__STOPS__STOP_LOSS_BPS", "1"),
+        ("TRADELOOP__BREAKERS__DRAWDOWN__MAX", "\"10\""),
+    ];
+    let summary = |dir: &std::path::Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("performance");
+        o.remove("inputs");
+        v
+    };
+    let raw = base.join("raw");
+    backtest(&[&data], &raw, &env);
+    for zstd in [None, Some("3")] {
+        let tle = base.join(format!("usdm-{}.tle", zstd.unwrap_or("raw")));
+        let mut c = tradeloop();
+        c.args(["convert", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&tle);
+        if let Some(level) = zstd {
+            c.args(["--zstd", level]);
+        }
+        let o = c.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("93954 steps"), "{err}");
+        assert!(!base.join("usdm.tle.partial").exists());
+        let out = base.join(format!("out-{}", zstd.unwrap_or("raw")));
+        let err = backtest(&[&tle], &out, &env);
+        assert!(err.contains("pnl cross-check ok"), "{err}");
+        for f in ["fills.csv", "equity.svg"] {
+            assert_eq!(
+                std::fs::read(raw.join(f)).unwrap(),
+                std::fs::read(out.join(f)).unwrap(),
+                "{f} differs (zstd {zstd:?})"
+            );
+        }
+        let (a, b) = (summary(&raw), summary(&out));
+        assert_eq!(a, b, "summary.json differs (zstd {zstd:?})");
+        assert!(a["fills"].as_u64().unwrap() > 10);
+        assert!(!a["breaker_events"].as_array().unwrap().is_empty());
+        assert!(a["stops"]["fired"].as_u64().unwrap() >= 1);
+    }
+    // A .tle file is the only input of a backtest, and a damaged one is refused by name.
+    let tle = base.join("usdm-raw.tle");
+    let o = tradeloop()
+        .args(["backtest", "--data"])
+        .arg(&tle)
+        .arg(&data)
+        .arg("--out")
+        .arg(base.join("mixed"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("must be the only input"));
+    let mut bytes = std::fs::read(&tle).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let bad = base.join("bad.tle");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = tradeloop()
+        .args(["backtest", "--data"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(base.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
