@@ -10,6 +10,7 @@ mod convert;
 mod persistence;
 mod record;
 mod run;
+mod sweep;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,14 @@ enum Command {
         /// Output directory (default results/<run-id>/).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Sweep a parameter: `key=v1,v2,...` (repeatable; every combination runs, one
+        /// backtest per core at a time). A key without a dot is a strategy parameter
+        /// (`fast=10,20,40`); others are dotted config keys (`risk.max_position=0.01,0.02`).
+        #[arg(long)]
+        sweep: Vec<String>,
+        /// Sort the sweep's results by this metric.
+        #[arg(long, value_enum, default_value = "net-pnl")]
+        sort_by: sweep::SortBy,
     },
     /// Convert recordings and Tardis CSV into one `.tle` file of normalized events (parsed
     /// and book-synced once), which `backtest --data FILE.tle` replays much faster.
@@ -224,6 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             to,
             out,
+            sweep,
+            sort_by,
         } => {
             anyhow::ensure!(
                 strategy == "ma_cross",
@@ -244,6 +255,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let out = out.unwrap_or_else(default_results_dir);
+            if !sweep.is_empty() {
+                let params = sweep
+                    .iter()
+                    .map(|a| sweep::parse_param(a, &strategy))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                sweep::run(&cli.config, &env, &config, &params, &options, sort_by, &out)?;
+                return Ok(());
+            }
             let bt = backtest::replay(&config, &options)?;
             let s = backtest::write_outputs(&bt, &config, &options, &out)?;
             let secs = bt.wall.as_secs_f64().max(1e-9);

@@ -394,3 +394,96 @@ fn converted_file_backtests_exactly_like_the_raw_capture() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A sweep runs every combination on shared converted data, and each row is exactly what a
+/// single backtest with that override reports; rows are sorted by the chosen metric.
+#[test]
+fn sweep_rows_equal_single_backtests_and_are_sorted() {
+    let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("tradeloop-sweep-{}", std::process::id()));
+    let o = tradeloop()
+        .args(["backtest", "--data"])
+        .arg(&data)
+        .args([
+            "--sweep",
+            "fast=10,20",
+            "--sweep",
+            "target_qty=0.01,0.02",
+            "--sort-by",
+            "max-drawdown",
+            "--out",
+        ])
+        .arg(&base)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 runs"), "{err}");
+    let csv = std::fs::read_to_string(base.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let dd = |r: &Vec<String>| {
+        r[col("max_drawdown")]
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+    };
+    assert!(rows.windows(2).all(|w| dd(&w[0]) <= dd(&w[1])), "{csv}");
+    let mut seen: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("strategy.ma_cross.fast")].clone(),
+                r[col("strategy.ma_cross.target_qty")].clone(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("10", "0.01"),
+            ("10", "0.02"),
+            ("20", "0.01"),
+            ("20", "0.02")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    // Two rows checked against single runs (one per thread at least when run in parallel).
+    for r in &rows[..2] {
+        let single = base.join(format!("single-{}", r[0]));
+        let qty = format!("\"{}\"", r[col("strategy.ma_cross.target_qty")]);
+        backtest(
+            &[&data],
+            &single,
+            &[
+                (
+                    "TRADELOOP__STRATEGY__MA_CROSS__FAST",
+                    r[col("strategy.ma_cross.fast")].as_str(),
+                ),
+                ("TRADELOOP__STRATEGY__MA_CROSS__TARGET_QTY", qty.as_str()),
+            ],
+        );
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(single.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["stats"]["net_pnl"].as_str().unwrap(), r[col("net_pnl")]);
+        assert_eq!(s["fills"].as_u64().unwrap().to_string(), r[col("fills")]);
+    }
+    // Sections that decide parsing cannot be swept.
+    let o = tradeloop()
+        .args(["backtest", "--data"])
+        .arg(&data)
+        .args(["--sweep", "feed.max_frame_bytes=100,200", "--out"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`feed` cannot be swept"));
+    let _ = std::fs::remove_dir_all(&base);
+}
