@@ -377,6 +377,8 @@ pub struct TleReader {
     /// Decoded chunk (stream input, or compressed memory input).
     buf: Vec<u8>,
     stored: Vec<u8>,
+    /// One zstd context for the whole file (created at the first compressed chunk).
+    unzstd: Option<zstd::bulk::Decompressor<'static>>,
     /// Current chunk: `[start, end)` in `buf`, or in the memory input when `in_memory`.
     start: usize,
     end: usize,
@@ -467,6 +469,7 @@ impl TleReader {
             zstd,
             buf: Vec::new(),
             stored: Vec::new(),
+            unzstd: None,
             start: 0,
             end: 0,
             in_memory: false,
@@ -573,7 +576,7 @@ impl TleReader {
                 let at = *pos;
                 let stored = take(data, pos, stored_len)?;
                 if self.zstd {
-                    unpack(stored, &mut self.buf, raw_len)?;
+                    unpack(&mut self.unzstd, stored, &mut self.buf, raw_len)?;
                     self.in_memory = false;
                     self.start = 0;
                 } else {
@@ -587,7 +590,7 @@ impl TleReader {
                 if self.zstd {
                     self.stored.resize(stored_len, 0);
                     read_exact_or(r, &mut self.stored, "chunk")?;
-                    unpack(&self.stored, &mut self.buf, raw_len)?;
+                    unpack(&mut self.unzstd, &self.stored, &mut self.buf, raw_len)?;
                 } else {
                     self.buf.resize(stored_len, 0);
                     read_exact_or(r, &mut self.buf, "chunk")?;
@@ -668,9 +671,19 @@ impl TleReader {
 
 /// Decompresses one chunk into `out`, which must come to exactly `len` bytes (a corrupt chunk
 /// cannot make it allocate more).
-fn unpack(stored: &[u8], out: &mut Vec<u8>, len: usize) -> Result<(), TleError> {
+fn unpack(
+    ctx: &mut Option<zstd::bulk::Decompressor<'static>>,
+    stored: &[u8],
+    out: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), TleError> {
     out.resize(len, 0);
-    let n = zstd::bulk::decompress_to_buffer(stored, &mut out[..])
+    let ctx = match ctx {
+        Some(c) => c,
+        None => ctx.insert(zstd::bulk::Decompressor::new()?),
+    };
+    let n = ctx
+        .decompress_to_buffer(stored, &mut out[..])
         .map_err(|e| format(format!("chunk does not decompress: {e}")))?;
     if n != len {
         return Err(format(format!(
