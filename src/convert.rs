@@ -297,6 +297,38 @@ mod tests {
         eprintln!("{checked} recordings checked");
     }
 
+    /// Skipping steps of a converted file (what `backtest --from` does) lands on exactly the
+    /// raw replay's later steps.
+    #[test]
+    fn skipping_converted_steps_keeps_step_boundaries() {
+        let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
+        if !path.exists() {
+            eprintln!("skipped: {} is absent", path.display());
+            return;
+        }
+        let config = config(&[]);
+        let registry = config.registry().unwrap();
+        let all =
+            trace(&mut RawSteps::open(&config, &registry, std::slice::from_ref(&path)).unwrap());
+        let (_, _, bytes) = write_tle(
+            &config,
+            std::slice::from_ref(&path),
+            (None, None),
+            None,
+            Vec::new(),
+        )
+        .unwrap();
+        let mut steps =
+            TleSteps::new(TleReader::from_memory(Arc::from(bytes)).unwrap(), &registry).unwrap();
+        let k = all.len() / 2;
+        for _ in 0..k {
+            steps.skip().unwrap();
+        }
+        let rest = trace(&mut steps);
+        assert_eq!(rest.len(), all.len() - k);
+        assert!(rest.iter().zip(&all[k..]).all(|(a, b)| a == b));
+    }
+
     /// A window given to `convert` keeps exactly the steps a windowed raw replay keeps.
     #[test]
     fn converted_window_matches_the_raw_window() {
