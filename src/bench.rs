@@ -942,16 +942,22 @@ fn backtest_replay(config: &Config, file: &std::path::Path) -> anyhow::Result<Fi
         count = bt.events;
         rates.push((bt.events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }
+    Ok(rate_figure("frames/s", count, rates))
+}
+
+/// A throughput figure from several runs' rates: `p50` the median run, `max` the best,
+/// `p90`..`p999` the worst (a throughput's tail is low).
+fn rate_figure(unit: &'static str, count: u64, mut rates: Vec<u64>) -> Figure {
     rates.sort_unstable();
-    Ok(Figure {
-        unit: "frames/s",
+    Figure {
+        unit,
         count,
         p50: rates[rates.len() / 2],
         p90: rates[0],
         p99: rates[0],
         p999: rates[0],
         max: rates[rates.len() - 1],
-    })
+    }
 }
 
 /// Events in the converted-replay figures (the "1,000,000 events").
@@ -1034,16 +1040,7 @@ fn binary_rate(config: &Config, image: &Arc<[u8]>) -> anyhow::Result<Figure> {
         count = bt.market_events;
         rates.push((bt.market_events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }
-    rates.sort_unstable();
-    Ok(Figure {
-        unit: "events/s",
-        count,
-        p50: rates[rates.len() / 2],
-        p90: rates[0],
-        p99: rates[0],
-        p999: rates[0],
-        max: rates[rates.len() - 1],
-    })
+    Ok(rate_figure("events/s", count, rates))
 }
 
 /// The whole `tradeloop backtest` process on a `.tle` file (start-up, config, replay,

@@ -171,6 +171,16 @@ fn default_results_dir() -> PathBuf {
     ))
 }
 
+/// `--from` / `--to` as ns since the epoch.
+fn window(from: Option<&str>, to: Option<&str>) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+    Ok((
+        from.map(backtest::parse_time)
+            .transpose()
+            .context("--from")?,
+        to.map(backtest::parse_time).transpose().context("--to")?,
+    ))
+}
+
 fn parse_duration(seconds: Option<f64>) -> anyhow::Result<Option<Duration>> {
     match seconds {
         Some(d) if d.is_finite() && d > 0.0 => Ok(Some(Duration::from_secs_f64(d))),
@@ -240,18 +250,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 strategy == "ma_cross",
                 "--strategy {strategy:?}: unknown; available: ma_cross (configured in [strategy.ma_cross])"
             );
+            let (from_ns, to_ns) = window(from.as_deref(), to.as_deref())?;
             let options = backtest::BacktestOptions {
                 data,
-                from_ns: from
-                    .as_deref()
-                    .map(backtest::parse_time)
-                    .transpose()
-                    .context("--from")?,
-                to_ns: to
-                    .as_deref()
-                    .map(backtest::parse_time)
-                    .transpose()
-                    .context("--to")?,
+                from_ns,
+                to_ns,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let out = out.unwrap_or_else(default_results_dir);
@@ -304,19 +307,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             to,
             zstd,
         } => {
+            let (from_ns, to_ns) = window(from.as_deref(), to.as_deref())?;
             let options = convert::ConvertOptions {
                 data,
                 out,
-                from_ns: from
-                    .as_deref()
-                    .map(backtest::parse_time)
-                    .transpose()
-                    .context("--from")?,
-                to_ns: to
-                    .as_deref()
-                    .map(backtest::parse_time)
-                    .transpose()
-                    .context("--to")?,
+                from_ns,
+                to_ns,
                 zstd_level: zstd,
             };
             let c = convert::convert(&config, &options)?;

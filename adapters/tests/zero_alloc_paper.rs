@@ -2,8 +2,6 @@
 //! the engine with the simulated venue as its gateway (matching, latency schedule, fills back
 //! through HIGH), under a counting global allocator. One test per binary.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tradeloop_adapters::sim::gateway::SimGateway;
@@ -18,29 +16,8 @@ use tradeloop_engine::lane::{LaneConfig, Lanes};
 use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
 use tradeloop_risk::{PreTradeRisk, RiskLimits};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../engine/tests/alloc_counter/mod.rs"]
+mod alloc_counter;
 
 const BTC: InstrumentIndex = InstrumentIndex(0);
 
@@ -127,7 +104,7 @@ fn paper_trading_allocates_nothing_per_event() {
     let mut measured_from = None;
     for n in 0..1_020_000u64 {
         if n == 20_000 {
-            measured_from = Some(ALLOCATIONS.load(Ordering::Relaxed));
+            measured_from = Some(alloc_counter::allocations());
         }
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -166,8 +143,7 @@ fn paper_trading_allocates_nothing_per_event() {
         lanes.push_normal(ev);
         while engine.poll() > 0 {}
     }
-    let allocations =
-        ALLOCATIONS.load(Ordering::Relaxed) - measured_from.expect("set after warm-up");
+    let allocations = alloc_counter::allocations() - measured_from.expect("set after warm-up");
     let counters = *engine.counters();
     assert!(
         counters.orders_sent > 100,

@@ -5,9 +5,7 @@
 //! through malloc, which this counter does not see; the reader creates one zstd context per
 //! file and reuses it for every chunk.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tradeloop_adapters::tle::{TleInstrument, TleItem, TleMeta, TleReader, TleWriter};
@@ -15,30 +13,8 @@ use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side, Tra
 use tradeloop_engine::fixed::{Price, Qty, FIXED_DECIMALS};
 use tradeloop_engine::instrument::InstrumentIndex;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "../../engine/tests/alloc_counter/mod.rs"]
+mod alloc_counter;
 
 const RECORDS: u64 = 200_000;
 
@@ -99,7 +75,7 @@ fn file(zstd: Option<i32>) -> Vec<u8> {
 /// Reads everything after the first record; returns (allocations, records, sum of trade ids).
 fn read(mut r: TleReader) -> (u64, u64, u64) {
     r.next_record().unwrap().unwrap();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = alloc_counter::allocations();
     let (mut n, mut ids) = (1u64, 0u64);
     while let Some(rec) = r.next_record().unwrap() {
         n += 1;
@@ -111,7 +87,7 @@ fn read(mut r: TleReader) -> (u64, u64, u64) {
             ids += t.trade_id;
         }
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before, n, ids)
+    (alloc_counter::allocations() - before, n, ids)
 }
 
 #[test]

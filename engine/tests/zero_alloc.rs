@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::{delta, registry, trade, AllowAll, Answer, LaneGateway, BTC};
@@ -22,30 +20,7 @@ use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 use tradeloop_engine::persist::{Outbox, Record};
 use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod alloc_counter;
 
 const EVENTS: u64 = 1_000_000;
 const WARMUP: u64 = 20_000;
@@ -105,7 +80,7 @@ fn engine_thread_allocates_nothing_per_event() {
     let mut measured_from = None;
     while sent < WARMUP + EVENTS {
         if sent >= WARMUP && measured_from.is_none() {
-            measured_from = Some(ALLOCATIONS.load(Ordering::Relaxed));
+            measured_from = Some(alloc_counter::allocations());
         }
         for _ in 0..256 {
             let r = next();
@@ -147,8 +122,7 @@ fn engine_thread_allocates_nothing_per_event() {
             .count() as u64;
         written.clear();
     }
-    let allocations =
-        ALLOCATIONS.load(Ordering::Relaxed) - measured_from.expect("set after warm-up");
+    let allocations = alloc_counter::allocations() - measured_from.expect("set after warm-up");
 
     let strategy = engine.strategy();
     let counters = *engine.counters();
