@@ -175,6 +175,24 @@ pub trait Steps {
     fn skip(&mut self) -> anyhow::Result<()>;
     /// Input refused outside any step (malformed CSV rows, unknown symbols), so far.
     fn extra_refused(&self) -> u64;
+
+    /// Receive time of the next step inside `[from, to)`, skipping the steps before `from`;
+    /// `None` at `to` or the end.
+    ///
+    /// # Errors
+    /// I/O or a corrupt input.
+    fn next_in(&mut self, from: Option<u64>, to: Option<u64>) -> anyhow::Result<Option<u64>> {
+        while let Some(ns) = self.peek_ns()? {
+            if to.is_some_and(|to| ns >= to) {
+                return Ok(None);
+            }
+            if from.is_none_or(|from| ns >= from) {
+                return Ok(Some(ns));
+            }
+            self.skip()?;
+        }
+        Ok(None)
+    }
 }
 
 /// Recorded frames and Tardis CSV, merged in time order and parsed through the venue parser
@@ -279,17 +297,15 @@ pub struct TleSteps {
 impl TleSteps {
     /// Reads a `.tle` file, its instruments mapped onto `registry` by symbol (instruments the
     /// configuration lacks are dropped, as the raw replay's parser drops them).
-    ///
-    /// # Errors
-    /// A header that is not a `.tle` header of this version.
-    pub fn new(mut reader: TleReader, registry: &InstrumentRegistry) -> anyhow::Result<Self> {
+    #[must_use]
+    pub fn new(mut reader: TleReader, registry: &InstrumentRegistry) -> Self {
         reader.map_instruments(|x| {
             registry
                 .iter()
                 .find(|i| i.symbol == x.symbol)
                 .map(|i| i.index)
         });
-        Ok(Self { reader })
+        Self { reader }
     }
 }
 
@@ -391,11 +407,11 @@ pub fn replay_input(
             let reader =
                 TleReader::from_reader(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
                     .with_context(|| format!("{}", path.display()))?;
-            let steps = TleSteps::new(reader, &registry)?;
+            let steps = TleSteps::new(reader, &registry);
             drive(config, options, registry, steps)
         }
         Input::Tle(bytes) => {
-            let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry)?;
+            let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry);
             drive(config, options, registry, steps)
         }
     }
@@ -461,14 +477,7 @@ fn drive<S: Steps>(
     let mut next_sample: Option<u64> = None;
     let mut span = (0u64, 0u64);
     let started = Instant::now();
-    while let Some(ns) = steps.peek_ns()? {
-        if options.to_ns.is_some_and(|to| ns >= to) {
-            break;
-        }
-        if options.from_ns.is_some_and(|from| ns < from) {
-            steps.skip()?;
-            continue;
-        }
+    while let Some(ns) = steps.next_in(options.from_ns, options.to_ns)? {
         clock.set(ns);
         refused += u64::from(steps.feed(&mut sink)?);
         events += 1;
@@ -510,7 +519,6 @@ fn drive<S: Steps>(
     let marks = (0..n)
         .map(|i| mark(&sink.engine, &sink.last_trade, i))
         .collect();
-    let handed = sink.handed;
     let report = sink.engine.shutdown();
     refused += steps.extra_refused();
     Ok(Backtest {
@@ -523,7 +531,7 @@ fn drive<S: Steps>(
         orders: report.counters.orders_sent,
         denied: report.counters.denials.iter().sum::<u64>(),
         events,
-        market_events: handed,
+        market_events: sink.handed,
         refused,
         span_ns: span,
         wall,

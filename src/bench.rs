@@ -969,12 +969,12 @@ const BINARY_EVENTS: u64 = 1_000_000;
 /// the book is re-synced at each seam exactly as in the recording.
 fn repeat_tle(bytes: &[u8], min_events: u64, trades_only: bool) -> anyhow::Result<Vec<u8>> {
     use tradeloop_adapters::tle::{TleItem, TleReader, TleWriter};
-    let first = TleReader::from_memory(Arc::from(bytes.to_vec()))?;
-    let meta = first.meta().clone();
+    let image: Arc<[u8]> = Arc::from(bytes);
+    let meta = TleReader::from_memory(Arc::clone(&image))?.meta().clone();
     let mut w = TleWriter::new(Vec::new(), &meta, None)?;
     let (mut events, mut shift, mut last_ns) = (0u64, 0u64, 0u64);
     while events < min_events {
-        let mut r = TleReader::from_memory(Arc::from(bytes.to_vec()))?;
+        let mut r = TleReader::from_memory(Arc::clone(&image))?;
         let (mut first_ns, mut copied) = (None, 0u64);
         while let Some(rec) = r.next_record()? {
             let ns = rec.recv_ns + shift;

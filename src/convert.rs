@@ -86,14 +86,7 @@ pub fn write_tle<W: std::io::Write>(
     };
     let mut w = TleWriter::new(out, &meta, zstd_level)?;
     let mut refused = 0u64;
-    while let Some(ns) = steps.peek_ns()? {
-        if window.1.is_some_and(|to| ns >= to) {
-            break;
-        }
-        if window.0.is_some_and(|from| ns < from) {
-            steps.skip()?;
-            continue;
-        }
+    while let Some(ns) = steps.next_in(window.0, window.1)? {
         w.begin_step(ns);
         let r = steps.feed(&mut w)?;
         refused += u64::from(r);
@@ -198,13 +191,28 @@ mod tests {
     type Trace = Vec<(u64, bool, Vec<Call>)>;
 
     fn trace(steps: &mut impl Steps) -> Trace {
+        trace_window(steps, None, None)
+    }
+
+    fn trace_window(steps: &mut impl Steps, from: Option<u64>, to: Option<u64>) -> Trace {
         let mut out = Vec::new();
-        while let Some(ns) = steps.peek_ns().unwrap() {
+        while let Some(ns) = steps.next_in(from, to).unwrap() {
             let mut calls = Calls::default();
             let refused = steps.feed(&mut calls).unwrap();
             out.push((ns, refused, calls.0));
         }
         out
+    }
+
+    /// The USD-M capture, or `None` (with a note) when `../shared/data` is absent.
+    fn usdm_capture() -> Option<std::path::PathBuf> {
+        let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
+        if path.exists() {
+            Some(path)
+        } else {
+            eprintln!("skipped: {} is absent", path.display());
+            None
+        }
     }
 
     fn config(env: &[(&str, &str)]) -> Config {
@@ -276,7 +284,7 @@ mod tests {
                 .unwrap();
                 assert_eq!(totals.steps, raw.len() as u64, "{file}");
                 let reader = TleReader::from_memory(Arc::from(bytes)).unwrap();
-                let mut steps = TleSteps::new(reader, &registry).unwrap();
+                let mut steps = TleSteps::new(reader, &registry);
                 let converted = trace(&mut steps);
                 assert_eq!(converted.len(), raw.len(), "{file} zstd {zstd:?}");
                 for (k, (a, b)) in raw.iter().zip(&converted).enumerate() {
@@ -301,11 +309,7 @@ mod tests {
     /// raw replay's later steps.
     #[test]
     fn skipping_converted_steps_keeps_step_boundaries() {
-        let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
-        if !path.exists() {
-            eprintln!("skipped: {} is absent", path.display());
-            return;
-        }
+        let Some(path) = usdm_capture() else { return };
         let config = config(&[]);
         let registry = config.registry().unwrap();
         let all =
@@ -318,8 +322,7 @@ mod tests {
             Vec::new(),
         )
         .unwrap();
-        let mut steps =
-            TleSteps::new(TleReader::from_memory(Arc::from(bytes)).unwrap(), &registry).unwrap();
+        let mut steps = TleSteps::new(TleReader::from_memory(Arc::from(bytes)).unwrap(), &registry);
         let k = all.len() / 2;
         for _ in 0..k {
             steps.skip().unwrap();
@@ -332,11 +335,7 @@ mod tests {
     /// A window given to `convert` keeps exactly the steps a windowed raw replay keeps.
     #[test]
     fn converted_window_matches_the_raw_window() {
-        let path = tradeloop_adapters::shared_data_dir().join("binance_usdm_btcusdt_20240808.gz");
-        if !path.exists() {
-            eprintln!("skipped: {} is absent", path.display());
-            return;
-        }
+        let Some(path) = usdm_capture() else { return };
         let config = config(&[]);
         let registry = config.registry().unwrap();
         let all =
@@ -344,19 +343,7 @@ mod tests {
         let (from, to) = (all[all.len() / 3].0, all[all.len() / 2].0);
         // What `backtest --from --to` does on the raw file: skip before, stop at the end.
         let mut raw = RawSteps::open(&config, &registry, std::slice::from_ref(&path)).unwrap();
-        let mut want = Vec::new();
-        while let Some(ns) = raw.peek_ns().unwrap() {
-            if ns >= to {
-                break;
-            }
-            if ns < from {
-                raw.skip().unwrap();
-                continue;
-            }
-            let mut calls = Calls::default();
-            let refused = raw.feed(&mut calls).unwrap();
-            want.push((ns, refused, calls.0));
-        }
+        let want = trace_window(&mut raw, Some(from), Some(to));
         assert!(want.len() > 1000);
         assert_ne!(
             want.iter().map(|s| s.2.len()).sum::<usize>(),
@@ -368,8 +355,7 @@ mod tests {
         );
         let (_, _, bytes) =
             write_tle(&config, &[path], (Some(from), Some(to)), None, Vec::new()).unwrap();
-        let mut steps =
-            TleSteps::new(TleReader::from_memory(Arc::from(bytes)).unwrap(), &registry).unwrap();
+        let mut steps = TleSteps::new(TleReader::from_memory(Arc::from(bytes)).unwrap(), &registry);
         let got = trace(&mut steps);
         assert_eq!(got.len(), want.len());
         assert!(got.iter().zip(&want).all(|(a, b)| a == b));

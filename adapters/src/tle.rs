@@ -134,7 +134,6 @@ pub struct TleWriter<W: Write> {
     step_start: usize,
     totals: TleTotals,
     zstd_level: Option<i32>,
-    compressed: Vec<u8>,
     error: Option<TleError>,
     current_ns: u64,
 }
@@ -160,7 +159,6 @@ impl<W: Write> TleWriter<W> {
             step_start: 0,
             totals: TleTotals::default(),
             zstd_level,
-            compressed: Vec::new(),
             error: None,
             current_ns: 0,
         })
@@ -281,10 +279,11 @@ impl<W: Write> TleWriter<W> {
         let records = self.chunk.len() / RECORD_BYTES;
         let n = u32::try_from(records).map_err(|_| format("chunk too large"))?;
         let crc = crc32fast::hash(&self.chunk);
+        let compressed;
         let stored: &[u8] = match self.zstd_level {
             Some(level) => {
-                self.compressed = zstd::bulk::compress(&self.chunk, level)?;
-                &self.compressed
+                compressed = zstd::bulk::compress(&self.chunk, level)?;
+                &compressed
             }
             None => &self.chunk,
         };
@@ -693,79 +692,71 @@ fn unpack(
     Ok(())
 }
 
+/// The payload of an event record (`tag` in `TAG_TRADE..=TAG_LIQ`).
+#[inline]
+fn event_kind(r: &[u8], tag: u8, instrument: InstrumentIndex) -> EventKind {
+    let side = if r[20] == 0 { Side::Buy } else { Side::Sell };
+    let price = |i: usize| Price::from_raw(i64_at(r, 24 + i * 8));
+    let qty = |i: usize| Qty::from_raw(i64_at(r, 24 + i * 8));
+    let id = |i: usize| u64_at(r, 24 + i * 8);
+    match tag {
+        TAG_TRADE => EventKind::Trade(Trade {
+            instrument,
+            aggressor: side,
+            price: price(0),
+            qty: qty(1),
+            trade_id: id(2),
+        }),
+        TAG_QUOTE => EventKind::Quote(Quote {
+            instrument,
+            bid_price: price(0),
+            bid_qty: qty(1),
+            ask_price: price(2),
+            ask_qty: qty(3),
+            update_id: id(4),
+        }),
+        TAG_DELTA => EventKind::BookDelta(BookDelta {
+            instrument,
+            side,
+            flags: DeltaFlags(r[21]),
+            price: price(0),
+            qty: qty(1),
+            update_id: id(2),
+        }),
+        TAG_MARK => EventKind::MarkPrice(MarkPrice {
+            instrument,
+            mark_price: price(0),
+            index_price: price(1),
+            funding_rate: price(2),
+            next_funding_ns: id(3),
+        }),
+        // TAG_LIQ, the last tag of the range the caller matched.
+        _ => EventKind::Liquidation(Liquidation {
+            instrument,
+            side,
+            price: price(0),
+            avg_price: price(1),
+            filled_qty: qty(2),
+        }),
+    }
+}
+
 /// Decodes one record (instrument indices through `map`).
 #[inline]
 fn decode(r: &[u8], map: &[Option<InstrumentIndex>]) -> Result<TleRecord, TleError> {
     let recv_ns = u64_at(r, 0);
     let exch_ns = u64_at(r, 8);
     let (tag, flags) = (r[16], r[17]);
-    let side = if r[20] == 0 { Side::Buy } else { Side::Sell };
-    let f = |i: usize| i64_at(r, 24 + i * 8);
-    let fu = |i: usize| u64_at(r, 24 + i * 8);
     let instrument = map
         .get(usize::from(u16::from_le_bytes([r[18], r[19]])))
         .copied()
         .flatten();
     let item = match (tag, instrument) {
         (TAG_NONE, _) | (TAG_TRADE..=TAG_BOOK_LOST, None) => TleItem::Nothing,
-        (TAG_TRADE, Some(instrument)) => TleItem::Event(Event::new(
-            recv_ns,
-            exch_ns,
-            EventKind::Trade(Trade {
-                instrument,
-                aggressor: side,
-                price: Price::from_raw(f(0)),
-                qty: Qty::from_raw(f(1)),
-                trade_id: fu(2),
-            }),
-        )),
-        (TAG_QUOTE, Some(instrument)) => TleItem::Event(Event::new(
-            recv_ns,
-            exch_ns,
-            EventKind::Quote(Quote {
-                instrument,
-                bid_price: Price::from_raw(f(0)),
-                bid_qty: Qty::from_raw(f(1)),
-                ask_price: Price::from_raw(f(2)),
-                ask_qty: Qty::from_raw(f(3)),
-                update_id: fu(4),
-            }),
-        )),
-        (TAG_DELTA, Some(instrument)) => TleItem::Event(Event::new(
-            recv_ns,
-            exch_ns,
-            EventKind::BookDelta(BookDelta {
-                instrument,
-                side,
-                flags: DeltaFlags(r[21]),
-                price: Price::from_raw(f(0)),
-                qty: Qty::from_raw(f(1)),
-                update_id: fu(2),
-            }),
-        )),
-        (TAG_MARK, Some(instrument)) => TleItem::Event(Event::new(
-            recv_ns,
-            exch_ns,
-            EventKind::MarkPrice(MarkPrice {
-                instrument,
-                mark_price: Price::from_raw(f(0)),
-                index_price: Price::from_raw(f(1)),
-                funding_rate: Price::from_raw(f(2)),
-                next_funding_ns: fu(3),
-            }),
-        )),
-        (TAG_LIQ, Some(instrument)) => TleItem::Event(Event::new(
-            recv_ns,
-            exch_ns,
-            EventKind::Liquidation(Liquidation {
-                instrument,
-                side,
-                price: Price::from_raw(f(0)),
-                avg_price: Price::from_raw(f(1)),
-                filled_qty: Qty::from_raw(f(2)),
-            }),
-        )),
         (TAG_BOOK_LOST, Some(instrument)) => TleItem::BookLost(instrument),
+        (TAG_TRADE..=TAG_LIQ, Some(instrument)) => {
+            TleItem::Event(Event::new(recv_ns, exch_ns, event_kind(r, tag, instrument)))
+        }
         (t, _) => return Err(format(format!("record with unknown tag {t}"))),
     };
     Ok(TleRecord {
