@@ -86,12 +86,19 @@ pub struct Report {
 
 /// A gateway for benchmarks: every order is acknowledged and filled at its limit price through
 /// the real HIGH lane, as a venue's report would arrive.
-pub struct InstantFillGateway {
+pub struct InstantFillGateway<C = LiveClock> {
     lanes: Arc<Lanes>,
-    clock: LiveClock,
+    clock: C,
 }
 
-impl Gateway for InstantFillGateway {
+impl<C: Clock> InstantFillGateway<C> {
+    /// A gateway pushing its reports onto `lanes`, stamped by `clock`.
+    pub fn new(lanes: Arc<Lanes>, clock: C) -> Self {
+        Self { lanes, clock }
+    }
+}
+
+impl<C: Clock> Gateway for InstantFillGateway<C> {
     fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
         let id = order.client_id;
         let fill = OrderReport::Fill {
@@ -337,7 +344,7 @@ fn load_frames() -> anyhow::Result<Frames> {
     })
 }
 
-fn btc_codec() -> BinanceCodec {
+pub(crate) fn btc_codec() -> BinanceCodec {
     let mut symbols = SymbolMap::default();
     symbols.insert("BTCUSDT", InstrumentIndex(0));
     BinanceCodec::new(symbols, 1 << 22)
@@ -408,7 +415,7 @@ impl tradeloop_engine::api::Strategy for TickProbe {
 }
 
 /// One spot BTCUSDT instrument (tick 0.01, lot 0.001), as the bench frames quote it.
-fn bench_registry() -> anyhow::Result<tradeloop_engine::instrument::InstrumentRegistry> {
+pub(crate) fn bench_registry() -> anyhow::Result<tradeloop_engine::instrument::InstrumentRegistry> {
     let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
     registry.add(
         "bench",

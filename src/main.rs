@@ -7,6 +7,7 @@ mod backtest;
 mod bench;
 mod config;
 mod convert;
+mod hotpath;
 mod persistence;
 mod record;
 mod run;
@@ -133,6 +134,14 @@ enum Command {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Deterministic single-threaded run of the whole hot path (frame → parse → lane → engine
+    /// → strategy → risk → order → fill) on a simulated clock, for counting instructions
+    /// (`.ci/instructions-gate.sh` runs it under callgrind); prints what it did as JSON.
+    HotPath {
+        /// Frames to handle (at most 60,000).
+        #[arg(long, default_value_t = 20_000)]
+        frames: usize,
     },
 }
 
@@ -364,6 +373,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print!("{}", bench::table(&report));
             }
+        }
+        Command::HotPath { frames } => {
+            let report = hotpath::run(&config, frames)?;
+            println!(
+                "{}",
+                serde_json::to_string(&report).context("cannot encode the report")?
+            );
         }
     }
     Ok(())
