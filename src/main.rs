@@ -7,6 +7,7 @@ mod backtest;
 mod bench;
 mod config;
 mod convert;
+mod exporter;
 mod hotpath;
 mod persistence;
 mod record;

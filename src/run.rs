@@ -202,6 +202,31 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         tracing::warn!(file = %kill.file.display(), "the kill file exists at start: it trips the kill switch only when it appears again");
     }
     let started = Instant::now();
+    let exporter = if config.metrics.enabled {
+        let e = crate::exporter::Exporter::start(&config.metrics.listen)?;
+        tracing::info!(url = %format!("http://{}/metrics", e.addr()), "Prometheus metrics");
+        eprintln!("metrics: http://{}/metrics", e.addr());
+        Some(e)
+    } else {
+        None
+    };
+    let export = |e: &crate::exporter::Exporter| {
+        e.update(&crate::exporter::RunView {
+            started,
+            lanes: &lanes,
+            telemetry: &telemetry,
+            feeds: feeds
+                .iter()
+                .map(|f| (f.name.as_str(), &*f.handle.shared))
+                .collect(),
+            instruments: &instrument_names,
+            persistence_pending: persistence.pending(),
+            persistence_failures: persistence.failures(),
+        });
+    };
+    if let Some(e) = &exporter {
+        export(e);
+    }
     let status_every = Duration::from_millis(config.metrics.status_interval_ms);
     let mut next_status = started + status_every;
     let mut breakers_seen = BreakerLog::default();
@@ -214,6 +239,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         breakers_seen.log_changes(&telemetry.snapshot().counters);
         if Instant::now() >= next_status {
             next_status += status_every;
+            if let Some(e) = &exporter {
+                export(e);
+            }
             eprintln!(
                 "{} | store pending={} failures={}",
                 status_line(started, &feeds, &lanes, &telemetry, &instrument_names),
@@ -224,6 +252,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     }
 
     // Shutdown: stop intake first (feeds), then let the engine drain what is queued.
+    if let Some(e) = exporter {
+        e.stop();
+    }
     eprintln!("shutting down: stopping feeds, draining the engine");
     let feed_stats: Vec<_> = feeds
         .into_iter()

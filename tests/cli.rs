@@ -60,9 +60,13 @@ fn config_print_never_shows_secrets() {
 
 #[test]
 fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
-    let (ws, rest) = (free_port(), free_port());
-    let out = tradeloop()
-        .args(["run", "--duration", "3"])
+    let (ws, rest, metrics) = (free_port(), free_port(), free_port());
+    let child = tradeloop()
+        .args(["run", "--duration", "4"])
+        .env(
+            "TRADELOOP__METRICS__LISTEN",
+            format!("\"127.0.0.1:{metrics}\""),
+        )
         .env(
             "TRADELOOP__VENUES__0__WS_URL",
             format!("\"ws://127.0.0.1:{ws}\""),
@@ -77,10 +81,39 @@ fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
             std::env::temp_dir().join(format!("tradeloop-cli-{}.db", std::process::id())),
         )
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // While it runs, Prometheus /metrics shows the feed live and market data flowing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut scraped = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        scraped = scrape(metrics).unwrap_or_default();
+        if scraped.contains("tradeloop_feed_state{feed=\"sim\",state=\"live\"} 1")
+            && scraped.contains("tradeloop_book_state{instrument=\"sim:BTCUSDT\",state=\"live\"} 1")
+        {
+            break;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    assert!(
+        scraped.contains("tradeloop_feed_state{feed=\"sim\",state=\"live\"} 1"),
+        "/metrics showed the feed live:\n{scraped}\n{err}"
+    );
+    let normal_events = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("tradeloop_lane_events_total{lane=\"normal\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("NORMAL events in /metrics");
+    assert!(normal_events > 0.0, "{scraped}");
+    assert!(
+        err.contains(&format!("metrics: http://127.0.0.1:{metrics}/metrics")),
+        "{err}"
+    );
     assert!(err.contains("feed sim: live"), "the feed went live:\n{err}");
     assert!(err.contains("sim:BTCUSDT Live"), "the book synced:\n{err}");
     let summary = err
@@ -486,4 +519,17 @@ fn sweep_rows_equal_single_backtests_and_are_sorted() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("`feed` cannot be swept"));
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `GET /metrics` from a running `tradeloop run`, or `None` while it is not listening yet.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.1 200").then_some(out)
 }

@@ -42,6 +42,10 @@ fn run(db: &Path, args: &[&str]) -> Command {
         .env("TRADELOOP__PERSISTENCE__SQLITE_PATH", db)
         .env("TRADELOOP__PERSISTENCE__FLUSH_INTERVAL_MS", "20")
         .env("TRADELOOP__METRICS__STATUS_INTERVAL_MS", "60000")
+        .env(
+            "TRADELOOP__METRICS__LISTEN",
+            format!("\"127.0.0.1:{}\"", free_port()),
+        )
         .env("RUST_LOG", "warn");
     c
 }

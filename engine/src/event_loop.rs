@@ -194,6 +194,11 @@ pub struct Core<R, G, C> {
     unsent_len: usize,
     /// A breaker changed: publish telemetry after this event rather than at the interval.
     publish_soon: bool,
+    /// Tick-to-trade: from the `recv_ns` of the event being handled (its frame's arrival) to
+    /// the order handed to the gateway, per order sent while handling a stamped event.
+    tick_to_trade: hdrhistogram::Histogram<u64>,
+    /// Record `tick_to_trade` (off on a simulated clock, where it would be all zeros).
+    timed: bool,
 }
 
 impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
@@ -293,6 +298,11 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             return Err(SubmitError::Gateway(e));
         }
         self.counters.orders_sent += 1;
+        if self.timed && self.current_recv_ns != 0 {
+            let sent = self.clock.now_ns();
+            self.tick_to_trade
+                .saturating_record(sent.saturating_sub(self.current_recv_ns).max(1));
+        }
         self.record(Record::Order {
             order,
             ts_ns: now_ns,
@@ -751,6 +761,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 unsent: [None; 8],
                 unsent_len: 0,
                 publish_soon: false,
+                tick_to_trade: crate::metrics::latency_histogram(),
+                timed: true,
             },
             config,
             histograms: LoopHistograms::new(),
@@ -843,6 +855,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     #[must_use]
     pub fn without_latency_histograms(mut self) -> Self {
         self.timed = false;
+        self.core.timed = false;
         self
     }
 
@@ -895,6 +908,13 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     #[must_use]
     pub fn histograms(&self) -> &LoopHistograms {
         &self.histograms
+    }
+
+    /// Tick-to-trade: frame arrival (`recv_ns` of the event being handled) to the order handed
+    /// to the gateway, one sample per order sent.
+    #[must_use]
+    pub fn tick_to_trade(&self) -> &hdrhistogram::Histogram<u64> {
+        &self.core.tick_to_trade
     }
 
     /// Counters so far.
@@ -1147,6 +1167,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     fn publish_now(&mut self, now: u64) {
         self.telemetry
             .publish(&self.histograms, &self.core.counters, now);
+        self.telemetry
+            .publish_tick_to_trade(crate::metrics::Percentiles::of(&self.core.tick_to_trade));
         self.telemetry
             .publish_instruments(&self.core.books, &self.core.positions);
         if self.core.outbox.is_some() {

@@ -221,6 +221,7 @@ fn state_of(code: u8) -> BookState {
 pub struct Telemetry {
     wait: [[AtomicU64; PCT_FIELDS]; 4],
     service: [[AtomicU64; PCT_FIELDS]; 4],
+    tick_to_trade: [AtomicU64; PCT_FIELDS],
     events: [AtomicU64; 4],
     orders_sent: AtomicU64,
     cancels_sent: AtomicU64,
@@ -258,6 +259,8 @@ pub struct TelemetrySnapshot {
     pub wait: [Percentiles; 4],
     /// Service time per lane.
     pub service: [Percentiles; 4],
+    /// Frame arrival to order handed to the gateway.
+    pub tick_to_trade: Percentiles,
     /// Counters.
     pub counters: EngineCounters,
     /// Clock time of the publication.
@@ -378,6 +381,11 @@ impl Telemetry {
         self.publications.fetch_add(1, r);
     }
 
+    /// Publishes the tick-to-trade percentiles (engine thread, with [`Telemetry::publish`]).
+    pub fn publish_tick_to_trade(&self, p: Percentiles) {
+        store_pct(&self.tick_to_trade, p);
+    }
+
     /// Reads the latest publication.
     #[must_use]
     pub fn snapshot(&self) -> TelemetrySnapshot {
@@ -385,6 +393,7 @@ impl Telemetry {
         TelemetrySnapshot {
             wait: core::array::from_fn(|i| load_pct(&self.wait[i])),
             service: core::array::from_fn(|i| load_pct(&self.service[i])),
+            tick_to_trade: load_pct(&self.tick_to_trade),
             counters: EngineCounters {
                 events: core::array::from_fn(|i| self.events[i].load(r)),
                 orders_sent: self.orders_sent.load(r),

@@ -426,3 +426,44 @@ fn shutdown_event_stops_run_after_draining() {
     assert_eq!(t.counters, report.counters, "final telemetry published");
     assert_eq!(t.wait[Lane::Normal as usize].count, 10);
 }
+
+/// Tick-to-trade is taken from the `recv_ns` of the event being handled (its frame's arrival)
+/// to the order handed to the gateway, once per order sent, and not at all when histograms are
+/// off.
+#[test]
+fn tick_to_trade_runs_from_frame_arrival_to_the_gateway() {
+    for timed in [true, false] {
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let clock = SimClock::new(1_000_000);
+        let engine = Engine::new(
+            LoopConfig::default(),
+            Arc::clone(&lanes),
+            registry(),
+            Recorder {
+                submit_on_trade: Some(2),
+                ..Recorder::default()
+            },
+            AllowAll,
+            LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
+            clock.clone(),
+        );
+        let mut engine = if timed {
+            engine
+        } else {
+            engine.without_latency_histograms()
+        };
+        // Trade 1 sends nothing; trade 2 arrived 7 µs before the engine handles it.
+        lanes.push_normal(trade(1_000_000 - 3_000, 100_00, 1));
+        lanes.push_normal(trade(1_000_000 - 7_000, 100_00, 2));
+        while engine.poll() > 0 {}
+        assert!(matches!(engine.strategy().last_submit, Some(Ok(_))));
+        assert_eq!(engine.counters().orders_sent, 1);
+        let h = engine.tick_to_trade();
+        if timed {
+            assert_eq!(h.len(), 1);
+            assert!(h.equivalent(h.max(), 7_000), "max {}", h.max());
+        } else {
+            assert_eq!(h.len(), 0);
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! Prometheus `/metrics` for `tradeloop run` (config `[metrics] enabled`, `listen`).
+//!
+//! Nothing here touches the hot path: the engine publishes its HDR percentiles and counters
+//! into [`Telemetry`] at its publish interval, feeds and lanes keep atomic counters, and the
+//! main thread copies all of them into a `metrics` recorder ([`Exporter::update`], once per
+//! status interval). A small HTTP/1.1 server on its own thread renders the recorder in the
+//! Prometheus text format on `GET /metrics`; it serves one short request at a time, with read
+//! and write timeouts, so a stuck scraper cannot hold it.
+//!
+//! Latency families are summaries: `<name>{quantile="0.5"|"0.9"|"0.99"|"0.999"|"1"}` in
+//! seconds (`"1"` is the maximum) plus `<name>_count`, since the start of the run.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use metrics::{counter, gauge, with_local_recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use rust_decimal::prelude::ToPrimitive;
+use tradeloop_adapters::runner::FeedShared;
+use tradeloop_engine::api::Deny;
+use tradeloop_engine::book::BookState;
+use tradeloop_engine::breakers::{BreakerKind, BreakerState};
+use tradeloop_engine::event::FeedState;
+use tradeloop_engine::lane::{Lane, Lanes};
+use tradeloop_engine::metrics::{Percentiles, Telemetry};
+
+/// The longest request head the server reads.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Read and write timeout per connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What [`Exporter::update`] reads: the running bot's shared state.
+pub struct RunView<'a> {
+    pub started: Instant,
+    pub lanes: &'a Lanes,
+    pub telemetry: &'a Telemetry,
+    /// Feed name and its shared counters.
+    pub feeds: Vec<(&'a str, &'a FeedShared)>,
+    /// `venue:symbol` per instrument index.
+    pub instruments: &'a [String],
+    pub persistence_pending: usize,
+    pub persistence_failures: u64,
+}
+
+/// The recorder and its HTTP server.
+pub struct Exporter {
+    recorder: PrometheusRecorder,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// Binds `listen` (`host:port`; port 0 picks a free one) and starts serving.
+    ///
+    /// # Errors
+    /// If the address does not parse or cannot be bound; the message names `metrics.listen`.
+    pub fn start(listen: &str) -> anyhow::Result<Self> {
+        let addr: SocketAddr = listen.parse().with_context(|| {
+            format!("metrics.listen: {listen:?} is not an address like 127.0.0.1:9464")
+        })?;
+        let listener = TcpListener::bind(addr).with_context(|| {
+            format!("metrics.listen: cannot listen on {addr} (set another port, or [metrics] enabled = false)")
+        })?;
+        let addr = listener.local_addr().context("metrics: local address")?;
+        listener
+            .set_nonblocking(true)
+            .context("metrics: non-blocking listener")?;
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        describe(&recorder);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("metrics-http".into())
+                .spawn(move || serve(&listener, &handle, &stop))
+                .context("metrics: cannot start the HTTP thread")?
+        };
+        Ok(Self {
+            recorder,
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The text `GET /metrics` returns now.
+    #[cfg(test)]
+    #[must_use]
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+
+    /// Copies the run's current state into the recorder.
+    pub fn update(&self, view: &RunView<'_>) {
+        with_local_recorder(&self.recorder, || record(view));
+    }
+
+    /// Stops the HTTP thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn serve(listener: &TcpListener, handle: &PrometheusHandle, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if let Err(e) = answer(stream, handle) {
+                    tracing::debug!(%peer, error = %e, "metrics request failed");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Reads one request head and answers it; the connection is then closed.
+fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    let head_end = loop {
+        if let Some(i) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
+            break Some(i);
+        }
+        if len == buf.len() {
+            break None;
+        }
+        let n = stream.read(&mut buf[len..])?;
+        if n == 0 {
+            break None;
+        }
+        len += n;
+    };
+    let (status, content_type, body) = match head_end {
+        None => (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            "request head too large or incomplete\n".to_owned(),
+        ),
+        Some(end) => {
+            let head = String::from_utf8_lossy(&buf[..end]);
+            let mut parts = head.lines().next().unwrap_or("").split(' ');
+            let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let path = target.split('?').next().unwrap_or("");
+            match (method, path) {
+                ("GET" | "HEAD", "/metrics") => (
+                    "200 OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    handle.render(),
+                ),
+                ("GET" | "HEAD", "/") => (
+                    "200 OK",
+                    "text/plain; charset=utf-8",
+                    "tradeloop: metrics at /metrics\n".to_owned(),
+                ),
+                ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+                _ => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "only GET\n".to_owned(),
+                ),
+            }
+        }
+    };
+    let head_only = buf.starts_with(b"HEAD ");
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        response.push_str(&body);
+    }
+    stream.write_all(response.as_bytes())?;
+    stream.flush()?;
+    // Read what the client sent beyond the head (bounded, briefly) before closing, so the close
+    // is a FIN and not a reset that could destroy the response in flight.
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut drained = 0;
+    while drained < 16 * MAX_REQUEST {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
+}
+
+fn describe(recorder: &PrometheusRecorder) {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    with_local_recorder(recorder, || {
+        describe_gauge!(
+            "tradeloop_uptime_seconds",
+            Unit::Seconds,
+            "Seconds since the run started"
+        );
+        describe_gauge!("tradeloop_lane_depth", "Events queued in the lane now");
+        describe_gauge!("tradeloop_lane_capacity", "Slots of the lane");
+        describe_counter!(
+            "tradeloop_lane_dropped_total",
+            "Events dropped from the lane (NORMAL and LOW drop oldest when full)"
+        );
+        describe_counter!(
+            "tradeloop_lane_refused_total",
+            "Pushes refused because the lane was full"
+        );
+        describe_counter!(
+            "tradeloop_lane_events_total",
+            "Events handled by the engine, per lane"
+        );
+        describe_gauge!(
+            "tradeloop_lane_wait_seconds",
+            Unit::Seconds,
+            "Queue wait per lane (push to pop), since start"
+        );
+        describe_gauge!(
+            "tradeloop_lane_service_seconds",
+            Unit::Seconds,
+            "Engine service time per event per lane, since start"
+        );
+        describe_gauge!(
+            "tradeloop_tick_to_trade_seconds",
+            Unit::Seconds,
+            "Frame arrival to order handed to the gateway, since start"
+        );
+        describe_counter!(
+            "tradeloop_orders_sent_total",
+            "Orders handed to the gateway"
+        );
+        describe_counter!(
+            "tradeloop_cancels_sent_total",
+            "Cancels handed to the gateway"
+        );
+        describe_counter!("tradeloop_fills_total", "Fills applied to positions");
+        describe_counter!(
+            "tradeloop_rejects_total",
+            "Orders rejected by the venue or the gateway"
+        );
+        describe_counter!(
+            "tradeloop_orders_denied_total",
+            "Orders denied before the gateway, by reason"
+        );
+        describe_counter!(
+            "tradeloop_pool_exhausted_total",
+            "Orders refused because the order pool was full"
+        );
+        describe_counter!(
+            "tradeloop_stops_fired_total",
+            "Stops that sent their closing order"
+        );
+        describe_counter!(
+            "tradeloop_stops_failed_total",
+            "Stops whose closing order was refused"
+        );
+        describe_counter!("tradeloop_kill_switch_trips_total", "Kill-switch trips");
+        describe_counter!(
+            "tradeloop_books_stale_total",
+            "Books marked stale after a lost delta"
+        );
+        describe_counter!(
+            "tradeloop_records_lost_total",
+            "Essential persistence records lost (outbox and spill full)"
+        );
+        describe_gauge!("tradeloop_feed_state", "1 for the feed's current state");
+        describe_counter!("tradeloop_feed_frames_total", "Frames received per feed");
+        describe_counter!("tradeloop_feed_gaps_total", "Book sequence gaps per feed");
+        describe_counter!("tradeloop_feed_reconnects_total", "Reconnects per feed");
+        describe_counter!(
+            "tradeloop_feed_refused_total",
+            "Frames refused per feed (malformed, unknown)"
+        );
+        describe_counter!(
+            "tradeloop_feed_snapshots_total",
+            "REST book snapshots applied per feed"
+        );
+        describe_gauge!(
+            "tradeloop_position",
+            "Signed position per instrument, in base units"
+        );
+        describe_gauge!(
+            "tradeloop_realized_pnl_net",
+            "Realised PnL minus fees per instrument, quote units"
+        );
+        describe_gauge!(
+            "tradeloop_best_bid",
+            "Best bid per instrument (absent without one)"
+        );
+        describe_gauge!(
+            "tradeloop_best_ask",
+            "Best ask per instrument (absent without one)"
+        );
+        describe_gauge!("tradeloop_book_state", "1 for the book's current state");
+        describe_gauge!(
+            "tradeloop_breaker_state",
+            "1 for the circuit breaker's current state"
+        );
+        describe_counter!("tradeloop_breaker_trips_total", "Circuit-breaker trips");
+        describe_counter!(
+            "tradeloop_breaker_recoveries_total",
+            "Circuit-breaker recoveries"
+        );
+        describe_gauge!(
+            "tradeloop_persistence_pending_records",
+            "Records queued for the persistence writer (its lag)"
+        );
+        describe_counter!(
+            "tradeloop_persistence_failures_total",
+            "Failed persistence write attempts (retried)"
+        );
+    });
+}
+
+const QUANTILES: [&str; 5] = ["0.5", "0.9", "0.99", "0.999", "1"];
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "observability output: nanosecond latencies far below 2^53"
+)]
+fn summary(name: &'static str, labels: &[(&'static str, &'static str)], p: Percentiles) {
+    for (q, v) in QUANTILES
+        .into_iter()
+        .zip([p.p50, p.p90, p.p99, p.p999, p.max])
+    {
+        let mut l: Vec<(&'static str, String)> =
+            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        l.push(("quantile", q.to_owned()));
+        gauge!(name, &l).set(v as f64 / 1e9);
+    }
+    let l: Vec<(&'static str, String)> =
+        labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    gauge!(format!("{name}_count"), &l).set(p.count as f64);
+}
+
+fn decimal(d: rust_decimal::Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "observability output: counts and depths far below 2^53"
+)]
+fn record(v: &RunView<'_>) {
+    let t = v.telemetry.snapshot();
+    let c = &t.counters;
+    gauge!("tradeloop_uptime_seconds").set(v.started.elapsed().as_secs_f64());
+    for lane in Lane::ALL {
+        let name = lane.name();
+        let st = v.lanes.stats(lane);
+        gauge!("tradeloop_lane_depth", "lane" => name).set(st.depth as f64);
+        gauge!("tradeloop_lane_capacity", "lane" => name).set(st.capacity as f64);
+        counter!("tradeloop_lane_dropped_total", "lane" => name).absolute(st.dropped);
+        counter!("tradeloop_lane_refused_total", "lane" => name).absolute(st.refused);
+        counter!("tradeloop_lane_events_total", "lane" => name).absolute(c.events[lane as usize]);
+        summary(
+            "tradeloop_lane_wait_seconds",
+            &[("lane", name)],
+            t.wait[lane as usize],
+        );
+        summary(
+            "tradeloop_lane_service_seconds",
+            &[("lane", name)],
+            t.service[lane as usize],
+        );
+    }
+    summary("tradeloop_tick_to_trade_seconds", &[], t.tick_to_trade);
+    counter!("tradeloop_orders_sent_total").absolute(c.orders_sent);
+    counter!("tradeloop_cancels_sent_total").absolute(c.cancels_sent);
+    counter!("tradeloop_fills_total").absolute(c.fills);
+    counter!("tradeloop_rejects_total").absolute(c.rejects);
+    for (reason, n) in Deny::NAMES.into_iter().zip(c.denials) {
+        counter!("tradeloop_orders_denied_total", "reason" => reason).absolute(n);
+    }
+    counter!("tradeloop_pool_exhausted_total").absolute(c.pool_exhausted);
+    counter!("tradeloop_stops_fired_total").absolute(c.stops_fired);
+    counter!("tradeloop_stops_failed_total").absolute(c.stops_failed);
+    counter!("tradeloop_kill_switch_trips_total").absolute(c.kills);
+    counter!("tradeloop_books_stale_total").absolute(c.books_stale);
+    counter!("tradeloop_records_lost_total").absolute(c.records_lost);
+    for (name, f) in &v.feeds {
+        let feed = (*name).to_owned();
+        let now = f.state();
+        for state in FEED_STATES {
+            let on = if state == now { 1.0 } else { 0.0 };
+            gauge!("tradeloop_feed_state", "feed" => feed.clone(), "state" => feed_state_name(state))
+                .set(on);
+        }
+        let r = Ordering::Relaxed;
+        counter!("tradeloop_feed_frames_total", "feed" => feed.clone()).absolute(f.frames.load(r));
+        counter!("tradeloop_feed_gaps_total", "feed" => feed.clone()).absolute(f.gaps.load(r));
+        counter!("tradeloop_feed_reconnects_total", "feed" => feed.clone())
+            .absolute(f.reconnects.load(r));
+        counter!("tradeloop_feed_refused_total", "feed" => feed.clone()).absolute(f.errors.load(r));
+        counter!("tradeloop_feed_snapshots_total", "feed" => feed).absolute(f.snapshots.load(r));
+    }
+    for (i, name) in v.instruments.iter().enumerate() {
+        let Some(x) = v.telemetry.instrument(i) else {
+            continue;
+        };
+        let instrument = name.clone();
+        gauge!("tradeloop_position", "instrument" => instrument.clone())
+            .set(decimal(x.position.to_decimal()));
+        gauge!("tradeloop_realized_pnl_net", "instrument" => instrument.clone())
+            .set(decimal(x.net_realized.to_decimal()));
+        if let Some(b) = x.best_bid {
+            gauge!("tradeloop_best_bid", "instrument" => instrument.clone())
+                .set(decimal(b.to_decimal()));
+        }
+        if let Some(a) = x.best_ask {
+            gauge!("tradeloop_best_ask", "instrument" => instrument.clone())
+                .set(decimal(a.to_decimal()));
+        }
+        for state in BOOK_STATES {
+            let on = if state == x.book_state { 1.0 } else { 0.0 };
+            gauge!("tradeloop_book_state", "instrument" => instrument.clone(), "state" => book_state_name(state))
+                .set(on);
+        }
+    }
+    for kind in BreakerKind::ALL {
+        let k = kind as usize;
+        let now = BreakerState::from_code(c.breaker_states[k]);
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            let on = if state == now { 1.0 } else { 0.0 };
+            gauge!("tradeloop_breaker_state", "breaker" => kind.name(), "state" => state.name())
+                .set(on);
+        }
+        counter!("tradeloop_breaker_trips_total", "breaker" => kind.name())
+            .absolute(c.breaker_trips[k]);
+        counter!("tradeloop_breaker_recoveries_total", "breaker" => kind.name())
+            .absolute(c.breaker_recoveries[k]);
+    }
+    gauge!("tradeloop_persistence_pending_records").set(v.persistence_pending as f64);
+    counter!("tradeloop_persistence_failures_total").absolute(v.persistence_failures);
+}
+
+const FEED_STATES: [FeedState; 5] = [
+    FeedState::Connecting,
+    FeedState::Live,
+    FeedState::Stale,
+    FeedState::Reconnecting,
+    FeedState::Down,
+];
+
+fn feed_state_name(s: FeedState) -> &'static str {
+    match s {
+        FeedState::Connecting => "connecting",
+        FeedState::Live => "live",
+        FeedState::Stale => "stale",
+        FeedState::Reconnecting => "reconnecting",
+        FeedState::Down => "down",
+    }
+}
+
+const BOOK_STATES: [BookState; 4] = [
+    BookState::Empty,
+    BookState::Syncing,
+    BookState::Live,
+    BookState::Stale,
+];
+
+fn book_state_name(s: BookState) -> &'static str {
+    match s {
+        BookState::Empty => "empty",
+        BookState::Syncing => "syncing",
+        BookState::Live => "live",
+        BookState::Stale => "stale",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeloop_engine::event::{Event, EventKind, Trade};
+    use tradeloop_engine::fixed::{Price, Qty};
+    use tradeloop_engine::instrument::InstrumentIndex;
+    use tradeloop_engine::lane::LaneConfig;
+    use tradeloop_engine::metrics::{EngineCounters, LoopHistograms};
+
+    fn get(addr: SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read the response");
+        out
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    fn trade() -> Event {
+        Event::new(
+            1,
+            1,
+            EventKind::Trade(Trade {
+                instrument: InstrumentIndex(0),
+                price: Price::from_units(100),
+                qty: Qty::from_units(1),
+                aggressor: tradeloop_engine::event::Side::Buy,
+                trade_id: 1,
+            }),
+        )
+    }
+
+    #[test]
+    fn serves_the_run_state_in_prometheus_text_format() {
+        let exporter = Exporter::start("127.0.0.1:0").expect("start");
+        let lanes = Lanes::new(LaneConfig::default());
+        for _ in 0..3 {
+            let _ = lanes.push_normal(trade());
+        }
+        let telemetry = Telemetry::new(1);
+        let mut counters = EngineCounters {
+            orders_sent: 5,
+            fills: 4,
+            ..EngineCounters::default()
+        };
+        counters.denials[9] = 2; // price_band
+        telemetry.publish(&LoopHistograms::new(), &counters, 1);
+        let feed = FeedShared::default();
+        feed.frames.store(42, Ordering::Relaxed);
+        let names = ["sim:BTCUSDT".to_owned()];
+        exporter.update(&RunView {
+            started: Instant::now(),
+            lanes: &lanes,
+            telemetry: &telemetry,
+            feeds: vec![("sim", &feed)],
+            instruments: &names,
+            persistence_pending: 17,
+            persistence_failures: 1,
+        });
+        let response = get(exporter.addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert_eq!(value(body, "tradeloop_lane_depth{lane=\"normal\"}"), 3.0);
+        assert_eq!(value(body, "tradeloop_lane_depth{lane=\"critical\"}"), 0.0);
+        assert_eq!(value(body, "tradeloop_orders_sent_total"), 5.0);
+        assert_eq!(value(body, "tradeloop_fills_total"), 4.0);
+        assert_eq!(
+            value(body, "tradeloop_orders_denied_total{reason=\"price_band\"}"),
+            2.0
+        );
+        assert_eq!(
+            value(body, "tradeloop_feed_frames_total{feed=\"sim\"}"),
+            42.0
+        );
+        assert_eq!(
+            value(
+                body,
+                "tradeloop_feed_state{feed=\"sim\",state=\"connecting\"}"
+            ),
+            1.0
+        );
+        assert_eq!(value(body, "tradeloop_persistence_pending_records"), 17.0);
+        assert_eq!(
+            value(
+                body,
+                "tradeloop_book_state{instrument=\"sim:BTCUSDT\",state=\"empty\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                body,
+                "tradeloop_breaker_state{breaker=\"drawdown\",state=\"closed\"}"
+            ),
+            1.0
+        );
+        assert!(
+            body.contains("# TYPE tradeloop_orders_sent_total counter"),
+            "{body}"
+        );
+        assert!(body.contains("# HELP tradeloop_lane_depth"), "{body}");
+        assert!(
+            body.contains("tradeloop_tick_to_trade_seconds{quantile=\"0.99\"}"),
+            "{body}"
+        );
+        // A later update moves the values.
+        counters.orders_sent = 6;
+        telemetry.publish(&LoopHistograms::new(), &counters, 2);
+        exporter.update(&RunView {
+            started: Instant::now(),
+            lanes: &lanes,
+            telemetry: &telemetry,
+            feeds: vec![],
+            instruments: &[],
+            persistence_pending: 0,
+            persistence_failures: 1,
+        });
+        assert_eq!(
+            value(&exporter.render(), "tradeloop_orders_sent_total"),
+            6.0
+        );
+    }
+
+    #[test]
+    fn answers_other_requests_with_their_status() {
+        let exporter = Exporter::start("127.0.0.1:0").expect("start");
+        let a = exporter.addr();
+        assert!(get(a, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get(a, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        let head = get(a, "HEAD /metrics HTTP/1.1\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+        let huge = format!(
+            "GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_REQUEST)
+        );
+        assert!(get(a, &huge).starts_with("HTTP/1.1 431"));
+        // A client that connects and says nothing is dropped after the read timeout; the
+        // next one is answered.
+        let idle = TcpStream::connect(a).unwrap();
+        let ok = get(a, "GET /metrics HTTP/1.1\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        drop(idle);
+    }
+
+    #[test]
+    fn a_taken_or_bad_address_names_the_key() {
+        let first = Exporter::start("127.0.0.1:0").expect("start");
+        let taken = Exporter::start(&first.addr().to_string())
+            .err()
+            .expect("in use");
+        assert!(taken.to_string().contains("metrics.listen"), "{taken:#}");
+        let bad = Exporter::start("localhost").err().expect("not an address");
+        assert!(bad.to_string().contains("metrics.listen"), "{bad:#}");
+    }
+}
