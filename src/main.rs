@@ -8,6 +8,7 @@ mod bench;
 mod config;
 mod convert;
 mod exporter;
+mod hdrlog;
 mod hotpath;
 mod persistence;
 mod record;
@@ -58,6 +59,13 @@ enum Command {
         /// Log format (RUST_LOG sets the level; default info).
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Save the engine's latency histograms (HdrHistogram interval log) here at the end
+        /// (default results/run-<time>/latency.hlog).
+        #[arg(long)]
+        histograms: Option<PathBuf>,
+        /// Do not save the latency histograms.
+        #[arg(long, conflicts_with = "histograms")]
+        no_histograms: bool,
     },
     /// Validate or print the configuration.
     Config {
@@ -136,6 +144,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare two latency histogram logs (`run` saves one per run): per histogram, count and
+    /// p50/p90/p99/p99.9/max of each, and B/A.
+    LatencyCompare {
+        /// The first log (A).
+        a: PathBuf,
+        /// The second log (B).
+        b: PathBuf,
+    },
     /// Deterministic single-threaded run of the whole hot path (frame → parse → lane → engine
     /// → strategy → risk → order → fill) on a simulated clock, for counting instructions
     /// (`.ci/instructions-gate.sh` runs it under callgrind); prints what it did as JSON.
@@ -164,8 +180,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `results/bt-YYYYMMDD-HHMMSS` (UTC) for a backtest without `--out`.
-fn default_results_dir() -> PathBuf {
+/// `results/<prefix>-YYYYMMDD-HHMMSS` (UTC): a backtest without `--out` (`bt`), a run's
+/// histograms (`run`).
+fn default_results_dir(prefix: &str) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -174,7 +191,7 @@ fn default_results_dir() -> PathBuf {
         tradeloop_adapters::recorder::utc_date(now.as_nanos().try_into().unwrap_or(u64::MAX));
     let tod = secs % 86_400;
     PathBuf::from("results").join(format!(
-        "bt-{date}-{:02}{:02}{:02}",
+        "{prefix}-{date}-{:02}{:02}{:02}",
         tod / 3600,
         tod / 60 % 60,
         tod % 60
@@ -223,6 +240,15 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Commands that need no configuration.
+    if let Command::LatencyCompare { a, b } = &cli.command {
+        let (ha, hb) = (hdrlog::read(a)?, hdrlog::read(b)?);
+        print!(
+            "{}",
+            hdrlog::compare(&a.display().to_string(), &ha, &b.display().to_string(), &hb)
+        );
+        return Ok(());
+    }
     let env = process_env();
     let config = Config::load(&cli.config, &env)
         .with_context(|| format!("invalid configuration {}", cli.config.display()))?;
@@ -230,12 +256,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             duration,
             log_format,
+            histograms,
+            no_histograms,
         } => {
             init_logging(log_format);
             let duration = parse_duration(duration)?;
             let stop = ctrl_c_flag()?;
-            run::run(&config, run::RunOptions { duration }, &stop)?;
+            let histograms = (!no_histograms).then(|| {
+                histograms.unwrap_or_else(|| default_results_dir("run").join("latency.hlog"))
+            });
+            run::run(
+                &config,
+                run::RunOptions {
+                    duration,
+                    histograms,
+                },
+                &stop,
+            )?;
         }
+        Command::LatencyCompare { .. } => unreachable!("handled before the configuration"),
         Command::Record {
             venue,
             symbols,
@@ -267,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 to_ns,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            let out = out.unwrap_or_else(default_results_dir);
+            let out = out.unwrap_or_else(|| default_results_dir("bt"));
             if !sweep.is_empty() {
                 let params = sweep
                     .iter()

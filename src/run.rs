@@ -30,10 +30,12 @@ use tradeloop_risk::PreTradeRisk;
 use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
 
 /// Options of `tradeloop run`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Stop after this long (`None`: until Ctrl-C).
     pub duration: Option<Duration>,
+    /// Save the run's latency histograms here (HdrHistogram interval log).
+    pub histograms: Option<std::path::PathBuf>,
 }
 
 struct RunningFeed {
@@ -177,10 +179,12 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             .spawn(move || {
                 let mut engine = engine;
                 let report = engine.run(&engine_stop);
+                let histograms = (engine.histograms().clone(), engine.tick_to_trade().clone());
                 (
                     report,
                     engine.gateway().stats(),
                     engine.gateway().lost_reports,
+                    histograms,
                 )
             })?
     };
@@ -202,6 +206,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         tracing::warn!(file = %kill.file.display(), "the kill file exists at start: it trips the kill switch only when it appears again");
     }
     let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
     let exporter = if config.metrics.enabled {
         let e = crate::exporter::Exporter::start(&config.metrics.listen)?;
         tracing::info!(url = %format!("http://{}/metrics", e.addr()), "Prometheus metrics");
@@ -261,11 +266,20 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         .map(|f| (f.name, f.handle.stop()))
         .collect();
     engine_stop.store(true, Ordering::SeqCst);
-    let (report, exec, lost_reports) = engine_thread
+    let (report, exec, lost_reports, (loop_histograms, tick_to_trade)) = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
     for sim in sims {
         sim.stop();
+    }
+    if let Some(path) = &options.histograms {
+        save_histograms(
+            path,
+            &loop_histograms,
+            &tick_to_trade,
+            started_wall,
+            started.elapsed(),
+        );
     }
     // The engine has shut down and flushed its spill: the writer writes what is queued.
     let target = persistence.target.clone();
@@ -370,6 +384,45 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         }
     }
     Ok(())
+}
+
+/// Writes the engine's histograms (per lane wait and service, tick-to-trade) as an interval
+/// log. A failure is logged, not fatal: the run itself has ended cleanly.
+fn save_histograms(
+    path: &std::path::Path,
+    loop_histograms: &tradeloop_engine::metrics::LoopHistograms,
+    tick_to_trade: &hdrhistogram::Histogram<u64>,
+    started: std::time::SystemTime,
+    elapsed: Duration,
+) {
+    let tags: Vec<(String, &hdrhistogram::Histogram<u64>)> = Lane::ALL
+        .iter()
+        .flat_map(|&lane| {
+            [
+                (format!("{}_wait", lane.name()), loop_histograms.wait(lane)),
+                (
+                    format!("{}_service", lane.name()),
+                    loop_histograms.service(lane),
+                ),
+            ]
+        })
+        .chain([("tick_to_trade".to_owned(), tick_to_trade)])
+        .collect();
+    let refs: Vec<(&str, &hdrhistogram::Histogram<u64>)> =
+        tags.iter().map(|(t, h)| (t.as_str(), *h)).collect();
+    match crate::hdrlog::write(
+        path,
+        &refs,
+        started,
+        elapsed,
+        "tradeloop run: engine latency histograms",
+    ) {
+        Ok(()) => eprintln!(
+            "latency histograms: {} (compare two runs: tradeloop latency-compare A.hlog B.hlog)",
+            path.display()
+        ),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot save the latency histograms"),
+    }
 }
 
 /// The kill switch's triggers, polled by the main thread every 20 ms (off the hot path): a

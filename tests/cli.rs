@@ -61,8 +61,10 @@ fn config_print_never_shows_secrets() {
 #[test]
 fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
     let (ws, rest, metrics) = (free_port(), free_port(), free_port());
+    let hlog = std::env::temp_dir().join(format!("tradeloop-cli-{}.hlog", std::process::id()));
     let child = tradeloop()
-        .args(["run", "--duration", "4"])
+        .args(["run", "--duration", "4", "--histograms"])
+        .arg(&hlog)
         .env(
             "TRADELOOP__METRICS__LISTEN",
             format!("\"127.0.0.1:{metrics}\""),
@@ -115,6 +117,26 @@ fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
         "{err}"
     );
     assert!(err.contains("feed sim: live"), "the feed went live:\n{err}");
+    // The saved latency histograms compare with themselves: every ratio is 1.
+    let cmp = tradeloop()
+        .arg("latency-compare")
+        .args([&hlog, &hlog])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&cmp.stdout);
+    assert!(
+        cmp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cmp.stderr)
+    );
+    let normal_wait = table
+        .lines()
+        .skip_while(|l| !l.starts_with("normal_wait"))
+        .nth(1)
+        .expect("normal_wait B row");
+    assert!(normal_wait.ends_with("1.00    1.00"), "{table}");
+    assert!(table.contains("tick_to_trade"), "{table}");
+    std::fs::remove_file(&hlog).unwrap();
     assert!(err.contains("sim:BTCUSDT Live"), "the book synced:\n{err}");
     let summary = err
         .lines()

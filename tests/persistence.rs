@@ -30,6 +30,7 @@ fn run(db: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tradeloop"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("run")
+        .arg("--no-histograms")
         .args(args)
         .env(
             "TRADELOOP__VENUES__0__WS_URL",

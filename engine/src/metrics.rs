@@ -69,8 +69,8 @@ impl Percentiles {
 /// Queue-wait and service-time histograms for each lane, owned by the engine thread.
 ///
 /// # Allocation
-/// Allocates only in [`LoopHistograms::new`].
-#[derive(Debug)]
+/// Allocates only in [`LoopHistograms::new`] (and `clone`, off the hot path).
+#[derive(Clone, Debug)]
 pub struct LoopHistograms {
     wait: [Histogram<u64>; 4],
     service: [Histogram<u64>; 4],
