@@ -13,6 +13,7 @@ mod hotpath;
 mod persistence;
 mod record;
 mod run;
+mod status;
 mod sweep;
 
 use std::path::PathBuf;
@@ -231,7 +232,7 @@ fn init_logging(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(status::StderrWriter)
         .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -209,7 +209,6 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let started_wall = std::time::SystemTime::now();
     let exporter = if config.metrics.enabled {
         let e = crate::exporter::Exporter::start(&config.metrics.listen)?;
-        tracing::info!(url = %format!("http://{}/metrics", e.addr()), "Prometheus metrics");
         eprintln!("metrics: http://{}/metrics", e.addr());
         Some(e)
     } else {
@@ -233,6 +232,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         export(e);
     }
     let status_every = Duration::from_millis(config.metrics.status_interval_ms);
+    let screen = crate::status::Screen::start();
     let mut next_status = started + status_every;
     let mut breakers_seen = BreakerLog::default();
     while !stop.load(Ordering::Relaxed)
@@ -247,14 +247,26 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             if let Some(e) = &exporter {
                 export(e);
             }
-            eprintln!(
-                "{} | store pending={} failures={}",
-                status_line(started, &feeds, &lanes, &telemetry, &instrument_names),
-                persistence.pending(),
-                persistence.failures()
-            );
+            let store = (persistence.pending(), persistence.failures());
+            match &screen {
+                Some(screen) => screen.show(status_block(
+                    started,
+                    &feeds,
+                    &lanes,
+                    &telemetry,
+                    &instrument_names,
+                    store,
+                )),
+                None => eprintln!(
+                    "{} | store pending={} failures={}",
+                    status_line(started, &feeds, &lanes, &telemetry, &instrument_names),
+                    store.0,
+                    store.1
+                ),
+            }
         }
     }
+    drop(screen);
 
     // Shutdown: stop intake first (feeds), then let the engine drain what is queued.
     if let Some(e) = exporter {
@@ -440,8 +452,8 @@ struct KillSwitch {
 impl KillSwitch {
     fn poll(&mut self, lanes: &Lanes, clock: &LiveClock) {
         if self.usr2.swap(false, Ordering::AcqRel) {
-            eprintln!(
-                "RESUME by SIGUSR2: lifting the kill switch's halt and closing every circuit breaker"
+            crate::status::say(
+                "RESUME by SIGUSR2: lifting the kill switch's halt and closing every circuit breaker",
             );
             let event = Event::new(clock.now_ns(), 0, EventKind::Control(Control::Resume));
             if lanes.push_critical(event).is_err() {
@@ -460,14 +472,14 @@ impl KillSwitch {
         } else {
             format!("file {}", self.file.display())
         };
-        eprintln!(
+        crate::status::say(&format!(
             "KILL SWITCH tripped by {source}: cancelling every order, halting new ones{}",
             if self.flatten {
                 ", closing every position"
             } else {
                 ""
             }
-        );
+        ));
         let event = Event::new(clock.now_ns(), 0, EventKind::Control(Control::KillSwitch));
         if lanes.push_critical(event).is_err() {
             tracing::error!("the kill switch could not be queued (lanes closed)");
@@ -558,6 +570,82 @@ impl BreakerLog {
             self.recoveries[k] = c.breaker_recoveries[k];
         }
     }
+}
+
+/// The status block of a terminal: one line per feed, instrument and lane, then the order flow.
+fn status_block(
+    started: Instant,
+    feeds: &[RunningFeed],
+    lanes: &Lanes,
+    telemetry: &Telemetry,
+    instruments: &[String],
+    (store_pending, store_failures): (usize, u64),
+) -> String {
+    use std::fmt::Write as _;
+    let t = telemetry.snapshot();
+    let c = &t.counters;
+    let mut s = format!(
+        "── tradeloop run · {:.0}s ─────────────────────────────────────────────\n",
+        started.elapsed().as_secs_f64()
+    );
+    for f in feeds {
+        let sh = &f.handle.shared;
+        let _ = writeln!(
+            s,
+            "feed {:<12} {:<12} frames {:>10}  gaps {:>4}  reconnects {:>3}  refused {:>4}",
+            f.name,
+            format!("{:?}", sh.state()).to_lowercase(),
+            sh.frames.load(Ordering::Relaxed),
+            sh.gaps.load(Ordering::Relaxed),
+            sh.reconnects.load(Ordering::Relaxed),
+            sh.errors.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<20} {:<8} {:>14} {:>14} {:>14} {:>16}",
+        "instrument", "book", "bid", "ask", "position", "realised-fees"
+    );
+    for (i, name) in instruments.iter().enumerate() {
+        if let Some(x) = telemetry.instrument(i) {
+            let px = |p: Option<Price>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            let _ = writeln!(
+                s,
+                "{name:<20} {:<8} {:>14} {:>14} {:>14} {:>16}",
+                format!("{:?}", x.book_state),
+                px(x.best_bid),
+                px(x.best_ask),
+                x.position.to_string(),
+                x.net_realized.to_decimal().round_dp(4).to_string()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{:<9} {:>7} {:>9} {:>12} {:>12} {:>12}",
+        "lane", "queued", "dropped", "events", "wait p50", "wait p99"
+    );
+    for lane in Lane::ALL {
+        let st = lanes.stats(lane);
+        let w = t.wait[lane as usize];
+        let _ = writeln!(
+            s,
+            "{:<9} {:>7} {:>9} {:>12} {:>10}ns {:>10}ns",
+            lane.name(),
+            st.depth,
+            st.dropped,
+            c.events[lane as usize],
+            w.p50,
+            w.p99
+        );
+    }
+    let denied: u64 = c.denials.iter().sum();
+    let _ = write!(
+        s,
+        "orders {}  fills {}  rejects {}  denied {denied}  tick-to-trade p50/p99 {}/{}ns  store pending {store_pending} failures {store_failures}",
+        c.orders_sent, c.fills, c.rejects, t.tick_to_trade.p50, t.tick_to_trade.p99
+    );
+    s
 }
 
 fn status_line(
