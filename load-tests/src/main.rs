@@ -1,10 +1,18 @@
-//! `tradeloop-load`: bounded load tests of the lanes and the engine, in process.
+//! `tradeloop-load`: bounded load tests of the lanes and the engine.
 //!
 //! `priority` floods the NORMAL lane with trades at rising rates while a second producer pushes a
 //! CRITICAL stop event every millisecond, with the engine on its own thread. For each rate it
 //! reports the NORMAL rate achieved, NORMAL drops (CRITICAL and HIGH must be zero), the CRITICAL
-//! latency from push to strategy callback, and the engine's NORMAL queue wait. Every step is
-//! bounded in time; nothing leaves the process.
+//! latency from push to strategy callback, and the engine's NORMAL queue wait. In process.
+//!
+//! `flood` does the same end to end: the simulated venue streams Binance frames over a real
+//! WebSocket on loopback at rising rates, the real feed client parses them and syncs books into
+//! the NORMAL lane, and the engine handles them while CRITICAL stops arrive every millisecond.
+//! It reports per rate the frames the venue sent and the feed received, gaps, NORMAL drops,
+//! CRITICAL and HIGH losses (must be zero), CRITICAL latency and NORMAL queue wait, and the
+//! highest rate sustained without a NORMAL drop.
+//!
+//! Every step is bounded in time and stops by itself; only loopback is used.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,11 +34,49 @@ use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 use tradeloop_engine::metrics::{latency_histogram, Percentiles};
 use tradeloop_engine::order::{Order, OrderRequest};
 
+mod flood;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tradeloop-load",
     about = "Bounded in-process load tests of the tradeloop engine"
 )]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Scenario {
+    /// In-process NORMAL flood with CRITICAL stops every millisecond.
+    Priority(Args),
+    /// Binance frames over a real loopback WebSocket from the simulated venue, through the
+    /// feed client, lanes and engine, with CRITICAL stops every millisecond.
+    Flood(FloodArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FloodArgs {
+    /// Venue step rates to step through (a step is a book ticker and often a trade: about 1.3
+    /// frames).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50000,200000,500000,1000000"
+    )]
+    rates: Vec<u64>,
+    /// Seconds per rate (at most 10).
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// NORMAL lane capacity (power of two).
+    #[arg(long, default_value_t = 65_536)]
+    normal_slots: usize,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json_out: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// NORMAL flood rates to step through, events per second.
     #[arg(
@@ -116,79 +162,163 @@ fn trade(recv_ns: u64, i: u64) -> Event {
     )
 }
 
-fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step> {
-    let clock = LiveClock::new();
-    let lanes = Arc::new(Lanes::new(LaneConfig {
-        normal_slots,
-        ..LaneConfig::default()
-    }));
+/// The engine on its own thread with the [`Probe`] strategy, and a producer pushing a CRITICAL
+/// stop every millisecond: what both scenarios run against.
+struct Rig {
+    clock: LiveClock,
+    lanes: Arc<Lanes>,
+    stops: Arc<AtomicU64>,
+    trades: Arc<AtomicU64>,
+    telemetry: Arc<tradeloop_engine::metrics::Telemetry>,
+    stop_engine: Arc<AtomicBool>,
+    engine_thread: std::thread::JoinHandle<Histogram<u64>>,
+    producing: Arc<AtomicBool>,
+    critical_thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+/// What a [`Rig`] saw, once stopped.
+struct RigReport {
+    critical_sent: u64,
+    critical: Histogram<u64>,
+}
+
+/// The one instrument both scenarios trade: BTCUSDT on venue `venue`.
+fn load_registry(venue: &str) -> anyhow::Result<InstrumentRegistry> {
     let mut registry = InstrumentRegistry::new();
     registry.add(
-        "load",
+        venue,
         "BTCUSDT",
         Price::parse("0.01")?,
         Qty::parse("0.00001")?,
         ContractKind::Spot,
     )?;
-    let (stops, trades) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let probe = Probe {
-        critical: latency_histogram(),
-        stops: Arc::clone(&stops),
-        trades: Arc::clone(&trades),
-    };
-    let config = LoopConfig {
-        publish_interval_ms: 100,
-        ..LoopConfig::default()
-    };
-    let engine = Engine::new(
-        config,
-        Arc::clone(&lanes),
-        registry,
-        probe,
-        NoOrders,
-        NoOrders,
-        clock.clone(),
-    );
-    let telemetry = engine.telemetry();
-    let stop_engine = Arc::new(AtomicBool::new(false));
-    let engine_thread = {
-        let stop = Arc::clone(&stop_engine);
-        std::thread::Builder::new()
-            .name("load-engine".into())
-            .spawn(move || {
-                let mut e = engine;
-                e.run(&stop);
-                e.strategy().critical.clone()
-            })?
-    };
-    let duration = Duration::from_secs_f64(seconds);
-    let producing = Arc::new(AtomicBool::new(true));
-    let critical_thread = {
-        let (lanes, clock, producing) = (Arc::clone(&lanes), clock.clone(), Arc::clone(&producing));
-        std::thread::Builder::new()
-            .name("load-critical".into())
-            .spawn(move || {
-                let mut sent = 0u64;
-                while producing.load(Ordering::Relaxed) {
-                    let now = clock.now_ns();
-                    let ev = Event::new(
-                        now,
-                        now,
-                        EventKind::StopTriggered(StopTrigger {
-                            instrument: InstrumentIndex(0),
-                            price: Price(1),
-                            trigger: Price(1),
-                            stop_id: 0,
-                        }),
-                    );
-                    if lanes.push_critical(ev).is_ok() {
-                        sent += 1;
+    Ok(registry)
+}
+
+impl Rig {
+    fn start(normal_slots: usize, registry: InstrumentRegistry) -> anyhow::Result<Self> {
+        let clock = LiveClock::new();
+        let lanes = Arc::new(Lanes::new(LaneConfig {
+            normal_slots,
+            ..LaneConfig::default()
+        }));
+        let (stops, trades) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let probe = Probe {
+            critical: latency_histogram(),
+            stops: Arc::clone(&stops),
+            trades: Arc::clone(&trades),
+        };
+        let config = LoopConfig {
+            publish_interval_ms: 100,
+            ..LoopConfig::default()
+        };
+        let engine = Engine::new(
+            config,
+            Arc::clone(&lanes),
+            registry,
+            probe,
+            NoOrders,
+            NoOrders,
+            clock.clone(),
+        );
+        let telemetry = engine.telemetry();
+        let stop_engine = Arc::new(AtomicBool::new(false));
+        let engine_thread = {
+            let stop = Arc::clone(&stop_engine);
+            std::thread::Builder::new()
+                .name("load-engine".into())
+                .spawn(move || {
+                    let mut e = engine;
+                    e.run(&stop);
+                    e.strategy().critical.clone()
+                })?
+        };
+        Ok(Self {
+            clock,
+            lanes,
+            stops,
+            trades,
+            telemetry,
+            stop_engine,
+            engine_thread,
+            producing: Arc::new(AtomicBool::new(false)),
+            critical_thread: None,
+        })
+    }
+
+    /// Starts pushing a CRITICAL stop every millisecond.
+    fn start_critical(&mut self) -> anyhow::Result<()> {
+        self.producing.store(true, Ordering::Relaxed);
+        let (lanes, clock, producing) = (
+            Arc::clone(&self.lanes),
+            self.clock.clone(),
+            Arc::clone(&self.producing),
+        );
+        self.critical_thread = Some(
+            std::thread::Builder::new()
+                .name("load-critical".into())
+                .spawn(move || {
+                    let mut sent = 0u64;
+                    while producing.load(Ordering::Relaxed) {
+                        let now = clock.now_ns();
+                        let ev = Event::new(
+                            now,
+                            now,
+                            EventKind::StopTriggered(StopTrigger {
+                                instrument: InstrumentIndex(0),
+                                price: Price(1),
+                                trigger: Price(1),
+                                stop_id: 0,
+                            }),
+                        );
+                        if lanes.push_critical(ev).is_ok() {
+                            sent += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
                     }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                sent
-            })?
-    };
+                    sent
+                })?,
+        );
+        Ok(())
+    }
+
+    /// Stops the CRITICAL producer, lets the engine drain (at most 5 s), stops it.
+    fn finish(mut self) -> anyhow::Result<RigReport> {
+        self.producing.store(false, Ordering::Relaxed);
+        let critical_sent = match self.critical_thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("critical producer panicked"))?,
+            None => 0,
+        };
+        let drain_deadline = Instant::now() + Duration::from_secs(5);
+        while (self.lanes.depth(Lane::Normal) > 0 || self.lanes.depth(Lane::Critical) > 0)
+            && Instant::now() < drain_deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.stop_engine.store(true, Ordering::SeqCst);
+        let critical = self
+            .engine_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("engine panicked"))?;
+        Ok(RigReport {
+            critical_sent,
+            critical,
+        })
+    }
+}
+
+fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step> {
+    let mut rig = Rig::start(normal_slots, load_registry("load")?)?;
+    let (lanes, clock) = (Arc::clone(&rig.lanes), rig.clock.clone());
+    let (stops, trades, telemetry) = (
+        Arc::clone(&rig.stops),
+        Arc::clone(&rig.trades),
+        Arc::clone(&rig.telemetry),
+    );
+    rig.start_critical()?;
+    let duration = Duration::from_secs_f64(seconds);
     // Flood NORMAL at `rate`, paced in batches of 64 against the clock.
     let started = Instant::now();
     let mut pushed = 0u64;
@@ -204,21 +334,10 @@ fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    producing.store(false, Ordering::Relaxed);
-    let critical_sent = critical_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("critical producer panicked"))?;
-    // Let the engine drain, then stop it.
-    let drain_deadline = Instant::now() + Duration::from_secs(5);
-    while (lanes.depth(Lane::Normal) > 0 || lanes.depth(Lane::Critical) > 0)
-        && Instant::now() < drain_deadline
-    {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    stop_engine.store(true, Ordering::SeqCst);
-    let critical = engine_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("engine panicked"))?;
+    let RigReport {
+        critical_sent,
+        critical,
+    } = rig.finish()?;
     let t = telemetry.snapshot();
     let (n, c, h) = (
         lanes.stats(Lane::Normal),
@@ -240,6 +359,30 @@ fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step
     })
 }
 
+/// The cells both scenarios' tables end with: CRITICAL sent/handled and latency, NORMAL wait.
+fn priority_cells(sent: u64, handled: u64, critical: &Percentiles, wait: &Percentiles) -> String {
+    format!(
+        "{sent}/{handled} | {} ns | {} ns | {} ns | {} ns | {} ns",
+        critical.p50, critical.p99, critical.max, wait.p50, wait.p99
+    )
+}
+
+/// Fails a step that lost a CRITICAL or HIGH event or left a CRITICAL one unhandled.
+fn check_priority(
+    at: &str,
+    lost: u64,
+    sent: u64,
+    handled: u64,
+    step: &dyn std::fmt::Debug,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(lost == 0, "CRITICAL/HIGH lost events at {at}: {step:?}");
+    anyhow::ensure!(
+        handled == sent,
+        "CRITICAL events not all handled at {at}: {step:?}"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -251,7 +394,13 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().scenario {
+        Scenario::Priority(args) => priority(args),
+        Scenario::Flood(args) => flood::run(&args),
+    }
+}
+
+fn priority(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.seconds > 0.0 && args.seconds <= 10.0,
         "--seconds must be in (0, 10]"
@@ -267,26 +416,24 @@ fn run() -> anyhow::Result<()> {
         let s = run_step(rate, args.seconds, args.normal_slots)
             .with_context(|| format!("step at {rate}/s"))?;
         println!(
-            "| {} | {} | {} | {}/{} | {} ns | {} ns | {} ns | {} ns | {} ns |",
+            "| {} | {} | {} | {} |",
             s.target_rate,
             s.achieved_rate,
             s.normal_dropped,
+            priority_cells(
+                s.critical_sent,
+                s.critical_handled,
+                &s.critical_latency_ns,
+                &s.normal_wait_ns
+            )
+        );
+        check_priority(
+            &format!("{rate}/s"),
+            s.critical_dropped_or_refused + s.high_dropped_or_refused,
             s.critical_sent,
             s.critical_handled,
-            s.critical_latency_ns.p50,
-            s.critical_latency_ns.p99,
-            s.critical_latency_ns.max,
-            s.normal_wait_ns.p50,
-            s.normal_wait_ns.p99
-        );
-        anyhow::ensure!(
-            s.critical_dropped_or_refused == 0 && s.high_dropped_or_refused == 0,
-            "CRITICAL/HIGH lost events at {rate}/s: {s:?}"
-        );
-        anyhow::ensure!(
-            s.critical_handled == s.critical_sent,
-            "CRITICAL events not all handled at {rate}/s: {s:?}"
-        );
+            &s,
+        )?;
         steps.push(s);
     }
     if let Some(path) = args.json_out {

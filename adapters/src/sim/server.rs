@@ -380,6 +380,9 @@ fn stream_of(frame: &str) -> Option<&str> {
     rest.find('"').map(|end| &rest[..end])
 }
 
+/// Frames sent to a client per flush, at most.
+const MAX_BURST: u32 = 256;
+
 async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Duration) {
     let mut requested = String::new();
     #[allow(
@@ -414,13 +417,25 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
         tokio::select! {
             frame = rx.recv() => match frame {
                 Ok(f) => {
-                    let wanted = stream_of(&f).is_none_or(|s| subscribed.contains(s));
-                    if wanted {
-                        if ws.send(Message::Text(f.as_ref().into())).await.is_err() {
-                            return;
+                    // This frame and whatever else is already queued (up to a bound) go out
+                    // with one flush: one write per burst instead of one per frame.
+                    let (mut next, mut looked, mut sent) = (Some(f), 0u32, 0u64);
+                    while let Some(f) = next.take() {
+                        looked += 1;
+                        if stream_of(&f).is_none_or(|s| subscribed.contains(s)) {
+                            if ws.feed(Message::Text(f.as_ref().into())).await.is_err() {
+                                return;
+                            }
+                            sent += 1;
                         }
-                        shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        if looked < MAX_BURST {
+                            next = rx.try_recv().ok();
+                        }
                     }
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                    shared.frames_sent.fetch_add(sent, Ordering::Relaxed);
                 }
                 // A slow client misses frames, as on a real venue; it will see a gap.
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
