@@ -35,6 +35,7 @@ use tradeloop_engine::metrics::{latency_histogram, Percentiles};
 use tradeloop_engine::order::{Order, OrderRequest};
 
 mod flood;
+mod soak;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +54,9 @@ enum Scenario {
     /// Binance frames over a real loopback WebSocket from the simulated venue, through the
     /// feed client, lanes and engine, with CRITICAL stops every millisecond.
     Flood(FloodArgs),
+    /// The real `tradeloop run` (sim venue, paper trading, SQLite) for a fixed time, watched
+    /// from outside: resident memory flat after warm-up, no lane drops, every record written.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -397,6 +401,7 @@ fn run() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Priority(args) => priority(args),
         Scenario::Flood(args) => flood::run(&args),
+        Scenario::Soak(args) => soak::run(&args),
     }
 }
 
