@@ -140,15 +140,12 @@ impl LoopConfig {
 /// # Errors
 /// A message if the core does not exist or the OS refused.
 pub fn pin_current_thread(core: usize) -> Result<(), String> {
-    let ids = core_affinity::get_core_ids().ok_or("cannot list cores")?;
-    let id = ids
-        .into_iter()
-        .find(|c| c.id == core)
-        .ok_or_else(|| format!("no core {core}"))?;
-    if core_affinity::set_for_current(id) {
+    // Asked of the OS directly: listing cores first would only list those in the calling
+    // thread's current affinity mask, and a thread started by a pinned one could never move.
+    if core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
         Ok(())
     } else {
-        Err(format!("the OS refused to pin to core {core}"))
+        Err(format!("no core {core}, or the OS refused to pin to it"))
     }
 }
 

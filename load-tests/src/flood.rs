@@ -62,7 +62,18 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
 ///
 /// # Errors
 /// If the venue or the feed cannot start, or the feed does not go live within 10 s.
-pub fn step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<FloodStep> {
+pub fn step(
+    rate: u64,
+    seconds: f64,
+    normal_slots: usize,
+    engine_core: Option<usize>,
+) -> anyhow::Result<FloodStep> {
+    if engine_core.is_some() {
+        // Every thread started from here on (venue, feed, CRITICAL producer) inherits core 0;
+        // the engine thread moves itself to its own core.
+        tradeloop_engine::event_loop::pin_current_thread(0)
+            .map_err(|e| anyhow::anyhow!("cannot pin the test to core 0: {e}"))?;
+    }
     let venue = SimVenue::start(SimConfig {
         ws_addr: free_addr()?,
         rest_addr: free_addr()?,
@@ -82,7 +93,7 @@ pub fn step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Floo
     .context("cannot start the sim venue")?;
     let registry = load_registry("sim")?;
     let symbols = SymbolMap::for_venue(&registry, "sim");
-    let mut rig = Rig::start(normal_slots, registry)?;
+    let mut rig = Rig::start(normal_slots, registry, engine_core)?;
     let settings = FeedSettings {
         feed_id: 0,
         name: "sim".into(),
@@ -184,11 +195,21 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
         args.normal_slots.is_power_of_two(),
         "--normal-slots must be a power of two"
     );
+    let engine_core = if args.isolate_engine {
+        let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+        anyhow::ensure!(
+            cores >= 2,
+            "--isolate-engine needs at least 2 cores, found {cores}"
+        );
+        Some(cores - 1)
+    } else {
+        None
+    };
     println!("| steps/s | venue frames/s | feed frames/s | gaps | NORMAL dropped | CRITICAL sent/handled | CRITICAL p50 | p99 | max | NORMAL wait p50 | p99 |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut steps = Vec::new();
     for &rate in &args.rates {
-        let s = step(rate, args.seconds, args.normal_slots)
+        let s = step(rate, args.seconds, args.normal_slots, engine_core)
             .with_context(|| format!("flood step at {rate} steps/s"))?;
         #[allow(
             clippy::cast_possible_truncation,
@@ -250,7 +271,7 @@ mod tests {
     /// every CRITICAL stop is handled and every NORMAL event is accounted for.
     #[test]
     fn a_short_flood_arrives_whole() {
-        let s = step(5_000, 0.5, 1 << 14).unwrap();
+        let s = step(5_000, 0.5, 1 << 14, None).unwrap();
         assert!(s.feed_frames > 500, "{s:?}");
         assert!(s.venue_frames_sent >= s.feed_frames / 2, "{s:?}");
         assert_eq!(s.feed_gaps, 0, "{s:?}");

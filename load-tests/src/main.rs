@@ -75,6 +75,10 @@ struct FloodArgs {
     /// NORMAL lane capacity (power of two).
     #[arg(long, default_value_t = 65_536)]
     normal_slots: usize,
+    /// Give the engine a core of its own: pin it to the last core (spinning when idle) and
+    /// every other thread of the test to core 0, as a deployment isolating the engine would.
+    #[arg(long)]
+    isolate_engine: bool,
     /// Write the JSON report here.
     #[arg(long)]
     json_out: Option<std::path::PathBuf>,
@@ -200,7 +204,12 @@ fn load_registry(venue: &str) -> anyhow::Result<InstrumentRegistry> {
 }
 
 impl Rig {
-    fn start(normal_slots: usize, registry: InstrumentRegistry) -> anyhow::Result<Self> {
+    /// `engine_core`: pin the engine thread to this core and let it spin when idle.
+    fn start(
+        normal_slots: usize,
+        registry: InstrumentRegistry,
+        engine_core: Option<usize>,
+    ) -> anyhow::Result<Self> {
         let clock = LiveClock::new();
         let lanes = Arc::new(Lanes::new(LaneConfig {
             normal_slots,
@@ -214,6 +223,12 @@ impl Rig {
         };
         let config = LoopConfig {
             publish_interval_ms: 100,
+            pin_core: engine_core,
+            idle: if engine_core.is_some() {
+                tradeloop_engine::event_loop::IdleStrategy::Spin
+            } else {
+                LoopConfig::default().idle
+            },
             ..LoopConfig::default()
         };
         let engine = Engine::new(
@@ -314,7 +329,7 @@ impl Rig {
 }
 
 fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step> {
-    let mut rig = Rig::start(normal_slots, load_registry("load")?)?;
+    let mut rig = Rig::start(normal_slots, load_registry("load")?, None)?;
     let (lanes, clock) = (Arc::clone(&rig.lanes), rig.clock.clone());
     let (stops, trades, telemetry) = (
         Arc::clone(&rig.stops),
