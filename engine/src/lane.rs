@@ -255,7 +255,8 @@ impl Lanes {
     /// Creates the lanes with the configured capacities.
     ///
     /// # Panics
-    /// If a capacity is not a power of two (validate the config first with [`LaneConfig::validate`]).
+    /// If a capacity is not a power of two of at least 2 (validate the config first with
+    /// [`LaneConfig::validate`]).
     #[must_use]
     pub fn new(config: LaneConfig) -> Self {
         Self {

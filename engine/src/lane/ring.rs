@@ -60,11 +60,13 @@ impl<T: Copy> Ring<T> {
     /// A ring of `capacity` slots.
     ///
     /// # Panics
-    /// If `capacity` is not a power of two (lane capacities are validated as such).
+    /// If `capacity` is not a power of two of at least 2 (lane capacities are validated as
+    /// such; with one slot, "free for the next push" and "holds a value" have the same
+    /// sequence number).
     pub(super) fn new(capacity: usize) -> Self {
         assert!(
-            capacity.is_power_of_two(),
-            "ring capacity must be a power of two, got {capacity}"
+            capacity >= 2 && capacity.is_power_of_two(),
+            "ring capacity must be a power of two of at least 2, got {capacity}"
         );
         let slots = (0..capacity)
             .map(|i| Slot {
@@ -224,6 +226,25 @@ mod tests {
     #[should_panic(expected = "power of two")]
     fn capacity_must_be_a_power_of_two() {
         let _ = Ring::<u8>::new(6);
+    }
+
+    #[test]
+    #[should_panic(expected = "at least 2")]
+    fn one_slot_is_refused() {
+        let _ = Ring::<u8>::new(1);
+    }
+
+    #[test]
+    fn two_slots_fill_and_drain() {
+        let r = Ring::new(2);
+        for lap in 0..5u8 {
+            assert_eq!(r.push(lap), Ok(()));
+            assert_eq!(r.push(lap + 100), Ok(()));
+            assert_eq!(r.push(0), Err(0), "lap {lap}: full");
+            assert_eq!(r.pop(), Some(lap));
+            assert_eq!(r.pop(), Some(lap + 100));
+            assert_eq!(r.pop(), None);
+        }
     }
 
     /// A claimed but unwritten slot (a producer preempted mid-push) makes `pop` return at once
