@@ -51,6 +51,8 @@ pub struct FloodStep {
     pub critical_latency_ns: Percentiles,
     /// NORMAL queue wait in the engine.
     pub normal_wait_ns: Percentiles,
+    /// Fills on HIGH during the step.
+    pub fills: super::FillStats,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -147,6 +149,7 @@ pub fn step(
     let RigReport {
         critical_sent,
         critical,
+        fills,
     } = rig.finish()?;
     let (n, c, h) = (
         lanes.stats(Lane::Normal),
@@ -179,6 +182,7 @@ pub fn step(
         high_lost: h.dropped + h.refused,
         critical_latency_ns: Percentiles::of(&critical),
         normal_wait_ns: telemetry.snapshot().wait[Lane::Normal as usize],
+        fills,
     })
 }
 
@@ -205,8 +209,11 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    println!("| steps/s | venue frames/s | feed frames/s | gaps | NORMAL dropped | CRITICAL sent/handled | CRITICAL p50 | p99 | max | NORMAL wait p50 | p99 |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| steps/s | venue frames/s | feed frames/s | gaps | NORMAL dropped | {} |",
+        super::PRIORITY_HEADER
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut steps = Vec::new();
     for &rate in &args.rates {
         let s = step(rate, args.seconds, args.normal_slots, engine_core)
@@ -228,6 +235,7 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
                 s.critical_sent,
                 s.critical_handled,
                 &s.critical_latency_ns,
+                &s.fills,
                 &s.normal_wait_ns
             )
         );
@@ -236,6 +244,7 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
             s.critical_lost + s.high_lost,
             s.critical_sent,
             s.critical_handled,
+            &s.fills,
             &s,
         )?;
         steps.push(s);
@@ -281,5 +290,7 @@ mod tests {
         assert_eq!(s.critical_handled, s.critical_sent, "{s:?}");
         assert_eq!(s.critical_lost + s.high_lost, 0, "{s:?}");
         assert_eq!(s.normal_dropped, 0, "{s:?}");
+        assert!(s.fills.sent > 0, "{s:?}");
+        assert_eq!(s.fills.handled, s.fills.sent, "{s:?}");
     }
 }

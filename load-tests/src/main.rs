@@ -23,10 +23,10 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tradeloop_engine::api::{
-    Context, Deny, Gateway, GatewayError, RiskContext, RiskGate, Strategy,
+    Context, Deny, Gateway, GatewayError, OrderUpdate, RiskContext, RiskGate, Strategy,
 };
 use tradeloop_engine::clock::{Clock, LiveClock};
-use tradeloop_engine::event::{Event, EventKind, Side, StopTrigger, Trade};
+use tradeloop_engine::event::{Event, EventKind, OrderReport, Side, StopTrigger, Trade};
 use tradeloop_engine::event_loop::{Engine, LoopConfig};
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::{ContractKind, InstrumentIndex, InstrumentRegistry};
@@ -104,37 +104,82 @@ struct Args {
     json_out: Option<std::path::PathBuf>,
 }
 
-/// Records CRITICAL latency (push to callback) and counts trades.
+/// Records CRITICAL latency (push to callback) and fill latency (the venue thread's push on
+/// HIGH to the strategy's `on_order`), counts trades, and sends a one-lot IOC on a trade at
+/// most once per millisecond (buy and sell alternately) so fills flow on HIGH during the load.
 struct Probe {
     critical: Histogram<u64>,
+    fill_latency: Histogram<u64>,
     stops: Arc<AtomicU64>,
     trades: Arc<AtomicU64>,
+    fills: Arc<AtomicU64>,
+    next_order_ns: u64,
+    buy: bool,
+    orders_refused: u64,
 }
 
+const ORDER_EVERY_NS: u64 = 1_000_000;
+
 impl Strategy for Probe {
-    fn on_trade<C: Context>(&mut self, _ctx: &mut C, _t: &Trade) {
+    fn on_trade<C: Context>(&mut self, ctx: &mut C, t: &Trade) {
         self.trades.fetch_add(1, Ordering::Relaxed);
+        let now = ctx.now_ns();
+        if now >= self.next_order_ns {
+            self.next_order_ns = now + ORDER_EVERY_NS;
+            let side = if self.buy { Side::Buy } else { Side::Sell };
+            let lot = Qty(100_000);
+            match ctx.submit(OrderRequest::ioc(t.instrument, side, t.price, lot)) {
+                Ok(_) => self.buy = !self.buy,
+                Err(_) => self.orders_refused += 1,
+            }
+        }
     }
     fn on_stop<C: Context>(&mut self, ctx: &mut C, _s: &StopTrigger) {
         self.critical
             .saturating_record(ctx.now_ns().saturating_sub(ctx.recv_ns()).max(1));
         self.stops.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-struct NoOrders;
-impl RiskGate for NoOrders {
-    fn check(&mut self, _: &OrderRequest, _: &RiskContext) -> Result<(), Deny> {
-        Err(Deny::Halted)
+    fn on_order<C: Context>(&mut self, ctx: &mut C, u: &OrderUpdate) {
+        if matches!(u.report, OrderReport::Fill { .. }) {
+            self.fill_latency
+                .saturating_record(ctx.now_ns().saturating_sub(ctx.recv_ns()).max(1));
+            self.fills.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
-impl Gateway for NoOrders {
-    fn submit(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
-        Err(GatewayError::NoExecutionVenue)
+
+/// Lets every order through (the load test measures lanes and the loop, not limits).
+struct AllowAll;
+impl RiskGate for AllowAll {
+    fn check(&mut self, _: &OrderRequest, _: &RiskContext) -> Result<(), Deny> {
+        Ok(())
+    }
+}
+
+/// Hands orders to the venue thread, which answers on HIGH as a venue's gateway thread would.
+struct VenueLink {
+    orders: Arc<crossbeam_queue::ArrayQueue<Order>>,
+}
+impl Gateway for VenueLink {
+    fn submit(&mut self, order: &Order, _: u64) -> Result<(), GatewayError> {
+        self.orders.push(*order).map_err(|_| GatewayError::Full)
     }
     fn cancel(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
         Err(GatewayError::NoExecutionVenue)
     }
+}
+
+/// Fills as the rig saw them.
+#[derive(Serialize, Debug, Clone, Copy)]
+struct FillStats {
+    /// Fills the venue thread pushed on HIGH.
+    sent: u64,
+    /// Fills the strategy saw.
+    handled: u64,
+    /// Venue push to `on_order`.
+    latency_ns: Percentiles,
+    /// Orders the engine refused (the venue link full, say).
+    orders_refused: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -150,6 +195,7 @@ struct Step {
     high_dropped_or_refused: u64,
     critical_latency_ns: Percentiles,
     normal_wait_ns: Percentiles,
+    fills: FillStats,
 }
 
 fn trade(recv_ns: u64, i: u64) -> Event {
@@ -179,15 +225,18 @@ struct Rig {
     trades: Arc<AtomicU64>,
     telemetry: Arc<tradeloop_engine::metrics::Telemetry>,
     stop_engine: Arc<AtomicBool>,
-    engine_thread: std::thread::JoinHandle<Histogram<u64>>,
+    engine_thread: std::thread::JoinHandle<(Histogram<u64>, Histogram<u64>, u64)>,
     producing: Arc<AtomicBool>,
     critical_thread: Option<std::thread::JoinHandle<u64>>,
+    venue_thread: Option<std::thread::JoinHandle<u64>>,
+    fills: Arc<AtomicU64>,
 }
 
 /// What a [`Rig`] saw, once stopped.
 struct RigReport {
     critical_sent: u64,
     critical: Histogram<u64>,
+    fills: FillStats,
 }
 
 /// The one instrument both scenarios trade: BTCUSDT on venue `venue`.
@@ -216,11 +265,18 @@ impl Rig {
             ..LaneConfig::default()
         }));
         let (stops, trades) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let fills = Arc::new(AtomicU64::new(0));
         let probe = Probe {
             critical: latency_histogram(),
+            fill_latency: latency_histogram(),
             stops: Arc::clone(&stops),
             trades: Arc::clone(&trades),
+            fills: Arc::clone(&fills),
+            next_order_ns: 0,
+            buy: true,
+            orders_refused: 0,
         };
+        let orders = Arc::new(crossbeam_queue::ArrayQueue::new(4096));
         let config = LoopConfig {
             publish_interval_ms: 100,
             pin_core: engine_core,
@@ -236,8 +292,10 @@ impl Rig {
             Arc::clone(&lanes),
             registry,
             probe,
-            NoOrders,
-            NoOrders,
+            AllowAll,
+            VenueLink {
+                orders: Arc::clone(&orders),
+            },
             clock.clone(),
         );
         let telemetry = engine.telemetry();
@@ -249,7 +307,45 @@ impl Rig {
                 .spawn(move || {
                     let mut e = engine;
                     e.run(&stop);
-                    e.strategy().critical.clone()
+                    let p = e.strategy();
+                    (p.critical.clone(), p.fill_latency.clone(), p.orders_refused)
+                })?
+        };
+        let producing = Arc::new(AtomicBool::new(true));
+        // The venue: answers each order with an ack and a full fill on HIGH, stamped as it
+        // pushes them, until the load stops.
+        let venue_thread = {
+            let (lanes, clock, producing) =
+                (Arc::clone(&lanes), clock.clone(), Arc::clone(&producing));
+            std::thread::Builder::new()
+                .name("load-venue".into())
+                .spawn(move || {
+                    let mut sent = 0u64;
+                    while producing.load(Ordering::Relaxed) {
+                        let Some(order) = orders.pop() else {
+                            std::thread::sleep(Duration::from_micros(250));
+                            continue;
+                        };
+                        let id = order.client_id;
+                        let fill = OrderReport::Fill {
+                            client_id: id,
+                            price: order.request.price,
+                            qty: order.request.qty,
+                            fee: Qty::ZERO,
+                            maker: false,
+                        };
+                        for report in [OrderReport::Accepted { client_id: id }, fill] {
+                            let now = clock.now_ns();
+                            if lanes
+                                .push_high(Event::new(now, now, EventKind::Order(report)))
+                                .is_err()
+                            {
+                                return sent;
+                            }
+                        }
+                        sent += 1;
+                    }
+                    sent
                 })?
         };
         Ok(Self {
@@ -260,14 +356,15 @@ impl Rig {
             telemetry,
             stop_engine,
             engine_thread,
-            producing: Arc::new(AtomicBool::new(false)),
+            producing,
             critical_thread: None,
+            venue_thread: Some(venue_thread),
+            fills,
         })
     }
 
     /// Starts pushing a CRITICAL stop every millisecond.
     fn start_critical(&mut self) -> anyhow::Result<()> {
-        self.producing.store(true, Ordering::Relaxed);
         let (lanes, clock, producing) = (
             Arc::clone(&self.lanes),
             self.clock.clone(),
@@ -301,7 +398,8 @@ impl Rig {
         Ok(())
     }
 
-    /// Stops the CRITICAL producer, lets the engine drain (at most 5 s), stops it.
+    /// Stops the CRITICAL producer and the venue, lets the engine drain (at most 5 s), stops
+    /// it.
     fn finish(mut self) -> anyhow::Result<RigReport> {
         self.producing.store(false, Ordering::Relaxed);
         let critical_sent = match self.critical_thread.take() {
@@ -310,20 +408,32 @@ impl Rig {
                 .map_err(|_| anyhow::anyhow!("critical producer panicked"))?,
             None => 0,
         };
+        let fills_sent = match self.venue_thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("venue thread panicked"))?,
+            None => 0,
+        };
         let drain_deadline = Instant::now() + Duration::from_secs(5);
-        while (self.lanes.depth(Lane::Normal) > 0 || self.lanes.depth(Lane::Critical) > 0)
+        while Lane::ALL[..3].iter().any(|&l| self.lanes.depth(l) > 0)
             && Instant::now() < drain_deadline
         {
             std::thread::sleep(Duration::from_millis(1));
         }
         self.stop_engine.store(true, Ordering::SeqCst);
-        let critical = self
+        let (critical, fill_latency, orders_refused) = self
             .engine_thread
             .join()
             .map_err(|_| anyhow::anyhow!("engine panicked"))?;
         Ok(RigReport {
             critical_sent,
             critical,
+            fills: FillStats {
+                sent: fills_sent,
+                handled: self.fills.load(Ordering::Relaxed),
+                latency_ns: Percentiles::of(&fill_latency),
+                orders_refused,
+            },
         })
     }
 }
@@ -356,6 +466,7 @@ fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step
     let RigReport {
         critical_sent,
         critical,
+        fills,
     } = rig.finish()?;
     let t = telemetry.snapshot();
     let (n, c, h) = (
@@ -375,29 +486,54 @@ fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step
         high_dropped_or_refused: h.dropped + h.refused,
         critical_latency_ns: Percentiles::of(&critical),
         normal_wait_ns: t.wait[Lane::Normal as usize],
+        fills,
     })
 }
 
-/// The cells both scenarios' tables end with: CRITICAL sent/handled and latency, NORMAL wait.
-fn priority_cells(sent: u64, handled: u64, critical: &Percentiles, wait: &Percentiles) -> String {
+/// The header cells both scenarios' tables end with.
+const PRIORITY_HEADER: &str = "CRITICAL sent/handled | CRITICAL p50 | p99 | max | fills sent/handled | fill p50 | p99 | NORMAL wait p50 | p99";
+
+/// The cells both scenarios' tables end with: CRITICAL sent/handled and latency, fills on
+/// HIGH and their latency, NORMAL wait.
+fn priority_cells(
+    sent: u64,
+    handled: u64,
+    critical: &Percentiles,
+    fills: &FillStats,
+    wait: &Percentiles,
+) -> String {
     format!(
-        "{sent}/{handled} | {} ns | {} ns | {} ns | {} ns | {} ns",
-        critical.p50, critical.p99, critical.max, wait.p50, wait.p99
+        "{sent}/{handled} | {} ns | {} ns | {} ns | {}/{} | {} ns | {} ns | {} ns | {} ns",
+        critical.p50,
+        critical.p99,
+        critical.max,
+        fills.sent,
+        fills.handled,
+        fills.latency_ns.p50,
+        fills.latency_ns.p99,
+        wait.p50,
+        wait.p99
     )
 }
 
-/// Fails a step that lost a CRITICAL or HIGH event or left a CRITICAL one unhandled.
+/// Fails a step that lost a CRITICAL or HIGH event, left a CRITICAL event or a fill unhandled,
+/// or saw no fill at all.
 fn check_priority(
     at: &str,
     lost: u64,
     sent: u64,
     handled: u64,
+    fills: &FillStats,
     step: &dyn std::fmt::Debug,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(lost == 0, "CRITICAL/HIGH lost events at {at}: {step:?}");
     anyhow::ensure!(
         handled == sent,
         "CRITICAL events not all handled at {at}: {step:?}"
+    );
+    anyhow::ensure!(
+        fills.sent > 0 && fills.handled == fills.sent && fills.orders_refused == 0,
+        "fills not all handled at {at}: {step:?}"
     );
     Ok(())
 }
@@ -430,8 +566,8 @@ fn priority(args: Args) -> anyhow::Result<()> {
         "--normal-slots must be a power of two"
     );
     let mut steps = Vec::new();
-    println!("| target/s | achieved/s | NORMAL dropped | CRITICAL sent/handled | CRITICAL p50 | p99 | max | NORMAL wait p50 | p99 |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| target/s | achieved/s | NORMAL dropped | {PRIORITY_HEADER} |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &rate in &args.rates {
         let s = run_step(rate, args.seconds, args.normal_slots)
             .with_context(|| format!("step at {rate}/s"))?;
@@ -444,6 +580,7 @@ fn priority(args: Args) -> anyhow::Result<()> {
                 s.critical_sent,
                 s.critical_handled,
                 &s.critical_latency_ns,
+                &s.fills,
                 &s.normal_wait_ns
             )
         );
@@ -452,6 +589,7 @@ fn priority(args: Args) -> anyhow::Result<()> {
             s.critical_dropped_or_refused + s.high_dropped_or_refused,
             s.critical_sent,
             s.critical_handled,
+            &s.fills,
             &s,
         )?;
         steps.push(s);
@@ -485,5 +623,8 @@ mod tests {
             "{s:?}"
         );
         assert_eq!(s.critical_latency_ns.count, s.critical_handled);
+        assert!(s.fills.sent > 0, "{s:?}");
+        assert_eq!(s.fills.handled, s.fills.sent, "{s:?}");
+        assert_eq!(s.fills.latency_ns.count, s.fills.handled);
     }
 }
