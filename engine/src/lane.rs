@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_utils::{Backoff, CachePadded};
 
 #[allow(unsafe_code, reason = "the lanes' ring buffer; see its module docs")]
-mod ring;
+pub(crate) mod ring;
 use ring::Ring;
 
 use crate::event::{Event, EventKind};

@@ -11,11 +11,10 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::event::{ClientOrderId, Side};
 use crate::fixed::{Price, Qty};
 use crate::instrument::InstrumentIndex;
+use crate::lane::ring::Ring;
 use crate::lane::{Full, Lane};
 use crate::metrics::Percentiles;
 use crate::order::Order;
@@ -98,26 +97,26 @@ impl Record {
     }
 }
 
-/// The bounded queue from the engine thread to the writer thread.
+/// The bounded queue from the engine thread to the writer thread: the lanes' ring, so the
+/// engine's push never waits for a writer thread preempted in the middle of a pop (a slot not
+/// yet released reads as full, and the record goes to the spill).
 ///
 /// # Allocation
 /// Allocates only in [`Outbox::new`].
 #[derive(Debug)]
 pub struct Outbox {
-    queue: ArrayQueue<Record>,
+    queue: Ring<Record>,
     pushed: AtomicU64,
     telemetry_dropped: AtomicU64,
 }
 
 impl Outbox {
-    /// An outbox of `slots` records.
-    ///
-    /// # Panics
-    /// If `slots` is zero.
+    /// An outbox of `slots` records, rounded up to a power of two of at least 2
+    /// (`persistence.queue_slots` is validated as one).
     #[must_use]
     pub fn new(slots: usize) -> Self {
         Self {
-            queue: ArrayQueue::new(slots),
+            queue: Ring::new(slots.max(2).next_power_of_two()),
             pushed: AtomicU64::new(0),
             telemetry_dropped: AtomicU64::new(0),
         }
@@ -440,22 +439,23 @@ mod tests {
 
     #[test]
     fn telemetry_bypasses_the_spill() {
-        let out = Outbox::new(1);
+        let out = Outbox::new(2);
         let mut spill = Spill::new(4);
         spill.send(&out, fill(0));
         spill.send(&out, fill(1));
-        spill.send(&out, denial(2));
+        spill.send(&out, fill(2));
+        spill.send(&out, denial(3));
         assert_eq!((spill.held(), out.telemetry_dropped()), (1, 1));
     }
 
     #[test]
     fn spill_counts_loss_only_when_itself_full() {
-        let out = Outbox::new(1);
+        let out = Outbox::new(2);
         let mut spill = Spill::new(2);
-        for n in 0..5 {
+        for n in 0..6 {
             spill.send(&out, fill(n));
         }
-        assert_eq!((out.len(), spill.held(), spill.lost()), (1, 2, 2));
+        assert_eq!((out.len(), spill.held(), spill.lost()), (2, 2, 2));
     }
 
     #[derive(Default)]

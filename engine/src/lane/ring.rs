@@ -31,7 +31,7 @@ struct Slot<T> {
 }
 
 /// The ring. Capacity is a power of two.
-pub(super) struct Ring<T: Copy> {
+pub(crate) struct Ring<T: Copy> {
     slots: Box<[Slot<T>]>,
     mask: usize,
     /// Next position to push.
@@ -63,7 +63,7 @@ impl<T: Copy> Ring<T> {
     /// If `capacity` is not a power of two of at least 2 (lane capacities are validated as
     /// such; with one slot, "free for the next push" and "holds a value" have the same
     /// sequence number).
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         assert!(
             capacity >= 2 && capacity.is_power_of_two(),
             "ring capacity must be a power of two of at least 2, got {capacity}"
@@ -91,7 +91,7 @@ impl<T: Copy> Ring<T> {
 
     /// Pushes `value`, or gives it back if every slot is taken.
     #[inline]
-    pub(super) fn push(&self, value: T) -> Result<(), T> {
+    pub(crate) fn push(&self, value: T) -> Result<(), T> {
         let mut pos = self.tail.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(pos);
@@ -130,7 +130,7 @@ impl<T: Copy> Ring<T> {
     /// Pops the oldest value. `None` when empty, or when the oldest slot has been claimed by a
     /// producer that has not finished writing it: the caller never waits for a producer.
     #[inline]
-    pub(super) fn pop(&self) -> Option<T> {
+    pub(crate) fn pop(&self) -> Option<T> {
         let mut pos = self.head.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(pos);
@@ -169,7 +169,7 @@ impl<T: Copy> Ring<T> {
 
     /// Values pushed and not yet popped (including any still being written).
     #[inline]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         loop {
             let tail = self.tail.load(Ordering::SeqCst);
             let head = self.head.load(Ordering::SeqCst);
@@ -182,12 +182,12 @@ impl<T: Copy> Ring<T> {
     /// `true` when no value is queued (two loads; a value being pushed right now may or may
     /// not be seen).
     #[inline]
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
     }
 
     /// Slots.
-    pub(super) fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.mask + 1
     }
 }
