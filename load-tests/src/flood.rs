@@ -17,9 +17,8 @@ use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::event::FeedState;
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::lane::Lane;
-use tradeloop_engine::metrics::Percentiles;
 
-use super::{check_priority, load_registry, priority_cells, FloodArgs, Rig, RigReport};
+use super::{check_priority, load_registry, priority_cells, FloodArgs, Rig};
 
 /// One rate's results.
 #[derive(Serialize, Debug)]
@@ -43,16 +42,9 @@ pub struct FloodStep {
     pub normal_dropped: u64,
     /// Trades the strategy saw.
     pub trades_handled: u64,
-    pub critical_sent: u64,
-    pub critical_handled: u64,
-    pub critical_lost: u64,
-    pub high_lost: u64,
-    /// CRITICAL push to strategy callback.
-    pub critical_latency_ns: Percentiles,
-    /// NORMAL queue wait in the engine.
-    pub normal_wait_ns: Percentiles,
-    /// Fills on HIGH during the step.
-    pub fills: super::FillStats,
+    /// CRITICAL, HIGH and fills while NORMAL was loaded.
+    #[serde(flatten)]
+    pub priority: super::Priority,
 }
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
@@ -140,22 +132,9 @@ pub fn step(
     );
     let stats = handle.stop();
     venue.stop();
-    let (stops, trades, lanes, telemetry) = (
-        Arc::clone(&rig.stops),
-        Arc::clone(&rig.trades),
-        Arc::clone(&rig.lanes),
-        Arc::clone(&rig.telemetry),
-    );
-    let RigReport {
-        critical_sent,
-        critical,
-        fills,
-    } = rig.finish()?;
-    let (n, c, h) = (
-        lanes.stats(Lane::Normal),
-        lanes.stats(Lane::Critical),
-        lanes.stats(Lane::High),
-    );
+    let (trades, lanes) = (Arc::clone(&rig.trades), Arc::clone(&rig.lanes));
+    let priority = rig.finish()?;
+    let n = lanes.stats(Lane::Normal);
     let feed_frames = frames1 - frames0;
     #[allow(
         clippy::cast_possible_truncation,
@@ -176,13 +155,7 @@ pub fn step(
         normal_pushed: n.pushed,
         normal_dropped: n.dropped,
         trades_handled: trades.load(r),
-        critical_sent,
-        critical_handled: stops.load(r),
-        critical_lost: c.dropped + c.refused,
-        high_lost: h.dropped + h.refused,
-        critical_latency_ns: Percentiles::of(&critical),
-        normal_wait_ns: telemetry.snapshot().wait[Lane::Normal as usize],
-        fills,
+        priority,
     })
 }
 
@@ -231,22 +204,9 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
             s.feed_frames_per_second,
             s.feed_gaps,
             s.normal_dropped,
-            priority_cells(
-                s.critical_sent,
-                s.critical_handled,
-                &s.critical_latency_ns,
-                &s.fills,
-                &s.normal_wait_ns
-            )
+            priority_cells(&s.priority)
         );
-        check_priority(
-            &format!("{rate} steps/s"),
-            s.critical_lost + s.high_lost,
-            s.critical_sent,
-            s.critical_handled,
-            &s.fills,
-            &s,
-        )?;
+        check_priority(&format!("{rate} steps/s"), &s.priority, &s)?;
         steps.push(s);
     }
     let sustained = steps
@@ -286,11 +246,12 @@ mod tests {
         assert_eq!(s.feed_gaps, 0, "{s:?}");
         assert_eq!(s.feed_refused, 0, "{s:?}");
         assert!(s.trades_handled > 0, "{s:?}");
-        assert!(s.critical_sent > 0);
-        assert_eq!(s.critical_handled, s.critical_sent, "{s:?}");
-        assert_eq!(s.critical_lost + s.high_lost, 0, "{s:?}");
+        let p = &s.priority;
+        assert!(p.critical_sent > 0);
+        assert_eq!(p.critical_handled, p.critical_sent, "{s:?}");
+        assert_eq!(p.critical_lost + p.high_lost, 0, "{s:?}");
         assert_eq!(s.normal_dropped, 0, "{s:?}");
-        assert!(s.fills.sent > 0, "{s:?}");
-        assert_eq!(s.fills.handled, s.fills.sent, "{s:?}");
+        assert!(p.fills.sent > 0, "{s:?}");
+        assert_eq!(p.fills.handled, p.fills.sent, "{s:?}");
     }
 }

@@ -189,13 +189,8 @@ struct Step {
     normal_pushed: u64,
     normal_dropped: u64,
     normal_handled: u64,
-    critical_sent: u64,
-    critical_handled: u64,
-    critical_dropped_or_refused: u64,
-    high_dropped_or_refused: u64,
-    critical_latency_ns: Percentiles,
-    normal_wait_ns: Percentiles,
-    fills: FillStats,
+    #[serde(flatten)]
+    priority: Priority,
 }
 
 fn trade(recv_ns: u64, i: u64) -> Event {
@@ -232,10 +227,19 @@ struct Rig {
     fills: Arc<AtomicU64>,
 }
 
-/// What a [`Rig`] saw, once stopped.
-struct RigReport {
+/// What the higher lanes got while NORMAL was loaded: what a [`Rig`] reports once stopped.
+#[derive(Serialize, Debug)]
+struct Priority {
     critical_sent: u64,
-    critical: Histogram<u64>,
+    critical_handled: u64,
+    /// CRITICAL events dropped or refused (must be 0).
+    critical_lost: u64,
+    /// HIGH events dropped or refused (must be 0).
+    high_lost: u64,
+    /// CRITICAL push to strategy callback.
+    critical_latency_ns: Percentiles,
+    /// NORMAL queue wait in the engine.
+    normal_wait_ns: Percentiles,
     fills: FillStats,
 }
 
@@ -400,7 +404,7 @@ impl Rig {
 
     /// Stops the CRITICAL producer and the venue, lets the engine drain (at most 5 s), stops
     /// it.
-    fn finish(mut self) -> anyhow::Result<RigReport> {
+    fn finish(mut self) -> anyhow::Result<Priority> {
         self.producing.store(false, Ordering::Relaxed);
         let critical_sent = match self.critical_thread.take() {
             Some(t) => t
@@ -425,9 +429,17 @@ impl Rig {
             .engine_thread
             .join()
             .map_err(|_| anyhow::anyhow!("engine panicked"))?;
-        Ok(RigReport {
+        let (c, h) = (
+            self.lanes.stats(Lane::Critical),
+            self.lanes.stats(Lane::High),
+        );
+        Ok(Priority {
             critical_sent,
-            critical,
+            critical_handled: self.stops.load(Ordering::Relaxed),
+            critical_lost: c.dropped + c.refused,
+            high_lost: h.dropped + h.refused,
+            critical_latency_ns: Percentiles::of(&critical),
+            normal_wait_ns: self.telemetry.snapshot().wait[Lane::Normal as usize],
             fills: FillStats {
                 sent: fills_sent,
                 handled: self.fills.load(Ordering::Relaxed),
@@ -441,11 +453,7 @@ impl Rig {
 fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step> {
     let mut rig = Rig::start(normal_slots, load_registry("load")?, None)?;
     let (lanes, clock) = (Arc::clone(&rig.lanes), rig.clock.clone());
-    let (stops, trades, telemetry) = (
-        Arc::clone(&rig.stops),
-        Arc::clone(&rig.trades),
-        Arc::clone(&rig.telemetry),
-    );
+    let trades = Arc::clone(&rig.trades);
     rig.start_critical()?;
     let duration = Duration::from_secs_f64(seconds);
     // Flood NORMAL at `rate`, paced in batches of 64 against the clock.
@@ -463,30 +471,15 @@ fn run_step(rate: u64, seconds: f64, normal_slots: usize) -> anyhow::Result<Step
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let RigReport {
-        critical_sent,
-        critical,
-        fills,
-    } = rig.finish()?;
-    let t = telemetry.snapshot();
-    let (n, c, h) = (
-        lanes.stats(Lane::Normal),
-        lanes.stats(Lane::Critical),
-        lanes.stats(Lane::High),
-    );
+    let priority = rig.finish()?;
+    let n = lanes.stats(Lane::Normal);
     Ok(Step {
         target_rate: rate,
         achieved_rate: (pushed as f64 / elapsed) as u64,
         normal_pushed: n.pushed,
         normal_dropped: n.dropped,
         normal_handled: trades.load(Ordering::Relaxed),
-        critical_sent,
-        critical_handled: stops.load(Ordering::Relaxed),
-        critical_dropped_or_refused: c.dropped + c.refused,
-        high_dropped_or_refused: h.dropped + h.refused,
-        critical_latency_ns: Percentiles::of(&critical),
-        normal_wait_ns: t.wait[Lane::Normal as usize],
-        fills,
+        priority,
     })
 }
 
@@ -495,44 +488,38 @@ const PRIORITY_HEADER: &str = "CRITICAL sent/handled | CRITICAL p50 | p99 | max 
 
 /// The cells both scenarios' tables end with: CRITICAL sent/handled and latency, fills on
 /// HIGH and their latency, NORMAL wait.
-fn priority_cells(
-    sent: u64,
-    handled: u64,
-    critical: &Percentiles,
-    fills: &FillStats,
-    wait: &Percentiles,
-) -> String {
+fn priority_cells(p: &Priority) -> String {
+    let (c, f, w) = (&p.critical_latency_ns, &p.fills, &p.normal_wait_ns);
     format!(
-        "{sent}/{handled} | {} ns | {} ns | {} ns | {}/{} | {} ns | {} ns | {} ns | {} ns",
-        critical.p50,
-        critical.p99,
-        critical.max,
-        fills.sent,
-        fills.handled,
-        fills.latency_ns.p50,
-        fills.latency_ns.p99,
-        wait.p50,
-        wait.p99
+        "{}/{} | {} ns | {} ns | {} ns | {}/{} | {} ns | {} ns | {} ns | {} ns",
+        p.critical_sent,
+        p.critical_handled,
+        c.p50,
+        c.p99,
+        c.max,
+        f.sent,
+        f.handled,
+        f.latency_ns.p50,
+        f.latency_ns.p99,
+        w.p50,
+        w.p99
     )
 }
 
 /// Fails a step that lost a CRITICAL or HIGH event, left a CRITICAL event or a fill unhandled,
 /// or saw no fill at all.
-fn check_priority(
-    at: &str,
-    lost: u64,
-    sent: u64,
-    handled: u64,
-    fills: &FillStats,
-    step: &dyn std::fmt::Debug,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(lost == 0, "CRITICAL/HIGH lost events at {at}: {step:?}");
+fn check_priority(at: &str, p: &Priority, step: &dyn std::fmt::Debug) -> anyhow::Result<()> {
     anyhow::ensure!(
-        handled == sent,
-        "CRITICAL events not all handled at {at}: {step:?}"
+        p.critical_lost + p.high_lost == 0,
+        "CRITICAL/HIGH lost events at {at}: {step:?}"
     );
     anyhow::ensure!(
-        fills.sent > 0 && fills.handled == fills.sent && fills.orders_refused == 0,
+        p.critical_handled == p.critical_sent,
+        "CRITICAL events not all handled at {at}: {step:?}"
+    );
+    let f = &p.fills;
+    anyhow::ensure!(
+        f.sent > 0 && f.handled == f.sent && f.orders_refused == 0,
         "fills not all handled at {at}: {step:?}"
     );
     Ok(())
@@ -576,22 +563,9 @@ fn priority(args: Args) -> anyhow::Result<()> {
             s.target_rate,
             s.achieved_rate,
             s.normal_dropped,
-            priority_cells(
-                s.critical_sent,
-                s.critical_handled,
-                &s.critical_latency_ns,
-                &s.fills,
-                &s.normal_wait_ns
-            )
+            priority_cells(&s.priority)
         );
-        check_priority(
-            &format!("{rate}/s"),
-            s.critical_dropped_or_refused + s.high_dropped_or_refused,
-            s.critical_sent,
-            s.critical_handled,
-            &s.fills,
-            &s,
-        )?;
+        check_priority(&format!("{rate}/s"), &s.priority, &s)?;
         steps.push(s);
     }
     if let Some(path) = args.json_out {
@@ -614,17 +588,18 @@ mod tests {
     #[test]
     fn short_step_accounts_for_every_event() {
         let s = run_step(20_000, 0.2, 1024).unwrap();
-        assert!(s.critical_sent > 0);
-        assert_eq!(s.critical_handled, s.critical_sent);
-        assert_eq!(s.critical_dropped_or_refused + s.high_dropped_or_refused, 0);
+        let p = &s.priority;
+        assert!(p.critical_sent > 0);
+        assert_eq!(p.critical_handled, p.critical_sent);
+        assert_eq!(p.critical_lost + p.high_lost, 0);
         assert_eq!(
             s.normal_handled + s.normal_dropped,
             s.normal_pushed,
             "{s:?}"
         );
-        assert_eq!(s.critical_latency_ns.count, s.critical_handled);
-        assert!(s.fills.sent > 0, "{s:?}");
-        assert_eq!(s.fills.handled, s.fills.sent, "{s:?}");
-        assert_eq!(s.fills.latency_ns.count, s.fills.handled);
+        assert_eq!(p.critical_latency_ns.count, p.critical_handled);
+        assert!(p.fills.sent > 0, "{s:?}");
+        assert_eq!(p.fills.handled, p.fills.sent, "{s:?}");
+        assert_eq!(p.fills.latency_ns.count, p.fills.handled);
     }
 }
