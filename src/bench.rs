@@ -682,9 +682,21 @@ fn stop_under_backlog(
         wait("open fill", &|| fills.load(Ordering::Acquire) > before)?;
         let opened = fills.load(Ordering::Acquire);
         closed_at.store(0, Ordering::Release);
-        for k in 0..backlog {
+        // The engine drains while the backlog is pushed: push until `backlog` events are
+        // queued at once (bounded: pushing outpaces draining several times over).
+        let mut k = 0u64;
+        while (lanes.depth(Lane::Normal) as u64) < backlog {
+            anyhow::ensure!(
+                k < backlog * 20,
+                "stop bench: the NORMAL backlog never reached {backlog}"
+            );
             lanes.push_normal(backlog_event(k));
+            k += 1;
         }
+        // A live feed thread parses frame after frame: the one before the crossing trade
+        // (above the stop) leaves its parser and the guard in cache, as they would be.
+        let warm = trade_at(2_000_000 + it, "60050.00");
+        feed.on_frame(clock.now_ns(), &warm, &mut sink);
         queued_min = queued_min.min(lanes.depth(Lane::Normal) as u64);
         let frame = trade_at(1_000_000 + it, "59000.00");
         let recv_ns = clock.now_ns();
