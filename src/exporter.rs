@@ -47,6 +47,15 @@ pub struct RunView<'a> {
     pub persistence_failures: u64,
 }
 
+/// The operator's controls on the same listener: `POST /control/kill` and
+/// `POST /control/resume` raise these flags (from loopback peers only); the run's main thread
+/// acts on them as on SIGUSR1 / SIGUSR2.
+#[derive(Clone, Debug, Default)]
+pub struct ControlFlags {
+    pub kill: Arc<AtomicBool>,
+    pub resume: Arc<AtomicBool>,
+}
+
 /// The recorder and its HTTP server.
 pub struct Exporter {
     recorder: PrometheusRecorder,
@@ -56,11 +65,12 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Binds `listen` (`host:port`; port 0 picks a free one) and starts serving.
+    /// Binds `listen` (`host:port`; port 0 picks a free one) and starts serving `/metrics`,
+    /// and the control endpoints when `control` is given.
     ///
     /// # Errors
     /// If the address does not parse or cannot be bound; the message names `metrics.listen`.
-    pub fn start(listen: &str) -> anyhow::Result<Self> {
+    pub fn start(listen: &str, control: Option<ControlFlags>) -> anyhow::Result<Self> {
         let addr: SocketAddr = listen.parse().with_context(|| {
             format!("metrics.listen: {listen:?} is not an address like 127.0.0.1:9464")
         })?;
@@ -79,7 +89,7 @@ impl Exporter {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("metrics-http".into())
-                .spawn(move || serve(&listener, &handle, &stop))
+                .spawn(move || serve(&listener, &handle, control.as_ref(), &stop))
                 .context("metrics: cannot start the HTTP thread")?
         };
         Ok(Self {
@@ -127,11 +137,16 @@ impl Drop for Exporter {
     }
 }
 
-fn serve(listener: &TcpListener, handle: &PrometheusHandle, stop: &AtomicBool) {
+fn serve(
+    listener: &TcpListener,
+    handle: &PrometheusHandle,
+    control: Option<&ControlFlags>,
+    stop: &AtomicBool,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if let Err(e) = answer(stream, handle) {
+                if let Err(e) = answer(stream, peer, handle, control) {
                     tracing::debug!(%peer, error = %e, "metrics request failed");
                 }
             }
@@ -147,7 +162,12 @@ fn serve(listener: &TcpListener, handle: &PrometheusHandle, stop: &AtomicBool) {
 }
 
 /// Reads one request head and answers it; the connection is then closed.
-fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
+fn answer(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handle: &PrometheusHandle,
+    control: Option<&ControlFlags>,
+) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -188,11 +208,14 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<(
                     "text/plain; charset=utf-8",
                     "tradeloop: metrics at /metrics\n".to_owned(),
                 ),
+                ("POST", "/control/kill" | "/control/resume") => {
+                    control_request(path, peer, control)
+                }
                 ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
                 _ => (
                     "405 Method Not Allowed",
                     "text/plain",
-                    "only GET\n".to_owned(),
+                    "only GET (POST for /control/kill and /control/resume)\n".to_owned(),
                 ),
             }
         }
@@ -219,6 +242,37 @@ fn answer(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<(
         }
     }
     Ok(())
+}
+
+/// `POST /control/kill` or `/control/resume`: raises the flag the main thread polls.
+fn control_request(
+    path: &str,
+    peer: SocketAddr,
+    control: Option<&ControlFlags>,
+) -> (&'static str, &'static str, String) {
+    let Some(control) = control else {
+        return (
+            "404 Not Found",
+            "text/plain",
+            "no control endpoint\n".to_owned(),
+        );
+    };
+    if !peer.ip().is_loopback() {
+        tracing::warn!(%peer, path, "control request refused: not from loopback");
+        return (
+            "403 Forbidden",
+            "text/plain",
+            "control requests are accepted from loopback only\n".to_owned(),
+        );
+    }
+    let (flag, what) = if path == "/control/kill" {
+        (&control.kill, "kill switch")
+    } else {
+        (&control.resume, "resume")
+    };
+    flag.store(true, Ordering::Release);
+    tracing::warn!(%peer, path, "control request accepted");
+    ("202 Accepted", "text/plain", format!("{what} requested\n"))
 }
 
 fn describe(recorder: &PrometheusRecorder) {
@@ -547,7 +601,7 @@ mod tests {
 
     #[test]
     fn serves_the_run_state_in_prometheus_text_format() {
-        let exporter = Exporter::start("127.0.0.1:0").expect("start");
+        let exporter = Exporter::start("127.0.0.1:0", None).expect("start");
         let lanes = Lanes::new(LaneConfig::default());
         for _ in 0..3 {
             let _ = lanes.push_normal(trade());
@@ -643,7 +697,7 @@ mod tests {
 
     #[test]
     fn answers_other_requests_with_their_status() {
-        let exporter = Exporter::start("127.0.0.1:0").expect("start");
+        let exporter = Exporter::start("127.0.0.1:0", None).expect("start");
         let a = exporter.addr();
         assert!(get(a, "GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
         assert!(get(a, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
@@ -664,13 +718,44 @@ mod tests {
     }
 
     #[test]
+    fn control_endpoints_raise_their_flags_once_asked_by_post() {
+        let flags = ControlFlags::default();
+        let exporter = Exporter::start("127.0.0.1:0", Some(flags.clone())).expect("start");
+        let a = exporter.addr();
+        assert!(get(a, "GET /control/kill HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(!flags.kill.load(Ordering::Acquire));
+        let r = get(
+            a,
+            "POST /control/kill HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+        assert!(flags.kill.load(Ordering::Acquire));
+        assert!(!flags.resume.load(Ordering::Acquire));
+        let r = get(a, "POST /control/resume HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 202"), "{r}");
+        assert!(flags.resume.load(Ordering::Acquire));
+        // Without control flags the endpoints do not exist.
+        let plain = Exporter::start("127.0.0.1:0", None).expect("start");
+        let r = get(plain.addr(), "POST /control/kill HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        // A peer off loopback is refused.
+        let off = "10.0.0.1:5000".parse().unwrap();
+        assert_eq!(
+            control_request("/control/kill", off, Some(&ControlFlags::default())).0,
+            "403 Forbidden"
+        );
+    }
+
+    #[test]
     fn a_taken_or_bad_address_names_the_key() {
-        let first = Exporter::start("127.0.0.1:0").expect("start");
-        let taken = Exporter::start(&first.addr().to_string())
+        let first = Exporter::start("127.0.0.1:0", None).expect("start");
+        let taken = Exporter::start(&first.addr().to_string(), None)
             .err()
             .expect("in use");
         assert!(taken.to_string().contains("metrics.listen"), "{taken:#}");
-        let bad = Exporter::start("localhost").err().expect("not an address");
+        let bad = Exporter::start("localhost", None)
+            .err()
+            .expect("not an address");
         assert!(bad.to_string().contains("metrics.listen"), "{bad:#}");
     }
 }

@@ -200,6 +200,8 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         file_present: config.kill_switch.file.exists(),
         usr1,
         usr2,
+        http_kill: Arc::new(AtomicBool::new(false)),
+        http_resume: Arc::new(AtomicBool::new(false)),
         flatten: config.kill_switch.flatten,
     };
     if kill.file_present {
@@ -208,7 +210,13 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let exporter = if config.metrics.enabled {
-        let e = crate::exporter::Exporter::start(&config.metrics.listen)?;
+        let e = crate::exporter::Exporter::start(
+            &config.metrics.listen,
+            Some(crate::exporter::ControlFlags {
+                kill: Arc::clone(&kill.http_kill),
+                resume: Arc::clone(&kill.http_resume),
+            }),
+        )?;
         eprintln!("metrics: http://{}/metrics", e.addr());
         Some(e)
     } else {
@@ -438,23 +446,33 @@ fn save_histograms(
 }
 
 /// The kill switch's triggers, polled by the main thread every 20 ms (off the hot path): a
-/// SIGUSR1, or the kill file appearing. A trip pushes `Control::KillSwitch` on CRITICAL.
-/// SIGUSR2 is the operator's resume: `Control::Resume` lifts the kill switch's halt and closes
-/// every circuit breaker.
+/// SIGUSR1, the kill file appearing, or `POST /control/kill` on the metrics listener. A trip
+/// pushes `Control::KillSwitch` on CRITICAL. SIGUSR2 or `POST /control/resume` is the
+/// operator's resume: `Control::Resume` lifts the kill switch's halt and closes every circuit
+/// breaker.
 struct KillSwitch {
     file: std::path::PathBuf,
     file_present: bool,
     usr1: Arc<AtomicBool>,
     usr2: Arc<AtomicBool>,
+    http_kill: Arc<AtomicBool>,
+    http_resume: Arc<AtomicBool>,
     flatten: bool,
 }
 
 impl KillSwitch {
     fn poll(&mut self, lanes: &Lanes, clock: &LiveClock) {
-        if self.usr2.swap(false, Ordering::AcqRel) {
-            crate::status::say(
-                "RESUME by SIGUSR2: lifting the kill switch's halt and closing every circuit breaker",
-            );
+        let by_signal = self.usr2.swap(false, Ordering::AcqRel);
+        let by_http = self.http_resume.swap(false, Ordering::AcqRel);
+        if by_signal || by_http {
+            crate::status::say(&format!(
+                "RESUME by {}: lifting the kill switch's halt and closing every circuit breaker",
+                if by_signal {
+                    "SIGUSR2"
+                } else {
+                    "POST /control/resume"
+                }
+            ));
             let event = Event::new(clock.now_ns(), 0, EventKind::Control(Control::Resume));
             if lanes.push_critical(event).is_err() {
                 tracing::error!("the resume could not be queued (lanes closed)");
@@ -464,11 +482,14 @@ impl KillSwitch {
         let appeared = present && !self.file_present;
         self.file_present = present;
         let signalled = self.usr1.swap(false, Ordering::AcqRel);
-        if !(appeared || signalled) {
+        let requested = self.http_kill.swap(false, Ordering::AcqRel);
+        if !(appeared || signalled || requested) {
             return;
         }
         let source = if signalled {
             "SIGUSR1".to_owned()
+        } else if requested {
+            "POST /control/kill".to_owned()
         } else {
             format!("file {}", self.file.display())
         };

@@ -247,6 +247,48 @@ fn postgres_backend_writes_everything_and_recovers() {
 
 /// The kill switch through its file trigger on a real run: every working order is cancelled,
 /// the position is closed with reduce-only market orders, and no new order goes out after.
+/// The control endpoint on the metrics listener trips the kill switch like SIGUSR1 does.
+#[test]
+fn http_control_kill_trips_the_kill_switch() {
+    use std::io::{Read, Write};
+    let db = temp_db("http-kill");
+    let port = free_port();
+    let child = run(&db, &["--duration", "6"])
+        .env(
+            "TRADELOOP__METRICS__LISTEN",
+            format!("\"127.0.0.1:{port}\""),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if db.exists() && fills_in(&db).len() >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fills in time");
+    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST /control/kill HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("KILL SWITCH tripped by POST /control/kill"),
+        "{err}"
+    );
+    assert!(err.contains("kill switch: tripped 1 times"), "{err}");
+    let ended = err.lines().find(|l| l.starts_with("run ended")).unwrap();
+    assert!(ended.contains("still working 0"), "{ended}");
+}
+
 #[test]
 fn kill_file_cancels_halts_and_flattens() {
     let db = temp_db("kill-switch");
