@@ -211,6 +211,11 @@ fn answer(
                 ("POST", "/control/kill" | "/control/resume") => {
                     control_request(path, peer, control)
                 }
+                (_, "/control/kill" | "/control/resume") if control.is_some() => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "POST only\n".to_owned(),
+                ),
                 ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
                 _ => (
                     "405 Method Not Allowed",
@@ -722,7 +727,7 @@ mod tests {
         let flags = ControlFlags::default();
         let exporter = Exporter::start("127.0.0.1:0", Some(flags.clone())).expect("start");
         let a = exporter.addr();
-        assert!(get(a, "GET /control/kill HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get(a, "GET /control/kill HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
         assert!(!flags.kill.load(Ordering::Acquire));
         let r = get(
             a,
