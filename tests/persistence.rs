@@ -105,6 +105,18 @@ fn clean_shutdown_writes_every_queued_record() {
     );
 }
 
+/// Waits (at most 60 s) until the run has persisted at least `n` fills.
+fn wait_for_fills(db: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(db.exists() && fills_in(db).len() >= n) {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} fills were persisted in time"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn sigkill_loses_at_most_the_unflushed_batch_and_restart_continues() {
     let db = temp_db("kill");
@@ -114,14 +126,7 @@ fn sigkill_loses_at_most_the_unflushed_batch_and_restart_continues() {
         .spawn()
         .unwrap();
     // Wait for fills to be committed, then kill without warning.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        if db.exists() && fills_in(&db).len() >= 20 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no fills were persisted in time");
-    }
+    wait_for_fills(&db, 20);
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -262,14 +267,7 @@ fn http_control_kill_trips_the_kill_switch() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        if db.exists() && fills_in(&db).len() >= 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no fills in time");
-    }
+    wait_for_fills(&db, 3);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"POST /control/kill HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
@@ -303,14 +301,7 @@ fn kill_file_cancels_halts_and_flattens() {
         .spawn()
         .unwrap();
     // Trade until a position is open, then create the kill file.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        std::thread::sleep(Duration::from_millis(200));
-        if db.exists() && fills_in(&db).len() >= 5 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no fills in time");
-    }
+    wait_for_fills(&db, 5);
     std::fs::write(&kill_file, b"").unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -389,11 +380,7 @@ fn sigusr2_resumes_after_a_sigusr1_kill() {
             .unwrap();
         assert!(ok.success(), "kill {sig}");
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(db.exists() && fills_in(&db).len() >= 3) {
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(Instant::now() < deadline, "no fills in time");
-    }
+    wait_for_fills(&db, 3);
     signal("-USR1");
     // Halted: let the flatten settle and the writer commit, then note the last order.
     std::thread::sleep(Duration::from_millis(1_500));
@@ -406,6 +393,7 @@ fn sigusr2_resumes_after_a_sigusr1_kill() {
         "TC1 nothing new while halted"
     );
     signal("-USR2");
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut resumed = 0;
     while resumed == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
