@@ -194,7 +194,8 @@ pub struct Core<R, G, C> {
     /// Tick-to-trade: from the `recv_ns` of the event being handled (its frame's arrival) to
     /// the order handed to the gateway, per order sent while handling a stamped event.
     tick_to_trade: hdrhistogram::Histogram<u64>,
-    /// Record `tick_to_trade` (off on a simulated clock, where it would be all zeros).
+    /// Record latency histograms: per-lane wait and service, and `tick_to_trade` (off on a
+    /// simulated clock, where every sample would be zero).
     timed: bool,
 }
 
@@ -701,9 +702,6 @@ pub struct Engine<S, R, G, C> {
     core: Core<R, G, C>,
     config: LoopConfig,
     histograms: LoopHistograms,
-    /// Record per-event wait and service times (off when the clock is simulated: every
-    /// reading would be zero).
-    timed: bool,
     telemetry: Arc<Telemetry>,
     next_publish_ns: u64,
     shutdown_requested: bool,
@@ -763,7 +761,6 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             },
             config,
             histograms: LoopHistograms::new(),
-            timed: true,
             telemetry: Arc::new(Telemetry::new(n)),
             next_publish_ns: now + config.publish_interval_ms * 1_000_000,
             shutdown_requested: false,
@@ -851,7 +848,6 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     /// move while an event is handled, every sample would be zero.
     #[must_use]
     pub fn without_latency_histograms(mut self) -> Self {
-        self.timed = false;
         self.core.timed = false;
         self
     }
@@ -946,7 +942,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         let end = self.core.clock.now_ns();
         self.core.gateway.poll(end);
         self.core.counters.events[lane as usize] += 1;
-        if self.timed {
+        if self.core.timed {
             let wait = start.saturating_sub(event.recv_ns);
             self.histograms
                 .record(lane, wait, end.saturating_sub(start));
