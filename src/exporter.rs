@@ -473,10 +473,9 @@ fn record(v: &RunView<'_>) {
     for (name, f) in &v.feeds {
         let feed = (*name).to_owned();
         let now = f.state();
-        for state in FEED_STATES {
+        for state in FeedState::ALL {
             let on = if state == now { 1.0 } else { 0.0 };
-            gauge!("tradeloop_feed_state", "feed" => feed.clone(), "state" => feed_state_name(state))
-                .set(on);
+            gauge!("tradeloop_feed_state", "feed" => feed.clone(), "state" => state.name()).set(on);
         }
         let r = Ordering::Relaxed;
         counter!("tradeloop_feed_frames_total", "feed" => feed.clone()).absolute(f.frames.load(r));
@@ -503,9 +502,9 @@ fn record(v: &RunView<'_>) {
             gauge!("tradeloop_best_ask", "instrument" => instrument.clone())
                 .set(decimal(a.to_decimal()));
         }
-        for state in BOOK_STATES {
+        for state in BookState::ALL {
             let on = if state == x.book_state { 1.0 } else { 0.0 };
-            gauge!("tradeloop_book_state", "instrument" => instrument.clone(), "state" => book_state_name(state))
+            gauge!("tradeloop_book_state", "instrument" => instrument.clone(), "state" => state.name())
                 .set(on);
         }
     }
@@ -528,40 +527,6 @@ fn record(v: &RunView<'_>) {
     }
     gauge!("tradeloop_persistence_pending_records").set(v.persistence_pending as f64);
     counter!("tradeloop_persistence_failures_total").absolute(v.persistence_failures);
-}
-
-const FEED_STATES: [FeedState; 5] = [
-    FeedState::Connecting,
-    FeedState::Live,
-    FeedState::Stale,
-    FeedState::Reconnecting,
-    FeedState::Down,
-];
-
-fn feed_state_name(s: FeedState) -> &'static str {
-    match s {
-        FeedState::Connecting => "connecting",
-        FeedState::Live => "live",
-        FeedState::Stale => "stale",
-        FeedState::Reconnecting => "reconnecting",
-        FeedState::Down => "down",
-    }
-}
-
-const BOOK_STATES: [BookState; 4] = [
-    BookState::Empty,
-    BookState::Syncing,
-    BookState::Live,
-    BookState::Stale,
-];
-
-fn book_state_name(s: BookState) -> &'static str {
-    match s {
-        BookState::Empty => "empty",
-        BookState::Syncing => "syncing",
-        BookState::Live => "live",
-        BookState::Stale => "stale",
-    }
 }
 
 #[cfg(test)]

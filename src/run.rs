@@ -615,7 +615,7 @@ fn status_block(
             s,
             "feed {:<12} {:<12} frames {:>10}  gaps {:>4}  reconnects {:>3}  refused {:>4}",
             f.name,
-            format!("{:?}", sh.state()).to_lowercase(),
+            sh.state().name(),
             sh.frames.load(Ordering::Relaxed),
             sh.gaps.load(Ordering::Relaxed),
             sh.reconnects.load(Ordering::Relaxed),
@@ -682,11 +682,8 @@ fn status_line(
     for f in feeds {
         let sh = &f.handle.shared;
         let state = match sh.state() {
-            FeedState::Connecting => "connecting",
-            FeedState::Live => "live",
-            FeedState::Stale => "stale",
-            FeedState::Reconnecting => "reconnecting",
             FeedState::Down => "DOWN",
+            other => other.name(),
         };
         let _ = write!(
             s,

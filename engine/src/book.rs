@@ -328,6 +328,22 @@ pub enum BookState {
     Stale,
 }
 
+impl BookState {
+    /// Every state.
+    pub const ALL: [Self; 4] = [Self::Empty, Self::Syncing, Self::Live, Self::Stale];
+
+    /// Stable lower-case name (metrics labels).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::Syncing => "syncing",
+            Self::Live => "live",
+            Self::Stale => "stale",
+        }
+    }
+}
+
 /// What applying a delta did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Applied {

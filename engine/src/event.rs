@@ -218,6 +218,29 @@ pub enum FeedState {
     Down = 4,
 }
 
+impl FeedState {
+    /// Every state, in code order.
+    pub const ALL: [Self; 5] = [
+        Self::Connecting,
+        Self::Live,
+        Self::Stale,
+        Self::Reconnecting,
+        Self::Down,
+    ];
+
+    /// Stable lower-case name (status lines, metrics labels).
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Live => "live",
+            Self::Stale => "stale",
+            Self::Reconnecting => "reconnecting",
+            Self::Down => "down",
+        }
+    }
+}
+
 /// Operator and system control.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
