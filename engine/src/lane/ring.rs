@@ -56,6 +56,17 @@ impl<T: Copy> core::fmt::Debug for Ring<T> {
     }
 }
 
+/// `seq − expected` as a signed distance: 0 when the slot is in the state the caller needs,
+/// negative when it is a lap behind, positive when another thread has moved past `expected`.
+#[inline]
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "the difference of two positions is small; wrapping is intended"
+)]
+fn lag(seq: usize, expected: usize) -> isize {
+    seq.wrapping_sub(expected) as isize
+}
+
 impl<T: Copy> Ring<T> {
     /// A ring of `capacity` slots.
     ///
@@ -95,12 +106,7 @@ impl<T: Copy> Ring<T> {
         let mut pos = self.tail.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            #[allow(
-                clippy::cast_possible_wrap,
-                reason = "the difference of two positions is small; wrapping is intended"
-            )]
-            let diff = seq.wrapping_sub(pos) as isize;
+            let diff = lag(slot.seq.load(Ordering::Acquire), pos);
             if diff == 0 {
                 match self.tail.compare_exchange_weak(
                     pos,
@@ -134,12 +140,7 @@ impl<T: Copy> Ring<T> {
         let mut pos = self.head.load(Ordering::Relaxed);
         loop {
             let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            #[allow(
-                clippy::cast_possible_wrap,
-                reason = "the difference of two positions is small; wrapping is intended"
-            )]
-            let diff = seq.wrapping_sub(pos.wrapping_add(1)) as isize;
+            let diff = lag(slot.seq.load(Ordering::Acquire), pos.wrapping_add(1));
             if diff == 0 {
                 match self.head.compare_exchange_weak(
                     pos,
