@@ -200,8 +200,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         file_present: config.kill_switch.file.exists(),
         usr1,
         usr2,
-        http_kill: Arc::new(AtomicBool::new(false)),
-        http_resume: Arc::new(AtomicBool::new(false)),
+        http: crate::exporter::ControlFlags::default(),
         flatten: config.kill_switch.flatten,
     };
     if kill.file_present {
@@ -210,13 +209,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
     let exporter = if config.metrics.enabled {
-        let e = crate::exporter::Exporter::start(
-            &config.metrics.listen,
-            Some(crate::exporter::ControlFlags {
-                kill: Arc::clone(&kill.http_kill),
-                resume: Arc::clone(&kill.http_resume),
-            }),
-        )?;
+        let e = crate::exporter::Exporter::start(&config.metrics.listen, Some(kill.http.clone()))?;
         eprintln!("metrics: http://{}/metrics", e.addr());
         Some(e)
     } else {
@@ -455,15 +448,15 @@ struct KillSwitch {
     file_present: bool,
     usr1: Arc<AtomicBool>,
     usr2: Arc<AtomicBool>,
-    http_kill: Arc<AtomicBool>,
-    http_resume: Arc<AtomicBool>,
+    /// Raised by `POST /control/kill` and `/control/resume`.
+    http: crate::exporter::ControlFlags,
     flatten: bool,
 }
 
 impl KillSwitch {
     fn poll(&mut self, lanes: &Lanes, clock: &LiveClock) {
         let by_signal = self.usr2.swap(false, Ordering::AcqRel);
-        let by_http = self.http_resume.swap(false, Ordering::AcqRel);
+        let by_http = self.http.resume.swap(false, Ordering::AcqRel);
         if by_signal || by_http {
             crate::status::say(&format!(
                 "RESUME by {}: lifting the kill switch's halt and closing every circuit breaker",
@@ -482,7 +475,7 @@ impl KillSwitch {
         let appeared = present && !self.file_present;
         self.file_present = present;
         let signalled = self.usr1.swap(false, Ordering::AcqRel);
-        let requested = self.http_kill.swap(false, Ordering::AcqRel);
+        let requested = self.http.kill.swap(false, Ordering::AcqRel);
         if !(appeared || signalled || requested) {
             return;
         }
