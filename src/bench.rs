@@ -286,6 +286,9 @@ fn dispatch(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<(
     Ok((Percentiles::of(&hist).into(), report.counters.orders_sent))
 }
 
+/// Stream frames generated when the real capture is absent.
+const SYNTHETIC_FRAMES: usize = 270_000;
+
 /// Frames to parse: the real Binance USD-M capture in `../shared/data` when present, else
 /// frames from the simulated venue's synthetic market.
 struct Frames {
@@ -314,27 +317,13 @@ fn load_frames() -> anyhow::Result<Frames> {
             });
         }
     }
-    let mut rng = tradeloop_adapters::sim::market::Rng::new(5);
-    let mut sym = tradeloop_adapters::sim::market::SimSymbol::new(
-        "BTCUSDT",
-        Price::from_units(60_000),
-        Price::parse("0.1").expect("constant"),
-        Qty::parse("0.001").expect("constant"),
-        200,
-        &mut rng,
-    );
-    let (mut trades, mut depths, mut out) = (Vec::new(), Vec::new(), Vec::new());
-    for step in 0..200_000u64 {
-        sym.step(&mut rng, step, &mut out);
-        if step % 20 == 19 {
-            out.extend(sym.depth_diff(step));
-        }
-        for f in out.drain(..) {
-            if f.contains("@trade\"") {
-                trades.push(f);
-            } else if f.contains("@depth") {
-                depths.push(f);
-            }
+    let (_, frames) = crate::hotpath::sim_btc_frames(5, SYNTHETIC_FRAMES);
+    let (mut trades, mut depths) = (Vec::new(), Vec::new());
+    for f in frames {
+        if f.contains("@trade\"") {
+            trades.push(f);
+        } else if f.contains("@depth") {
+            depths.push(f);
         }
     }
     Ok(Frames {

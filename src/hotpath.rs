@@ -82,7 +82,13 @@ impl Strategy for Alternator {
 /// The seeded frames: a depth snapshot body, then [`POOL_FRAMES`] stream frames (trades, book
 /// tickers and a depth diff every 20 steps), in the order the venue would send them.
 pub fn frames() -> (String, Vec<String>) {
-    let mut rng = Rng::new(7);
+    sim_btc_frames(7, POOL_FRAMES)
+}
+
+/// The simulated venue's BTCUSDT market from `seed` (start 60,000, tick 0.1, lot 0.001, 200
+/// levels): a depth snapshot body, then `count` stream frames in the venue's order.
+pub(crate) fn sim_btc_frames(seed: u64, count: usize) -> (String, Vec<String>) {
+    let mut rng = Rng::new(seed);
     let mut sym = SimSymbol::new(
         "BTCUSDT",
         Price::from_units(60_000),
@@ -92,16 +98,16 @@ pub fn frames() -> (String, Vec<String>) {
         &mut rng,
     );
     let snapshot = sym.snapshot(1000);
-    let mut out = Vec::with_capacity(POOL_FRAMES + 64);
+    let mut out = Vec::with_capacity(count + 64);
     let mut step = 0u64;
-    while out.len() < POOL_FRAMES {
+    while out.len() < count {
         sym.step(&mut rng, 1_700_000_000_000 + step, &mut out);
         if step % 20 == 19 {
             out.extend(sym.depth_diff(1_700_000_000_000 + step));
         }
         step += 1;
     }
-    out.truncate(POOL_FRAMES);
+    out.truncate(count);
     (snapshot, out)
 }
 
