@@ -218,18 +218,14 @@ pub fn run(args: &FloodArgs) -> anyhow::Result<()> {
         Some(r) => println!("\nsustained without NORMAL drops or gaps: {r} frames/s"),
         None => println!("\nevery rate dropped NORMAL events or saw gaps"),
     }
-    if let Some(path) = &args.json_out {
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&serde_json::json!({
-                "scenario": "flood",
-                "sustained_frames_per_second": sustained,
-                "steps": steps,
-            }))?,
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    super::write_json(
+        args.json_out.as_deref(),
+        &serde_json::json!({
+            "scenario": "flood",
+            "sustained_frames_per_second": sustained,
+            "steps": steps,
+        }),
+    )
 }
 
 #[cfg(test)]

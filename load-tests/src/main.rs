@@ -568,14 +568,17 @@ fn priority(args: Args) -> anyhow::Result<()> {
         check_priority(&format!("{rate}/s"), &s.priority, &s)?;
         steps.push(s);
     }
-    if let Some(path) = args.json_out {
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "scenario": "priority", "steps": steps }),
-            )?,
-        )
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_json(
+        args.json_out.as_deref(),
+        &serde_json::json!({ "scenario": "priority", "steps": steps }),
+    )
+}
+
+/// Writes a scenario's report as pretty JSON to `path`, if one was asked for.
+fn write_json(path: Option<&std::path::Path>, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

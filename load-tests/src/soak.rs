@@ -334,10 +334,7 @@ pub fn run(args: &SoakArgs) -> anyhow::Result<()> {
         r.records_written
     );
     println!("| clean exit | {} | |", yes(r.exit_ok));
-    if let Some(path) = &args.json_out {
-        std::fs::write(path, serde_json::to_string_pretty(&r)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    super::write_json(args.json_out.as_deref(), &r)?;
     anyhow::ensure!(r.passed(), "the soak failed a check");
     Ok(())
 }
