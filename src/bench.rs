@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome};
+use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::api::{Gateway, GatewayError};

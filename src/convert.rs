@@ -159,7 +159,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use tradeloop_adapters::binance::feed::MarketSink;
+    use tradeloop_adapters::feed::MarketSink;
     use tradeloop_adapters::tle::TleReader;
     use tradeloop_engine::event::{Event, EventKind};
     use tradeloop_engine::instrument::InstrumentIndex;

@@ -17,8 +17,9 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome};
+use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::Market;
+use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::market::{Rng, SimSymbol};
 use tradeloop_engine::api::{Context, Strategy};
@@ -184,6 +185,9 @@ pub fn run(config: &Config, frames: usize) -> anyhow::Result<HotPathReport> {
                 );
             }
             FrameOutcome::Refused(e) => anyhow::bail!("hot-path: a seeded frame was refused: {e}"),
+            FrameOutcome::Resubscribe(_) => {
+                anyhow::bail!("hot-path: Binance frames never ask for a resubscription")
+            }
         }
         match kind {
             0 => report.trade_frames += 1,

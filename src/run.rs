@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
+use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
@@ -121,9 +121,6 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             name: venue.name.clone(),
             ws_url: venue.ws_url.clone(),
             rest_url: venue.rest_url.clone(),
-            market,
-            depth_stream: f.depth_stream.clone(),
-            snapshot_limit: f.snapshot_limit,
             idle_timeout: Duration::from_millis(f.idle_timeout_ms),
             backoff_base: Duration::from_millis(f.backoff_base_ms),
             backoff_max: Duration::from_millis(f.backoff_max_ms),
@@ -134,8 +131,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             BinanceCodec::new(symbols, f.max_frame_bytes),
             market,
             f.max_buffered_diffs,
-        );
-        let handle = spawn_binance_feed(settings, feed, Arc::clone(&lanes), clock.clone())
+        )
+        .with_depth(&f.depth_stream, f.snapshot_limit);
+        let handle = spawn_feed(settings, feed, Arc::clone(&lanes), clock.clone())
             .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
         feeds.push(RunningFeed {
             name: venue.name.clone(),

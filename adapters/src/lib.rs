@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod feed;
 pub mod record;
 pub mod recorder;
 pub mod runner;
@@ -13,6 +14,7 @@ pub mod sim;
 pub mod symbols;
 pub mod tardis;
 pub mod tle;
+pub mod wire;
 
 /// Where `../shared/data` is for tests and benchmarks: `$TRADELOOP_SHARED_DATA` if set, else
 /// `shared/data` beside the repository.

@@ -18,8 +18,7 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use tradeloop_engine::lane::{Lanes, NormalPush};
 use tradeloop_engine::stops::StopGuard;
 
-use crate::binance::feed::{BinanceFeed, FeedStats, FrameOutcome, MarketSink};
-use crate::binance::parse::Market;
+use crate::feed::{FeedStats, FrameOutcome, MarketSink, VenueFeed};
 use crate::sim::market::Rng;
 
 /// Settings of one feed (from `[feed]` and the venue entry in config.toml).
@@ -29,16 +28,10 @@ pub struct FeedSettings {
     pub feed_id: u16,
     /// Name for logs.
     pub name: String,
-    /// WebSocket base URL (`…/stream` is appended).
+    /// The venue's WebSocket URL (the venue's feed decides the endpoint from it).
     pub ws_url: String,
-    /// REST base URL for depth snapshots.
+    /// REST base URL for depth snapshots (venues that resync over REST).
     pub rest_url: String,
-    /// Spot or USD-M (snapshot path and sync rule).
-    pub market: Market,
-    /// Depth stream suffix, e.g. `depth@100ms`.
-    pub depth_stream: String,
-    /// Levels requested in a snapshot.
-    pub snapshot_limit: u32,
     /// No data frame for this long (pings do not count): the connection is dead.
     pub idle_timeout: Duration,
     /// First reconnect delay.
@@ -74,6 +67,8 @@ pub struct FeedShared {
     pub watchdog_fired: AtomicU64,
     /// Snapshot fetches that failed.
     pub snapshot_failures: AtomicU64,
+    /// Resubscriptions sent to recover a book (venues with in-stream snapshots).
+    pub resubscribes: AtomicU64,
 }
 
 impl FeedShared {
@@ -184,13 +179,14 @@ impl MarketSink for LaneSink {
     }
 }
 
-/// Starts a Binance (or simulated venue) feed on its own thread.
+/// Starts a venue's feed (Binance, Bybit, or the simulated venue speaking either) on its own
+/// thread.
 ///
 /// # Errors
 /// If the thread or its runtime cannot start.
-pub fn spawn_binance_feed<C: Clock + Clone + 'static>(
+pub fn spawn_feed<F: VenueFeed, C: Clock + Clone + 'static>(
     settings: FeedSettings,
-    feed: BinanceFeed,
+    feed: F,
     lanes: Arc<Lanes>,
     clock: C,
 ) -> std::io::Result<FeedHandle> {
@@ -232,9 +228,9 @@ pub fn spawn_binance_feed<C: Clock + Clone + 'static>(
     })
 }
 
-struct Runner<C> {
+struct Runner<F, C> {
     settings: FeedSettings,
-    feed: BinanceFeed,
+    feed: F,
     sink: LaneSink,
     lanes: Arc<Lanes>,
     clock: C,
@@ -250,7 +246,7 @@ enum Ended {
     Idle,
 }
 
-impl<C: Clock> Runner<C> {
+impl<F: VenueFeed, C: Clock> Runner<F, C> {
     fn set_state(&mut self, state: FeedState) {
         if self.state == Some(state) {
             return;
@@ -273,17 +269,6 @@ impl<C: Clock> Runner<C> {
         } else {
             self.lanes.push_low(ev).map_err(|_| ())
         };
-    }
-
-    fn streams(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (symbol, _) in self.feed.codec().symbols().iter() {
-            let s = symbol.to_ascii_lowercase();
-            out.push(format!("{s}@trade"));
-            out.push(format!("{s}@bookTicker"));
-            out.push(format!("{s}@{}", self.settings.depth_stream));
-        }
-        out
     }
 
     async fn run(&mut self) {
@@ -348,7 +333,7 @@ impl<C: Clock> Runner<C> {
     }
 
     async fn connect_and_stream(&mut self) -> Result<Ended, String> {
-        let url = format!("{}/stream", self.settings.ws_url.trim_end_matches('/'));
+        let url = self.feed.ws_endpoint(&self.settings.ws_url);
         let config = WebSocketConfig::default()
             .max_message_size(Some(64 << 20))
             .max_frame_size(Some(16 << 20));
@@ -358,14 +343,22 @@ impl<C: Clock> Runner<C> {
             .await
             .map_err(|_| format!("connect to {url} timed out"))?
             .map_err(|e| format!("connect to {url}: {e}"))?;
-        self.shared.connects.fetch_add(1, Ordering::Relaxed);
-        let subscribe = serde_json::json!({ "method": "SUBSCRIBE", "params": self.streams(), "id": self.shared.connects.load(Ordering::Relaxed) });
-        ws.send(Message::Text(subscribe.to_string().into()))
-            .await
-            .map_err(|e| format!("subscribe: {e}"))?;
+        let mut req_id = self.shared.connects.fetch_add(1, Ordering::Relaxed) * 1_000_000 + 1;
+        for request in self.feed.subscribe_requests(req_id) {
+            ws.send(Message::Text(request.into()))
+                .await
+                .map_err(|e| format!("subscribe: {e}"))?;
+        }
         self.set_state(FeedState::Stale);
         let mut last_message = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(20));
+        // The venue's application-level ping, if it needs one (the first tick is immediate).
+        let ping_every = self
+            .feed
+            .app_ping(0)
+            .map_or(Duration::from_secs(3600), |(every, _)| every);
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         let mut error_samples = 0u64;
         loop {
             tokio::select! {
@@ -382,6 +375,10 @@ impl<C: Clock> Runner<C> {
                             match self.feed.on_frame(recv_ns, text.as_str(), &mut self.sink) {
                                 FrameOutcome::Handled => {}
                                 FrameOutcome::NeedSnapshot(i) => self.resync(i).await,
+                                FrameOutcome::Resubscribe(i) => {
+                                    req_id += 1;
+                                    self.resubscribe(&mut ws, i, req_id).await?;
+                                }
                                 FrameOutcome::Refused(e) => {
                                     self.shared.errors.fetch_add(1, Ordering::Relaxed);
                                     error_samples += 1;
@@ -413,10 +410,23 @@ impl<C: Clock> Runner<C> {
                         return Ok(Ended::Idle);
                     }
                     // A delta lost in the NORMAL lane: resync that book.
-                    let lost: Vec<InstrumentIndex> = self.feed.instruments().filter(|i| self.lanes.take_resync_request(*i)).collect();
+                    let lost: Vec<InstrumentIndex> = self.feed.instruments().into_iter().filter(|i| self.lanes.take_resync_request(*i)).collect();
                     for i in lost {
                         self.feed.reset_book(i, &mut self.sink);
-                        self.resync(i).await;
+                        if self.feed.snapshot_url(&self.settings.rest_url, i).is_some() {
+                            self.resync(i).await;
+                        } else {
+                            req_id += 1;
+                            self.resubscribe(&mut ws, i, req_id).await?;
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    req_id += 1;
+                    if let Some((_, request)) = self.feed.app_ping(req_id) {
+                        ws.send(Message::Text(request.into()))
+                            .await
+                            .map_err(|e| format!("ping: {e}"))?;
                     }
                 }
             }
@@ -433,27 +443,36 @@ impl<C: Clock> Runner<C> {
         self.set_state(state);
     }
 
+    /// Asks the venue for `instrument`'s book again (venues whose snapshots come in-stream).
+    async fn resubscribe<W>(
+        &mut self,
+        ws: &mut W,
+        instrument: InstrumentIndex,
+        req_id: u64,
+    ) -> Result<(), String>
+    where
+        W: futures_util::Sink<Message> + Unpin,
+        W::Error: std::fmt::Display,
+    {
+        let symbol = self.feed.symbol_of(instrument).unwrap_or("?").to_owned();
+        tracing::info!(feed = %self.settings.name, %symbol, "book lost continuity: resubscribing for a fresh snapshot");
+        self.shared.resubscribes.fetch_add(1, Ordering::Relaxed);
+        for request in self.feed.resubscribe_requests(instrument, req_id) {
+            ws.send(Message::Text(request.into()))
+                .await
+                .map_err(|e| format!("resubscribe: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Fetches a depth snapshot and applies it (retrying a few times on failure).
     async fn resync(&mut self, instrument: InstrumentIndex) {
-        let Some(symbol) = self
-            .feed
-            .codec()
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s.to_owned())
-        else {
+        let (Some(url), Some(symbol)) = (
+            self.feed.snapshot_url(&self.settings.rest_url, instrument),
+            self.feed.symbol_of(instrument).map(str::to_owned),
+        ) else {
             return;
         };
-        let path = match self.settings.market {
-            Market::Spot => "/api/v3/depth",
-            Market::UsdM => "/fapi/v1/depth",
-        };
-        let url = format!(
-            "{}{path}?symbol={symbol}&limit={}",
-            self.settings.rest_url.trim_end_matches('/'),
-            self.settings.snapshot_limit
-        );
         for attempt in 0..3u32 {
             let u = url.clone();
             let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
@@ -483,7 +502,7 @@ impl<C: Clock> Runner<C> {
                             tracing::info!(feed = %self.settings.name, %symbol, "book synced from snapshot");
                             return;
                         }
-                        FrameOutcome::NeedSnapshot(_) => {
+                        FrameOutcome::NeedSnapshot(_) | FrameOutcome::Resubscribe(_) => {
                             tracing::info!(feed = %self.settings.name, %symbol, "snapshot older than buffered diffs; fetching again");
                         }
                         FrameOutcome::Refused(e) => {

@@ -44,7 +44,7 @@ use tradeloop_engine::event::{
 use tradeloop_engine::fixed::{Price, Qty, FIXED_DECIMALS};
 use tradeloop_engine::instrument::InstrumentIndex;
 
-use crate::binance::feed::MarketSink;
+use crate::feed::MarketSink;
 
 /// First bytes of every `.tle` file.
 pub const MAGIC: [u8; 8] = *b"TLEVENT\0";

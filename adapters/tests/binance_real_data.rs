@@ -2,8 +2,9 @@
 //! Binance's sync procedure through the whole file, and at every book ticker whose update id
 //! the rebuilt book has reached, their best bid and ask agree.
 
-use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
+use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::symbols::SymbolMap;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::runner::{spawn_binance_feed, FeedHandle, FeedSettings};
+use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::book::OrderBook;
@@ -48,9 +48,6 @@ fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
         name: "sim".into(),
         ws_url: venue.ws_url(),
         rest_url: venue.rest_url(),
-        market: Market::Spot,
-        depth_stream: "depth@100ms".into(),
-        snapshot_limit: 1000,
         idle_timeout: idle,
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
@@ -59,7 +56,7 @@ fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
         stop_guard: None,
     };
     let codec = BinanceCodec::new(symbols, 1 << 20);
-    spawn_binance_feed(
+    spawn_feed(
         settings,
         BinanceFeed::new(codec, Market::Spot, 10_000),
         Arc::clone(lanes),
@@ -227,7 +224,7 @@ fn garbage_frames_are_counted_and_the_feed_survives() {
     });
     assert_eq!(v.connections(), 1, "garbage does not cost the connection");
     let stats = f.stop();
-    let by_kind: BTreeMap<&str, u64> = tradeloop_adapters::binance::parse::ParseError::NAMES
+    let by_kind: BTreeMap<&str, u64> = tradeloop_adapters::wire::ParseError::NAMES
         .iter()
         .copied()
         .zip(stats.errors)

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
-use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome};
+use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::shared_data_dir;

@@ -5,8 +5,9 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use tradeloop_adapters::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
+use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 use tradeloop_adapters::record::{record, RecordSettings};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::runner::{spawn_binance_feed, FeedSettings};
+use tradeloop_adapters::runner::{spawn_feed, FeedSettings};
 use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
@@ -48,9 +48,6 @@ fn replays_the_real_spot_capture_through_the_feed() {
         name: "replay".into(),
         ws_url: venue.ws_url(),
         rest_url: venue.rest_url(),
-        market: Market::Spot,
-        depth_stream: "depth@100ms".into(),
-        snapshot_limit: 1000,
         idle_timeout: Duration::from_secs(30),
         backoff_base: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
@@ -59,7 +56,7 @@ fn replays_the_real_spot_capture_through_the_feed() {
         stop_guard: None,
     };
     let feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), Market::Spot, 10_000);
-    let handle = spawn_binance_feed(settings, feed, Arc::clone(&lanes), LiveClock::new()).unwrap();
+    let handle = spawn_feed(settings, feed, Arc::clone(&lanes), LiveClock::new()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(venue.replay_done()
         && handle

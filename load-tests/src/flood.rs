@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::runner::{spawn_binance_feed, FeedSettings};
+use tradeloop_adapters::runner::{spawn_feed, FeedSettings};
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::event::FeedState;
@@ -93,9 +93,6 @@ pub fn step(
         name: "sim".into(),
         ws_url: venue.ws_url(),
         rest_url: venue.rest_url(),
-        market: Market::Spot,
-        depth_stream: "depth@100ms".into(),
-        snapshot_limit: 1000,
         idle_timeout: Duration::from_secs(10),
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_secs(2),
@@ -104,7 +101,7 @@ pub fn step(
         stop_guard: None,
     };
     let feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), Market::Spot, 1000);
-    let handle = spawn_binance_feed(settings, feed, Arc::clone(&rig.lanes), rig.clock.clone())
+    let handle = spawn_feed(settings, feed, Arc::clone(&rig.lanes), rig.clock.clone())
         .context("cannot start the feed")?;
     let live_deadline = Instant::now() + Duration::from_secs(10);
     while handle.shared.state() != FeedState::Live {

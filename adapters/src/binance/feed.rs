@@ -5,72 +5,16 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side};
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use super::book_sync::{BookSync, DiffAction, SyncState};
-use super::parse::{BinanceCodec, DepthDiff, Level, Market, ParseError, Parsed};
-
-/// Where a feed's events go (a lane, or a vector in tests and replays).
-pub trait MarketSink {
-    /// One market-data event.
-    fn push(&mut self, event: Event);
-    /// An instrument's book lost continuity: the engine must stop trusting it until the
-    /// snapshot that follows.
-    fn book_lost(&mut self, instrument: InstrumentIndex);
-}
-
-/// Counters of one feed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FeedStats {
-    /// Frames seen.
-    pub frames: u64,
-    /// Trades emitted.
-    pub trades: u64,
-    /// Quotes emitted.
-    pub quotes: u64,
-    /// Depth diffs applied.
-    pub diffs_applied: u64,
-    /// Book level events emitted (snapshots and diffs).
-    pub deltas: u64,
-    /// Snapshots applied.
-    pub snapshots: u64,
-    /// Continuity gaps detected (each forces a resync).
-    pub gaps: u64,
-    /// Diffs older than the book, ignored.
-    pub dropped_old: u64,
-    /// In-stream snapshots that no book was waiting for (already synced), ignored.
-    pub snapshots_ignored: u64,
-    /// Diffs discarded from a full resync buffer.
-    pub buffer_overflow: u64,
-    /// Mark-price and liquidation events emitted.
-    pub other_events: u64,
-    /// Subscription replies.
-    pub control: u64,
-    /// Refused frames per [`ParseError::index`].
-    pub errors: [u64; ParseError::KINDS],
-}
-
-impl FeedStats {
-    /// Refused frames of every kind.
-    #[must_use]
-    pub fn errors_total(&self) -> u64 {
-        self.errors.iter().sum()
-    }
-}
-
-/// What a frame did.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum FrameOutcome {
-    /// Handled.
-    Handled,
-    /// Handled, and this instrument now needs a REST snapshot (fetch it and call
-    /// [`BinanceFeed::on_snapshot`]).
-    NeedSnapshot(InstrumentIndex),
-    /// Refused (counted).
-    Refused(ParseError),
-}
+use super::parse::{BinanceCodec, DepthDiff, Market, Parsed};
+use crate::feed::{FeedStats, FrameOutcome, MarketSink, VenueFeed};
+use crate::wire::{Level, ParseError};
 
 #[derive(Clone, Debug)]
 struct OwnedDiff {
@@ -90,9 +34,12 @@ struct InstrumentBook {
 #[derive(Debug)]
 pub struct BinanceFeed {
     codec: BinanceCodec,
+    market: Market,
     books: Vec<Option<InstrumentBook>>,
     max_buffered: usize,
     stats: FeedStats,
+    depth_stream: String,
+    snapshot_limit: u32,
 }
 
 impl BinanceFeed {
@@ -115,10 +62,28 @@ impl BinanceFeed {
         }
         Self {
             codec,
+            market,
             books,
             max_buffered: max_buffered.max(1),
             stats: FeedStats::default(),
+            depth_stream: "depth@100ms".to_owned(),
+            snapshot_limit: 1000,
         }
+    }
+
+    /// Subscribes to `<symbol>@<depth_stream>` (e.g. `depth@100ms`, `depth@0ms`) and requests
+    /// `snapshot_limit` levels per REST snapshot (defaults: `depth@100ms`, 1000).
+    #[must_use]
+    pub fn with_depth(mut self, depth_stream: &str, snapshot_limit: u32) -> Self {
+        self.depth_stream = depth_stream.to_owned();
+        self.snapshot_limit = snapshot_limit;
+        self
+    }
+
+    /// Spot or USD-M.
+    #[must_use]
+    pub fn market(&self) -> Market {
+        self.market
     }
 
     /// Counters.
@@ -168,7 +133,7 @@ impl BinanceFeed {
     }
 
     /// Forgets every book (after a reconnect): each must be resynced from a snapshot.
-    pub fn reset_books(&mut self, sink: &mut impl MarketSink) {
+    pub fn reset_books(&mut self, sink: &mut (impl MarketSink + ?Sized)) {
         for (i, b) in self.books.iter_mut().enumerate() {
             if let Some(b) = b {
                 if b.sync.state() != SyncState::AwaitingSnapshot {
@@ -194,7 +159,11 @@ impl BinanceFeed {
     }
 
     /// Forgets one instrument's book (a delta was lost downstream): it must be resynced.
-    pub fn reset_book(&mut self, instrument: InstrumentIndex, sink: &mut impl MarketSink) {
+    pub fn reset_book(
+        &mut self,
+        instrument: InstrumentIndex,
+        sink: &mut (impl MarketSink + ?Sized),
+    ) {
         if let Some(Some(b)) = self.books.get_mut(instrument.get()) {
             b.sync.reset();
             b.buffered.clear();
@@ -213,7 +182,7 @@ impl BinanceFeed {
         &mut self,
         recv_ns: u64,
         frame: &str,
-        sink: &mut impl MarketSink,
+        sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         self.stats.frames += 1;
         let parsed = match self.codec.parse(frame) {
@@ -267,7 +236,7 @@ impl BinanceFeed {
         instrument: InstrumentIndex,
         recv_ns: u64,
         body: &str,
-        sink: &mut impl MarketSink,
+        sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         match self.codec.parse(body) {
             Ok(Parsed::Snapshot(s)) => {
@@ -288,7 +257,7 @@ impl BinanceFeed {
         &mut self,
         recv_ns: u64,
         header: DepthDiff,
-        sink: &mut impl MarketSink,
+        sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         let Some(Some(book)) = self.books.get_mut(header.instrument.get()) else {
             self.stats.errors[ParseError::UnknownSymbol.index()] += 1;
@@ -350,7 +319,7 @@ impl BinanceFeed {
         recv_ns: u64,
         last_update_id: u64,
         exch_ns: u64,
-        sink: &mut impl MarketSink,
+        sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         let Some(Some(book)) = self.books.get_mut(instrument.get()) else {
             self.stats.errors[ParseError::UnknownSymbol.index()] += 1;
@@ -417,7 +386,7 @@ fn delta(recv_ns: u64, h: &DepthDiff, side: Side, l: Level, flags: u8) -> Event 
 /// and for a snapshot the first also clears the book. An empty snapshot is one empty level
 /// with both flags. Returns how many events were emitted.
 fn emit_levels(
-    sink: &mut impl MarketSink,
+    sink: &mut (impl MarketSink + ?Sized),
     recv_ns: u64,
     h: &DepthDiff,
     bids: &[Level],
@@ -458,4 +427,99 @@ fn emit_levels(
         sink.push(delta(recv_ns, h, side, l, flags));
     }
     total as u64
+}
+
+/// Binance's combined-stream protocol: `<ws_url>/stream`, one `SUBSCRIBE` for every symbol's
+/// `@trade`, `@bookTicker` and depth stream, WebSocket control pings only, and books resynced
+/// from REST snapshots (`/api/v3/depth` on spot, `/fapi/v1/depth` on USD-M).
+impl VenueFeed for BinanceFeed {
+    fn protocol(&self) -> &'static str {
+        "binance"
+    }
+
+    fn ws_endpoint(&self, ws_url: &str) -> String {
+        format!("{}/stream", ws_url.trim_end_matches('/'))
+    }
+
+    fn subscribe_requests(&self, req_id: u64) -> Vec<String> {
+        let mut streams = Vec::new();
+        for (symbol, _) in self.codec.symbols().iter() {
+            let s = symbol.to_ascii_lowercase();
+            streams.push(format!("{s}@trade"));
+            streams.push(format!("{s}@bookTicker"));
+            streams.push(format!("{s}@{}", self.depth_stream));
+        }
+        vec![
+            serde_json::json!({ "method": "SUBSCRIBE", "params": streams, "id": req_id })
+                .to_string(),
+        ]
+    }
+
+    fn resubscribe_requests(&self, _instrument: InstrumentIndex, _req_id: u64) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn app_ping(&self, _req_id: u64) -> Option<(Duration, String)> {
+        None
+    }
+
+    fn snapshot_url(&self, rest_url: &str, instrument: InstrumentIndex) -> Option<String> {
+        let symbol = self.symbol_of(instrument)?;
+        let path = match self.market {
+            Market::Spot => "/api/v3/depth",
+            Market::UsdM => "/fapi/v1/depth",
+        };
+        Some(format!(
+            "{}{path}?symbol={symbol}&limit={}",
+            rest_url.trim_end_matches('/'),
+            self.snapshot_limit
+        ))
+    }
+
+    fn on_frame<S: MarketSink + ?Sized>(
+        &mut self,
+        recv_ns: u64,
+        frame: &str,
+        sink: &mut S,
+    ) -> FrameOutcome {
+        BinanceFeed::on_frame(self, recv_ns, frame, sink)
+    }
+
+    fn on_snapshot<S: MarketSink + ?Sized>(
+        &mut self,
+        instrument: InstrumentIndex,
+        recv_ns: u64,
+        body: &str,
+        sink: &mut S,
+    ) -> FrameOutcome {
+        BinanceFeed::on_snapshot(self, instrument, recv_ns, body, sink)
+    }
+
+    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
+        BinanceFeed::reset_books(self, sink);
+    }
+
+    fn reset_book<S: MarketSink + ?Sized>(&mut self, instrument: InstrumentIndex, sink: &mut S) {
+        BinanceFeed::reset_book(self, instrument, sink);
+    }
+
+    fn resyncing(&self) -> bool {
+        BinanceFeed::resyncing(self)
+    }
+
+    fn instruments(&self) -> Vec<InstrumentIndex> {
+        BinanceFeed::instruments(self).collect()
+    }
+
+    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
+        self.codec
+            .symbols()
+            .iter()
+            .find(|(_, i)| *i == instrument)
+            .map(|(s, _)| s)
+    }
+
+    fn stats(&self) -> &FeedStats {
+        &self.stats
+    }
 }

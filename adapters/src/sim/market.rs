@@ -304,8 +304,9 @@ impl SimSymbol {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::binance::feed::{BinanceFeed, FrameOutcome, MarketSink};
+    use crate::binance::feed::BinanceFeed;
     use crate::binance::parse::{BinanceCodec, Market};
+    use crate::feed::{FrameOutcome, MarketSink};
     use crate::symbols::SymbolMap;
     use tradeloop_engine::book::OrderBook;
     use tradeloop_engine::event::{Event, EventKind};
@@ -386,6 +387,7 @@ mod tests {
                         feed.on_snapshot(i, step, &sym.snapshot(1000), &mut sink);
                     }
                     FrameOutcome::Refused(e) => panic!("{e}: {f}"),
+                    FrameOutcome::Resubscribe(i) => panic!("binance never resubscribes: {i:?}"),
                     FrameOutcome::Handled => {}
                 }
             }

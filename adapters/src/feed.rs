@@ -1,0 +1,136 @@
+//! What every venue's market-data feed offers the runner and the replays: a sink for the events
+//! it produces, its counters, what a frame did, and the [`VenueFeed`] protocol trait through
+//! which the one reconnecting runner (`crate::runner`) drives any venue: where to connect, what
+//! to send after connecting, the application-level ping, how a lost book is recovered (a REST
+//! snapshot or a resubscription), and the frame handler itself.
+
+use std::time::Duration;
+
+use tradeloop_engine::event::Event;
+use tradeloop_engine::instrument::InstrumentIndex;
+
+use crate::wire::ParseError;
+
+/// Where a feed's events go (a lane, or a vector in tests and replays).
+pub trait MarketSink {
+    /// One market-data event.
+    fn push(&mut self, event: Event);
+    /// An instrument's book lost continuity: the engine must stop trusting it until the
+    /// snapshot that follows.
+    fn book_lost(&mut self, instrument: InstrumentIndex);
+}
+
+/// Counters of one feed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Frames seen.
+    pub frames: u64,
+    /// Trades emitted.
+    pub trades: u64,
+    /// Quotes emitted.
+    pub quotes: u64,
+    /// Depth diffs applied.
+    pub diffs_applied: u64,
+    /// Book level events emitted (snapshots and diffs).
+    pub deltas: u64,
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Continuity gaps detected (each forces a resync).
+    pub gaps: u64,
+    /// Diffs older than the book, ignored.
+    pub dropped_old: u64,
+    /// In-stream snapshots that no book was waiting for (already synced), ignored.
+    pub snapshots_ignored: u64,
+    /// Diffs discarded from a full resync buffer.
+    pub buffer_overflow: u64,
+    /// Mark-price and liquidation events emitted.
+    pub other_events: u64,
+    /// Subscription replies.
+    pub control: u64,
+    /// Refused frames per [`ParseError::index`].
+    pub errors: [u64; ParseError::KINDS],
+}
+
+impl FeedStats {
+    /// Refused frames of every kind.
+    #[must_use]
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+}
+
+/// What a frame did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FrameOutcome {
+    /// Handled.
+    Handled,
+    /// Handled, and this instrument now needs a REST snapshot (fetch it from
+    /// [`VenueFeed::snapshot_url`] and call [`VenueFeed::on_snapshot`]).
+    NeedSnapshot(InstrumentIndex),
+    /// Handled, and this instrument's book lost continuity on a venue that sends its snapshots
+    /// in-stream: send [`VenueFeed::resubscribe_requests`] to get a fresh snapshot.
+    Resubscribe(InstrumentIndex),
+    /// Refused (counted).
+    Refused(ParseError),
+}
+
+/// A venue's market-data protocol, as the runner needs it. Implemented by each venue's feed
+/// (Binance, Bybit); the frame handler runs on the feed thread and must not allocate per frame
+/// once warm.
+pub trait VenueFeed: Send + 'static {
+    /// Protocol name for logs (`binance`, `bybit`).
+    fn protocol(&self) -> &'static str;
+
+    /// The WebSocket URL to connect to, from the venue's configured `ws_url`.
+    fn ws_endpoint(&self, ws_url: &str) -> String;
+
+    /// Text frames to send right after connecting (subscriptions). `req_id` grows with every
+    /// connection so that replies can be told apart.
+    fn subscribe_requests(&self, req_id: u64) -> Vec<String>;
+
+    /// Text frames that make the venue send `instrument`'s book again from a snapshot (for
+    /// venues whose snapshots arrive in-stream). Empty if the venue resyncs over REST.
+    fn resubscribe_requests(&self, instrument: InstrumentIndex, req_id: u64) -> Vec<String>;
+
+    /// The application-level ping the venue requires, and how often (`None`: WebSocket
+    /// control pings are enough).
+    fn app_ping(&self, req_id: u64) -> Option<(Duration, String)>;
+
+    /// REST URL of `instrument`'s depth snapshot, for venues that resync over REST.
+    fn snapshot_url(&self, rest_url: &str, instrument: InstrumentIndex) -> Option<String>;
+
+    /// Handles one text frame received at `recv_ns`.
+    fn on_frame<S: MarketSink + ?Sized>(
+        &mut self,
+        recv_ns: u64,
+        frame: &str,
+        sink: &mut S,
+    ) -> FrameOutcome;
+
+    /// Applies a REST snapshot body fetched from [`Self::snapshot_url`].
+    fn on_snapshot<S: MarketSink + ?Sized>(
+        &mut self,
+        instrument: InstrumentIndex,
+        recv_ns: u64,
+        body: &str,
+        sink: &mut S,
+    ) -> FrameOutcome;
+
+    /// Forgets every book (after a disconnect): each must be resynced.
+    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S);
+
+    /// Forgets one instrument's book (a delta was lost downstream): it must be resynced.
+    fn reset_book<S: MarketSink + ?Sized>(&mut self, instrument: InstrumentIndex, sink: &mut S);
+
+    /// `true` while some book that has seen data waits for its snapshot.
+    fn resyncing(&self) -> bool;
+
+    /// The feed's instruments.
+    fn instruments(&self) -> Vec<InstrumentIndex>;
+
+    /// The venue symbol of an instrument (for logs and requests).
+    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str>;
+
+    /// Counters.
+    fn stats(&self) -> &FeedStats;
+}

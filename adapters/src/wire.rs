@@ -1,0 +1,140 @@
+//! Wire helpers every venue codec shares: the parsed price level, the typed parse error counted
+//! per kind, exact decimal strings to fixed point while deserializing, and a level-list seed
+//! that fills a reused buffer. Hot path (feed threads): nothing here allocates once the level
+//! buffers have grown.
+
+use core::fmt;
+
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+use serde::Deserialize;
+use tradeloop_engine::fixed::{FixedError, Price, Qty};
+
+/// One price level as parsed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Level {
+    /// Price.
+    pub price: Price,
+    /// Absolute quantity (zero removes the level).
+    pub qty: Qty,
+}
+
+/// Why a frame was refused. Small and `Copy`: counted per kind by the feed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or JSON of an unexpected shape.
+    #[error("malformed frame ({0})")]
+    Malformed(&'static str),
+    /// A stream or event type this codec does not handle.
+    #[error("unknown stream or event type")]
+    UnknownStream,
+    /// A symbol that is not a configured instrument.
+    #[error("unknown symbol")]
+    UnknownSymbol,
+    /// A price or quantity that is not an exact decimal in range.
+    #[error("invalid number: {0}")]
+    Number(FixedError),
+    /// Larger than the configured frame limit.
+    #[error("frame too large")]
+    Oversize,
+    /// The venue answered a request with an error (e.g. a refused subscription).
+    #[error("venue error reply")]
+    VenueError,
+}
+
+impl ParseError {
+    /// Number of kinds (for per-kind counters).
+    pub const KINDS: usize = 6;
+
+    /// Stable index for counters.
+    #[must_use]
+    pub const fn index(&self) -> usize {
+        match self {
+            Self::Malformed(_) => 0,
+            Self::UnknownStream => 1,
+            Self::UnknownSymbol => 2,
+            Self::Number(_) => 3,
+            Self::Oversize => 4,
+            Self::VenueError => 5,
+        }
+    }
+
+    /// Names indexed by [`Self::index`].
+    pub const NAMES: [&'static str; Self::KINDS] = [
+        "malformed",
+        "unknown_stream",
+        "unknown_symbol",
+        "invalid_number",
+        "oversize",
+        "venue_error",
+    ];
+}
+
+pub(crate) fn json_err(e: &serde_json::Error) -> ParseError {
+    let msg = e.to_string();
+    if let Some(pos) = msg.find(NUMBER_ERR_TAG) {
+        // Recover the typed fixed-point error smuggled through serde's string error.
+        let kind = &msg[pos + NUMBER_ERR_TAG.len()..];
+        let err = match kind.as_bytes().first() {
+            Some(b'E') => FixedError::Empty,
+            Some(b'P') => FixedError::TooPrecise,
+            Some(b'O') => FixedError::Overflow,
+            _ => FixedError::InvalidChar { position: 0 },
+        };
+        return ParseError::Number(err);
+    }
+    ParseError::Malformed(match e.classify() {
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Eof => "truncated",
+        serde_json::error::Category::Data => "unexpected shape",
+        serde_json::error::Category::Io => "io",
+    })
+}
+
+const NUMBER_ERR_TAG: &str = "tradeloop-number:";
+
+pub(crate) fn number_err<E: de::Error>(e: FixedError) -> E {
+    let code = match e {
+        FixedError::Empty => 'E',
+        FixedError::TooPrecise => 'P',
+        FixedError::Overflow => 'O',
+        FixedError::InvalidChar { .. } => 'I',
+    };
+    E::custom(format_args!("{NUMBER_ERR_TAG}{code}"))
+}
+
+/// A decimal string field parsed to fixed point while deserializing.
+pub(crate) struct Fixed(pub(crate) i64);
+
+impl<'de> Deserialize<'de> for Fixed {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <&str>::deserialize(d)?;
+        tradeloop_engine::fixed::parse_fixed_raw(s.as_bytes())
+            .map(Fixed)
+            .map_err(number_err)
+    }
+}
+
+/// Fills a level buffer from `[["price","qty"], …]` without allocating per level.
+pub(crate) struct LevelsSeed<'b>(pub(crate) &'b mut Vec<Level>);
+
+impl<'de> DeserializeSeed<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LevelsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of [price, quantity] string pairs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some((p, q)) = seq.next_element::<(&'de str, &'de str)>()? {
+            let price = Price::parse(p).map_err(number_err)?;
+            let qty = Qty::parse(q).map_err(number_err)?;
+            self.0.push(Level { price, qty });
+        }
+        Ok(())
+    }
+}
