@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
-use tradeloop_engine::event::Event;
+use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side};
+use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
-use crate::wire::ParseError;
+use crate::wire::{Level, ParseError};
 
 /// Where a feed's events go (a lane, or a vector in tests and replays).
 pub trait MarketSink {
@@ -39,6 +40,8 @@ pub struct FeedStats {
     pub gaps: u64,
     /// Diffs older than the book, ignored.
     pub dropped_old: u64,
+    /// Deltas that arrived while their book waited for an in-stream snapshot, ignored.
+    pub before_snapshot: u64,
     /// In-stream snapshots that no book was waiting for (already synced), ignored.
     pub snapshots_ignored: u64,
     /// Diffs discarded from a full resync buffer.
@@ -133,4 +136,77 @@ pub trait VenueFeed: Send + 'static {
 
     /// Counters.
     fn stats(&self) -> &FeedStats;
+}
+
+/// What every level event of one venue book message carries.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LevelsHeader {
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// The message's update id (the book's version after it).
+    pub update_id: u64,
+    /// Venue time, ns since the epoch.
+    pub exch_ns: u64,
+}
+
+fn delta(recv_ns: u64, h: &LevelsHeader, side: Side, l: Level, flags: u8) -> Event {
+    Event::new(
+        recv_ns,
+        h.exch_ns,
+        EventKind::BookDelta(BookDelta {
+            instrument: h.instrument,
+            side,
+            flags: DeltaFlags(flags),
+            price: l.price,
+            qty: l.qty,
+            update_id: h.update_id,
+        }),
+    )
+}
+
+/// Emits one venue message's levels (bids, then asks); the last is flagged `LAST_IN_MESSAGE`,
+/// and for a snapshot the first also clears the book. An empty snapshot is one empty level
+/// with both flags. Returns how many events were emitted.
+pub(crate) fn emit_levels(
+    sink: &mut (impl MarketSink + ?Sized),
+    recv_ns: u64,
+    h: &LevelsHeader,
+    bids: &[Level],
+    asks: &[Level],
+    snapshot: bool,
+) -> u64 {
+    let total = bids.len() + asks.len();
+    if total == 0 {
+        if snapshot {
+            let empty = Level {
+                price: Price::ZERO,
+                qty: Qty::ZERO,
+            };
+            sink.push(delta(
+                recv_ns,
+                h,
+                Side::Buy,
+                empty,
+                DeltaFlags::SNAPSHOT_BEGIN | DeltaFlags::LAST_IN_MESSAGE,
+            ));
+            return 1;
+        }
+        return 0;
+    }
+    let levels = bids
+        .iter()
+        .map(|l| (Side::Buy, *l))
+        .chain(asks.iter().map(|l| (Side::Sell, *l)));
+    for (n, (side, l)) in levels.enumerate() {
+        let mut flags = if snapshot && n == 0 {
+            DeltaFlags::SNAPSHOT_BEGIN
+        } else {
+            0
+        };
+        if n + 1 == total {
+            flags |= DeltaFlags::LAST_IN_MESSAGE;
+        }
+        sink.push(delta(recv_ns, h, side, l, flags));
+    }
+    total as u64
 }

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod binance;
+pub mod bybit;
 pub mod feed;
 pub mod record;
 pub mod recorder;

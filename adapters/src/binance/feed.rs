@@ -7,13 +7,12 @@ use std::collections::VecDeque;
 
 use std::time::Duration;
 
-use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side};
-use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::event::{Event, EventKind};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use super::book_sync::{BookSync, DiffAction, SyncState};
 use super::parse::{BinanceCodec, DepthDiff, Market, Parsed};
-use crate::feed::{FeedStats, FrameOutcome, MarketSink, VenueFeed};
+use crate::feed::{emit_levels, FeedStats, FrameOutcome, LevelsHeader, MarketSink, VenueFeed};
 use crate::wire::{Level, ParseError};
 
 #[derive(Clone, Debug)]
@@ -269,7 +268,7 @@ impl BinanceFeed {
                 self.stats.deltas += emit_levels(
                     sink,
                     recv_ns,
-                    &header,
+                    &header.levels_header(),
                     self.codec.bids(),
                     self.codec.asks(),
                     false,
@@ -336,7 +335,7 @@ impl BinanceFeed {
         self.stats.deltas += emit_levels(
             sink,
             recv_ns,
-            &header,
+            &header.levels_header(),
             self.codec.bids(),
             self.codec.asks(),
             true,
@@ -349,8 +348,14 @@ impl BinanceFeed {
             match book.sync.on_diff(&d.header) {
                 DiffAction::Apply => {
                     self.stats.diffs_applied += 1;
-                    self.stats.deltas +=
-                        emit_levels(sink, d.recv_ns, &d.header, &d.bids, &d.asks, false);
+                    self.stats.deltas += emit_levels(
+                        sink,
+                        d.recv_ns,
+                        &d.header.levels_header(),
+                        &d.bids,
+                        &d.asks,
+                        false,
+                    );
                 }
                 DiffAction::DropOld => self.stats.dropped_old += 1,
                 DiffAction::Gap { .. } => {
@@ -365,68 +370,6 @@ impl BinanceFeed {
         }
         outcome
     }
-}
-
-fn delta(recv_ns: u64, h: &DepthDiff, side: Side, l: Level, flags: u8) -> Event {
-    Event::new(
-        recv_ns,
-        h.exch_ns,
-        EventKind::BookDelta(BookDelta {
-            instrument: h.instrument,
-            side,
-            flags: DeltaFlags(flags),
-            price: l.price,
-            qty: l.qty,
-            update_id: h.last_id,
-        }),
-    )
-}
-
-/// Emits one venue message's levels (bids, then asks); the last is flagged `LAST_IN_MESSAGE`,
-/// and for a snapshot the first also clears the book. An empty snapshot is one empty level
-/// with both flags. Returns how many events were emitted.
-fn emit_levels(
-    sink: &mut (impl MarketSink + ?Sized),
-    recv_ns: u64,
-    h: &DepthDiff,
-    bids: &[Level],
-    asks: &[Level],
-    snapshot: bool,
-) -> u64 {
-    let total = bids.len() + asks.len();
-    if total == 0 {
-        if snapshot {
-            let empty = Level {
-                price: Price::ZERO,
-                qty: Qty::ZERO,
-            };
-            sink.push(delta(
-                recv_ns,
-                h,
-                Side::Buy,
-                empty,
-                DeltaFlags::SNAPSHOT_BEGIN | DeltaFlags::LAST_IN_MESSAGE,
-            ));
-            return 1;
-        }
-        return 0;
-    }
-    let levels = bids
-        .iter()
-        .map(|l| (Side::Buy, *l))
-        .chain(asks.iter().map(|l| (Side::Sell, *l)));
-    for (n, (side, l)) in levels.enumerate() {
-        let mut flags = if snapshot && n == 0 {
-            DeltaFlags::SNAPSHOT_BEGIN
-        } else {
-            0
-        };
-        if n + 1 == total {
-            flags |= DeltaFlags::LAST_IN_MESSAGE;
-        }
-        sink.push(delta(recv_ns, h, side, l, flags));
-    }
-    total as u64
 }
 
 /// Binance's combined-stream protocol: `<ws_url>/stream`, one `SUBSCRIBE` for every symbol's
@@ -521,5 +464,16 @@ impl VenueFeed for BinanceFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+}
+
+impl DepthDiff {
+    /// What every emitted level of this message carries.
+    fn levels_header(&self) -> LevelsHeader {
+        LevelsHeader {
+            instrument: self.instrument,
+            update_id: self.last_id,
+            exch_ns: self.exch_ns,
+        }
     }
 }
