@@ -14,6 +14,8 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::bybit::feed::BybitFeed;
+use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::gateway::SimGateway;
@@ -140,21 +142,51 @@ impl MarketSink for Sink {
     }
 }
 
-/// Spot or USD-M sync rule, from the first depth frames of the first frame file.
-fn detect_market(path: &Path) -> anyhow::Result<Market> {
+/// The venue protocol of recorded frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Binance, with its spot or USD-M book sync rule.
+    Binance(Market),
+    /// Bybit v5, with the book topic's depth.
+    Bybit(u16),
+}
+
+/// The protocol of the first frame file, from its first frames: Bybit topics (and their book
+/// depth), else Binance with the spot or USD-M rule from its first depth diff.
+fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
     let reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bybit = false;
     for line in reader.lines().take(5_000) {
         let line = line?;
-        if line.contains("depthUpdate") {
-            return Ok(if line.contains("\"pu\":") {
+        if let Some(at) = line.find("{\"topic\":\"orderbook.") {
+            let rest = &line[at + "{\"topic\":\"orderbook.".len()..];
+            let depth = rest.split('.').next().and_then(|d| d.parse::<u16>().ok());
+            match depth {
+                Some(d) if d > 1 => return Ok(Recorded::Bybit(d)),
+                _ => bybit = true,
+            }
+        } else if line.contains("{\"topic\":\"") {
+            bybit = true;
+        } else if line.contains("depthUpdate") {
+            return Ok(Recorded::Binance(if line.contains("\"pu\":") {
                 Market::UsdM
             } else {
                 Market::Spot
-            });
+            }));
         }
     }
-    Ok(Market::Spot)
+    Ok(if bybit {
+        Recorded::Bybit(50)
+    } else {
+        Recorded::Binance(Market::Spot)
+    })
+}
+
+/// The venue feed a raw replay parses with.
+enum RawFeed {
+    Binance(BinanceFeed),
+    Bybit(BybitFeed),
 }
 
 /// A replay's input, one step (frame or CSV row) at a time.
@@ -201,8 +233,8 @@ pub trait Steps {
 pub struct RawSteps {
     frames: FrameReader,
     tardis: TardisReader,
-    feed: BinanceFeed,
-    market: Market,
+    feed: RawFeed,
+    recorded: Recorded,
     next_is_frame: bool,
 }
 
@@ -224,27 +256,35 @@ impl RawSteps {
         }
         let (tardis_files, frame_files): (Vec<PathBuf>, Vec<PathBuf>) =
             data.iter().cloned().partition(|p| is_tardis_csv(p));
-        let market = match frame_files.first() {
-            Some(f) => detect_market(f)?,
-            None => Market::Spot,
+        let recorded = match frame_files.first() {
+            Some(f) => detect_protocol(f)?,
+            None => Recorded::Binance(Market::Spot),
+        };
+        let max_frame = config.feed.max_frame_bytes;
+        let feed = match recorded {
+            Recorded::Binance(market) => RawFeed::Binance(BinanceFeed::new(
+                BinanceCodec::new(symbols.clone(), max_frame),
+                market,
+                config.feed.max_buffered_diffs,
+            )),
+            Recorded::Bybit(depth) => RawFeed::Bybit(BybitFeed::new(
+                BybitCodec::new(symbols.clone(), max_frame),
+                depth,
+            )),
         };
         Ok(Self {
             frames: FrameReader::open(&frame_files)?,
-            tardis: TardisReader::open(&tardis_files, symbols.clone())?,
-            feed: BinanceFeed::new(
-                BinanceCodec::new(symbols, config.feed.max_frame_bytes),
-                market,
-                config.feed.max_buffered_diffs,
-            ),
-            market,
+            tardis: TardisReader::open(&tardis_files, symbols)?,
+            feed,
+            recorded,
             next_is_frame: false,
         })
     }
 
-    /// The book sync rule in use (from the first frame file).
+    /// The venue protocol and book sync rule in use (from the first frame file).
     #[must_use]
-    pub fn market(&self) -> Market {
-        self.market
+    pub fn recorded(&self) -> Recorded {
+        self.recorded
     }
 }
 
@@ -265,10 +305,11 @@ impl Steps for RawSteps {
     fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool> {
         if self.next_is_frame {
             let (ns, frame) = self.frames.next_frame()?.context("no frame left")?;
-            Ok(matches!(
-                self.feed.on_frame(ns, frame, sink),
-                FrameOutcome::Refused(_)
-            ))
+            let outcome = match &mut self.feed {
+                RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
+                RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
+            };
+            Ok(matches!(outcome, FrameOutcome::Refused(_)))
         } else {
             let event = self.tardis.next_event()?.context("no row left")?;
             sink.push(event);

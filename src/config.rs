@@ -385,12 +385,26 @@ pub struct MetricsSection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VenueKind {
-    /// The built-in offline exchange simulator (Binance wire format on loopback).
+    /// The built-in offline exchange simulator on loopback (wire format: `[sim].protocol`).
     Sim,
     /// Binance spot.
     Binance,
     /// Binance USD-M futures.
     BinanceUsdm,
+    /// Bybit v5 public market data; `ws_url` is the category's endpoint, e.g.
+    /// `wss://stream.bybit.com/v5/public/linear` or `…/spot`.
+    Bybit,
+}
+
+/// The wire format the built-in simulated venue speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimProtocol {
+    /// Binance spot combined streams with REST depth snapshots.
+    #[default]
+    Binance,
+    /// Bybit v5 public topics with in-stream snapshots.
+    Bybit,
 }
 
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the
@@ -436,6 +450,13 @@ pub struct FeedSection {
     pub max_frame_bytes: usize,
     /// Depth diffs kept per instrument while a snapshot is awaited.
     pub max_buffered_diffs: usize,
+    /// Bybit book topic depth: `orderbook.{bybit_depth}.{symbol}` (50, 200, 500 or 1000).
+    #[serde(default = "default_bybit_depth")]
+    pub bybit_depth: u16,
+}
+
+fn default_bybit_depth() -> u16 {
+    50
 }
 
 /// `[execution]`: simulated execution for paper trading (and backtests).
@@ -474,6 +495,9 @@ pub struct SimSection {
     pub depth_levels: usize,
     /// Server ping interval.
     pub ping_interval_ms: u64,
+    /// Wire format served: Binance spot (default) or Bybit v5.
+    #[serde(default)]
+    pub protocol: SimProtocol,
     /// Starting price per symbol (symbols not listed start at 100).
     pub prices: BTreeMap<String, Price>,
     /// Recorded files to replay instead of the synthetic market (empty: synthetic).
@@ -714,7 +738,22 @@ impl Config {
                 ),
             ));
         }
+        if ![50, 200, 500, 1000].contains(&f.bybit_depth) {
+            return Err(err(
+                "feed.bybit_depth",
+                format!(
+                    "{} is not a Bybit order book depth (50, 200, 500 or 1000; level 1 is always subscribed for quotes)",
+                    f.bybit_depth
+                ),
+            ));
+        }
         let sim = &self.sim;
+        if sim.protocol == SimProtocol::Bybit && !sim.replay_files.is_empty() {
+            return Err(err(
+                "sim.protocol",
+                "replay_files are served in Binance's format; replay needs protocol = \"binance\"",
+            ));
+        }
         for (key, v) in [
             ("sim.steps_per_second", u64::from(sim.steps_per_second)),
             ("sim.depth_interval_ms", sim.depth_interval_ms),
@@ -1154,6 +1193,20 @@ mod tests {
                 &[("TRADELOOP__FEED__BACKOFF_MAX_MS", "10")],
                 "feed.backoff_max_ms",
                 "at least backoff_base_ms",
+            ),
+            (
+                "TC16b bybit depth not offered by the venue",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__FEED__BYBIT_DEPTH", "25")],
+                "feed.bybit_depth",
+                "not a Bybit order book depth",
+            ),
+            (
+                "TC16c sim protocol misspelt",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__SIM__PROTOCOL", "\"okx\"")],
+                "sim.protocol",
+                "unknown variant `okx`",
             ),
             (
                 "TC17 negative replay speed",

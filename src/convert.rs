@@ -75,8 +75,8 @@ pub fn write_tle<W: std::io::Write>(
             .collect(),
         sources: data.iter().map(|p| describe(p)).collect(),
         conversion: format!(
-            "book sync {:?}, max_buffered_diffs {}, max_frame_bytes {}, window {:?}..{:?}",
-            steps.market(),
+            "recorded {:?}, max_buffered_diffs {}, max_frame_bytes {}, window {:?}..{:?}",
+            steps.recorded(),
             config.feed.max_buffered_diffs,
             config.feed.max_frame_bytes,
             window.0,

@@ -5,17 +5,27 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tradeloop_adapters::binance::parse::Market;
-use tradeloop_adapters::record::{record, RecordSettings};
+use tradeloop_adapters::binance::feed::BinanceFeed;
+use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::bybit::feed::BybitFeed;
+use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::record::{record, RecordReport, RecordSettings};
+use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
+use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
 
-use crate::config::{Config, VenueKind};
+use crate::config::{Config, SimProtocol, VenueKind};
 
 /// Official market-data endpoints (used when `--venue` is a kind rather than a configured name).
 const BINANCE_SPOT: (&str, &str) = ("wss://stream.binance.com:9443", "https://api.binance.com");
 const BINANCE_USDM: (&str, &str) = ("wss://fstream.binance.com", "https://fapi.binance.com");
+const BYBIT_LINEAR: (&str, &str) = (
+    "wss://stream.bybit.com/v5/public/linear",
+    "https://api.bybit.com",
+);
 
 /// Runs a recording.
 ///
@@ -37,20 +47,19 @@ pub fn run(
         (None, "sim") => VenueKind::Sim,
         (None, "binance") => VenueKind::Binance,
         (None, "binance-usdm") => VenueKind::BinanceUsdm,
+        (None, "bybit") => VenueKind::Bybit,
         (None, other) => anyhow::bail!(
-            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm"
+            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit"
         ),
     };
-    let market = if kind == VenueKind::BinanceUsdm {
-        Market::UsdM
-    } else {
-        Market::Spot
-    };
+    let speaks_bybit = kind == VenueKind::Bybit
+        || (kind == VenueKind::Sim && config.sim.protocol == SimProtocol::Bybit);
     let mut sim = None;
     let (ws_url, rest_url) = match (configured, kind) {
-        (Some(v), VenueKind::Binance | VenueKind::BinanceUsdm) => {
+        (Some(v), VenueKind::Binance | VenueKind::BinanceUsdm | VenueKind::Bybit) => {
             (v.ws_url.clone(), v.rest_url.clone())
         }
+        (None, VenueKind::Bybit) => (BYBIT_LINEAR.0.to_owned(), BYBIT_LINEAR.1.to_owned()),
         (None, VenueKind::Binance) => (BINANCE_SPOT.0.to_owned(), BINANCE_SPOT.1.to_owned()),
         (None, VenueKind::BinanceUsdm) => (BINANCE_USDM.0.to_owned(), BINANCE_USDM.1.to_owned()),
         (_, VenueKind::Sim) => {
@@ -81,6 +90,13 @@ pub fn run(
                 depth_interval: Duration::from_millis(config.sim.depth_interval_ms),
                 depth_levels: config.sim.depth_levels,
                 ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
+                protocol: if speaks_bybit {
+                    WireProtocol::Bybit {
+                        depth: config.feed.bybit_depth,
+                    }
+                } else {
+                    WireProtocol::Binance
+                },
                 symbols,
                 replay: None,
             })
@@ -90,32 +106,45 @@ pub fn run(
             urls
         }
     };
+    let mut map = SymbolMap::default();
+    for (n, s) in symbols.iter().enumerate() {
+        map.insert(
+            s,
+            InstrumentIndex(u16::try_from(n).context("too many symbols")?),
+        );
+    }
+    let names: Vec<&str> = map.iter().map(|(s, _)| s).collect();
+    eprintln!(
+        "recording {} from {ws_url} into {}",
+        names.join(","),
+        out.display()
+    );
     let settings = RecordSettings {
         ws_url,
         rest_url,
-        market,
-        symbols: symbols.iter().map(|s| s.to_ascii_uppercase()).collect(),
-        depth_stream: config.feed.depth_stream.clone(),
-        snapshot_limit: config.feed.snapshot_limit,
         out_dir: out.clone(),
         prefix: venue.to_owned(),
         idle_timeout: Duration::from_millis(config.feed.idle_timeout_ms),
         backoff_base: Duration::from_millis(config.feed.backoff_base_ms),
         backoff_max: Duration::from_millis(config.feed.backoff_max_ms),
     };
-    eprintln!(
-        "recording {} from {} into {}",
-        settings.symbols.join(","),
-        settings.ws_url,
-        out.display()
-    );
-    let report = record(
-        &settings,
-        &LiveClock::new(),
-        stop,
-        duration.map(|d| Instant::now() + d),
-    )
-    .with_context(|| format!("cannot record into {}", out.display()))?;
+    let deadline = duration.map(|d| Instant::now() + d);
+    let f = &config.feed;
+    let clock = LiveClock::new();
+    let report: std::io::Result<RecordReport> = if speaks_bybit {
+        let feed = BybitFeed::new(BybitCodec::new(map, f.max_frame_bytes), f.bybit_depth);
+        record(&settings, &feed, &clock, stop, deadline)
+    } else {
+        let market = if kind == VenueKind::BinanceUsdm {
+            Market::UsdM
+        } else {
+            Market::Spot
+        };
+        let feed = BinanceFeed::new(BinanceCodec::new(map, f.max_frame_bytes), market, 1)
+            .with_depth(&f.depth_stream, f.snapshot_limit);
+        record(&settings, &feed, &clock, stop, deadline)
+    };
+    let report = report.with_context(|| format!("cannot record into {}", out.display()))?;
     if let Some(v) = sim {
         v.stop();
     }

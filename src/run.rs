@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::bybit::feed::BybitFeed;
+use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
+use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::breakers::{BreakerKind, BreakerState};
@@ -27,7 +30,7 @@ use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
 use tradeloop_risk::PreTradeRisk;
 
-use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
+use crate::config::{sim_listen_addr, Config, Mode, SimProtocol, VenueKind};
 
 /// Options of `tradeloop run`.
 #[derive(Clone, Debug)]
@@ -67,9 +70,11 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             tracing::info!(venue = %venue.name, "no instruments on this venue; not connecting");
             continue;
         }
-        let market = match venue.kind {
-            VenueKind::Sim | VenueKind::Binance => Market::Spot,
-            VenueKind::BinanceUsdm => Market::UsdM,
+        let f = &config.feed;
+        let speaks_bybit = match venue.kind {
+            VenueKind::Bybit => true,
+            VenueKind::Sim => config.sim.protocol == SimProtocol::Bybit,
+            VenueKind::Binance | VenueKind::BinanceUsdm => false,
         };
         if venue.kind == VenueKind::Sim {
             let ws_addr = sim_listen_addr(&venue.ws_url)
@@ -99,6 +104,13 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
                 depth_interval: Duration::from_millis(config.sim.depth_interval_ms),
                 depth_levels: config.sim.depth_levels,
                 ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
+                protocol: if speaks_bybit {
+                    WireProtocol::Bybit {
+                        depth: f.bybit_depth,
+                    }
+                } else {
+                    WireProtocol::Binance
+                },
                 symbols: sim_symbols,
                 replay: (!config.sim.replay_files.is_empty()).then(|| ReplaySource {
                     files: config.sim.replay_files.clone(),
@@ -114,7 +126,6 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             tracing::info!(venue = %venue.name, ws = %sim.ws_url(), rest = %sim.rest_url(), "simulated venue listening");
             sims.push(sim);
         }
-        let f = &config.feed;
         let settings = FeedSettings {
             stop_guard: config.stops.ingress_guard.then(|| Arc::clone(&stop_guard)),
             feed_id: u16::try_from(n).unwrap_or(u16::MAX),
@@ -127,14 +138,25 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             max_attempts: f.max_reconnect_attempts,
             down_critical_after: Duration::from_millis(f.down_critical_after_ms),
         };
-        let feed = BinanceFeed::new(
-            BinanceCodec::new(symbols, f.max_frame_bytes),
-            market,
-            f.max_buffered_diffs,
-        )
-        .with_depth(&f.depth_stream, f.snapshot_limit);
-        let handle = spawn_feed(settings, feed, Arc::clone(&lanes), clock.clone())
-            .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
+        let lanes = Arc::clone(&lanes);
+        let handle = if speaks_bybit {
+            let feed = BybitFeed::new(BybitCodec::new(symbols, f.max_frame_bytes), f.bybit_depth);
+            spawn_feed(settings, feed, lanes, clock.clone())
+        } else {
+            let market = if venue.kind == VenueKind::BinanceUsdm {
+                Market::UsdM
+            } else {
+                Market::Spot
+            };
+            let feed = BinanceFeed::new(
+                BinanceCodec::new(symbols, f.max_frame_bytes),
+                market,
+                f.max_buffered_diffs,
+            )
+            .with_depth(&f.depth_stream, f.snapshot_limit);
+            spawn_feed(settings, feed, lanes, clock.clone())
+        }
+        .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
         feeds.push(RunningFeed {
             name: venue.name.clone(),
             handle,

@@ -17,6 +17,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `tradeloop run` on the shipped config with the sim venue on free loopback ports.
+fn run_on_free_ports() -> Command {
+    let (ws, rest) = (free_port(), free_port());
+    let mut c = tradeloop();
+    c.arg("run")
+        .env(
+            "TRADELOOP__VENUES__0__WS_URL",
+            format!("\"ws://127.0.0.1:{ws}\""),
+        )
+        .env(
+            "TRADELOOP__VENUES__0__REST_URL",
+            format!("\"http://127.0.0.1:{rest}\""),
+        );
+    c
+}
+
 #[test]
 fn config_check_accepts_the_shipped_config_and_names_bad_keys() {
     let ok = tradeloop().args(["config", "check"]).output().unwrap();
@@ -60,22 +76,14 @@ fn config_print_never_shows_secrets() {
 
 #[test]
 fn run_streams_from_the_offline_sim_venue_and_stops_cleanly() {
-    let (ws, rest, metrics) = (free_port(), free_port(), free_port());
+    let metrics = free_port();
     let hlog = std::env::temp_dir().join(format!("tradeloop-cli-{}.hlog", std::process::id()));
-    let child = tradeloop()
-        .args(["run", "--duration", "4", "--histograms"])
+    let child = run_on_free_ports()
+        .args(["--duration", "4", "--histograms"])
         .arg(&hlog)
         .env(
             "TRADELOOP__METRICS__LISTEN",
             format!("\"127.0.0.1:{metrics}\""),
-        )
-        .env(
-            "TRADELOOP__VENUES__0__WS_URL",
-            format!("\"ws://127.0.0.1:{ws}\""),
-        )
-        .env(
-            "TRADELOOP__VENUES__0__REST_URL",
-            format!("\"http://127.0.0.1:{rest}\""),
         )
         .env("TRADELOOP__METRICS__STATUS_INTERVAL_MS", "500")
         .env(
@@ -554,4 +562,84 @@ fn scrape(port: u16) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     out.starts_with("HTTP/1.1 200").then_some(out)
+}
+
+/// The sim venue speaking Bybit v5: `run` streams from it through the Bybit feed (books from
+/// in-stream snapshots), `record` captures it, and `backtest` replays the recording through the
+/// Bybit parser with the book in sync throughout.
+#[test]
+fn bybit_sim_venue_runs_records_and_backtests() {
+    let db = std::env::temp_dir().join(format!("tradeloop-cli-bybit-{}.db", std::process::id()));
+    let out = run_on_free_ports()
+        .args(["--duration", "3", "--no-histograms"])
+        .env("TRADELOOP__SIM__PROTOCOL", "\"bybit\"")
+        .env("TRADELOOP__METRICS__ENABLED", "false")
+        .env("TRADELOOP__PERSISTENCE__SQLITE_PATH", &db)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("feed sim: live"), "the feed went live:\n{err}");
+    assert!(err.contains("sim:BTCUSDT Live"), "the book synced:\n{err}");
+    let summary = err
+        .lines()
+        .find(|l| l.starts_with("feed sim:") && l.contains("frames,"))
+        .expect("final feed summary");
+    assert!(summary.contains(" 0 gaps, 0 refused"), "{summary}");
+    let _ = std::fs::remove_file(&db);
+
+    let dir = std::env::temp_dir().join(format!("tradeloop-cli-bybit-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rec = tradeloop()
+        .args([
+            "record",
+            "--venue",
+            "sim",
+            "--symbols",
+            "BTCUSDT",
+            "--duration",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .env("TRADELOOP__SIM__PROTOCOL", "\"bybit\"")
+        .output()
+        .unwrap();
+    let rec_err = String::from_utf8_lossy(&rec.stderr);
+    assert!(rec.status.success(), "{rec_err}");
+    assert!(
+        rec_err.contains("and 0 snapshots"),
+        "in-stream snapshots: {rec_err}"
+    );
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut reader = tradeloop_adapters::recorder::FrameReader::open(&files).unwrap();
+    let first = loop {
+        let (_, frame) = reader
+            .next_frame()
+            .unwrap()
+            .expect("a recorded Bybit book frame");
+        if frame.starts_with("{\"topic\":\"orderbook.50.BTCUSDT\"") {
+            break frame.to_owned();
+        }
+    };
+    assert!(
+        first.contains("\"type\":\"snapshot\""),
+        "the first book frame is its snapshot: {first}"
+    );
+    let bt = dir.join("bt");
+    let err = backtest(&[&files[0]], &bt, &[]);
+    assert!(err.contains("pnl cross-check ok"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bt.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["events_refused"], 0, "{summary}");
+    assert!(
+        summary["market_events"].as_u64().unwrap() > 1_000,
+        "{summary}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -134,6 +134,10 @@ pub trait VenueFeed: Send + 'static {
     /// The venue symbol of an instrument (for logs and requests).
     fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str>;
 
+    /// For the recorder: the symbol (any case) a raw frame belongs to, and whether it is a
+    /// book-depth frame; `None` for replies and other frames. Never parses the whole frame.
+    fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)>;
+
     /// Counters.
     fn stats(&self) -> &FeedStats;
 }

@@ -1,8 +1,10 @@
-//! Recording a venue's raw frames for replay: subscribe to trades, book tickers and depth diffs,
-//! write every frame as `<recv_ns> <frame>` into one gzip file per symbol per UTC day, and,
-//! like hftbacktest's collector, write a REST depth snapshot line after each symbol's first diff
-//! following every (re)connect, so a replay can sync its book. Reconnects with backoff. Off the
-//! hot path: its own thread and runtime.
+//! Recording a venue's raw frames for replay: subscribe as the venue's feed does (trades, best
+//! bid/offer and book depth), write every frame as `<recv_ns> <frame>` into one gzip file per
+//! symbol per UTC day, and, for venues that resync over REST (Binance), like hftbacktest's
+//! collector, write a REST depth snapshot line after each symbol's first diff following every
+//! (re)connect, so a replay can sync its book. Venues that send snapshots in-stream (Bybit) need
+//! nothing more. Sends the venue's application ping. Reconnects with backoff. Off the hot path:
+//! its own thread and runtime.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +15,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tradeloop_engine::clock::Clock;
 
-use crate::binance::parse::Market;
+use tradeloop_engine::instrument::InstrumentIndex;
+
+use crate::feed::VenueFeed;
 use crate::recorder::FrameWriter;
 use crate::runner::backoff;
 use crate::sim::market::Rng;
@@ -21,18 +25,10 @@ use crate::sim::market::Rng;
 /// What to record and where.
 #[derive(Clone, Debug)]
 pub struct RecordSettings {
-    /// WebSocket base URL (`/stream` is appended).
+    /// The venue's WebSocket URL (the feed decides the endpoint from it).
     pub ws_url: String,
     /// REST base URL for snapshots.
     pub rest_url: String,
-    /// Spot or USD-M (snapshot path).
-    pub market: Market,
-    /// Symbols, e.g. `BTCUSDT`.
-    pub symbols: Vec<String>,
-    /// Depth stream suffix, e.g. `depth@100ms`.
-    pub depth_stream: String,
-    /// Snapshot levels.
-    pub snapshot_limit: u32,
     /// Output directory.
     pub out_dir: PathBuf,
     /// File name prefix (the venue), files are `<prefix>_<symbol>_<YYYYMMDD>.gz`.
@@ -58,12 +54,20 @@ pub struct RecordReport {
     pub files: Vec<PathBuf>,
 }
 
-/// Records until `stop` is set or `deadline` passes.
+/// One recorded symbol.
+struct Output {
+    instrument: InstrumentIndex,
+    writer: FrameWriter,
+}
+
+/// Records `feed`'s symbols (its subscriptions, ping and snapshot rule; its parser is not used)
+/// until `stop` is set or `deadline` passes.
 ///
 /// # Errors
 /// If the output directory cannot be written; connection problems are retried.
-pub fn record<C: Clock>(
+pub fn record<F: VenueFeed, C: Clock>(
     settings: &RecordSettings,
+    feed: &F,
     clock: &C,
     stop: &AtomicBool,
     deadline: Option<Instant>,
@@ -71,13 +75,15 @@ pub fn record<C: Clock>(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut writers: BTreeMap<String, FrameWriter> = BTreeMap::new();
-    for s in &settings.symbols {
-        let lower = s.to_ascii_lowercase();
-        writers.insert(
-            lower.clone(),
-            FrameWriter::new(&settings.out_dir, &format!("{}_{lower}", settings.prefix))?,
-        );
+    // Keyed by lower-case symbol.
+    let mut writers: BTreeMap<String, Output> = BTreeMap::new();
+    for instrument in feed.instruments() {
+        let Some(symbol) = feed.symbol_of(instrument) else {
+            continue;
+        };
+        let lower = symbol.to_ascii_lowercase();
+        let writer = FrameWriter::new(&settings.out_dir, &format!("{}_{lower}", settings.prefix))?;
+        writers.insert(lower, Output { instrument, writer });
     }
     let mut report = RecordReport::default();
     let mut rng = Rng::new(clock.now_ns() | 1);
@@ -88,6 +94,7 @@ pub fn record<C: Clock>(
     while !done(stop) {
         let result = runtime.block_on(session(
             settings,
+            feed,
             clock,
             &mut writers,
             &mut report,
@@ -116,20 +123,21 @@ pub fn record<C: Clock>(
         }
     }
     for (_, w) in writers {
-        report.files.extend(w.finish()?);
+        report.files.extend(w.writer.finish()?);
     }
     Ok(report)
 }
 
-async fn session<C: Clock>(
+async fn session<F: VenueFeed, C: Clock>(
     settings: &RecordSettings,
+    feed: &F,
     clock: &C,
-    writers: &mut BTreeMap<String, FrameWriter>,
+    writers: &mut BTreeMap<String, Output>,
     report: &mut RecordReport,
     stop: &AtomicBool,
     deadline: Option<Instant>,
 ) -> Result<(), String> {
-    let url = format!("{}/stream", settings.ws_url.trim_end_matches('/'));
+    let url = feed.ws_endpoint(&settings.ws_url);
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(url.as_str()),
@@ -138,27 +146,28 @@ async fn session<C: Clock>(
     .map_err(|_| format!("connect to {url} timed out"))?
     .map_err(|e| format!("connect to {url}: {e}"))?;
     report.connections += 1;
-    let params: Vec<String> = settings
-        .symbols
+    let mut req_id = report.connections * 1_000_000;
+    for request in feed.subscribe_requests(req_id) {
+        ws.send(Message::Text(request.into()))
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+    }
+    // Symbols that still need a REST snapshot on this connection (venues that resync over
+    // REST only).
+    let mut need_snapshot: Vec<String> = writers
         .iter()
-        .flat_map(|s| {
-            let s = s.to_ascii_lowercase();
-            [
-                format!("{s}@trade"),
-                format!("{s}@bookTicker"),
-                format!("{s}@{}", settings.depth_stream),
-            ]
+        .filter(|(_, o)| {
+            feed.snapshot_url(&settings.rest_url, o.instrument)
+                .is_some()
         })
+        .map(|(s, _)| s.clone())
         .collect();
-    let sub =
-        serde_json::json!({ "method": "SUBSCRIBE", "params": params, "id": report.connections });
-    ws.send(Message::Text(sub.to_string().into()))
-        .await
-        .map_err(|e| format!("subscribe: {e}"))?;
-    // Symbols that still need a snapshot on this connection.
-    let mut need_snapshot: Vec<String> = writers.keys().cloned().collect();
     let mut last_data = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let ping_every = feed
+        .app_ping(0)
+        .map_or(Duration::from_secs(3600), |(every, _)| every);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     loop {
         tokio::select! {
             msg = ws.next() => {
@@ -168,17 +177,19 @@ async fn session<C: Clock>(
                         last_data = Instant::now();
                         let recv_ns = clock.now_ns();
                         let text = text.as_str();
-                        let Some(symbol) = stream_symbol(text) else { continue };
-                        let Some(w) = writers.get_mut(symbol) else { continue };
-                        w.write(recv_ns, text).map_err(|e| format!("write: {e}"))?;
+                        let Some((symbol, is_depth)) = feed.frame_symbol(text) else { continue };
+                        let symbol = symbol.to_ascii_lowercase();
+                        let Some(out) = writers.get_mut(&symbol) else { continue };
+                        out.writer.write(recv_ns, text).map_err(|e| format!("write: {e}"))?;
                         report.frames += 1;
-                        let is_depth = text.contains("@depth");
                         if is_depth {
-                            if let Some(pos) = need_snapshot.iter().position(|s| s == symbol) {
-                                let symbol = need_snapshot.swap_remove(pos);
-                                let body = fetch_snapshot(settings, &symbol).await?;
-                                let w = writers.get_mut(&symbol).ok_or("writer for a subscribed symbol")?;
-                                w.write(clock.now_ns(), body.trim()).map_err(|e| format!("write: {e}"))?;
+                            if let Some(pos) = need_snapshot.iter().position(|s| *s == symbol) {
+                                need_snapshot.swap_remove(pos);
+                                let url = feed
+                                    .snapshot_url(&settings.rest_url, out.instrument)
+                                    .ok_or("snapshot URL of a REST venue")?;
+                                let body = fetch_snapshot(url).await?;
+                                out.writer.write(clock.now_ns(), body.trim()).map_err(|e| format!("write: {e}"))?;
                                 report.snapshots += 1;
                             }
                         }
@@ -196,28 +207,19 @@ async fn session<C: Clock>(
                     return Err("idle watchdog: no data".into());
                 }
             }
+            _ = ping.tick() => {
+                req_id += 1;
+                if let Some((_, request)) = feed.app_ping(req_id) {
+                    ws.send(Message::Text(request.into()))
+                        .await
+                        .map_err(|e| format!("ping: {e}"))?;
+                }
+            }
         }
     }
 }
 
-/// The lower-case symbol of a combined frame's stream name.
-fn stream_symbol(frame: &str) -> Option<&str> {
-    let rest = frame.strip_prefix("{\"stream\":\"")?;
-    let end = rest.find(['@', '"'])?;
-    Some(&rest[..end])
-}
-
-async fn fetch_snapshot(settings: &RecordSettings, symbol: &str) -> Result<String, String> {
-    let path = match settings.market {
-        Market::Spot => "/api/v3/depth",
-        Market::UsdM => "/fapi/v1/depth",
-    };
-    let url = format!(
-        "{}{path}?symbol={}&limit={}",
-        settings.rest_url.trim_end_matches('/'),
-        symbol.to_ascii_uppercase(),
-        settings.snapshot_limit
-    );
+async fn fetch_snapshot(url: String) -> Result<String, String> {
     tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(5))

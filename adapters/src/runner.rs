@@ -352,7 +352,7 @@ impl<F: VenueFeed, C: Clock> Runner<F, C> {
         self.set_state(FeedState::Stale);
         let mut last_message = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(20));
-        // The venue's application-level ping, if it needs one (the first tick is immediate).
+        // The venue's application-level ping, if it needs one (first one after one period).
         let ping_every = self
             .feed
             .app_ping(0)
@@ -367,12 +367,17 @@ impl<F: VenueFeed, C: Clock> Runner<F, C> {
                     let msg = msg.map_err(|e| format!("read: {e}"))?;
                     match msg {
                         Message::Text(text) => {
-                            // Only data counts as liveness: a venue that still answers pings
-                            // but sends no market data on busy streams is stalled.
-                            last_message = Instant::now();
                             let recv_ns = self.clock.now_ns();
                             self.shared.frames.fetch_add(1, Ordering::Relaxed);
-                            match self.feed.on_frame(recv_ns, text.as_str(), &mut self.sink) {
+                            let control_before = self.feed.stats().control;
+                            let outcome = self.feed.on_frame(recv_ns, text.as_str(), &mut self.sink);
+                            // Only data counts as liveness: a venue that still answers pings
+                            // (WebSocket or application pongs) but sends no market data on busy
+                            // streams is stalled.
+                            if self.feed.stats().control == control_before {
+                                last_message = Instant::now();
+                            }
+                            match outcome {
                                 FrameOutcome::Handled => {}
                                 FrameOutcome::NeedSnapshot(i) => self.resync(i).await,
                                 FrameOutcome::Resubscribe(i) => {

@@ -1,6 +1,8 @@
-//! The real feed client against the simulated venue on loopback: normal streaming, a dropped
-//! connection, an injected sequence gap, garbage frames and a stalled server. Every run is
-//! bounded in time and talks to 127.0.0.1 only.
+//! The real feed client against the simulated venue on loopback, speaking Binance (books
+//! resynced over REST) and Bybit v5 (books resynced by resubscribing): normal streaming, a
+//! dropped connection, an injected sequence gap, garbage frames, a stalled server, Bybit's
+//! application ping, and a subscription the venue refuses. Every run is bounded in time and
+//! talks to 127.0.0.1 only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::bybit::feed::BybitFeed;
+use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
+use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::book::OrderBook;
@@ -20,7 +25,10 @@ use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 
 const BTC: InstrumentIndex = InstrumentIndex(0);
 
-fn venue() -> SimVenue {
+/// Every test runs against both wire protocols.
+const PROTOCOLS: [WireProtocol; 2] = [WireProtocol::Binance, WireProtocol::Bybit { depth: 50 }];
+
+fn venue(protocol: WireProtocol) -> SimVenue {
     SimVenue::start(SimConfig {
         ws_addr: "127.0.0.1:0".parse().unwrap(),
         rest_addr: "127.0.0.1:0".parse().unwrap(),
@@ -29,6 +37,7 @@ fn venue() -> SimVenue {
         depth_interval: Duration::from_millis(20),
         depth_levels: 50,
         ping_interval: Duration::from_millis(200),
+        protocol,
         symbols: vec![SimSymbolConfig {
             symbol: "BTCUSDT".into(),
             start_price: Price::from_units(60_000),
@@ -40,7 +49,12 @@ fn venue() -> SimVenue {
     .expect("sim venue starts on loopback")
 }
 
-fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
+fn feed(
+    venue: &SimVenue,
+    lanes: &Arc<Lanes>,
+    idle: Duration,
+    protocol: WireProtocol,
+) -> FeedHandle {
     let mut symbols = SymbolMap::default();
     symbols.insert("BTCUSDT", BTC);
     let settings = FeedSettings {
@@ -55,13 +69,19 @@ fn feed(venue: &SimVenue, lanes: &Arc<Lanes>, idle: Duration) -> FeedHandle {
         down_critical_after: Duration::from_secs(30),
         stop_guard: None,
     };
-    let codec = BinanceCodec::new(symbols, 1 << 20);
-    spawn_feed(
-        settings,
-        BinanceFeed::new(codec, Market::Spot, 10_000),
-        Arc::clone(lanes),
-        LiveClock::new(),
-    )
+    let lanes = Arc::clone(lanes);
+    match protocol {
+        WireProtocol::Binance => {
+            let codec = BinanceCodec::new(symbols, 1 << 20);
+            let feed = BinanceFeed::new(codec, Market::Spot, 10_000);
+            spawn_feed(settings, feed, lanes, LiveClock::new())
+        }
+        WireProtocol::Bybit { depth } => {
+            let feed = BybitFeed::new(BybitCodec::new(symbols, 1 << 20), depth)
+                .with_ping_interval(Duration::from_millis(50));
+            spawn_feed(settings, feed, lanes, LiveClock::new())
+        }
+    }
     .unwrap()
 }
 
@@ -134,124 +154,182 @@ fn live(c: &Consumer, f: &FeedHandle) -> bool {
 
 #[test]
 fn streams_and_builds_a_live_book() {
-    tradeloop_adapters::install_tls_provider();
-    let v = venue();
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let f = feed(&v, &lanes, Duration::from_secs(5));
-    let mut c = Consumer::new(&lanes);
-    c.wait_until("live book and 500 trades", |c| {
-        live(c, &f) && c.trades >= 500
-    });
-    assert!(!c.book.is_crossed());
-    assert_eq!(
-        f.shared.errors.load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
-    assert_eq!(v.snapshots_served(), 1);
-    assert_eq!(
-        &c.states[..3],
-        &[FeedState::Connecting, FeedState::Stale, FeedState::Live],
-        "{:?}",
-        c.states
-    );
-    let stats = f.stop();
-    assert!(stats.diffs_applied > 0 && stats.gaps == 0, "{stats:?}");
+    for protocol in PROTOCOLS {
+        tradeloop_adapters::install_tls_provider();
+        let v = venue(protocol);
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let f = feed(&v, &lanes, Duration::from_secs(5), protocol);
+        let mut c = Consumer::new(&lanes);
+        c.wait_until("live book and 500 trades", |c| {
+            live(c, &f) && c.trades >= 500
+        });
+        assert!(!c.book.is_crossed());
+        assert_eq!(
+            f.shared.errors.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        assert_eq!(v.snapshots_served(), 1);
+        assert_eq!(
+            &c.states[..3],
+            &[FeedState::Connecting, FeedState::Stale, FeedState::Live],
+            "{:?}",
+            c.states
+        );
+        let stats = f.stop();
+        assert!(stats.diffs_applied > 0 && stats.gaps == 0, "{stats:?}");
+    }
 }
 
 #[test]
 fn dropped_connection_reconnects_resubscribes_and_resyncs() {
-    let v = venue();
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let f = feed(&v, &lanes, Duration::from_secs(5));
-    let mut c = Consumer::new(&lanes);
-    c.wait_until("first sync", |c| live(c, &f));
-    v.drop_connections();
-    c.wait_until("reconnect", |_| v.connections() >= 2);
-    let trades_before = c.trades;
-    c.wait_until("resynced book and fresh trades", |c| {
-        live(c, &f) && v.snapshots_served() >= 2 && c.trades > trades_before + 100
-    });
-    assert!(
-        c.states.contains(&FeedState::Reconnecting),
-        "{:?}",
-        c.states
-    );
-    assert!(c.stale_marks >= 1, "the engine was told the book was lost");
-    assert!(
-        f.shared
-            .reconnects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    for protocol in PROTOCOLS {
+        let v = venue(protocol);
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let f = feed(&v, &lanes, Duration::from_secs(5), protocol);
+        let mut c = Consumer::new(&lanes);
+        c.wait_until("first sync", |c| live(c, &f));
+        v.drop_connections();
+        c.wait_until("reconnect", |_| v.connections() >= 2);
+        let trades_before = c.trades;
+        c.wait_until("resynced book and fresh trades", |c| {
+            live(c, &f) && v.snapshots_served() >= 2 && c.trades > trades_before + 100
+        });
+        assert!(
+            c.states.contains(&FeedState::Reconnecting),
+            "{:?}",
+            c.states
+        );
+        assert!(c.stale_marks >= 1, "the engine was told the book was lost");
+        assert!(
+            f.shared
+                .reconnects
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        );
+    }
 }
 
 #[test]
 fn injected_gap_is_detected_and_resynced() {
-    let v = venue();
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let f = feed(&v, &lanes, Duration::from_secs(5));
-    let mut c = Consumer::new(&lanes);
-    c.wait_until("first sync", |c| live(c, &f));
-    v.inject_gap();
-    c.wait_until("gap seen and resynced", |c| {
-        f.shared.gaps.load(std::sync::atomic::Ordering::Relaxed) >= 1
-            && v.snapshots_served() >= 2
-            && live(c, &f)
-    });
-    assert_eq!(
-        v.connections(),
-        1,
-        "a gap resyncs the book without reconnecting"
-    );
-    assert!(c.stale_marks >= 1);
-    assert!(!c.book.is_crossed());
+    for protocol in PROTOCOLS {
+        let v = venue(protocol);
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let f = feed(&v, &lanes, Duration::from_secs(5), protocol);
+        let mut c = Consumer::new(&lanes);
+        c.wait_until("first sync", |c| live(c, &f));
+        v.inject_gap();
+        c.wait_until("gap seen and resynced", |c| {
+            f.shared.gaps.load(std::sync::atomic::Ordering::Relaxed) >= 1
+                && v.snapshots_served() >= 2
+                && live(c, &f)
+        });
+        assert_eq!(
+            v.connections(),
+            1,
+            "a gap resyncs the book without reconnecting"
+        );
+        let resubscribes = f
+            .shared
+            .resubscribes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        match protocol {
+            WireProtocol::Binance => assert_eq!(resubscribes, 0, "Binance resyncs over REST"),
+            WireProtocol::Bybit { .. } => assert!(resubscribes >= 1, "Bybit resubscribes"),
+        }
+        assert!(c.stale_marks >= 1);
+        assert!(!c.book.is_crossed());
+    }
 }
 
 #[test]
 fn garbage_frames_are_counted_and_the_feed_survives() {
-    let v = venue();
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let f = feed(&v, &lanes, Duration::from_secs(5));
-    let mut c = Consumer::new(&lanes);
-    c.wait_until("first sync", |c| live(c, &f));
-    v.inject_garbage(10);
-    c.wait_until("garbage counted", |_| {
-        f.shared.errors.load(std::sync::atomic::Ordering::Relaxed) >= 10
-    });
-    let trades_before = c.trades;
-    c.wait_until("still streaming", |c| {
-        c.trades > trades_before + 100 && live(c, &f)
-    });
-    assert_eq!(v.connections(), 1, "garbage does not cost the connection");
-    let stats = f.stop();
-    let by_kind: BTreeMap<&str, u64> = tradeloop_adapters::wire::ParseError::NAMES
-        .iter()
-        .copied()
-        .zip(stats.errors)
-        .collect();
-    assert_eq!(
-        by_kind["malformed"] + by_kind["invalid_number"],
-        10,
-        "{by_kind:?}"
-    );
+    for protocol in PROTOCOLS {
+        let v = venue(protocol);
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let f = feed(&v, &lanes, Duration::from_secs(5), protocol);
+        let mut c = Consumer::new(&lanes);
+        c.wait_until("first sync", |c| live(c, &f));
+        v.inject_garbage(10);
+        c.wait_until("garbage counted", |_| {
+            f.shared.errors.load(std::sync::atomic::Ordering::Relaxed) >= 10
+        });
+        let trades_before = c.trades;
+        c.wait_until("still streaming", |c| {
+            c.trades > trades_before + 100 && live(c, &f)
+        });
+        assert_eq!(v.connections(), 1, "garbage does not cost the connection");
+        let stats = f.stop();
+        let by_kind: BTreeMap<&str, u64> = tradeloop_adapters::wire::ParseError::NAMES
+            .iter()
+            .copied()
+            .zip(stats.errors)
+            .collect();
+        assert_eq!(
+            by_kind["malformed"] + by_kind["invalid_number"],
+            10,
+            "{by_kind:?}"
+        );
+    }
 }
 
 #[test]
 fn stalled_server_trips_the_idle_watchdog() {
-    let v = venue();
+    for protocol in PROTOCOLS {
+        let v = venue(protocol);
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let f = feed(&v, &lanes, Duration::from_millis(300), protocol);
+        let mut c = Consumer::new(&lanes);
+        c.wait_until("first sync", |c| live(c, &f));
+        v.stall(Duration::from_millis(1_200));
+        c.wait_until("watchdog", |_| {
+            f.shared
+                .watchdog_fired
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        });
+        c.wait_until("back after the stall", |c| {
+            live(c, &f) && v.connections() >= 2
+        });
+        assert!(c.states.contains(&FeedState::Stale));
+    }
+}
+
+#[test]
+fn bybit_application_pings_are_answered() {
+    let v = venue(WireProtocol::Bybit { depth: 50 });
     let lanes = Arc::new(Lanes::new(LaneConfig::default()));
-    let f = feed(&v, &lanes, Duration::from_millis(300));
+    let f = feed(
+        &v,
+        &lanes,
+        Duration::from_secs(5),
+        WireProtocol::Bybit { depth: 50 },
+    );
     let mut c = Consumer::new(&lanes);
     c.wait_until("first sync", |c| live(c, &f));
-    v.stall(Duration::from_millis(1_200));
-    c.wait_until("watchdog", |_| {
-        f.shared
-            .watchdog_fired
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
+    std::thread::sleep(Duration::from_millis(600));
+    let stats = f.stop();
+    // One subscribe reply, then a pong every 50 ms.
+    assert!(stats.control >= 6, "{stats:?}");
+    assert_eq!(stats.errors_total(), 0, "{stats:?}");
+}
+
+#[test]
+fn a_refused_bybit_subscription_is_counted_as_a_venue_error() {
+    // The venue serves depth 50; the client asks for orderbook.200: Bybit refuses the request.
+    let v = venue(WireProtocol::Bybit { depth: 50 });
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(
+        &v,
+        &lanes,
+        Duration::from_secs(5),
+        WireProtocol::Bybit { depth: 200 },
+    );
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("the refusal", |_| {
+        f.shared.errors.load(std::sync::atomic::Ordering::Relaxed) >= 1
     });
-    c.wait_until("back after the stall", |c| {
-        live(c, &f) && v.connections() >= 2
-    });
-    assert!(c.states.contains(&FeedState::Stale));
+    let stats = f.stop();
+    let venue_errors = stats.errors[tradeloop_adapters::wire::ParseError::VenueError.index()];
+    assert!(venue_errors >= 1, "{stats:?}");
+    assert!(!c.book.is_live(), "no book without its subscription");
 }

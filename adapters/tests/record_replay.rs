@@ -1,15 +1,19 @@
-//! Record two symbols from the simulated venue over real WebSocket and REST, then replay the
-//! files through the Binance feed: every line parses, both books sync from the recorded
-//! snapshot lines and stay in sync.
+//! Record two symbols from the simulated venue over a real WebSocket (and REST for Binance's
+//! snapshots), speaking Binance and then Bybit, then replay the files through the same venue's
+//! feed: every line parses, both books sync from the recorded snapshots (REST lines for
+//! Binance, in-stream snapshots for Bybit) and stay in sync.
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
+use tradeloop_adapters::bybit::feed::BybitFeed;
+use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed};
 use tradeloop_adapters::record::{record, RecordSettings};
 use tradeloop_adapters::recorder::FrameReader;
+use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::book::OrderBook;
@@ -40,8 +44,20 @@ impl MarketSink for Books {
     }
 }
 
-#[test]
-fn recorded_files_replay_into_synced_books() {
+fn symbols() -> SymbolMap {
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", InstrumentIndex(0));
+    symbols.insert("ETHUSDT", InstrumentIndex(1));
+    symbols
+}
+
+/// Records 1.5 s from a sim venue speaking `protocol` with `feed`'s subscriptions, replays the
+/// files through `feed`, and returns the report and the feed after the replay.
+fn record_and_replay<F: VenueFeed>(
+    protocol: WireProtocol,
+    feed: F,
+    tag: &str,
+) -> (tradeloop_adapters::record::RecordReport, F) {
     let sym = |s: &str, p: i64| SimSymbolConfig {
         symbol: s.into(),
         start_price: Price::from_units(p),
@@ -56,19 +72,16 @@ fn recorded_files_replay_into_synced_books() {
         depth_interval: Duration::from_millis(50),
         depth_levels: 40,
         ping_interval: Duration::from_secs(1),
+        protocol,
         symbols: vec![sym("BTCUSDT", 60_000), sym("ETHUSDT", 3_000)],
         replay: None,
     })
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("tradeloop-record-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("tradeloop-record-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let settings = RecordSettings {
         ws_url: venue.ws_url(),
         rest_url: venue.rest_url(),
-        market: Market::Spot,
-        symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
-        depth_stream: "depth@100ms".into(),
-        snapshot_limit: 1000,
         out_dir: dir.clone(),
         prefix: "sim".into(),
         idle_timeout: Duration::from_secs(5),
@@ -77,13 +90,14 @@ fn recorded_files_replay_into_synced_books() {
     };
     let report = record(
         &settings,
+        &feed,
         &LiveClock::new(),
         &AtomicBool::new(false),
         Some(Instant::now() + Duration::from_millis(1_500)),
     )
     .unwrap();
-    assert_eq!(report.snapshots, 2, "one snapshot line per symbol");
     assert!(report.frames > 1_000, "{report:?}");
+    assert_eq!(report.connections, 1, "{report:?}");
     assert_eq!(
         report.files.len(),
         2,
@@ -96,10 +110,7 @@ fn recorded_files_replay_into_synced_books() {
         .to_string_lossy()
         .starts_with("sim_btcusdt_")));
 
-    let mut symbols = SymbolMap::default();
-    symbols.insert("BTCUSDT", InstrumentIndex(0));
-    symbols.insert("ETHUSDT", InstrumentIndex(1));
-    let mut feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), Market::Spot, 10_000);
+    let mut feed = feed;
     let mut sink = Books {
         books: vec![OrderBook::new(4096), OrderBook::new(4096)],
         lost: 0,
@@ -114,7 +125,7 @@ fn recorded_files_replay_into_synced_books() {
         }
     }
     assert_eq!(lines, report.frames + report.snapshots);
-    assert_eq!(feed.stats().snapshots, 2);
+    assert_eq!(feed.stats().snapshots, 2, "one book snapshot per symbol");
     assert_eq!(feed.stats().gaps, 0);
     assert_eq!(sink.lost, 0);
     assert!(
@@ -124,4 +135,21 @@ fn recorded_files_replay_into_synced_books() {
     assert!(sink.books.iter().all(|b| !b.is_crossed()));
     assert!(sink.trades > 100);
     let _ = std::fs::remove_dir_all(&dir);
+    (report, feed)
+}
+
+#[test]
+fn recorded_binance_files_replay_into_synced_books() {
+    let feed = BinanceFeed::new(BinanceCodec::new(symbols(), 1 << 20), Market::Spot, 10_000);
+    let (report, _) = record_and_replay(WireProtocol::Binance, feed, "binance");
+    assert_eq!(report.snapshots, 2, "one REST snapshot line per symbol");
+}
+
+#[test]
+fn recorded_bybit_files_replay_into_synced_books() {
+    let feed = BybitFeed::new(BybitCodec::new(symbols(), 1 << 20), 50);
+    let (report, feed) = record_and_replay(WireProtocol::Bybit { depth: 50 }, feed, "bybit");
+    assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
+    assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
+    assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
 }

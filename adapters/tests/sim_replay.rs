@@ -30,6 +30,7 @@ fn replays_the_real_spot_capture_through_the_feed() {
         depth_interval: Duration::from_millis(100),
         depth_levels: 10,
         ping_interval: Duration::from_secs(5),
+        protocol: tradeloop_adapters::sim::market::WireProtocol::Binance,
         symbols: Vec::new(),
         replay: Some(ReplaySource {
             files: vec![file],

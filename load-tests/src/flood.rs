@@ -76,6 +76,7 @@ pub fn step(
         depth_interval: Duration::from_millis(100),
         depth_levels: 50,
         ping_interval: Duration::from_secs(10),
+        protocol: tradeloop_adapters::sim::market::WireProtocol::Binance,
         symbols: vec![SimSymbolConfig {
             symbol: "BTCUSDT".into(),
             start_price: Price::from_units(60_000),

@@ -462,6 +462,14 @@ impl VenueFeed for BinanceFeed {
             .map(|(s, _)| s)
     }
 
+    fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
+        // `{"stream":"btcusdt@depth@100ms",…`
+        let rest = frame.strip_prefix("{\"stream\":\"")?;
+        let stream = &rest[..rest.find('"')?];
+        let (symbol, kind) = stream.split_once('@')?;
+        Some((symbol, kind.starts_with("depth")))
+    }
+
     fn stats(&self) -> &FeedStats {
         &self.stats
     }

@@ -95,10 +95,12 @@ pub struct BybitFeed {
     codec: BybitCodec,
     states: Vec<Option<InstrumentState>>,
     depth: u16,
+    ping_every: Duration,
     stats: FeedStats,
 }
 
-/// Bybit closes connections that send nothing for a while: ping every 20 s as documented.
+/// Bybit closes connections that send nothing for a while: ping every 20 s as documented
+/// (the default of [`BybitFeed::with_ping_interval`]).
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 
 /// Topics one subscribe request may carry (the spot endpoint's limit).
@@ -129,8 +131,16 @@ impl BybitFeed {
             codec,
             states,
             depth,
+            ping_every: PING_INTERVAL,
             stats: FeedStats::default(),
         }
+    }
+
+    /// Sends `{"op":"ping"}` this often instead of every 20 s.
+    #[must_use]
+    pub fn with_ping_interval(mut self, every: Duration) -> Self {
+        self.ping_every = every;
+        self
     }
 
     /// The codec.
@@ -359,7 +369,7 @@ impl VenueFeed for BybitFeed {
 
     fn app_ping(&self, req_id: u64) -> Option<(Duration, String)> {
         Some((
-            PING_INTERVAL,
+            self.ping_every,
             format!(r#"{{"req_id":"{req_id}","op":"ping"}}"#),
         ))
     }
@@ -423,6 +433,15 @@ impl VenueFeed for BybitFeed {
             .iter()
             .find(|(_, i)| *i == instrument)
             .map(|(s, _)| s)
+    }
+
+    fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
+        // `{"topic":"orderbook.50.BTCUSDT",…`
+        let rest = frame.strip_prefix("{\"topic\":\"")?;
+        let topic = &rest[..rest.find('"')?];
+        let (channel, symbol) = topic.split_once('.')?;
+        let symbol = symbol.rsplit('.').next()?;
+        Some((symbol, channel == "orderbook"))
     }
 
     fn stats(&self) -> &FeedStats {

@@ -1,7 +1,7 @@
 //! A synthetic market for the simulated venue: per symbol, a random walk of the mid price with
 //! a real multi-level book (realistic spread and depth), trades that consume the top of the
-//! book, and Binance spot wire frames for all of it with consistent update ids. Deterministic
-//! for a seed. Off the engine's hot path: runs on the simulator's thread and allocates freely.
+//! book, and wire frames for all of it with consistent update ids, in Binance spot's format or
+//! Bybit v5's ([`WireProtocol`]). Deterministic for a seed. Off the engine's hot path: runs on the simulator's thread and allocates freely.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +37,21 @@ impl Rng {
     }
 }
 
+/// Which venue's wire format the simulated venue speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum WireProtocol {
+    /// Binance spot combined streams: `@trade`, `@bookTicker`, `@depth@100ms` and REST
+    /// snapshots.
+    #[default]
+    Binance,
+    /// Bybit v5 public topics: `publicTrade`, `orderbook.1` and `orderbook.{depth}` with
+    /// snapshots sent in-stream on subscription.
+    Bybit {
+        /// The book topic's depth.
+        depth: u16,
+    },
+}
+
 /// One simulated symbol.
 #[derive(Clone, Debug)]
 pub struct SimSymbol {
@@ -53,6 +68,10 @@ pub struct SimSymbol {
     pending: BTreeMap<(bool, i64), i64>,
     pending_first_id: Option<u64>,
     depth_levels: usize,
+    protocol: WireProtocol,
+    /// Bybit: `u` of the `orderbook.{depth}` topic and of `orderbook.1`.
+    book_u: u64,
+    bbo_u: u64,
 }
 
 impl SimSymbol {
@@ -80,6 +99,9 @@ impl SimSymbol {
             pending: BTreeMap::new(),
             pending_first_id: None,
             depth_levels: depth_levels.max(5),
+            protocol: WireProtocol::Binance,
+            book_u: 1_000 + rng.below(1_000),
+            bbo_u: 1_000 + rng.below(1_000),
         };
         for i in 0..s.depth_levels as i64 {
             s.bids.insert(
@@ -102,6 +124,11 @@ impl SimSymbol {
         } else {
             base
         }
+    }
+
+    /// Speaks `protocol` from now on.
+    pub fn speak(&mut self, protocol: WireProtocol) {
+        self.protocol = protocol;
     }
 
     /// Upper-case symbol.
@@ -140,6 +167,7 @@ impl SimSymbol {
     /// (fault injection for gap handling).
     pub fn inject_gap(&mut self) {
         self.update_id += 5;
+        self.book_u += 5;
         self.pending_first_id = None;
         self.pending.clear();
     }
@@ -153,7 +181,7 @@ impl SimSymbol {
             self.requote(rng);
         }
         self.keep_depth(rng);
-        out.push(self.book_ticker_frame());
+        out.push(self.book_ticker_frame(now_ms));
     }
 
     fn trade(&mut self, rng: &mut Rng, now_ms: u64, out: &mut Vec<String>) {
@@ -170,6 +198,19 @@ impl SimSymbol {
         self.set_level(!buyer_aggressor, price, lots - take);
         self.trade_id += 1;
         let mut f = String::with_capacity(200);
+        if let WireProtocol::Bybit { .. } = self.protocol {
+            let _ = write!(
+                f,
+                r#"{{"topic":"publicTrade.{s}","type":"snapshot","ts":{now_ms},"data":[{{"T":{now_ms},"s":"{s}","S":"{}","v":"{}","p":"{}","L":"ZeroPlusTick","i":"{}","BT":false}}]}}"#,
+                if buyer_aggressor { "Buy" } else { "Sell" },
+                Qty(take * self.lot),
+                Price(price * self.tick),
+                self.trade_id,
+                s = self.symbol,
+            );
+            out.push(f);
+            return;
+        }
         let _ = write!(
             f,
             r#"{{"stream":"{}@trade","data":{{"e":"trade","E":{now_ms},"s":"{}","t":{},"p":"{}","q":"{}","T":{now_ms},"m":{},"M":true}}}}"#,
@@ -241,9 +282,14 @@ impl SimSymbol {
         }
     }
 
-    fn book_ticker_frame(&self) -> String {
+    fn book_ticker_frame(&mut self, now_ms: u64) -> String {
         let (bp, bq) = self.best_bid().unwrap_or((0, 0));
         let (ap, aq) = self.best_ask().unwrap_or((0, 0));
+        if let WireProtocol::Bybit { .. } = self.protocol {
+            // Level 1 as a delta carrying both current bests (absolute quantities).
+            self.bbo_u += 1;
+            return self.bybit_bbo("delta", now_ms);
+        }
         format!(
             r#"{{"stream":"{}@bookTicker","data":{{"u":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}}}"#,
             self.stream_prefix,
@@ -259,9 +305,30 @@ impl SimSymbol {
     /// The depth diff of everything changed since the last one (`None` if nothing changed).
     pub fn depth_diff(&mut self, now_ms: u64) -> Option<String> {
         let first = self.pending_first_id.take()?;
-        let mut bids = String::new();
-        let mut asks = String::new();
-        for ((bid, price), lots) in std::mem::take(&mut self.pending) {
+        let levels = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|((bid, price), lots)| (bid, price, lots));
+        let (bids, asks) = self.level_lists(levels);
+        if let WireProtocol::Bybit { depth } = self.protocol {
+            self.book_u += 1;
+            return Some(format!(
+                r#"{{"topic":"orderbook.{depth}.{s}","type":"delta","ts":{now_ms},"data":{{"s":"{s}","b":[{bids}],"a":[{asks}],"u":{},"seq":{}}},"cts":{now_ms}}}"#,
+                self.book_u,
+                self.update_id,
+                s = self.symbol,
+            ));
+        }
+        Some(format!(
+            r#"{{"stream":"{}@depth@100ms","data":{{"e":"depthUpdate","E":{now_ms},"s":"{}","U":{first},"u":{},"b":[{bids}],"a":[{asks}]}}}}"#,
+            self.stream_prefix, self.symbol, self.update_id,
+        ))
+    }
+
+    /// `["price","qty"],…` lists (both venues' level format) of (is_bid, price ticks, lots)
+    /// levels, as (bids, asks).
+    fn level_lists(&self, levels: impl Iterator<Item = (bool, i64, i64)>) -> (String, String) {
+        let (mut bids, mut asks) = (String::new(), String::new());
+        for (bid, price, lots) in levels {
             let target = if bid { &mut bids } else { &mut asks };
             if !target.is_empty() {
                 target.push(',');
@@ -273,10 +340,48 @@ impl SimSymbol {
                 Qty(lots * self.lot)
             );
         }
-        Some(format!(
-            r#"{{"stream":"{}@depth@100ms","data":{{"e":"depthUpdate","E":{now_ms},"s":"{}","U":{first},"u":{},"b":[{bids}],"a":[{asks}]}}}}"#,
-            self.stream_prefix, self.symbol, self.update_id,
-        ))
+        (bids, asks)
+    }
+
+    fn bybit_bbo(&self, kind: &str, now_ms: u64) -> String {
+        let best = self
+            .best_bid()
+            .map(|(p, q)| (true, p, q))
+            .into_iter()
+            .chain(self.best_ask().map(|(p, q)| (false, p, q)));
+        let (b, a) = self.level_lists(best);
+        format!(
+            r#"{{"topic":"orderbook.1.{s}","type":"{kind}","ts":{now_ms},"data":{{"s":"{s}","b":[{b}],"a":[{a}],"u":{},"seq":{}}},"cts":{now_ms}}}"#,
+            self.bbo_u,
+            self.update_id,
+            s = self.symbol,
+        )
+    }
+
+    /// Bybit: the snapshots a new subscription to `orderbook.1` and `orderbook.{depth}` gets
+    /// (the whole book at the topics' current `u`; later deltas continue from there).
+    #[must_use]
+    pub fn bybit_snapshots(&self, now_ms: u64) -> [String; 2] {
+        let depth = match self.protocol {
+            WireProtocol::Bybit { depth } => depth,
+            WireProtocol::Binance => 0,
+        };
+        let levels = self
+            .bids
+            .iter()
+            .rev()
+            .map(|(p, q)| (true, *p, *q))
+            .chain(self.asks.iter().map(|(p, q)| (false, *p, *q)));
+        let (b, a) = self.level_lists(levels);
+        [
+            self.bybit_bbo("snapshot", now_ms),
+            format!(
+                r#"{{"topic":"orderbook.{depth}.{s}","type":"snapshot","ts":{now_ms},"data":{{"s":"{s}","b":[{b}],"a":[{a}],"u":{},"seq":{}}},"cts":{now_ms}}}"#,
+                self.book_u,
+                self.update_id,
+                s = self.symbol,
+            ),
+        ]
     }
 
     /// A REST depth snapshot of the top `limit` levels, consistent with `update_id`.

@@ -1,6 +1,8 @@
 //! The simulated venue's loopback servers: a WebSocket server speaking Binance's combined-stream
-//! protocol (`/stream?streams=…` and `SUBSCRIBE` requests) and an HTTP endpoint for depth
-//! snapshots (`/api/v3/depth`, `/fapi/v1/depth`). Market data comes from the synthetic market.
+//! protocol (`/stream?streams=…` and `SUBSCRIBE` requests) or Bybit v5's public protocol
+//! (`op: subscribe | unsubscribe | ping`, with book snapshots sent in-stream on subscription),
+//! and an HTTP endpoint for Binance depth snapshots (`/api/v3/depth`, `/fapi/v1/depth`). Market
+//! data comes from the synthetic market.
 //! Faults can be injected for tests: drop every connection, stall, skip update ids, send
 //! garbage. Off the engine's hot path: its own thread and tokio runtime; the market state is
 //! shared between the generator and the REST handler under a `parking_lot` mutex.
@@ -20,7 +22,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 use tradeloop_engine::fixed::{Price, Qty};
 
-use super::market::{Rng, SimSymbol};
+use super::market::{Rng, SimSymbol, WireProtocol};
 
 /// One simulated symbol's settings.
 #[derive(Clone, Debug)]
@@ -61,6 +63,8 @@ pub struct SimConfig {
     pub depth_levels: usize,
     /// Server ping interval.
     pub ping_interval: Duration,
+    /// The wire protocol served (Binance, or Bybit with its book depth).
+    pub protocol: WireProtocol,
     /// Symbols (synthetic market).
     pub symbols: Vec<SimSymbolConfig>,
     /// Replay these files instead of generating a market (`symbols` then only name what is
@@ -70,6 +74,7 @@ pub struct SimConfig {
 
 #[derive(Debug)]
 struct Shared {
+    protocol: WireProtocol,
     market: Mutex<(Rng, Vec<SimSymbol>)>,
     tx: broadcast::Sender<Arc<str>>,
     stop: AtomicBool,
@@ -110,14 +115,16 @@ impl SimVenue {
             .symbols
             .iter()
             .map(|s| {
-                SimSymbol::new(
+                let mut sym = SimSymbol::new(
                     &s.symbol,
                     s.start_price,
                     s.tick_size,
                     s.lot_size,
                     config.depth_levels,
                     &mut rng,
-                )
+                );
+                sym.speak(config.protocol);
+                sym
             })
             .collect();
         // In replay mode the files are the market: no synthetic symbols.
@@ -128,6 +135,7 @@ impl SimVenue {
         };
         let (tx, _) = broadcast::channel(65_536);
         let shared = Arc::new(Shared {
+            protocol: config.protocol,
             market: Mutex::new((rng, symbols)),
             tx,
             stop: AtomicBool::new(false),
@@ -296,10 +304,14 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
             .is_some_and(|t| Instant::now() < t);
         let garbage = shared.garbage.swap(0, Ordering::SeqCst);
         for n in 0..garbage {
-            let g: Arc<str> = if n % 2 == 0 {
-                Arc::from(format!("garbage frame {n} \u{1}"))
-            } else {
-                Arc::from(r#"{"stream":"btcusdt@trade","data":{"e":"trade","p":"not-a-number"}}"#)
+            let g: Arc<str> = match (n % 2, config.protocol) {
+                (0, _) => Arc::from(format!("garbage frame {n} \u{1}")),
+                (_, WireProtocol::Binance) => Arc::from(
+                    r#"{"stream":"btcusdt@trade","data":{"e":"trade","p":"not-a-number"}}"#,
+                ),
+                (_, WireProtocol::Bybit { .. }) => Arc::from(
+                    r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"p":"not-a-number"}]}"#,
+                ),
             };
             let _ = shared.tx.send(g);
         }
@@ -374,9 +386,12 @@ async fn serve_ws(shared: Arc<Shared>, listener: TcpListener, ping_interval: Dur
     }
 }
 
-/// Stream name of a combined frame (`{"stream":"<name>",…`); `None` for anything else.
+/// Stream name of a Binance combined frame (`{"stream":"<name>",…`) or topic of a Bybit frame
+/// (`{"topic":"<name>",…`); `None` for anything else.
 fn stream_of(frame: &str) -> Option<&str> {
-    let rest = frame.strip_prefix("{\"stream\":\"")?;
+    let rest = frame
+        .strip_prefix("{\"stream\":\"")
+        .or_else(|| frame.strip_prefix("{\"topic\":\""))?;
     rest.find('"').map(|end| &rest[..end])
 }
 
@@ -443,7 +458,11 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
             },
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = handle_request(t.as_str(), &mut subscribed) {
+                    let replies = match shared.protocol {
+                        WireProtocol::Binance => handle_request(t.as_str(), &mut subscribed).into_iter().collect(),
+                        WireProtocol::Bybit { depth } => handle_bybit_request(&shared, depth, t.as_str(), &mut subscribed),
+                    };
+                    for reply in replies {
                         if ws.send(Message::Text(reply.into())).await.is_err() {
                             return;
                         }
@@ -499,6 +518,93 @@ fn handle_request(text: &str, subscribed: &mut HashSet<String>) -> Option<String
         _ => Some(format!(
             r#"{{"error":{{"code":2,"msg":"Unknown method"}},"id":{id}}}"#
         )),
+    }
+}
+
+/// Handles Bybit's `{"op":"subscribe"|"unsubscribe"|"ping","args":[…],"req_id":…}`. A
+/// subscription to an unknown topic or symbol, or to another book depth than the venue's, is
+/// refused as a whole (`success: false`), as Bybit does; book subscriptions are answered with
+/// their snapshots after the reply.
+fn handle_bybit_request(
+    shared: &Shared,
+    depth: u16,
+    text: &str,
+    subscribed: &mut HashSet<String>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        op: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        req_id: Option<String>,
+    }
+    let Ok(req) = serde_json::from_str::<Req>(text) else {
+        return vec![
+            r#"{"success":false,"ret_msg":"error:request not json","conn_id":"sim","op":""}"#
+                .to_owned(),
+        ];
+    };
+    let req_id = serde_json::to_string(&req.req_id.unwrap_or_default()).unwrap_or_default();
+    let op = serde_json::to_string(&req.op).unwrap_or_default();
+    let reply = |ok: bool, msg: &str| {
+        format!(
+            r#"{{"success":{ok},"ret_msg":{},"conn_id":"sim","req_id":{req_id},"op":{op}}}"#,
+            serde_json::to_string(msg).unwrap_or_default()
+        )
+    };
+    let now_ms = epoch_ms();
+    match req.op.as_str() {
+        "ping" => vec![reply(true, "pong")],
+        "subscribe" => {
+            let guard = shared.market.lock();
+            let symbol_of = |topic: &str| -> Option<(usize, bool)> {
+                let (channel, rest) = topic.split_once('.')?;
+                let (book, symbol) = match channel {
+                    "publicTrade" => (false, rest),
+                    "orderbook" => {
+                        let (d, symbol) = rest.split_once('.')?;
+                        let d: u16 = d.parse().ok()?;
+                        (d == 1 || d == depth).then_some((true, symbol))?
+                    }
+                    _ => return None,
+                };
+                let i = guard.1.iter().position(|s| s.symbol() == symbol)?;
+                Some((i, book))
+            };
+            let mut snapshots = Vec::new();
+            for topic in &req.args {
+                match symbol_of(topic) {
+                    Some((i, true)) => {
+                        let [bbo, book] = guard.1[i].bybit_snapshots(now_ms);
+                        if topic.starts_with("orderbook.1.") {
+                            snapshots.push(bbo);
+                        } else {
+                            // Counted like a REST depth snapshot: one per book (re)sync.
+                            shared.snapshots_served.fetch_add(1, Ordering::SeqCst);
+                            snapshots.push(book);
+                        }
+                    }
+                    Some((_, false)) => {}
+                    None => {
+                        return vec![reply(
+                            false,
+                            &format!("error:handler not found,topic:{topic}"),
+                        )];
+                    }
+                }
+            }
+            drop(guard);
+            subscribed.extend(req.args);
+            std::iter::once(reply(true, "")).chain(snapshots).collect()
+        }
+        "unsubscribe" => {
+            for topic in &req.args {
+                subscribed.remove(topic);
+            }
+            vec![reply(true, "")]
+        }
+        _ => vec![reply(false, "error:unknown op")],
     }
 }
 
