@@ -337,6 +337,39 @@ fn venue_parse(c: &mut Criterion) {
     }
 }
 
+/// Bybit parsers: a `publicTrade` frame in the form of Bybit's documented example (no real
+/// Bybit trade capture is available) and the first delta of the real `orderbook.500.XRPUSDT`
+/// capture (skipped with a note when it is absent).
+fn venue_parse_bybit(c: &mut Criterion) {
+    use tradeloop_adapters::bybit::parse::{BybitCodec, Parsed};
+    use tradeloop_adapters::symbols::SymbolMap;
+
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", BTC);
+    symbols.insert("XRPUSDT", InstrumentIndex(1));
+    let mut codec = BybitCodec::new(symbols, 1 << 22);
+    let trade = r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick","i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false}]}"#;
+    assert_eq!(codec.parse(trade), Ok(Parsed::Trades(1)));
+    c.bench_function("venue_parse/bybit_trade", |b| {
+        b.iter(|| black_box(codec.parse(black_box(trade)).is_ok()))
+    });
+    let path = tradeloop_adapters::shared_data_dir().join("bybit_xrpusdt-ob500.data.zip");
+    let Ok(zip) = std::fs::read(&path) else {
+        eprintln!("venue_parse/bybit_book: {} absent, skipped", path.display());
+        return;
+    };
+    let text = String::from_utf8(tradeloop_adapters::recorder::unzip_first(&zip).unwrap()).unwrap();
+    let delta = text
+        .lines()
+        .find(|l| l.contains("\"type\":\"delta\""))
+        .expect("the capture has deltas")
+        .to_owned();
+    assert!(matches!(codec.parse(&delta), Ok(Parsed::Book(_))));
+    c.bench_function("venue_parse/bybit_book", |b| {
+        b.iter(|| black_box(codec.parse(black_box(&delta)).is_ok()))
+    });
+}
+
 criterion_group!(
     benches,
     baseline,
@@ -344,6 +377,7 @@ criterion_group!(
     pool,
     parse,
     venue_parse,
+    venue_parse_bybit,
     book,
     position,
     risk,

@@ -10,8 +10,10 @@ use anyhow::Context as _;
 use serde::Serialize;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::runner::LaneSink;
+use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::clock::{Clock, LiveClock};
@@ -82,7 +84,7 @@ pub struct Report {
     pub git_rev: String,
     /// Where the frames of `parse_*` and `tick_to_strategy` came from (`lane_hop` and
     /// `dispatch` use synthetic events).
-    pub input: &'static str,
+    pub input: String,
 }
 
 /// A gateway for benchmarks: every order is acknowledged and filled at its limit price through
@@ -318,7 +320,7 @@ fn load_frames() -> anyhow::Result<Frames> {
             });
         }
     }
-    let (_, frames) = crate::hotpath::sim_btc_frames(5, SYNTHETIC_FRAMES);
+    let (_, frames) = crate::hotpath::sim_btc_frames(5, SYNTHETIC_FRAMES, WireProtocol::Binance);
     let (mut trades, mut depths) = (Vec::new(), Vec::new());
     for f in frames {
         if f.contains("@trade\"") {
@@ -340,11 +342,16 @@ pub(crate) fn btc_codec() -> BinanceCodec {
     BinanceCodec::new(symbols, 1 << 22)
 }
 
-/// Nanoseconds to parse one frame (cycling through `frames`), after checking every frame parses.
-fn parse_figure(frames: &[String], events: u64) -> anyhow::Result<Figure> {
-    let mut codec = btc_codec();
+/// Nanoseconds to parse one frame (cycling through `frames`) with `parse`, after checking every
+/// frame parses.
+fn parse_figure<E: std::fmt::Display, T>(
+    frames: &[String],
+    events: u64,
+    mut parse: impl FnMut(&str) -> Result<T, E>,
+) -> anyhow::Result<Figure> {
+    anyhow::ensure!(!frames.is_empty(), "no bench input frames");
     for f in frames {
-        codec.parse(f).map_err(|e| {
+        parse(f).map_err(|e| {
             anyhow::anyhow!(
                 "bench input does not parse: {e}: {}",
                 &f[..f.len().min(120)]
@@ -356,12 +363,37 @@ fn parse_figure(frames: &[String], events: u64) -> anyhow::Result<Figure> {
     for i in 0..events {
         let f = &frames[(i % frames.len() as u64) as usize];
         let t0 = clock.now_ns();
-        let parsed = codec.parse(f);
+        let parsed = parse(f);
         let t1 = clock.now_ns();
-        std::hint::black_box(&parsed);
+        std::hint::black_box(&parsed.is_ok());
         hist.saturating_record(t1.saturating_sub(t0).max(1));
     }
     Ok(Percentiles::of(&hist).into())
+}
+
+/// Bybit v5 frames to parse: `publicTrade` frames from the simulated venue speaking Bybit (no
+/// real Bybit trade capture is available), and the deltas of the real `orderbook.500.XRPUSDT`
+/// capture in `../shared/data` (the simulated venue's `orderbook.50` deltas when it is absent).
+/// Returns (trades, books, source).
+fn bybit_frames() -> anyhow::Result<(Vec<String>, Vec<String>, &'static str)> {
+    let (_, frames) = crate::hotpath::sim_btc_frames(9, 20_000, WireProtocol::Bybit { depth: 50 });
+    let (trades, sim_books): (Vec<String>, Vec<String>) = frames
+        .into_iter()
+        .filter(|f| !f.starts_with("{\"topic\":\"orderbook.1."))
+        .partition(|f| f.starts_with("{\"topic\":\"publicTrade."));
+    let path = tradeloop_adapters::shared_data_dir().join("bybit_xrpusdt-ob500.data.zip");
+    if let Ok(zip) = std::fs::read(&path) {
+        let text = String::from_utf8(tradeloop_adapters::recorder::unzip_first(&zip)?)?;
+        let deltas: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("\"type\":\"delta\""))
+            .map(str::to_owned)
+            .collect();
+        if !deltas.is_empty() {
+            return Ok((trades, deltas, "bybit: trades synthetic (sim venue), book shared-data:bybit_xrpusdt-ob500.data.zip deltas"));
+        }
+    }
+    Ok((trades, sim_books, "bybit: synthetic (sim venue)"))
 }
 
 /// Records `now − recv_ns` of every trade after the first `skip`: wire to strategy callback.
@@ -1146,8 +1178,30 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
     );
     figures.insert("dispatch", dispatch);
     let frames = load_frames()?;
-    figures.insert("parse_trade", parse_figure(&frames.trades, events)?);
-    figures.insert("parse_depth", parse_figure(&frames.depths, events)?);
+    let mut codec = btc_codec();
+    figures.insert(
+        "parse_trade",
+        parse_figure(&frames.trades, events, |f| codec.parse(f))?,
+    );
+    figures.insert(
+        "parse_depth",
+        parse_figure(&frames.depths, events, |f| codec.parse(f))?,
+    );
+    let (bybit_trades, bybit_books, bybit_source) = bybit_frames()?;
+    let mut bybit = {
+        let mut symbols = SymbolMap::default();
+        symbols.insert("BTCUSDT", InstrumentIndex(0));
+        symbols.insert("XRPUSDT", InstrumentIndex(1));
+        BybitCodec::new(symbols, 1 << 22)
+    };
+    figures.insert(
+        "parse_bybit_trade",
+        parse_figure(&bybit_trades, events, |f| bybit.parse(f))?,
+    );
+    figures.insert(
+        "parse_bybit_book",
+        parse_figure(&bybit_books, events, |f| bybit.parse(f))?,
+    );
     figures.insert(
         "tick_to_strategy",
         tick_to_strategy(config, &frames.trades, events, None)?,
@@ -1219,7 +1273,7 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         figures,
         machine: machine(),
         git_rev: git_rev(),
-        input: frames.source,
+        input: format!("binance: {}; {bybit_source}", frames.source),
     })
 }
 

@@ -21,7 +21,7 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::Market;
 use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::runner::LaneSink;
-use tradeloop_adapters::sim::market::{Rng, SimSymbol};
+use tradeloop_adapters::sim::market::{Rng, SimSymbol, WireProtocol};
 use tradeloop_engine::api::{Context, Strategy};
 use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{Side, Trade};
@@ -83,12 +83,17 @@ impl Strategy for Alternator {
 /// The seeded frames: a depth snapshot body, then [`POOL_FRAMES`] stream frames (trades, book
 /// tickers and a depth diff every 20 steps), in the order the venue would send them.
 pub fn frames() -> (String, Vec<String>) {
-    sim_btc_frames(7, POOL_FRAMES)
+    sim_btc_frames(7, POOL_FRAMES, WireProtocol::Binance)
 }
 
 /// The simulated venue's BTCUSDT market from `seed` (start 60,000, tick 0.1, lot 0.001, 200
-/// levels): a depth snapshot body, then `count` stream frames in the venue's order.
-pub(crate) fn sim_btc_frames(seed: u64, count: usize) -> (String, Vec<String>) {
+/// levels) in `protocol`'s wire format: a (Binance REST) depth snapshot body, then `count`
+/// stream frames in the venue's order.
+pub(crate) fn sim_btc_frames(
+    seed: u64,
+    count: usize,
+    protocol: WireProtocol,
+) -> (String, Vec<String>) {
     let mut rng = Rng::new(seed);
     let mut sym = SimSymbol::new(
         "BTCUSDT",
@@ -98,6 +103,7 @@ pub(crate) fn sim_btc_frames(seed: u64, count: usize) -> (String, Vec<String>) {
         200,
         &mut rng,
     );
+    sym.speak(protocol);
     let snapshot = sym.snapshot(1000);
     let mut out = Vec::with_capacity(count + 64);
     let mut step = 0u64;

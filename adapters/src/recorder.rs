@@ -251,6 +251,44 @@ pub fn open_read(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     }
 }
 
+/// The first member of a zip archive (deflated or stored), checked against its CRC-32: how
+/// venue exports such as Bybit's historical order-book files are shipped.
+///
+/// # Errors
+/// `InvalidData` naming the problem: not a zip local file header, a compression method other
+/// than deflate or stored, a truncated member, or a CRC mismatch.
+pub fn unzip_first(bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("zip: {why}"));
+    let field = |at: usize, len: usize| {
+        bytes
+            .get(at..at + len)
+            .ok_or_else(|| bad("truncated header"))
+            .map(|b| b.iter().rev().fold(0u32, |v, x| (v << 8) | u32::from(*x)))
+    };
+    if field(0, 4)? != 0x0403_4b50 {
+        return Err(bad("not a local file header"));
+    }
+    let (method, crc, size) = (field(8, 2)?, field(14, 4)?, field(18, 4)? as usize);
+    let start = 30 + field(26, 2)? as usize + field(28, 2)? as usize;
+    let data = bytes.get(start..).ok_or_else(|| bad("truncated member"))?;
+    let mut out = Vec::new();
+    match method {
+        8 => {
+            flate2::read::DeflateDecoder::new(data).read_to_end(&mut out)?;
+        }
+        0 => out.extend_from_slice(data.get(..size).ok_or_else(|| bad("truncated member"))?),
+        m => {
+            return Err(bad(&format!(
+                "compression method {m} (only deflate and stored)"
+            )))
+        }
+    }
+    if crc32fast::hash(&out) != crc {
+        return Err(bad("CRC mismatch"));
+    }
+    Ok(out)
+}
+
 /// Opens a text file for buffered reading, decompressing it if it is gzip (by content).
 ///
 /// # Errors
@@ -394,6 +432,36 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unzip_refuses_what_is_not_a_sound_zip_member() {
+        // A stored member "hi\n" built by hand: header, name "a", data.
+        let data = b"hi\n";
+        let mut zip = vec![0x50, 0x4b, 0x03, 0x04, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        zip.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        zip.extend_from_slice(&3u32.to_le_bytes());
+        zip.extend_from_slice(&3u32.to_le_bytes());
+        zip.extend_from_slice(&1u16.to_le_bytes());
+        zip.extend_from_slice(&0u16.to_le_bytes());
+        zip.push(b'a');
+        zip.extend_from_slice(data);
+        assert_eq!(unzip_first(&zip).unwrap(), data);
+        let mut corrupt = zip.clone();
+        *corrupt.last_mut().unwrap() = b'!';
+        assert!(unzip_first(&corrupt)
+            .unwrap_err()
+            .to_string()
+            .contains("CRC"));
+        assert!(unzip_first(&zip[..20]).is_err());
+        assert!(unzip_first(&zip[..32]).is_err());
+        assert!(unzip_first(b"PK\x05\x06").is_err());
+        let mut other = zip;
+        other[8] = 12; // bzip2
+        assert!(unzip_first(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("method 12"));
+    }
 
     #[test]
     fn utc_dates() {

@@ -5,7 +5,6 @@
 //! message overwrites the book.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 
 use rust_decimal::Decimal;
 use tradeloop_adapters::bybit::feed::BybitFeed;
@@ -18,27 +17,6 @@ use tradeloop_engine::event::{Event, EventKind, Side};
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
-/// The first member of a zip archive (deflated or stored), CRC-checked.
-fn unzip_first(bytes: &[u8]) -> Vec<u8> {
-    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
-    assert_eq!(u32_at(0), 0x0403_4b50, "a zip local file header");
-    let (method, crc) = (u16_at(8), u32_at(14));
-    let start = 30 + usize::from(u16_at(26)) + usize::from(u16_at(28));
-    let mut out = Vec::new();
-    match method {
-        8 => {
-            flate2::read::DeflateDecoder::new(&bytes[start..])
-                .read_to_end(&mut out)
-                .unwrap();
-        }
-        0 => out.extend_from_slice(&bytes[start..start + u32_at(18) as usize]),
-        m => panic!("zip method {m}"),
-    }
-    assert_eq!(crc32fast::hash(&out), crc, "zip member CRC");
-    out
-}
-
 fn capture() -> Option<Vec<String>> {
     let path = shared_data_dir().join("bybit_xrpusdt-ob500.data.zip");
     if !path.exists() {
@@ -48,7 +26,8 @@ fn capture() -> Option<Vec<String>> {
         );
         return None;
     }
-    let text = String::from_utf8(unzip_first(&std::fs::read(path).unwrap())).unwrap();
+    let bytes = tradeloop_adapters::recorder::unzip_first(&std::fs::read(path).unwrap()).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
     Some(text.lines().map(str::to_owned).collect())
 }
 
