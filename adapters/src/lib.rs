@@ -8,6 +8,7 @@
 pub mod binance;
 pub mod bybit;
 pub mod feed;
+pub mod kraken;
 pub mod record;
 pub mod recorder;
 pub mod runner;
