@@ -17,6 +17,8 @@ use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
+use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
+use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
@@ -149,10 +151,12 @@ pub enum Recorded {
     Binance(Market),
     /// Bybit v5, with the book topic's depth.
     Bybit(u16),
+    /// Kraken spot v2 (book depth from `[feed].kraken_depth`: recordings do not carry it).
+    Kraken,
 }
 
 /// The protocol of the first frame file, from its first frames: Bybit topics (and their book
-/// depth), else Binance with the spot or USD-M rule from its first depth diff.
+/// depth), Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
 fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
     let reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -168,6 +172,8 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
             }
         } else if line.contains("{\"topic\":\"") {
             bybit = true;
+        } else if line.contains("{\"channel\":\"") {
+            return Ok(Recorded::Kraken);
         } else if line.contains("depthUpdate") {
             return Ok(Recorded::Binance(if line.contains("\"pu\":") {
                 Market::UsdM
@@ -187,6 +193,7 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
 enum RawFeed {
     Binance(BinanceFeed),
     Bybit(BybitFeed),
+    Kraken(KrakenFeed),
 }
 
 /// A replay's input, one step (frame or CSV row) at a time.
@@ -271,6 +278,17 @@ impl RawSteps {
                 BybitCodec::new(symbols.clone(), max_frame),
                 depth,
             )),
+            Recorded::Kraken => {
+                let precision: Vec<(InstrumentIndex, Precision)> = registry
+                    .iter()
+                    .map(|i| (i.index, Precision::of(i.tick_size, i.lot_size)))
+                    .collect();
+                RawFeed::Kraken(KrakenFeed::new(
+                    KrakenCodec::new(symbols.clone(), max_frame),
+                    config.feed.kraken_depth,
+                    &precision,
+                ))
+            }
         };
         Ok(Self {
             frames: FrameReader::open(&frame_files)?,
@@ -308,6 +326,7 @@ impl Steps for RawSteps {
             let outcome = match &mut self.feed {
                 RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
                 RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
+                RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
             };
             Ok(matches!(outcome, FrameOutcome::Refused(_)))
         } else {

@@ -394,6 +394,9 @@ pub enum VenueKind {
     /// Bybit v5 public market data; `ws_url` is the category's endpoint, e.g.
     /// `wss://stream.bybit.com/v5/public/linear` or `…/spot`.
     Bybit,
+    /// Kraken spot WebSocket v2 public market data (`wss://ws.kraken.com/v2`); instrument
+    /// symbols as Kraken writes them (`BTC/USD`), tick and lot size at the pair's precision.
+    Kraken,
 }
 
 /// The wire format the built-in simulated venue speaks.
@@ -405,6 +408,8 @@ pub enum SimProtocol {
     Binance,
     /// Bybit v5 public topics with in-stream snapshots.
     Bybit,
+    /// Kraken spot v2 channels with checksummed, depth-truncated books.
+    Kraken,
 }
 
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the
@@ -453,10 +458,17 @@ pub struct FeedSection {
     /// Bybit book topic depth: `orderbook.{bybit_depth}.{symbol}` (50, 200, 500 or 1000).
     #[serde(default = "default_bybit_depth")]
     pub bybit_depth: u16,
+    /// Kraken book depth (10, 25, 100, 500 or 1000).
+    #[serde(default = "default_kraken_depth")]
+    pub kraken_depth: u16,
 }
 
 fn default_bybit_depth() -> u16 {
     50
+}
+
+fn default_kraken_depth() -> u16 {
+    10
 }
 
 /// `[execution]`: simulated execution for paper trading (and backtests).
@@ -747,8 +759,17 @@ impl Config {
                 ),
             ));
         }
+        if ![10, 25, 100, 500, 1000].contains(&f.kraken_depth) {
+            return Err(err(
+                "feed.kraken_depth",
+                format!(
+                    "{} is not a Kraken book depth (10, 25, 100, 500 or 1000)",
+                    f.kraken_depth
+                ),
+            ));
+        }
         let sim = &self.sim;
-        if sim.protocol == SimProtocol::Bybit && !sim.replay_files.is_empty() {
+        if sim.protocol != SimProtocol::Binance && !sim.replay_files.is_empty() {
             return Err(err(
                 "sim.protocol",
                 "replay_files are served in Binance's format; replay needs protocol = \"binance\"",
@@ -1200,6 +1221,13 @@ mod tests {
                 &[("TRADELOOP__FEED__BYBIT_DEPTH", "25")],
                 "feed.bybit_depth",
                 "not a Bybit order book depth",
+            ),
+            (
+                "TC16d kraken depth not offered by the venue",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__FEED__KRAKEN_DEPTH", "50")],
+                "feed.kraken_depth",
+                "not a Kraken book depth",
             ),
             (
                 "TC16c sim protocol misspelt",

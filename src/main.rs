@@ -15,6 +15,7 @@ mod record;
 mod run;
 mod status;
 mod sweep;
+mod venues;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -5,19 +5,16 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tradeloop_adapters::binance::feed::BinanceFeed;
-use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::bybit::feed::BybitFeed;
-use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::feed::VenueFeed;
 use tradeloop_adapters::record::{record, RecordReport, RecordSettings};
-use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
-use crate::config::{Config, SimProtocol, VenueKind};
+use crate::config::{Config, VenueKind};
+use crate::venues::{with_feed, Wire, WithFeed};
 
 /// Official market-data endpoints (used when `--venue` is a kind rather than a configured name).
 const BINANCE_SPOT: (&str, &str) = ("wss://stream.binance.com:9443", "https://api.binance.com");
@@ -26,6 +23,27 @@ const BYBIT_LINEAR: (&str, &str) = (
     "wss://stream.bybit.com/v5/public/linear",
     "https://api.bybit.com",
 );
+const KRAKEN_SPOT: (&str, &str) = ("wss://ws.kraken.com/v2", "https://api.kraken.com");
+
+/// Records with whichever feed the venue needs.
+struct Record<'a> {
+    settings: &'a RecordSettings,
+    stop: &'a AtomicBool,
+    deadline: Option<Instant>,
+}
+
+impl WithFeed for Record<'_> {
+    type Out = std::io::Result<RecordReport>;
+    fn with<F: VenueFeed>(self, feed: F) -> Self::Out {
+        record(
+            self.settings,
+            &feed,
+            &LiveClock::new(),
+            self.stop,
+            self.deadline,
+        )
+    }
+}
 
 /// Runs a recording.
 ///
@@ -48,18 +66,20 @@ pub fn run(
         (None, "binance") => VenueKind::Binance,
         (None, "binance-usdm") => VenueKind::BinanceUsdm,
         (None, "bybit") => VenueKind::Bybit,
+        (None, "kraken") => VenueKind::Kraken,
         (None, other) => anyhow::bail!(
-            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit"
+            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken"
         ),
     };
-    let speaks_bybit = kind == VenueKind::Bybit
-        || (kind == VenueKind::Sim && config.sim.protocol == SimProtocol::Bybit);
+    let wire = Wire::of(kind, config.sim.protocol);
     let mut sim = None;
     let (ws_url, rest_url) = match (configured, kind) {
-        (Some(v), VenueKind::Binance | VenueKind::BinanceUsdm | VenueKind::Bybit) => {
-            (v.ws_url.clone(), v.rest_url.clone())
-        }
+        (
+            Some(v),
+            VenueKind::Binance | VenueKind::BinanceUsdm | VenueKind::Bybit | VenueKind::Kraken,
+        ) => (v.ws_url.clone(), v.rest_url.clone()),
         (None, VenueKind::Bybit) => (BYBIT_LINEAR.0.to_owned(), BYBIT_LINEAR.1.to_owned()),
+        (None, VenueKind::Kraken) => (KRAKEN_SPOT.0.to_owned(), KRAKEN_SPOT.1.to_owned()),
         (None, VenueKind::Binance) => (BINANCE_SPOT.0.to_owned(), BINANCE_SPOT.1.to_owned()),
         (None, VenueKind::BinanceUsdm) => (BINANCE_USDM.0.to_owned(), BINANCE_USDM.1.to_owned()),
         (_, VenueKind::Sim) => {
@@ -90,13 +110,7 @@ pub fn run(
                 depth_interval: Duration::from_millis(config.sim.depth_interval_ms),
                 depth_levels: config.sim.depth_levels,
                 ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
-                protocol: if speaks_bybit {
-                    WireProtocol::Bybit {
-                        depth: config.feed.bybit_depth,
-                    }
-                } else {
-                    WireProtocol::Binance
-                },
+                protocol: wire.sim_protocol(&config.feed),
                 symbols,
                 replay: None,
             })
@@ -128,23 +142,14 @@ pub fn run(
         backoff_base: Duration::from_millis(config.feed.backoff_base_ms),
         backoff_max: Duration::from_millis(config.feed.backoff_max_ms),
     };
-    let deadline = duration.map(|d| Instant::now() + d);
-    let f = &config.feed;
-    let clock = LiveClock::new();
-    let report: std::io::Result<RecordReport> = if speaks_bybit {
-        let feed = BybitFeed::new(BybitCodec::new(map, f.max_frame_bytes), f.bybit_depth);
-        record(&settings, &feed, &clock, stop, deadline)
-    } else {
-        let market = if kind == VenueKind::BinanceUsdm {
-            Market::UsdM
-        } else {
-            Market::Spot
-        };
-        let feed = BinanceFeed::new(BinanceCodec::new(map, f.max_frame_bytes), market, 1)
-            .with_depth(&f.depth_stream, f.snapshot_limit);
-        record(&settings, &feed, &clock, stop, deadline)
+    let recording = Record {
+        settings: &settings,
+        stop,
+        deadline: duration.map(|d| Instant::now() + d),
     };
-    let report = report.with_context(|| format!("cannot record into {}", out.display()))?;
+    let registry = config.registry()?;
+    let report = with_feed(wire, map, &registry, &config.feed, recording)
+        .with_context(|| format!("cannot record into {}", out.display()))?;
     if let Some(v) = sim {
         v.stop();
     }

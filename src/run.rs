@@ -11,13 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tradeloop_adapters::binance::feed::BinanceFeed;
-use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::bybit::feed::BybitFeed;
-use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::feed::VenueFeed;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
-use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::breakers::{BreakerKind, BreakerState};
@@ -30,7 +26,8 @@ use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
 use tradeloop_risk::PreTradeRisk;
 
-use crate::config::{sim_listen_addr, Config, Mode, SimProtocol, VenueKind};
+use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
+use crate::venues::{with_feed, Wire, WithFeed};
 
 /// Options of `tradeloop run`.
 #[derive(Clone, Debug)]
@@ -39,6 +36,20 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Save the run's latency histograms here (HdrHistogram interval log).
     pub histograms: Option<std::path::PathBuf>,
+}
+
+/// Starts a venue's feed thread.
+struct Spawn {
+    settings: FeedSettings,
+    lanes: Arc<Lanes>,
+    clock: LiveClock,
+}
+
+impl WithFeed for Spawn {
+    type Out = std::io::Result<FeedHandle>;
+    fn with<F: VenueFeed>(self, feed: F) -> Self::Out {
+        spawn_feed(self.settings, feed, self.lanes, self.clock)
+    }
 }
 
 struct RunningFeed {
@@ -71,11 +82,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             continue;
         }
         let f = &config.feed;
-        let speaks_bybit = match venue.kind {
-            VenueKind::Bybit => true,
-            VenueKind::Sim => config.sim.protocol == SimProtocol::Bybit,
-            VenueKind::Binance | VenueKind::BinanceUsdm => false,
-        };
+        let wire = Wire::of(venue.kind, config.sim.protocol);
         if venue.kind == VenueKind::Sim {
             let ws_addr = sim_listen_addr(&venue.ws_url)
                 .context("sim ws_url is a loopback address (checked by config)")?;
@@ -104,13 +111,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
                 depth_interval: Duration::from_millis(config.sim.depth_interval_ms),
                 depth_levels: config.sim.depth_levels,
                 ping_interval: Duration::from_millis(config.sim.ping_interval_ms),
-                protocol: if speaks_bybit {
-                    WireProtocol::Bybit {
-                        depth: f.bybit_depth,
-                    }
-                } else {
-                    WireProtocol::Binance
-                },
+                protocol: wire.sim_protocol(f),
                 symbols: sim_symbols,
                 replay: (!config.sim.replay_files.is_empty()).then(|| ReplaySource {
                     files: config.sim.replay_files.clone(),
@@ -138,25 +139,13 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             max_attempts: f.max_reconnect_attempts,
             down_critical_after: Duration::from_millis(f.down_critical_after_ms),
         };
-        let lanes = Arc::clone(&lanes);
-        let handle = if speaks_bybit {
-            let feed = BybitFeed::new(BybitCodec::new(symbols, f.max_frame_bytes), f.bybit_depth);
-            spawn_feed(settings, feed, lanes, clock.clone())
-        } else {
-            let market = if venue.kind == VenueKind::BinanceUsdm {
-                Market::UsdM
-            } else {
-                Market::Spot
-            };
-            let feed = BinanceFeed::new(
-                BinanceCodec::new(symbols, f.max_frame_bytes),
-                market,
-                f.max_buffered_diffs,
-            )
-            .with_depth(&f.depth_stream, f.snapshot_limit);
-            spawn_feed(settings, feed, lanes, clock.clone())
-        }
-        .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
+        let spawn = Spawn {
+            settings,
+            lanes: Arc::clone(&lanes),
+            clock: clock.clone(),
+        };
+        let handle = with_feed(wire, symbols, &registry, f, spawn)
+            .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
         feeds.push(RunningFeed {
             name: venue.name.clone(),
             handle,

@@ -564,15 +564,18 @@ fn scrape(port: u16) -> Option<String> {
     out.starts_with("HTTP/1.1 200").then_some(out)
 }
 
-/// The sim venue speaking Bybit v5: `run` streams from it through the Bybit feed (books from
-/// in-stream snapshots), `record` captures it, and `backtest` replays the recording through the
-/// Bybit parser with the book in sync throughout.
-#[test]
-fn bybit_sim_venue_runs_records_and_backtests() {
-    let db = std::env::temp_dir().join(format!("tradeloop-cli-bybit-{}.db", std::process::id()));
+/// The sim venue speaking `protocol`: `run` streams from it through that venue's feed (books
+/// from in-stream snapshots), `record` captures it, and `backtest` replays the recording
+/// through the same parser with the book in sync throughout (no gap, no failed checksum).
+fn sim_venue_runs_records_and_backtests(protocol: &str, book_frame: &str) {
+    let env_protocol = format!("\"{protocol}\"");
+    let db = std::env::temp_dir().join(format!(
+        "tradeloop-cli-{protocol}-{}.db",
+        std::process::id()
+    ));
     let out = run_on_free_ports()
         .args(["--duration", "3", "--no-histograms"])
-        .env("TRADELOOP__SIM__PROTOCOL", "\"bybit\"")
+        .env("TRADELOOP__SIM__PROTOCOL", &env_protocol)
         .env("TRADELOOP__METRICS__ENABLED", "false")
         .env("TRADELOOP__PERSISTENCE__SQLITE_PATH", &db)
         .env("RUST_LOG", "warn")
@@ -589,7 +592,10 @@ fn bybit_sim_venue_runs_records_and_backtests() {
     assert!(summary.contains(" 0 gaps, 0 refused"), "{summary}");
     let _ = std::fs::remove_file(&db);
 
-    let dir = std::env::temp_dir().join(format!("tradeloop-cli-bybit-rec-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "tradeloop-cli-{protocol}-rec-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let rec = tradeloop()
         .args([
@@ -603,7 +609,7 @@ fn bybit_sim_venue_runs_records_and_backtests() {
         ])
         .arg("--out")
         .arg(&dir)
-        .env("TRADELOOP__SIM__PROTOCOL", "\"bybit\"")
+        .env("TRADELOOP__SIM__PROTOCOL", &env_protocol)
         .output()
         .unwrap();
     let rec_err = String::from_utf8_lossy(&rec.stderr);
@@ -619,11 +625,8 @@ fn bybit_sim_venue_runs_records_and_backtests() {
     assert_eq!(files.len(), 1, "{files:?}");
     let mut reader = tradeloop_adapters::recorder::FrameReader::open(&files).unwrap();
     let first = loop {
-        let (_, frame) = reader
-            .next_frame()
-            .unwrap()
-            .expect("a recorded Bybit book frame");
-        if frame.starts_with("{\"topic\":\"orderbook.50.BTCUSDT\"") {
+        let (_, frame) = reader.next_frame().unwrap().expect("a recorded book frame");
+        if frame.starts_with(book_frame) {
             break frame.to_owned();
         }
     };
@@ -642,4 +645,14 @@ fn bybit_sim_venue_runs_records_and_backtests() {
         "{summary}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bybit_sim_venue_runs_records_and_backtests() {
+    sim_venue_runs_records_and_backtests("bybit", "{\"topic\":\"orderbook.50.BTCUSDT\"");
+}
+
+#[test]
+fn kraken_sim_venue_runs_records_and_backtests() {
+    sim_venue_runs_records_and_backtests("kraken", "{\"channel\":\"book\"");
 }

@@ -13,18 +13,25 @@ use flate2::Compression;
 
 const NS_PER_DAY: u64 = 86_400_000_000_000;
 
-/// `YYYYMMDD` of a Unix-epoch nanosecond time, UTC (civil-from-days, Hinnant's algorithm).
+/// (year, month, day) of a day count since 1970-01-01 (civil-from-days, Hinnant's algorithm).
 #[must_use]
-pub fn utc_date(epoch_ns: u64) -> String {
-    let days = i64::try_from(epoch_ns / NS_PER_DAY).unwrap_or(i64::MAX) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// `YYYYMMDD` of a Unix-epoch nanosecond time, UTC.
+#[must_use]
+pub fn utc_date(epoch_ns: u64) -> String {
+    let (year, month, day) =
+        civil_from_days(i64::try_from(epoch_ns / NS_PER_DAY).unwrap_or(i64::MAX / 2));
     format!("{year:04}{month:02}{day:02}")
 }
 

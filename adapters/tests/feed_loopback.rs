@@ -12,6 +12,8 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
+use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
@@ -25,8 +27,12 @@ use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 
 const BTC: InstrumentIndex = InstrumentIndex(0);
 
-/// Every test runs against both wire protocols.
-const PROTOCOLS: [WireProtocol; 2] = [WireProtocol::Binance, WireProtocol::Bybit { depth: 50 }];
+/// Every test runs against every wire protocol.
+const PROTOCOLS: [WireProtocol; 3] = [
+    WireProtocol::Binance,
+    WireProtocol::Bybit { depth: 50 },
+    WireProtocol::Kraken { depth: 25 },
+];
 
 fn venue(protocol: WireProtocol) -> SimVenue {
     SimVenue::start(SimConfig {
@@ -79,6 +85,19 @@ fn feed(
         WireProtocol::Bybit { depth } => {
             let feed = BybitFeed::new(BybitCodec::new(symbols, 1 << 20), depth)
                 .with_ping_interval(Duration::from_millis(50));
+            spawn_feed(settings, feed, lanes, LiveClock::new())
+        }
+        WireProtocol::Kraken { depth } => {
+            let precision = Precision::of(
+                Price::parse("0.01").unwrap(),
+                Qty::parse("0.00001").unwrap(),
+            );
+            let feed = KrakenFeed::new(
+                KrakenCodec::new(symbols, 1 << 20),
+                depth,
+                &[(BTC, precision)],
+            )
+            .with_ping_interval(Duration::from_millis(50));
             spawn_feed(settings, feed, lanes, LiveClock::new())
         }
     }
@@ -234,7 +253,7 @@ fn injected_gap_is_detected_and_resynced() {
             .load(std::sync::atomic::Ordering::Relaxed);
         match protocol {
             WireProtocol::Binance => assert_eq!(resubscribes, 0, "Binance resyncs over REST"),
-            WireProtocol::Bybit { .. } => assert!(resubscribes >= 1, "Bybit resubscribes"),
+            _ => assert!(resubscribes >= 1, "{protocol:?} resubscribes"),
         }
         assert!(c.stale_marks >= 1);
         assert!(!c.book.is_crossed());
@@ -332,4 +351,27 @@ fn a_refused_bybit_subscription_is_counted_as_a_venue_error() {
     let venue_errors = stats.errors[tradeloop_adapters::wire::ParseError::VenueError.index()];
     assert!(venue_errors >= 1, "{stats:?}");
     assert!(!c.book.is_live(), "no book without its subscription");
+}
+
+#[test]
+fn kraken_application_pings_are_answered_and_checksums_hold() {
+    let kraken = WireProtocol::Kraken { depth: 25 };
+    let v = venue(kraken);
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5), kraken);
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    let trades = c.trades;
+    c.wait_until("a second of trading", |c| c.trades > trades + 2_000);
+    assert_eq!(
+        v.snapshots_served(),
+        1,
+        "no checksum failed: no resubscription"
+    );
+    let stats = f.stop();
+    // Three subscribe replies, then a pong every 50 ms.
+    assert!(stats.control >= 10, "{stats:?}");
+    assert!(stats.diffs_applied >= 5, "{stats:?}");
+    assert_eq!(stats.gaps, 0, "{stats:?}");
+    assert_eq!(stats.errors_total(), 0, "{stats:?}");
 }

@@ -6,7 +6,7 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tradeloop_adapters::kraken::parse::{rfc3339_ns, KrakenCodec, Parsed};
+use tradeloop_adapters::kraken::parse::{rfc3339_from_ns, KrakenCodec, Parsed};
 use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::event::Side;
@@ -19,28 +19,12 @@ struct Rest {
 
 type RestTrade = (String, String, Box<RawValue>, String, String, String, u64);
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of a `seconds.fraction` literal (civil-from-days, Howard
-/// Hinnant's algorithm, written independently of the parser's days-from-civil).
-fn rfc3339(epoch: &str) -> String {
-    let (secs, frac) = epoch.split_once('.').unwrap_or((epoch, ""));
-    let secs: i64 = secs.parse().unwrap();
-    let frac: String = format!("{frac:0<6}").chars().take(6).collect();
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+/// ns since the epoch of a `seconds.fraction` literal (exact: no float), truncated to µs as
+/// Kraken's v2 timestamps are.
+fn epoch_ns(literal: &str) -> u64 {
+    let (secs, frac) = literal.split_once('.').unwrap_or((literal, ""));
+    let micros: String = format!("{frac:0<6}").chars().take(6).collect();
+    secs.parse::<u64>().unwrap() * 1_000_000_000 + micros.parse::<u64>().unwrap() * 1_000
 }
 
 #[test]
@@ -60,7 +44,8 @@ fn real_trades_decode_exactly_from_json_numbers() {
     let (mut buys, mut sells) = (0, 0);
     for (price, qty, time, side, _kind, _misc, id) in &trades {
         let side_word = if side == "b" { "buy" } else { "sell" };
-        let ts = rfc3339(time.get());
+        let want_ns = epoch_ns(time.get());
+        let ts = rfc3339_from_ns(want_ns);
         let frame = format!(
             r#"{{"channel":"trade","type":"update","data":[{{"symbol":"BTC/USDT","side":"{side_word}","price":{price},"qty":{qty},"ord_type":"limit","trade_id":{id},"timestamp":"{ts}"}}]}}"#
         );
@@ -75,16 +60,7 @@ fn real_trades_decode_exactly_from_json_numbers() {
         );
         assert_eq!(t.qty.to_string().parse::<Decimal>().unwrap(), q, "{frame}");
         assert_eq!(t.trade_id, *id);
-        assert_eq!(ns, rfc3339_ns(&ts).unwrap());
-        assert_eq!(
-            ns / 1_000_000_000,
-            time.get()
-                .split('.')
-                .next()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        );
+        assert_eq!(ns, want_ns, "{ts}");
         match t.aggressor {
             Side::Buy => buys += 1,
             Side::Sell => sells += 1,

@@ -1,7 +1,8 @@
 //! Record two symbols from the simulated venue over a real WebSocket (and REST for Binance's
-//! snapshots), speaking Binance and then Bybit, then replay the files through the same venue's
-//! feed: every line parses, both books sync from the recorded snapshots (REST lines for
-//! Binance, in-stream snapshots for Bybit) and stay in sync.
+//! snapshots), speaking Binance, Bybit and Kraken, then replay the files through the same
+//! venue's feed: every line parses, both books sync from the recorded snapshots (REST lines for
+//! Binance, in-stream snapshots for Bybit and Kraken) and stay in sync (Kraken: every checksum
+//! verifies).
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -11,6 +12,8 @@ use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed};
+use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
+use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::record::{record, RecordSettings};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::market::WireProtocol;
@@ -150,6 +153,24 @@ fn recorded_bybit_files_replay_into_synced_books() {
     let feed = BybitFeed::new(BybitCodec::new(symbols(), 1 << 20), 50);
     let (report, feed) = record_and_replay(WireProtocol::Bybit { depth: 50 }, feed, "bybit");
     assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
+    assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
+    assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
+}
+
+#[test]
+fn recorded_kraken_files_replay_into_synced_books() {
+    let precision = Precision::of(Price::parse("0.01").unwrap(), Qty::parse("0.0001").unwrap());
+    let feed = KrakenFeed::new(
+        KrakenCodec::new(symbols(), 1 << 20),
+        25,
+        &[
+            (InstrumentIndex(0), precision),
+            (InstrumentIndex(1), precision),
+        ],
+    );
+    let (report, feed) = record_and_replay(WireProtocol::Kraken { depth: 25 }, feed, "kraken");
+    assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
+    assert_eq!(feed.checksum_mismatches, 0);
     assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
     assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
 }

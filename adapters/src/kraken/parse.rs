@@ -320,6 +320,21 @@ pub fn rfc3339_ns(s: &str) -> Option<u64> {
         .checked_add(nanos)
 }
 
+/// ns since the epoch → `YYYY-MM-DDTHH:MM:SS.ffffffZ` (microseconds, as Kraken writes).
+#[must_use]
+pub fn rfc3339_from_ns(ns: u64) -> String {
+    let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
+    let micros = ns % 1_000_000_000 / 1_000;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = crate::recorder::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3_600,
+        sod % 3_600 / 60,
+        sod % 60
+    )
+}
+
 impl KrakenCodec {
     /// A codec for these symbols, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -464,6 +479,24 @@ mod tests {
         m.insert("BTC/USD", InstrumentIndex(0));
         m.insert("MATIC/USD", InstrumentIndex(1));
         KrakenCodec::new(m, 1 << 20)
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for ns in [
+            0,
+            1_696_613_755_440_295_000,
+            1_709_251_199_999_999_000,
+            951_782_400_000_001_000,
+            4_102_444_800_000_000_000,
+        ] {
+            let text = rfc3339_from_ns(ns);
+            assert_eq!(rfc3339_ns(&text), Some(ns), "{text}");
+        }
+        assert_eq!(
+            rfc3339_from_ns(1_696_613_755_440_295_000),
+            "2023-10-06T17:35:55.440295Z"
+        );
     }
 
     #[test]

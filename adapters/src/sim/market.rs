@@ -50,7 +50,16 @@ pub enum WireProtocol {
         /// The book topic's depth.
         depth: u16,
     },
+    /// Kraken spot v2 channels: `trade`, `ticker` (best bid/offer) and `book` truncated to
+    /// `depth` with Kraken's CRC32 checksum, snapshots sent on subscription.
+    Kraken {
+        /// The book channel's depth.
+        depth: u16,
+    },
 }
+
+/// The top levels of a book, (price ticks, lots) best first: (bids, asks).
+type TopLevels = (Vec<(i64, i64)>, Vec<(i64, i64)>);
 
 /// One simulated symbol.
 #[derive(Clone, Debug)]
@@ -72,6 +81,10 @@ pub struct SimSymbol {
     /// Bybit: `u` of the `orderbook.{depth}` topic and of `orderbook.1`.
     book_u: u64,
     bbo_u: u64,
+    /// Kraken: the book as subscribers hold it after the last update (top `depth` levels a
+    /// side, best first, as (price ticks, lots)).
+    published: Option<TopLevels>,
+    corrupt_checksum: bool,
 }
 
 impl SimSymbol {
@@ -102,6 +115,8 @@ impl SimSymbol {
             protocol: WireProtocol::Binance,
             book_u: 1_000 + rng.below(1_000),
             bbo_u: 1_000 + rng.below(1_000),
+            published: None,
+            corrupt_checksum: false,
         };
         for i in 0..s.depth_levels as i64 {
             s.bids.insert(
@@ -168,6 +183,8 @@ impl SimSymbol {
     pub fn inject_gap(&mut self) {
         self.update_id += 5;
         self.book_u += 5;
+        // Kraken has no ids: the next update's checksum disagrees with the subscribers' book.
+        self.corrupt_checksum = true;
         self.pending_first_id = None;
         self.pending.clear();
     }
@@ -207,6 +224,20 @@ impl SimSymbol {
                 Price(price * self.tick),
                 self.trade_id,
                 s = self.symbol,
+            );
+            out.push(f);
+            return;
+        }
+        if let WireProtocol::Kraken { .. } = self.protocol {
+            let _ = write!(
+                f,
+                r#"{{"channel":"trade","type":"update","data":[{{"symbol":"{}","side":"{}","price":{},"qty":{},"ord_type":"market","trade_id":{},"timestamp":"{}"}}]}}"#,
+                self.symbol,
+                if buyer_aggressor { "buy" } else { "sell" },
+                Price(price * self.tick),
+                Qty(take * self.lot),
+                self.trade_id,
+                crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000),
             );
             out.push(f);
             return;
@@ -290,6 +321,16 @@ impl SimSymbol {
             self.bbo_u += 1;
             return self.bybit_bbo("delta", now_ms);
         }
+        if let WireProtocol::Kraken { .. } = self.protocol {
+            return format!(
+                r#"{{"channel":"ticker","type":"update","data":[{{"symbol":"{}","bid":{},"bid_qty":{},"ask":{},"ask_qty":{}}}]}}"#,
+                self.symbol,
+                Price(bp * self.tick),
+                Qty(bq * self.lot),
+                Price(ap * self.tick),
+                Qty(aq * self.lot),
+            );
+        }
         format!(
             r#"{{"stream":"{}@bookTicker","data":{{"u":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}}}"#,
             self.stream_prefix,
@@ -305,6 +346,10 @@ impl SimSymbol {
     /// The depth diff of everything changed since the last one (`None` if nothing changed).
     pub fn depth_diff(&mut self, now_ms: u64) -> Option<String> {
         let first = self.pending_first_id.take()?;
+        if let WireProtocol::Kraken { depth } = self.protocol {
+            self.pending.clear();
+            return self.kraken_update(usize::from(depth), now_ms);
+        }
         let levels = std::mem::take(&mut self.pending)
             .into_iter()
             .map(|((bid, price), lots)| (bid, price, lots));
@@ -324,8 +369,8 @@ impl SimSymbol {
         ))
     }
 
-    /// `["price","qty"],…` lists (both venues' level format) of (is_bid, price ticks, lots)
-    /// levels, as (bids, asks).
+    /// Level lists of (is_bid, price ticks, lots) levels, as (bids, asks): `["price","qty"],…`
+    /// (Binance and Bybit), or `{"price":…,"qty":…},…` with JSON numbers (Kraken).
     fn level_lists(&self, levels: impl Iterator<Item = (bool, i64, i64)>) -> (String, String) {
         let (mut bids, mut asks) = (String::new(), String::new());
         for (bid, price, lots) in levels {
@@ -333,12 +378,12 @@ impl SimSymbol {
             if !target.is_empty() {
                 target.push(',');
             }
-            let _ = write!(
-                target,
-                r#"["{}","{}"]"#,
-                Price(price * self.tick),
-                Qty(lots * self.lot)
-            );
+            let (p, q) = (Price(price * self.tick), Qty(lots * self.lot));
+            let _ = if let WireProtocol::Kraken { .. } = self.protocol {
+                write!(target, r#"{{"price":{p},"qty":{q}}}"#)
+            } else {
+                write!(target, r#"["{p}","{q}"]"#)
+            };
         }
         (bids, asks)
     }
@@ -364,7 +409,7 @@ impl SimSymbol {
     pub fn bybit_snapshots(&self, now_ms: u64) -> [String; 2] {
         let depth = match self.protocol {
             WireProtocol::Bybit { depth } => depth,
-            WireProtocol::Binance => 0,
+            WireProtocol::Binance | WireProtocol::Kraken { .. } => 0,
         };
         let levels = self
             .bids
@@ -382,6 +427,102 @@ impl SimSymbol {
                 s = self.symbol,
             ),
         ]
+    }
+
+    fn top(&self, depth: usize) -> TopLevels {
+        (
+            self.bids
+                .iter()
+                .rev()
+                .take(depth)
+                .map(|(p, q)| (*p, *q))
+                .collect(),
+            self.asks
+                .iter()
+                .take(depth)
+                .map(|(p, q)| (*p, *q))
+                .collect(),
+        )
+    }
+
+    fn kraken_checksum(&self, bids: &[(i64, i64)], asks: &[(i64, i64)]) -> u32 {
+        use crate::kraken::feed::{book_checksum, Precision};
+        let levels = |side: &[(i64, i64)]| -> Vec<crate::wire::Level> {
+            side.iter()
+                .map(|(p, q)| crate::wire::Level {
+                    price: Price(p * self.tick),
+                    qty: Qty(q * self.lot),
+                })
+                .collect()
+        };
+        let precision = Precision::of(Price(self.tick), Qty(self.lot));
+        book_checksum(&levels(asks), &levels(bids), precision).unwrap_or(0)
+    }
+
+    fn kraken_book(&self, kind: &str, b: &str, a: &str, checksum: u32, now_ms: u64) -> String {
+        format!(
+            r#"{{"channel":"book","type":"{kind}","data":[{{"symbol":"{}","bids":[{b}],"asks":[{a}],"checksum":{checksum},"timestamp":"{}"}}]}}"#,
+            self.symbol,
+            crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000),
+        )
+    }
+
+    /// Kraken: the update that takes subscribers from the published book to the current top
+    /// `depth`: changed or new levels inside the window, removals of deleted levels; levels
+    /// only pushed out of the window are left to the subscribers' truncation, as Kraken does.
+    fn kraken_update(&mut self, depth: usize, now_ms: u64) -> Option<String> {
+        let (new_bids, new_asks) = self.top(depth);
+        let (old_bids, old_asks) = self.published.take().unwrap_or_default();
+        let mut changes = Vec::new();
+        for (bid, old, new, book) in [
+            (true, &old_bids, &new_bids, &self.bids),
+            (false, &old_asks, &new_asks, &self.asks),
+        ] {
+            for &(p, q) in new {
+                if !old.contains(&(p, q)) {
+                    changes.push((bid, p, q));
+                }
+            }
+            for &(p, _) in old {
+                if !book.contains_key(&p) {
+                    changes.push((bid, p, 0));
+                }
+            }
+        }
+        let mut checksum = self.kraken_checksum(&new_bids, &new_asks);
+        self.published = Some((new_bids, new_asks));
+        if changes.is_empty() {
+            return None;
+        }
+        if std::mem::take(&mut self.corrupt_checksum) {
+            checksum = checksum.wrapping_add(1);
+        }
+        let (b, a) = self.level_lists(changes.into_iter());
+        Some(self.kraken_book("update", &b, &a, checksum, now_ms))
+    }
+
+    /// Kraken: the snapshot a new `book` subscription gets: the book as subscribers hold it
+    /// (later updates continue from there).
+    pub fn kraken_snapshot(&mut self, now_ms: u64) -> String {
+        let depth = match self.protocol {
+            WireProtocol::Kraken { depth } => usize::from(depth),
+            _ => 10,
+        };
+        let (bids, asks) = match &self.published {
+            Some(p) => p.clone(),
+            None => {
+                let top = self.top(depth);
+                self.published = Some(top.clone());
+                top
+            }
+        };
+        let checksum = self.kraken_checksum(&bids, &asks);
+        let levels = bids
+            .iter()
+            .map(|(p, q)| (true, *p, *q))
+            .chain(asks.iter().map(|(p, q)| (false, *p, *q)));
+        let (b, a) = self.level_lists(levels);
+        self.kraken_book("snapshot", &b, &a, checksum, now_ms)
     }
 
     /// A REST depth snapshot of the top `limit` levels, consistent with `update_id`.

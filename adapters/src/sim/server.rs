@@ -280,24 +280,6 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
         let steps = carry / 1000;
         carry %= 1000;
         let now_ms = epoch_ms();
-        {
-            let mut guard = shared.market.lock();
-            let (rng, symbols) = &mut *guard;
-            if shared.gap.swap(false, Ordering::SeqCst) {
-                symbols.iter_mut().for_each(SimSymbol::inject_gap);
-            }
-            for _ in 0..steps {
-                if symbols.is_empty() {
-                    break;
-                }
-                let i = rng.below(symbols.len() as u64) as usize;
-                symbols[i].step(rng, now_ms, &mut frames);
-            }
-            if last_depth.elapsed() >= config.depth_interval {
-                last_depth = Instant::now();
-                frames.extend(symbols.iter_mut().filter_map(|s| s.depth_diff(now_ms)));
-            }
-        }
         let stalled = shared
             .stall_until
             .lock()
@@ -312,14 +294,36 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
                 (_, WireProtocol::Bybit { .. }) => Arc::from(
                     r#"{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{"p":"not-a-number"}]}"#,
                 ),
+                (_, WireProtocol::Kraken { .. }) => Arc::from(
+                    r#"{"channel":"trade","type":"update","data":[{"symbol":"BTCUSDT","price":"x"}]}"#,
+                ),
             };
             let _ = shared.tx.send(g);
+        }
+        // Frames are broadcast under the market lock, so that a subscription handled under
+        // it (Kraken's snapshots) sees every frame generated before it already queued.
+        let mut guard = shared.market.lock();
+        let (rng, symbols) = &mut *guard;
+        if shared.gap.swap(false, Ordering::SeqCst) {
+            symbols.iter_mut().for_each(SimSymbol::inject_gap);
+        }
+        for _ in 0..steps {
+            if symbols.is_empty() {
+                break;
+            }
+            let i = rng.below(symbols.len() as u64) as usize;
+            symbols[i].step(rng, now_ms, &mut frames);
+        }
+        if last_depth.elapsed() >= config.depth_interval {
+            last_depth = Instant::now();
+            frames.extend(symbols.iter_mut().filter_map(|s| s.depth_diff(now_ms)));
         }
         for f in frames.drain(..) {
             if !stalled {
                 let _ = shared.tx.send(Arc::from(f));
             }
         }
+        drop(guard);
     }
 }
 
@@ -395,6 +399,29 @@ fn stream_of(frame: &str) -> Option<&str> {
     rest.find('"').map(|end| &rest[..end])
 }
 
+/// Whether a client subscribed to `frame`: Binance streams and Bybit topics by name, Kraken
+/// channels by `<channel>:<symbol>`; frames of no stream (garbage, replies) always go out.
+fn wanted(frame: &str, subscribed: &HashSet<String>, key: &mut String) -> bool {
+    if let Some(rest) = frame.strip_prefix("{\"channel\":\"") {
+        let Some(end) = rest.find('"') else {
+            return true;
+        };
+        let Some(at) = frame.find("\"symbol\":\"") else {
+            return true;
+        };
+        let symbol = &frame[at + 10..];
+        let Some(len) = symbol.find('"') else {
+            return true;
+        };
+        key.clear();
+        key.push_str(&rest[..end]);
+        key.push(':');
+        key.push_str(&symbol[..len]);
+        return subscribed.contains(key.as_str());
+    }
+    stream_of(frame).is_none_or(|s| subscribed.contains(s))
+}
+
 /// Frames sent to a client per flush, at most.
 const MAX_BURST: u32 = 256;
 
@@ -428,6 +455,7 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
     let mut ping = tokio::time::interval(ping_interval);
     ping.tick().await;
     let mut check = tokio::time::interval(Duration::from_millis(20));
+    let mut key = String::new();
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
@@ -437,7 +465,7 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                     let (mut next, mut looked, mut sent) = (Some(f), 0u32, 0u64);
                     while let Some(f) = next.take() {
                         looked += 1;
-                        if stream_of(&f).is_none_or(|s| subscribed.contains(s)) {
+                        if wanted(&f, &subscribed, &mut key) {
                             if ws.feed(Message::Text(f.as_ref().into())).await.is_err() {
                                 return;
                             }
@@ -458,10 +486,33 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
             },
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
+                    let mut backlog = Vec::new();
                     let replies = match shared.protocol {
                         WireProtocol::Binance => handle_request(t.as_str(), &mut subscribed).into_iter().collect(),
                         WireProtocol::Bybit { depth } => handle_bybit_request(&shared, depth, t.as_str(), &mut subscribed),
+                        WireProtocol::Kraken { depth } => {
+                            // Kraken books have no sequence numbers: every frame generated
+                            // before a snapshot must reach the client before it. Frames are
+                            // broadcast under the market lock, so taking it and draining the
+                            // queue orders them; backlog frames of newly subscribed channels
+                            // are older than their snapshot and are not sent.
+                            let mut market = shared.market.lock();
+                            while let Ok(f) = rx.try_recv() {
+                                if wanted(&f, &subscribed, &mut key) {
+                                    backlog.push(f);
+                                }
+                            }
+                            let replies = handle_kraken_request(&mut market.1, depth, t.as_str(), &mut subscribed);
+                            let books = replies.iter().filter(|r| r.starts_with(r#"{"channel":"book","type":"snapshot""#)).count();
+                            shared.snapshots_served.fetch_add(books as u64, Ordering::SeqCst);
+                            replies
+                        }
                     };
+                    for f in backlog {
+                        if ws.feed(Message::Text(f.as_ref().into())).await.is_err() {
+                            return;
+                        }
+                    }
                     for reply in replies {
                         if ws.send(Message::Text(reply.into())).await.is_err() {
                             return;
@@ -605,6 +656,98 @@ fn handle_bybit_request(
             vec![reply(true, "")]
         }
         _ => vec![reply(false, "error:unknown op")],
+    }
+}
+
+/// Handles Kraken v2's `{"method":"subscribe"|"unsubscribe"|"ping","params":{…},"req_id":…}`.
+/// Channels `book` (at the venue's depth only), `trade` and `ticker` of known symbols; anything
+/// else is refused (`success: false`, with an `error`). A `book` subscription is answered with
+/// its snapshot after the reply.
+fn handle_kraken_request(
+    symbols: &mut [SimSymbol],
+    depth: u16,
+    text: &str,
+    subscribed: &mut HashSet<String>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize, Default)]
+    struct Params {
+        #[serde(default)]
+        channel: String,
+        #[serde(default)]
+        symbol: Vec<String>,
+        #[serde(default)]
+        depth: Option<u16>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Req {
+        method: String,
+        #[serde(default)]
+        params: Params,
+        #[serde(default)]
+        req_id: Option<u64>,
+    }
+    let Ok(req) = serde_json::from_str::<Req>(text) else {
+        return vec![
+            r#"{"error":"request is not valid JSON","method":"","success":false}"#.to_owned(),
+        ];
+    };
+    let now_ns = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    )
+    .unwrap_or(0);
+    let time = crate::kraken::parse::rfc3339_from_ns(now_ns);
+    let req_id = req
+        .req_id
+        .map_or(String::new(), |id| format!(r#","req_id":{id}"#));
+    let method = req.method.as_str();
+    let refuse = |why: &str| {
+        format!(
+            r#"{{"error":{},"method":"{method}","success":false,"time_in":"{time}","time_out":"{time}"{req_id}}}"#,
+            serde_json::to_string(why).unwrap_or_default()
+        )
+    };
+    match method {
+        "ping" => vec![format!(
+            r#"{{"method":"pong","time_in":"{time}","time_out":"{time}"{req_id}}}"#
+        )],
+        "subscribe" | "unsubscribe" => {
+            let p = &req.params;
+            if !matches!(p.channel.as_str(), "book" | "trade" | "ticker") {
+                return vec![refuse(&format!("Channel {} not supported", p.channel))];
+            }
+            if p.channel == "book" && p.depth.unwrap_or(10) != depth {
+                return vec![refuse(&format!(
+                    "Depth {} not served here",
+                    p.depth.unwrap_or(10)
+                ))];
+            }
+            let mut out = Vec::new();
+            let mut snapshots = Vec::new();
+            for symbol in &p.symbol {
+                let Some(s) = symbols.iter_mut().find(|s| s.symbol() == symbol) else {
+                    out.push(refuse(&format!("Currency pair not supported {symbol}")));
+                    continue;
+                };
+                let key = format!("{}:{symbol}", p.channel);
+                if method == "subscribe" {
+                    subscribed.insert(key);
+                    if p.channel == "book" {
+                        snapshots.push(s.kraken_snapshot(now_ns / 1_000_000));
+                    }
+                } else {
+                    subscribed.remove(&key);
+                }
+                out.push(format!(
+                    r#"{{"method":"{method}","result":{{"channel":"{}","symbol":"{symbol}"}},"success":true,"time_in":"{time}","time_out":"{time}"{req_id}}}"#,
+                    p.channel
+                ));
+            }
+            out.extend(snapshots);
+            out
+        }
+        _ => vec![refuse("Method not supported")],
     }
 }
 
