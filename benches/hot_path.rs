@@ -370,6 +370,27 @@ fn venue_parse_bybit(c: &mut Criterion) {
     });
 }
 
+/// Kraken v2 parsers on the documented examples: a `trade` message and the checksum guide's
+/// 10-level `book` snapshot (prices and quantities as JSON numbers).
+fn venue_parse_kraken(c: &mut Criterion) {
+    use tradeloop_adapters::kraken::parse::{KrakenCodec, Parsed};
+    use tradeloop_adapters::symbols::SymbolMap;
+
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTC/USD", BTC);
+    let mut codec = KrakenCodec::new(symbols, 1 << 22);
+    let trade = r#"{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":45283.5,"qty":0.00027625,"ord_type":"limit","trade_id":4665846,"timestamp":"2023-09-25T07:48:36.925533Z"}]}"#;
+    assert_eq!(codec.parse(trade), Ok(Parsed::Trades(1)));
+    c.bench_function("venue_parse/kraken_trade", |b| {
+        b.iter(|| black_box(codec.parse(black_box(trade)).is_ok()))
+    });
+    let book = r#"{"channel":"book","type":"snapshot","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.10000000},{"price":45283.4,"qty":1.54582015},{"price":45282.1,"qty":0.10000000},{"price":45281.0,"qty":0.10000000},{"price":45280.3,"qty":1.54592586},{"price":45279.0,"qty":0.07990000},{"price":45277.6,"qty":0.03310103},{"price":45277.5,"qty":0.30000000},{"price":45277.3,"qty":1.54602737},{"price":45276.6,"qty":0.15445238}],"asks":[{"price":45285.2,"qty":0.00100000},{"price":45286.4,"qty":1.54571953},{"price":45286.6,"qty":1.54571109},{"price":45289.6,"qty":1.54560911},{"price":45290.2,"qty":0.15890660},{"price":45291.8,"qty":1.54553491},{"price":45294.7,"qty":0.04454749},{"price":45296.1,"qty":0.35380000},{"price":45297.5,"qty":0.09945542},{"price":45299.5,"qty":0.18772827}],"checksum":3310070434,"timestamp":"2023-10-06T17:35:55.440295Z"}]}"#;
+    assert!(matches!(codec.parse(book), Ok(Parsed::Book(_))));
+    c.bench_function("venue_parse/kraken_book", |b| {
+        b.iter(|| black_box(codec.parse(black_box(book)).is_ok()))
+    });
+}
+
 criterion_group!(
     benches,
     baseline,
@@ -378,6 +399,7 @@ criterion_group!(
     parse,
     venue_parse,
     venue_parse_bybit,
+    venue_parse_kraken,
     book,
     position,
     risk,

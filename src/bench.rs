@@ -12,6 +12,7 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::feed::FrameOutcome;
+use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::symbols::SymbolMap;
@@ -394,6 +395,23 @@ fn bybit_frames() -> anyhow::Result<(Vec<String>, Vec<String>, &'static str)> {
         }
     }
     Ok((trades, sim_books, "bybit: synthetic (sim venue)"))
+}
+
+/// Kraken v2 frames to parse, from the simulated venue speaking Kraken (no real Kraken
+/// WebSocket capture is available): `trade` frames and `book` updates at depth 25.
+fn kraken_frames() -> (Vec<String>, Vec<String>) {
+    let (_, frames) =
+        crate::hotpath::sim_btc_frames(11, 40_000, WireProtocol::Kraken { depth: 25 });
+    let trades = frames
+        .iter()
+        .filter(|f| f.starts_with("{\"channel\":\"trade\""))
+        .cloned()
+        .collect();
+    let books = frames
+        .into_iter()
+        .filter(|f| f.starts_with("{\"channel\":\"book\""))
+        .collect();
+    (trades, books)
 }
 
 /// Records `now − recv_ns` of every trade after the first `skip`: wire to strategy callback.
@@ -1202,6 +1220,20 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         "parse_bybit_book",
         parse_figure(&bybit_books, events, |f| bybit.parse(f))?,
     );
+    let (kraken_trades, kraken_books) = kraken_frames();
+    let mut kraken = {
+        let mut symbols = SymbolMap::default();
+        symbols.insert("BTCUSDT", InstrumentIndex(0));
+        KrakenCodec::new(symbols, 1 << 22)
+    };
+    figures.insert(
+        "parse_kraken_trade",
+        parse_figure(&kraken_trades, events, |f| kraken.parse(f))?,
+    );
+    figures.insert(
+        "parse_kraken_book",
+        parse_figure(&kraken_books, events, |f| kraken.parse(f))?,
+    );
     figures.insert(
         "tick_to_strategy",
         tick_to_strategy(config, &frames.trades, events, None)?,
@@ -1273,7 +1305,10 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         figures,
         machine: machine(),
         git_rev: git_rev(),
-        input: format!("binance: {}; {bybit_source}", frames.source),
+        input: format!(
+            "binance: {}; {bybit_source}; kraken: synthetic (sim venue)",
+            frames.source
+        ),
     })
 }
 
