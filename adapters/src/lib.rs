@@ -7,6 +7,7 @@
 
 pub mod binance;
 pub mod bybit;
+pub mod coinbase;
 pub mod feed;
 pub mod kraken;
 pub mod record;
