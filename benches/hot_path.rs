@@ -391,6 +391,30 @@ fn venue_parse_kraken(c: &mut Criterion) {
     });
 }
 
+/// Coinbase Advanced Trade parsers on the documented examples: a `market_trades` message and
+/// an `l2_data` update.
+fn venue_parse_coinbase(c: &mut Criterion) {
+    use tradeloop_adapters::coinbase::parse::{CoinbaseCodec, Payload};
+    use tradeloop_adapters::symbols::SymbolMap;
+
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTC-USD", BTC);
+    let mut codec = CoinbaseCodec::new(symbols, 1 << 22);
+    let trade = r#"{"channel":"market_trades","client_id":"","timestamp":"2023-02-09T20:19:35.39625135Z","sequence_num":4,"events":[{"type":"update","trades":[{"trade_id":"000000000","product_id":"BTC-USD","price":"1260.01","size":"0.3","side":"BUY","time":"2019-08-14T20:42:27.265Z"}]}]}"#;
+    assert_eq!(
+        codec.parse(trade).map(|p| p.payload),
+        Ok(Payload::Trades { history: false })
+    );
+    c.bench_function("venue_parse/coinbase_trade", |b| {
+        b.iter(|| black_box(codec.parse(black_box(trade)).is_ok()))
+    });
+    let book = r#"{"channel":"l2_data","client_id":"","timestamp":"2023-02-09T20:32:50.714964855Z","sequence_num":5,"events":[{"type":"update","product_id":"BTC-USD","updates":[{"side":"bid","event_time":"2023-02-09T20:32:50.714964855Z","price_level":"21921.73","new_quantity":"0.06317902"},{"side":"offer","event_time":"2023-02-09T20:32:50.714964855Z","price_level":"21922.9","new_quantity":"0"}]}]}"#;
+    assert_eq!(codec.parse(book).map(|p| p.payload), Ok(Payload::Books));
+    c.bench_function("venue_parse/coinbase_book", |b| {
+        b.iter(|| black_box(codec.parse(black_box(book)).is_ok()))
+    });
+}
+
 criterion_group!(
     benches,
     baseline,
@@ -400,6 +424,7 @@ criterion_group!(
     venue_parse,
     venue_parse_bybit,
     venue_parse_kraken,
+    venue_parse_coinbase,
     book,
     position,
     risk,

@@ -16,6 +16,8 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
+use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
@@ -153,10 +155,12 @@ pub enum Recorded {
     Bybit(u16),
     /// Kraken spot v2 (book depth from `[feed].kraken_depth`: recordings do not carry it).
     Kraken,
+    /// Coinbase Advanced Trade.
+    Coinbase,
 }
 
 /// The protocol of the first frame file, from its first frames: Bybit topics (and their book
-/// depth), Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
+/// depth), Coinbase or Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
 fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
     let reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -173,7 +177,12 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
         } else if line.contains("{\"topic\":\"") {
             bybit = true;
         } else if line.contains("{\"channel\":\"") {
-            return Ok(Recorded::Kraken);
+            // Coinbase envelopes carry a sequence number; Kraken's do not.
+            return Ok(if line.contains("\"sequence_num\":") {
+                Recorded::Coinbase
+            } else {
+                Recorded::Kraken
+            });
         } else if line.contains("depthUpdate") {
             return Ok(Recorded::Binance(if line.contains("\"pu\":") {
                 Market::UsdM
@@ -194,6 +203,7 @@ enum RawFeed {
     Binance(BinanceFeed),
     Bybit(BybitFeed),
     Kraken(KrakenFeed),
+    Coinbase(CoinbaseFeed),
 }
 
 /// A replay's input, one step (frame or CSV row) at a time.
@@ -278,6 +288,9 @@ impl RawSteps {
                 BybitCodec::new(symbols.clone(), max_frame),
                 depth,
             )),
+            Recorded::Coinbase => RawFeed::Coinbase(
+                CoinbaseFeed::new(CoinbaseCodec::new(symbols.clone(), max_frame)).for_replay(),
+            ),
             Recorded::Kraken => {
                 let precision: Vec<(InstrumentIndex, Precision)> = registry
                     .iter()
@@ -327,6 +340,7 @@ impl Steps for RawSteps {
                 RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
                 RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
                 RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
+                RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
             };
             Ok(matches!(outcome, FrameOutcome::Refused(_)))
         } else {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::runner::LaneSink;
@@ -372,6 +373,20 @@ fn parse_figure<E: std::fmt::Display, T>(
     Ok(Percentiles::of(&hist).into())
 }
 
+/// A venue's trade and book parse figures, one parser for both.
+fn parse_pair<E: std::fmt::Display, T>(
+    figures: &mut BTreeMap<&'static str, Figure>,
+    names: [&'static str; 2],
+    frames: [&[String]; 2],
+    events: u64,
+    mut parse: impl FnMut(&str) -> Result<T, E>,
+) -> anyhow::Result<()> {
+    for (name, frames) in names.into_iter().zip(frames) {
+        figures.insert(name, parse_figure(frames, events, &mut parse)?);
+    }
+    Ok(())
+}
+
 /// Bybit v5 frames to parse: `publicTrade` frames from the simulated venue speaking Bybit (no
 /// real Bybit trade capture is available), and the deltas of the real `orderbook.500.XRPUSDT`
 /// capture in `../shared/data` (the simulated venue's `orderbook.50` deltas when it is absent).
@@ -397,20 +412,23 @@ fn bybit_frames() -> anyhow::Result<(Vec<String>, Vec<String>, &'static str)> {
     Ok((trades, sim_books, "bybit: synthetic (sim venue)"))
 }
 
-/// Kraken v2 frames to parse, from the simulated venue speaking Kraken (no real Kraken
-/// WebSocket capture is available): `trade` frames and `book` updates at depth 25.
-fn kraken_frames() -> (Vec<String>, Vec<String>) {
-    let (_, frames) =
-        crate::hotpath::sim_btc_frames(11, 40_000, WireProtocol::Kraken { depth: 25 });
-    let trades = frames
+/// Frames to parse from the simulated venue speaking `protocol` (no real Kraken or Coinbase
+/// WebSocket capture is available): (trade frames, book frames), told apart by their prefixes;
+/// Coinbase frames numbered in order as a connection would.
+fn sim_frames(protocol: WireProtocol, trade: &str, book: &str) -> (Vec<String>, Vec<String>) {
+    let (_, frames) = crate::hotpath::sim_btc_frames(11, 40_000, protocol);
+    let frames = frames
         .iter()
-        .filter(|f| f.starts_with("{\"channel\":\"trade\""))
-        .cloned()
-        .collect();
-    let books = frames
-        .into_iter()
-        .filter(|f| f.starts_with("{\"channel\":\"book\""))
-        .collect();
+        .enumerate()
+        .map(|(n, f)| tradeloop_adapters::sim::market::stamp_sequence(f, n as u64));
+    let (mut trades, mut books) = (Vec::new(), Vec::new());
+    for f in frames {
+        if f.starts_with(trade) {
+            trades.push(f);
+        } else if f.starts_with(book) {
+            books.push(f);
+        }
+    }
     (trades, books)
 }
 
@@ -1206,34 +1224,43 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         parse_figure(&frames.depths, events, |f| codec.parse(f))?,
     );
     let (bybit_trades, bybit_books, bybit_source) = bybit_frames()?;
-    let mut bybit = {
-        let mut symbols = SymbolMap::default();
-        symbols.insert("BTCUSDT", InstrumentIndex(0));
-        symbols.insert("XRPUSDT", InstrumentIndex(1));
-        BybitCodec::new(symbols, 1 << 22)
-    };
-    figures.insert(
-        "parse_bybit_trade",
-        parse_figure(&bybit_trades, events, |f| bybit.parse(f))?,
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTCUSDT", InstrumentIndex(0));
+    symbols.insert("XRPUSDT", InstrumentIndex(1));
+    let mut bybit = BybitCodec::new(symbols.clone(), 1 << 22);
+    parse_pair(
+        &mut figures,
+        ["parse_bybit_trade", "parse_bybit_book"],
+        [&bybit_trades, &bybit_books],
+        events,
+        |f| bybit.parse(f),
+    )?;
+    let (trades, books) = sim_frames(
+        WireProtocol::Kraken { depth: 25 },
+        "{\"channel\":\"trade\"",
+        "{\"channel\":\"book\"",
     );
-    figures.insert(
-        "parse_bybit_book",
-        parse_figure(&bybit_books, events, |f| bybit.parse(f))?,
+    let mut kraken = KrakenCodec::new(symbols.clone(), 1 << 22);
+    parse_pair(
+        &mut figures,
+        ["parse_kraken_trade", "parse_kraken_book"],
+        [&trades, &books],
+        events,
+        |f| kraken.parse(f),
+    )?;
+    let (trades, books) = sim_frames(
+        WireProtocol::Coinbase,
+        "{\"channel\":\"market_trades\"",
+        "{\"channel\":\"l2_data\"",
     );
-    let (kraken_trades, kraken_books) = kraken_frames();
-    let mut kraken = {
-        let mut symbols = SymbolMap::default();
-        symbols.insert("BTCUSDT", InstrumentIndex(0));
-        KrakenCodec::new(symbols, 1 << 22)
-    };
-    figures.insert(
-        "parse_kraken_trade",
-        parse_figure(&kraken_trades, events, |f| kraken.parse(f))?,
-    );
-    figures.insert(
-        "parse_kraken_book",
-        parse_figure(&kraken_books, events, |f| kraken.parse(f))?,
-    );
+    let mut coinbase = CoinbaseCodec::new(symbols, 1 << 22);
+    parse_pair(
+        &mut figures,
+        ["parse_coinbase_trade", "parse_coinbase_book"],
+        [&trades, &books],
+        events,
+        |f| coinbase.parse(f),
+    )?;
     figures.insert(
         "tick_to_strategy",
         tick_to_strategy(config, &frames.trades, events, None)?,
@@ -1306,7 +1333,7 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         machine: machine(),
         git_rev: git_rev(),
         input: format!(
-            "binance: {}; {bybit_source}; kraken: synthetic (sim venue)",
+            "binance: {}; {bybit_source}; kraken, coinbase: synthetic (sim venue)",
             frames.source
         ),
     })

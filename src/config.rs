@@ -397,6 +397,9 @@ pub enum VenueKind {
     /// Kraken spot WebSocket v2 public market data (`wss://ws.kraken.com/v2`); instrument
     /// symbols as Kraken writes them (`BTC/USD`), tick and lot size at the pair's precision.
     Kraken,
+    /// Coinbase Advanced Trade public market data (`wss://advanced-trade-ws.coinbase.com`);
+    /// instrument symbols are product ids (`BTC-USD`).
+    Coinbase,
 }
 
 /// The wire format the built-in simulated venue speaks.
@@ -410,6 +413,8 @@ pub enum SimProtocol {
     Bybit,
     /// Kraken spot v2 channels with checksummed, depth-truncated books.
     Kraken,
+    /// Coinbase Advanced Trade channels with connection-wide sequence numbers.
+    Coinbase,
 }
 
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the

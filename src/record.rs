@@ -24,6 +24,10 @@ const BYBIT_LINEAR: (&str, &str) = (
     "https://api.bybit.com",
 );
 const KRAKEN_SPOT: (&str, &str) = ("wss://ws.kraken.com/v2", "https://api.kraken.com");
+const COINBASE: (&str, &str) = (
+    "wss://advanced-trade-ws.coinbase.com",
+    "https://api.coinbase.com",
+);
 
 /// Records with whichever feed the venue needs.
 struct Record<'a> {
@@ -67,8 +71,9 @@ pub fn run(
         (None, "binance-usdm") => VenueKind::BinanceUsdm,
         (None, "bybit") => VenueKind::Bybit,
         (None, "kraken") => VenueKind::Kraken,
+        (None, "coinbase") => VenueKind::Coinbase,
         (None, other) => anyhow::bail!(
-            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken"
+            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken, coinbase"
         ),
     };
     let wire = Wire::of(kind, config.sim.protocol);
@@ -76,8 +81,13 @@ pub fn run(
     let (ws_url, rest_url) = match (configured, kind) {
         (
             Some(v),
-            VenueKind::Binance | VenueKind::BinanceUsdm | VenueKind::Bybit | VenueKind::Kraken,
+            VenueKind::Binance
+            | VenueKind::BinanceUsdm
+            | VenueKind::Bybit
+            | VenueKind::Kraken
+            | VenueKind::Coinbase,
         ) => (v.ws_url.clone(), v.rest_url.clone()),
+        (None, VenueKind::Coinbase) => (COINBASE.0.to_owned(), COINBASE.1.to_owned()),
         (None, VenueKind::Bybit) => (BYBIT_LINEAR.0.to_owned(), BYBIT_LINEAR.1.to_owned()),
         (None, VenueKind::Kraken) => (KRAKEN_SPOT.0.to_owned(), KRAKEN_SPOT.1.to_owned()),
         (None, VenueKind::Binance) => (BINANCE_SPOT.0.to_owned(), BINANCE_SPOT.1.to_owned()),

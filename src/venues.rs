@@ -5,6 +5,8 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
+use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::VenueFeed;
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
@@ -23,6 +25,8 @@ pub enum Wire {
     Bybit,
     /// Kraken spot v2.
     Kraken,
+    /// Coinbase Advanced Trade.
+    Coinbase,
 }
 
 impl Wire {
@@ -34,10 +38,12 @@ impl Wire {
             VenueKind::BinanceUsdm => Self::Binance(Market::UsdM),
             VenueKind::Bybit => Self::Bybit,
             VenueKind::Kraken => Self::Kraken,
+            VenueKind::Coinbase => Self::Coinbase,
             VenueKind::Sim => match sim {
                 SimProtocol::Binance => Self::Binance(Market::Spot),
                 SimProtocol::Bybit => Self::Bybit,
                 SimProtocol::Kraken => Self::Kraken,
+                SimProtocol::Coinbase => Self::Coinbase,
             },
         }
     }
@@ -53,6 +59,7 @@ impl Wire {
             Self::Kraken => WireProtocol::Kraken {
                 depth: feed.kraken_depth,
             },
+            Self::Coinbase => WireProtocol::Coinbase,
         }
     }
 }
@@ -107,6 +114,10 @@ pub fn with_feed<W: WithFeed>(
             BybitCodec::new(symbols, f.max_frame_bytes),
             f.bybit_depth,
         )),
+        Wire::Coinbase => w.with(CoinbaseFeed::new(CoinbaseCodec::new(
+            symbols,
+            f.max_frame_bytes,
+        ))),
         Wire::Kraken => {
             let precision = precisions(&symbols, registry);
             w.with(KrakenFeed::new(

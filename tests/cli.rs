@@ -656,3 +656,8 @@ fn bybit_sim_venue_runs_records_and_backtests() {
 fn kraken_sim_venue_runs_records_and_backtests() {
     sim_venue_runs_records_and_backtests("kraken", "{\"channel\":\"book\"");
 }
+
+#[test]
+fn coinbase_sim_venue_runs_records_and_backtests() {
+    sim_venue_runs_records_and_backtests("coinbase", "{\"channel\":\"l2_data\"");
+}

@@ -12,6 +12,8 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
+use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
@@ -28,10 +30,11 @@ use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 const BTC: InstrumentIndex = InstrumentIndex(0);
 
 /// Every test runs against every wire protocol.
-const PROTOCOLS: [WireProtocol; 3] = [
+const PROTOCOLS: [WireProtocol; 4] = [
     WireProtocol::Binance,
     WireProtocol::Bybit { depth: 50 },
     WireProtocol::Kraken { depth: 25 },
+    WireProtocol::Coinbase,
 ];
 
 fn venue(protocol: WireProtocol) -> SimVenue {
@@ -85,6 +88,10 @@ fn feed(
         WireProtocol::Bybit { depth } => {
             let feed = BybitFeed::new(BybitCodec::new(symbols, 1 << 20), depth)
                 .with_ping_interval(Duration::from_millis(50));
+            spawn_feed(settings, feed, lanes, LiveClock::new())
+        }
+        WireProtocol::Coinbase => {
+            let feed = CoinbaseFeed::new(CoinbaseCodec::new(symbols, 1 << 20));
             spawn_feed(settings, feed, lanes, LiveClock::new())
         }
         WireProtocol::Kraken { depth } => {
@@ -374,4 +381,20 @@ fn kraken_application_pings_are_answered_and_checksums_hold() {
     assert!(stats.diffs_applied >= 5, "{stats:?}");
     assert_eq!(stats.gaps, 0, "{stats:?}");
     assert_eq!(stats.errors_total(), 0, "{stats:?}");
+}
+
+#[test]
+fn coinbase_heartbeats_keep_the_sequence_without_gaps() {
+    let v = venue(WireProtocol::Coinbase);
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let f = feed(&v, &lanes, Duration::from_secs(5), WireProtocol::Coinbase);
+    let mut c = Consumer::new(&lanes);
+    c.wait_until("first sync", |c| live(c, &f));
+    std::thread::sleep(Duration::from_millis(2_300));
+    let stats = f.stop();
+    // The subscriptions replies, then a heartbeat a second.
+    assert!(stats.control >= 6, "{stats:?}");
+    assert_eq!((stats.gaps, stats.dropped_old), (0, 0), "{stats:?}");
+    assert_eq!(stats.errors_total(), 0, "{stats:?}");
+    assert_eq!(v.snapshots_served(), 1);
 }

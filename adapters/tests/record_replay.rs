@@ -1,7 +1,7 @@
 //! Record two symbols from the simulated venue over a real WebSocket (and REST for Binance's
-//! snapshots), speaking Binance, Bybit and Kraken, then replay the files through the same
+//! snapshots), speaking Binance, Bybit, Kraken and Coinbase, then replay the files through the same
 //! venue's feed: every line parses, both books sync from the recorded snapshots (REST lines for
-//! Binance, in-stream snapshots for Bybit and Kraken) and stay in sync (Kraken: every checksum
+//! Binance, in-stream snapshots for the others) and stay in sync (Kraken: every checksum
 //! verifies).
 
 use std::sync::atomic::AtomicBool;
@@ -11,6 +11,8 @@ use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
 use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
+use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
+use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
@@ -171,6 +173,15 @@ fn recorded_kraken_files_replay_into_synced_books() {
     let (report, feed) = record_and_replay(WireProtocol::Kraken { depth: 25 }, feed, "kraken");
     assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
     assert_eq!(feed.checksum_mismatches, 0);
+    assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
+    assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
+}
+
+#[test]
+fn recorded_coinbase_files_replay_into_synced_books() {
+    let feed = CoinbaseFeed::new(CoinbaseCodec::new(symbols(), 1 << 20)).for_replay();
+    let (report, feed) = record_and_replay(WireProtocol::Coinbase, feed, "coinbase");
+    assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
     assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
     assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
 }

@@ -56,6 +56,28 @@ pub enum WireProtocol {
         /// The book channel's depth.
         depth: u16,
     },
+    /// Coinbase Advanced Trade channels: `market_trades`, `ticker`, `level2` (`l2_data`) and
+    /// `heartbeats`; the server numbers every message it sends (`sequence_num`), so frames
+    /// carry `"sequence_num":0` until a connection stamps them ([`stamp_sequence`]).
+    Coinbase,
+}
+
+/// The placeholder Coinbase frames carry until a connection numbers them.
+pub const SEQUENCE_PLACEHOLDER: &str = "\"sequence_num\":0,";
+
+/// `frame` with its Coinbase `sequence_num` placeholder replaced by `n` (other frames as they
+/// are).
+#[must_use]
+pub fn stamp_sequence(frame: &str, n: u64) -> String {
+    frame.replacen(SEQUENCE_PLACEHOLDER, &format!("\"sequence_num\":{n},"), 1)
+}
+
+/// A Coinbase message envelope of `channel` at `now_ms` around `events`.
+pub(crate) fn coinbase_envelope(channel: &str, now_ms: u64, events: &str) -> String {
+    format!(
+        r#"{{"channel":"{channel}","client_id":"","timestamp":"{}",{SEQUENCE_PLACEHOLDER}"events":[{events}]}}"#,
+        crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000)
+    )
 }
 
 /// The top levels of a book, (price ticks, lots) best first: (bids, asks).
@@ -228,6 +250,20 @@ impl SimSymbol {
             out.push(f);
             return;
         }
+        if let WireProtocol::Coinbase = self.protocol {
+            // The maker's side is reported.
+            let trade = format!(
+                r#"{{"type":"update","trades":[{{"trade_id":"{}","product_id":"{}","price":"{}","size":"{}","side":"{}","time":"{}"}}]}}"#,
+                self.trade_id,
+                self.symbol,
+                Price(price * self.tick),
+                Qty(take * self.lot),
+                if buyer_aggressor { "SELL" } else { "BUY" },
+                crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000),
+            );
+            out.push(coinbase_envelope("market_trades", now_ms, &trade));
+            return;
+        }
         if let WireProtocol::Kraken { .. } = self.protocol {
             let _ = write!(
                 f,
@@ -321,6 +357,17 @@ impl SimSymbol {
             self.bbo_u += 1;
             return self.bybit_bbo("delta", now_ms);
         }
+        if let WireProtocol::Coinbase = self.protocol {
+            let ticker = format!(
+                r#"{{"type":"update","tickers":[{{"type":"ticker","product_id":"{}","best_bid":"{}","best_bid_quantity":"{}","best_ask":"{}","best_ask_quantity":"{}"}}]}}"#,
+                self.symbol,
+                Price(bp * self.tick),
+                Qty(bq * self.lot),
+                Price(ap * self.tick),
+                Qty(aq * self.lot),
+            );
+            return coinbase_envelope("ticker", now_ms, &ticker);
+        }
         if let WireProtocol::Kraken { .. } = self.protocol {
             return format!(
                 r#"{{"channel":"ticker","type":"update","data":[{{"symbol":"{}","bid":{},"bid_qty":{},"ask":{},"ask_qty":{}}}]}}"#,
@@ -353,6 +400,9 @@ impl SimSymbol {
         let levels = std::mem::take(&mut self.pending)
             .into_iter()
             .map(|((bid, price), lots)| (bid, price, lots));
+        if let WireProtocol::Coinbase = self.protocol {
+            return Some(self.coinbase_l2("update", levels, now_ms));
+        }
         let (bids, asks) = self.level_lists(levels);
         if let WireProtocol::Bybit { depth } = self.protocol {
             self.book_u += 1;
@@ -409,14 +459,9 @@ impl SimSymbol {
     pub fn bybit_snapshots(&self, now_ms: u64) -> [String; 2] {
         let depth = match self.protocol {
             WireProtocol::Bybit { depth } => depth,
-            WireProtocol::Binance | WireProtocol::Kraken { .. } => 0,
+            WireProtocol::Binance | WireProtocol::Kraken { .. } | WireProtocol::Coinbase => 0,
         };
-        let levels = self
-            .bids
-            .iter()
-            .rev()
-            .map(|(p, q)| (true, *p, *q))
-            .chain(self.asks.iter().map(|(p, q)| (false, *p, *q)));
+        let levels = self.all_levels();
         let (b, a) = self.level_lists(levels);
         [
             self.bybit_bbo("snapshot", now_ms),
@@ -465,6 +510,50 @@ impl SimSymbol {
             self.symbol,
             crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000),
         )
+    }
+
+    /// Coinbase: an `l2_data` event of (is_bid, price ticks, lots) levels.
+    fn coinbase_l2(
+        &self,
+        kind: &str,
+        levels: impl Iterator<Item = (bool, i64, i64)>,
+        now_ms: u64,
+    ) -> String {
+        let time = crate::kraken::parse::rfc3339_from_ns(now_ms * 1_000_000);
+        let mut updates = String::new();
+        for (bid, price, lots) in levels {
+            if !updates.is_empty() {
+                updates.push(',');
+            }
+            let _ = write!(
+                updates,
+                r#"{{"side":"{}","event_time":"{time}","price_level":"{}","new_quantity":"{}"}}"#,
+                if bid { "bid" } else { "offer" },
+                Price(price * self.tick),
+                Qty(lots * self.lot)
+            );
+        }
+        let event = format!(
+            r#"{{"type":"{kind}","product_id":"{}","updates":[{updates}]}}"#,
+            self.symbol
+        );
+        coinbase_envelope("l2_data", now_ms, &event)
+    }
+
+    /// The whole book as (is_bid, price ticks, lots), bids best first, then asks best first.
+    fn all_levels(&self) -> impl Iterator<Item = (bool, i64, i64)> + '_ {
+        self.bids
+            .iter()
+            .rev()
+            .map(|(p, q)| (true, *p, *q))
+            .chain(self.asks.iter().map(|(p, q)| (false, *p, *q)))
+    }
+
+    /// Coinbase: the `l2_data` snapshot a new `level2` subscription gets (the whole book).
+    #[must_use]
+    pub fn coinbase_snapshot(&self, now_ms: u64) -> String {
+        let levels = self.all_levels();
+        self.coinbase_l2("snapshot", levels, now_ms)
     }
 
     /// Kraken: the update that takes subscribers from the published book to the current top

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 use tradeloop_engine::fixed::{Price, Qty};
 
-use super::market::{Rng, SimSymbol, WireProtocol};
+use super::market::{stamp_sequence, Rng, SimSymbol, WireProtocol};
 
 /// One simulated symbol's settings.
 #[derive(Clone, Debug)]
@@ -82,6 +82,8 @@ struct Shared {
     stall_until: Mutex<Option<Instant>>,
     garbage: AtomicU32,
     gap: AtomicBool,
+    /// Bumped by each injected gap: Coinbase connections skip sequence numbers.
+    gap_generation: AtomicU64,
     connections: AtomicU64,
     frames_sent: AtomicU64,
     snapshots_served: AtomicU64,
@@ -143,6 +145,7 @@ impl SimVenue {
             stall_until: Mutex::new(None),
             garbage: AtomicU32::new(0),
             gap: AtomicBool::new(false),
+            gap_generation: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
             snapshots_served: AtomicU64::new(0),
@@ -209,6 +212,7 @@ impl SimVenue {
     /// Skips update ids on every symbol: the next depth diff does not follow the last one.
     pub fn inject_gap(&self) {
         self.shared.gap.store(true, Ordering::SeqCst);
+        self.shared.gap_generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Sends `n` malformed frames.
@@ -296,6 +300,9 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
                 ),
                 (_, WireProtocol::Kraken { .. }) => Arc::from(
                     r#"{"channel":"trade","type":"update","data":[{"symbol":"BTCUSDT","price":"x"}]}"#,
+                ),
+                (_, WireProtocol::Coinbase) => Arc::from(
+                    r#"{"channel":"market_trades","events":[{"type":"update","trades":[{"product_id":"BTCUSDT","price":"x"}]}]}"#,
                 ),
             };
             let _ = shared.tx.send(g);
@@ -400,26 +407,61 @@ fn stream_of(frame: &str) -> Option<&str> {
 }
 
 /// Whether a client subscribed to `frame`: Binance streams and Bybit topics by name, Kraken
-/// channels by `<channel>:<symbol>`; frames of no stream (garbage, replies) always go out.
+/// and Coinbase channels by `<channel>:<symbol>` (Coinbase's `l2_data` messages belong to the
+/// `level2` channel); frames of no stream (garbage, replies) always go out.
 fn wanted(frame: &str, subscribed: &HashSet<String>, key: &mut String) -> bool {
     if let Some(rest) = frame.strip_prefix("{\"channel\":\"") {
         let Some(end) = rest.find('"') else {
             return true;
         };
-        let Some(at) = frame.find("\"symbol\":\"") else {
+        let Some((at, name)) = ["\"symbol\":\"", "\"product_id\":\""]
+            .iter()
+            .find_map(|k| frame.find(k).map(|at| (at, k.len())))
+        else {
             return true;
         };
-        let symbol = &frame[at + 10..];
+        let symbol = &frame[at + name..];
         let Some(len) = symbol.find('"') else {
             return true;
         };
+        let channel = match &rest[..end] {
+            "l2_data" => "level2",
+            c => c,
+        };
         key.clear();
-        key.push_str(&rest[..end]);
+        key.push_str(channel);
         key.push(':');
         key.push_str(&symbol[..len]);
         return subscribed.contains(key.as_str());
     }
     stream_of(frame).is_none_or(|s| subscribed.contains(s))
+}
+
+/// Coinbase numbers every message a connection receives; other venues' frames go as they are.
+struct Numbering {
+    coinbase: bool,
+    next: u64,
+    gap_generation: u64,
+}
+
+impl Numbering {
+    fn text(&mut self, shared: &Shared, frame: &str) -> Message {
+        if !self.coinbase {
+            return Message::Text(frame.into());
+        }
+        let generation = shared.gap_generation.load(Ordering::Relaxed);
+        if generation != self.gap_generation {
+            // An injected gap: numbers the client never sees.
+            self.gap_generation = generation;
+            self.next += 3;
+        }
+        if !frame.contains(super::market::SEQUENCE_PLACEHOLDER) {
+            return Message::Text(frame.into());
+        }
+        let stamped = stamp_sequence(frame, self.next);
+        self.next += 1;
+        Message::Text(stamped.into())
+    }
 }
 
 /// Frames sent to a client per flush, at most.
@@ -456,6 +498,13 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
     ping.tick().await;
     let mut check = tokio::time::interval(Duration::from_millis(20));
     let mut key = String::new();
+    let mut numbering = Numbering {
+        coinbase: shared.protocol == WireProtocol::Coinbase,
+        next: 0,
+        gap_generation: shared.gap_generation.load(Ordering::SeqCst),
+    };
+    let mut last_heartbeat = Instant::now();
+    let mut heartbeats = 0u64;
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
@@ -466,7 +515,7 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                     while let Some(f) = next.take() {
                         looked += 1;
                         if wanted(&f, &subscribed, &mut key) {
-                            if ws.feed(Message::Text(f.as_ref().into())).await.is_err() {
+                            if ws.feed(numbering.text(&shared, &f)).await.is_err() {
                                 return;
                             }
                             sent += 1;
@@ -490,31 +539,42 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                     let replies = match shared.protocol {
                         WireProtocol::Binance => handle_request(t.as_str(), &mut subscribed).into_iter().collect(),
                         WireProtocol::Bybit { depth } => handle_bybit_request(&shared, depth, t.as_str(), &mut subscribed),
-                        WireProtocol::Kraken { depth } => {
-                            // Kraken books have no sequence numbers: every frame generated
-                            // before a snapshot must reach the client before it. Frames are
-                            // broadcast under the market lock, so taking it and draining the
-                            // queue orders them; backlog frames of newly subscribed channels
-                            // are older than their snapshot and are not sent.
+                        WireProtocol::Kraken { .. } | WireProtocol::Coinbase => {
+                            // Kraken and Coinbase books have no per-book sequence: every frame
+                            // generated before a snapshot must reach the client before it.
+                            // Frames are broadcast under the market lock, so taking it and
+                            // draining the queue orders them; backlog frames of newly
+                            // subscribed channels are older than their snapshot and are not
+                            // sent.
                             let mut market = shared.market.lock();
                             while let Ok(f) = rx.try_recv() {
                                 if wanted(&f, &subscribed, &mut key) {
                                     backlog.push(f);
                                 }
                             }
-                            let replies = handle_kraken_request(&mut market.1, depth, t.as_str(), &mut subscribed);
-                            let books = replies.iter().filter(|r| r.starts_with(r#"{"channel":"book","type":"snapshot""#)).count();
+                            let (replies, books) = match shared.protocol {
+                                WireProtocol::Kraken { depth } => {
+                                    let r = handle_kraken_request(&mut market.1, depth, t.as_str(), &mut subscribed);
+                                    let books = r.iter().filter(|r| r.starts_with(r#"{"channel":"book","type":"snapshot""#)).count();
+                                    (r, books)
+                                }
+                                _ => {
+                                    let r = handle_coinbase_request(&market.1, t.as_str(), &mut subscribed);
+                                    let books = r.iter().filter(|r| r.starts_with(r#"{"channel":"l2_data""#)).count();
+                                    (r, books)
+                                }
+                            };
                             shared.snapshots_served.fetch_add(books as u64, Ordering::SeqCst);
                             replies
                         }
                     };
                     for f in backlog {
-                        if ws.feed(Message::Text(f.as_ref().into())).await.is_err() {
+                        if ws.feed(numbering.text(&shared, &f)).await.is_err() {
                             return;
                         }
                     }
                     for reply in replies {
-                        if ws.send(Message::Text(reply.into())).await.is_err() {
+                        if ws.send(numbering.text(&shared, &reply)).await.is_err() {
                             return;
                         }
                     }
@@ -531,6 +591,19 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                 if shared.drop_generation.load(Ordering::SeqCst) != generation {
                     // An abrupt drop: no close handshake, like a network failure.
                     return;
+                }
+                let stalled = shared.stall_until.lock().is_some_and(|t| Instant::now() < t);
+                if numbering.coinbase && !stalled && subscribed.contains("heartbeats") && last_heartbeat.elapsed() >= Duration::from_secs(1) {
+                    last_heartbeat = Instant::now();
+                    heartbeats += 1;
+                    let beat = super::market::coinbase_envelope(
+                        "heartbeats",
+                        epoch_ms(),
+                        &format!(r#"{{"current_time":"sim","heartbeat_counter":"{heartbeats}"}}"#),
+                    );
+                    if ws.send(numbering.text(&shared, &beat)).await.is_err() {
+                        return;
+                    }
                 }
             }
         }
@@ -749,6 +822,81 @@ fn handle_kraken_request(
         }
         _ => vec![refuse("Method not supported")],
     }
+}
+
+/// Handles Coinbase's `{"type":"subscribe"|"unsubscribe","product_ids":[…],"channel":…}`.
+/// Channels `heartbeats`, `level2`, `market_trades` and `ticker` of known products; anything
+/// else is an `{"type":"error",…}`. A `level2` subscription is answered with a snapshot per
+/// product after the `subscriptions` reply.
+fn handle_coinbase_request(
+    symbols: &[SimSymbol],
+    text: &str,
+    subscribed: &mut HashSet<String>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Req {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        product_ids: Vec<String>,
+        #[serde(default)]
+        channel: String,
+    }
+    let error = |why: &str| {
+        format!(
+            r#"{{"type":"error","message":{}}}"#,
+            serde_json::to_string(why).unwrap_or_default()
+        )
+    };
+    let Ok(req) = serde_json::from_str::<Req>(text) else {
+        return vec![error("request is not valid JSON")];
+    };
+    if !matches!(req.kind.as_str(), "subscribe" | "unsubscribe") {
+        return vec![error("unknown request type")];
+    }
+    if !matches!(
+        req.channel.as_str(),
+        "heartbeats" | "level2" | "market_trades" | "ticker"
+    ) {
+        return vec![error(&format!("channel {} not supported", req.channel))];
+    }
+    let now_ms = epoch_ms();
+    let mut snapshots = Vec::new();
+    if req.channel == "heartbeats" {
+        if req.kind == "subscribe" {
+            subscribed.insert("heartbeats".to_owned());
+        } else {
+            subscribed.remove("heartbeats");
+        }
+    }
+    for product in &req.product_ids {
+        let Some(s) = symbols.iter().find(|s| s.symbol() == product) else {
+            return vec![error(&format!("product {product} not found"))];
+        };
+        if req.channel == "heartbeats" {
+            continue;
+        }
+        let key = format!("{}:{product}", req.channel);
+        if req.kind == "subscribe" {
+            subscribed.insert(key);
+            if req.channel == "level2" {
+                snapshots.push(s.coinbase_snapshot(now_ms));
+            }
+        } else {
+            subscribed.remove(&key);
+        }
+    }
+    let mut list: Vec<&String> = subscribed.iter().collect();
+    list.sort();
+    let reply = super::market::coinbase_envelope(
+        "subscriptions",
+        now_ms,
+        &format!(
+            r#"{{"subscriptions":{}}}"#,
+            serde_json::to_string(&list).unwrap_or_default()
+        ),
+    );
+    std::iter::once(reply).chain(snapshots).collect()
 }
 
 async fn serve_rest(shared: Arc<Shared>, listener: TcpListener) {
