@@ -214,3 +214,44 @@ pub(crate) fn emit_levels(
     }
     total as u64
 }
+
+/// One side of a venue feed's own copy of a book, best first (for venues whose checksums or
+/// depth rules need the book on the feed thread). Setting a level is a binary search and an
+/// insert or remove in a `Vec` that keeps its capacity.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SideBook {
+    /// Levels, best first.
+    pub levels: Vec<Level>,
+}
+
+impl SideBook {
+    /// Bid order: a higher price ranks first.
+    pub const BIDS: fn(Price, Price) -> bool = |a, b| a > b;
+    /// Ask order: a lower price ranks first.
+    pub const ASKS: fn(Price, Price) -> bool = |a, b| a < b;
+
+    /// Sets or removes a level; `better(a, b)` is `true` when price `a` ranks before `b`.
+    pub fn set(&mut self, l: Level, better: fn(Price, Price) -> bool) {
+        let at = self.levels.partition_point(|x| better(x.price, l.price));
+        let same = self.levels.get(at).is_some_and(|x| x.price == l.price);
+        match (same, l.qty > Qty::ZERO) {
+            (true, true) => self.levels[at].qty = l.qty,
+            (true, false) => {
+                self.levels.remove(at);
+            }
+            (false, true) => self.levels.insert(at, l),
+            (false, false) => {}
+        }
+    }
+
+    /// Cuts to `depth`, appending what falls out to `evicted` (as removals).
+    pub fn truncate(&mut self, depth: usize, evicted: &mut Vec<Level>) {
+        if self.levels.len() > depth {
+            evicted.extend(self.levels.drain(depth..).map(|l| Level {
+                price: l.price,
+                qty: Qty::ZERO,
+            }));
+        }
+    }
+}
+

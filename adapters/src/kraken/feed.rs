@@ -21,7 +21,9 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use super::parse::{BookMsg, KrakenCodec, Parsed};
-use crate::feed::{emit_levels, FeedStats, FrameOutcome, LevelsHeader, MarketSink, VenueFeed};
+use crate::feed::{
+    emit_levels, FeedStats, FrameOutcome, LevelsHeader, MarketSink, SideBook, VenueFeed,
+};
 use crate::wire::{Level, ParseError};
 
 /// Decimals of a pair's prices and quantities, as the checksum writes them.
@@ -87,38 +89,6 @@ pub fn book_checksum(asks: &[Level], bids: &[Level], precision: Precision) -> Op
         }
     }
     Some(h.finalize())
-}
-
-/// One side of a local book, best first, at most `depth` levels.
-#[derive(Clone, Debug, Default)]
-struct SideBook {
-    levels: Vec<Level>,
-}
-
-impl SideBook {
-    /// Sets or removes a level; `better(a, b)` is `true` when price `a` ranks before `b`.
-    fn set(&mut self, l: Level, better: fn(Price, Price) -> bool) {
-        let at = self.levels.partition_point(|x| better(x.price, l.price));
-        let same = self.levels.get(at).is_some_and(|x| x.price == l.price);
-        match (same, l.qty > Qty::ZERO) {
-            (true, true) => self.levels[at].qty = l.qty,
-            (true, false) => {
-                self.levels.remove(at);
-            }
-            (false, true) => self.levels.insert(at, l),
-            (false, false) => {}
-        }
-    }
-
-    /// Cuts to `depth`, appending what falls out to `evicted` (as removals).
-    fn truncate(&mut self, depth: usize, evicted: &mut Vec<Level>) {
-        if self.levels.len() > depth {
-            evicted.extend(self.levels.drain(depth..).map(|l| Level {
-                price: l.price,
-                qty: Qty::ZERO,
-            }));
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -264,11 +234,11 @@ impl KrakenFeed {
         self.out_bids.clear();
         self.out_asks.clear();
         for &l in self.codec.bids() {
-            state.bids.set(l, |a, b| a > b);
+            state.bids.set(l, SideBook::BIDS);
             self.out_bids.push(l);
         }
         for &l in self.codec.asks() {
-            state.asks.set(l, |a, b| a < b);
+            state.asks.set(l, SideBook::ASKS);
             self.out_asks.push(l);
         }
         state.bids.truncate(depth, &mut self.out_bids);
