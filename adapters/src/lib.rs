@@ -10,6 +10,7 @@ pub mod bybit;
 pub mod coinbase;
 pub mod feed;
 pub mod kraken;
+pub mod okx;
 pub mod record;
 pub mod recorder;
 pub mod runner;

@@ -138,3 +138,39 @@ impl<'de> Visitor<'de> for LevelsSeed<'_> {
         Ok(())
     }
 }
+
+/// A list whose elements go through `f` one by one (an error from `f` stops it); nothing is
+/// collected, so nothing allocates.
+pub(crate) struct Each<T, F>(F, core::marker::PhantomData<fn(T)>);
+
+pub(crate) fn each<T, F>(f: F) -> Each<T, F> {
+    Each(f, core::marker::PhantomData)
+}
+
+impl<'de, F, T> DeserializeSeed<'de> for Each<T, F>
+where
+    F: FnMut(T) -> Result<(), String>,
+    T: Deserialize<'de>,
+{
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F, T> Visitor<'de> for Each<T, F>
+where
+    F: FnMut(T) -> Result<(), String>,
+    T: Deserialize<'de>,
+{
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.0)(item).map_err(de::Error::custom)?;
+        }
+        Ok(())
+    }
+}

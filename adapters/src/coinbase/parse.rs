@@ -27,7 +27,7 @@ use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::kraken::parse::rfc3339_ns;
 use crate::symbols::SymbolMap;
-use crate::wire::{json_err, Fixed, Level, ParseError};
+use crate::wire::{each, json_err, Fixed, Level, ParseError};
 
 /// One product's book event of an `l2_data` message; its levels are
 /// `bids()[bids.0..bids.1]` and `asks()[asks.0..asks.1]` of the codec, in message order.
@@ -201,41 +201,6 @@ struct TickerMsg<'a> {
     best_bid_quantity: Fixed,
     best_ask: Fixed,
     best_ask_quantity: Fixed,
-}
-
-/// A list whose elements go through `f` one by one.
-struct Each<T, F>(F, core::marker::PhantomData<fn(T)>);
-
-fn each<T, F>(f: F) -> Each<T, F> {
-    Each(f, core::marker::PhantomData)
-}
-
-impl<'de, F, T> DeserializeSeed<'de> for Each<T, F>
-where
-    F: FnMut(T) -> Result<(), String>,
-    T: Deserialize<'de>,
-{
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, F, T> Visitor<'de> for Each<T, F>
-where
-    F: FnMut(T) -> Result<(), String>,
-    T: Deserialize<'de>,
-{
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(item) = seq.next_element::<T>()? {
-            (self.0)(item).map_err(de::Error::custom)?;
-        }
-        Ok(())
-    }
 }
 
 impl<'de> Visitor<'de> for EventSeed<'_, '_> {
