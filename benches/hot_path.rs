@@ -415,6 +415,26 @@ fn venue_parse_coinbase(c: &mut Criterion) {
     });
 }
 
+/// OKX parsers on the documented push examples: a `trades` message and a `books` snapshot.
+fn venue_parse_okx(c: &mut Criterion) {
+    use tradeloop_adapters::okx::parse::{OkxCodec, Parsed};
+    use tradeloop_adapters::symbols::SymbolMap;
+
+    let mut symbols = SymbolMap::default();
+    symbols.insert("BTC-USDT", BTC);
+    let mut codec = OkxCodec::new(symbols, 1 << 22);
+    let trade = r#"{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"130639474","px":"42219.9","sz":"0.12060306","side":"buy","ts":"1630048897897","count":"3"}]}"#;
+    assert_eq!(codec.parse(trade), Ok(Parsed::Trades(1)));
+    c.bench_function("venue_parse/okx_trade", |b| {
+        b.iter(|| black_box(codec.parse(black_box(trade)).is_ok()))
+    });
+    let book = r#"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["8476.98","415","0","13"],["8477","7","0","2"]],"bids":[["8476","256","0","12"],["8475.55","101","0","1"]],"ts":"1597026383085","checksum":0,"prevSeqId":123455,"seqId":123456}]}"#;
+    assert!(matches!(codec.parse(book), Ok(Parsed::Book(_))));
+    c.bench_function("venue_parse/okx_book", |b| {
+        b.iter(|| black_box(codec.parse(black_box(book)).is_ok()))
+    });
+}
+
 criterion_group!(
     benches,
     baseline,
@@ -425,6 +445,7 @@ criterion_group!(
     venue_parse_bybit,
     venue_parse_kraken,
     venue_parse_coinbase,
+    venue_parse_okx,
     book,
     position,
     risk,

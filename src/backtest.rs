@@ -21,6 +21,8 @@ use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
+use tradeloop_adapters::okx::feed::OkxFeed;
+use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
@@ -157,10 +159,12 @@ pub enum Recorded {
     Kraken,
     /// Coinbase Advanced Trade.
     Coinbase,
+    /// OKX v5.
+    Okx,
 }
 
 /// The protocol of the first frame file, from its first frames: Bybit topics (and their book
-/// depth), Coinbase or Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
+/// depth), OKX, Coinbase or Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
 fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
     let reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -176,6 +180,8 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
             }
         } else if line.contains("{\"topic\":\"") {
             bybit = true;
+        } else if line.contains("{\"arg\":{\"channel\":\"") {
+            return Ok(Recorded::Okx);
         } else if line.contains("{\"channel\":\"") {
             // Coinbase envelopes carry a sequence number; Kraken's do not.
             return Ok(if line.contains("\"sequence_num\":") {
@@ -204,6 +210,7 @@ enum RawFeed {
     Bybit(BybitFeed),
     Kraken(KrakenFeed),
     Coinbase(CoinbaseFeed),
+    Okx(OkxFeed),
 }
 
 /// A replay's input, one step (frame or CSV row) at a time.
@@ -288,6 +295,7 @@ impl RawSteps {
                 BybitCodec::new(symbols.clone(), max_frame),
                 depth,
             )),
+            Recorded::Okx => RawFeed::Okx(OkxFeed::new(OkxCodec::new(symbols.clone(), max_frame))),
             Recorded::Coinbase => RawFeed::Coinbase(
                 CoinbaseFeed::new(CoinbaseCodec::new(symbols.clone(), max_frame)).for_replay(),
             ),
@@ -341,6 +349,7 @@ impl Steps for RawSteps {
                 RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
                 RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
                 RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
+                RawFeed::Okx(f) => f.on_frame(ns, frame, sink),
             };
             Ok(matches!(outcome, FrameOutcome::Refused(_)))
         } else {

@@ -14,6 +14,7 @@ use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::FrameOutcome;
 use tradeloop_adapters::kraken::parse::KrakenCodec;
+use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::symbols::SymbolMap;
@@ -1253,13 +1254,26 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         "{\"channel\":\"market_trades\"",
         "{\"channel\":\"l2_data\"",
     );
-    let mut coinbase = CoinbaseCodec::new(symbols, 1 << 22);
+    let mut coinbase = CoinbaseCodec::new(symbols.clone(), 1 << 22);
     parse_pair(
         &mut figures,
         ["parse_coinbase_trade", "parse_coinbase_book"],
         [&trades, &books],
         events,
         |f| coinbase.parse(f),
+    )?;
+    let (trades, books) = sim_frames(
+        WireProtocol::Okx,
+        "{\"arg\":{\"channel\":\"trades\"",
+        "{\"arg\":{\"channel\":\"books\"",
+    );
+    let mut okx = OkxCodec::new(symbols, 1 << 22);
+    parse_pair(
+        &mut figures,
+        ["parse_okx_trade", "parse_okx_book"],
+        [&trades, &books],
+        events,
+        |f| okx.parse(f),
     )?;
     figures.insert(
         "tick_to_strategy",
@@ -1333,7 +1347,7 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
         machine: machine(),
         git_rev: git_rev(),
         input: format!(
-            "binance: {}; {bybit_source}; kraken, coinbase: synthetic (sim venue)",
+            "binance: {}; {bybit_source}; kraken, coinbase, okx: synthetic (sim venue)",
             frames.source
         ),
     })

@@ -400,6 +400,9 @@ pub enum VenueKind {
     /// Coinbase Advanced Trade public market data (`wss://advanced-trade-ws.coinbase.com`);
     /// instrument symbols are product ids (`BTC-USD`).
     Coinbase,
+    /// OKX v5 public market data (`wss://ws.okx.com:8443/ws/v5/public`); instrument symbols
+    /// are `instId`s (`BTC-USDT`, `BTC-USDT-SWAP`).
+    Okx,
 }
 
 /// The wire format the built-in simulated venue speaks.
@@ -415,6 +418,8 @@ pub enum SimProtocol {
     Kraken,
     /// Coinbase Advanced Trade channels with connection-wide sequence numbers.
     Coinbase,
+    /// OKX v5 channels with `seqId`/`prevSeqId` books.
+    Okx,
 }
 
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the

@@ -24,6 +24,7 @@ const BYBIT_LINEAR: (&str, &str) = (
     "https://api.bybit.com",
 );
 const KRAKEN_SPOT: (&str, &str) = ("wss://ws.kraken.com/v2", "https://api.kraken.com");
+const OKX: (&str, &str) = ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com");
 const COINBASE: (&str, &str) = (
     "wss://advanced-trade-ws.coinbase.com",
     "https://api.coinbase.com",
@@ -72,8 +73,9 @@ pub fn run(
         (None, "bybit") => VenueKind::Bybit,
         (None, "kraken") => VenueKind::Kraken,
         (None, "coinbase") => VenueKind::Coinbase,
+        (None, "okx") => VenueKind::Okx,
         (None, other) => anyhow::bail!(
-            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken, coinbase"
+            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken, coinbase, okx"
         ),
     };
     let wire = Wire::of(kind, config.sim.protocol);
@@ -85,8 +87,10 @@ pub fn run(
             | VenueKind::BinanceUsdm
             | VenueKind::Bybit
             | VenueKind::Kraken
-            | VenueKind::Coinbase,
+            | VenueKind::Coinbase
+            | VenueKind::Okx,
         ) => (v.ws_url.clone(), v.rest_url.clone()),
+        (None, VenueKind::Okx) => (OKX.0.to_owned(), OKX.1.to_owned()),
         (None, VenueKind::Coinbase) => (COINBASE.0.to_owned(), COINBASE.1.to_owned()),
         (None, VenueKind::Bybit) => (BYBIT_LINEAR.0.to_owned(), BYBIT_LINEAR.1.to_owned()),
         (None, VenueKind::Kraken) => (KRAKEN_SPOT.0.to_owned(), KRAKEN_SPOT.1.to_owned()),

@@ -10,6 +10,8 @@ use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::VenueFeed;
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
+use tradeloop_adapters::okx::feed::OkxFeed;
+use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::instrument::{InstrumentIndex, InstrumentRegistry};
@@ -27,6 +29,8 @@ pub enum Wire {
     Kraken,
     /// Coinbase Advanced Trade.
     Coinbase,
+    /// OKX v5.
+    Okx,
 }
 
 impl Wire {
@@ -39,11 +43,13 @@ impl Wire {
             VenueKind::Bybit => Self::Bybit,
             VenueKind::Kraken => Self::Kraken,
             VenueKind::Coinbase => Self::Coinbase,
+            VenueKind::Okx => Self::Okx,
             VenueKind::Sim => match sim {
                 SimProtocol::Binance => Self::Binance(Market::Spot),
                 SimProtocol::Bybit => Self::Bybit,
                 SimProtocol::Kraken => Self::Kraken,
                 SimProtocol::Coinbase => Self::Coinbase,
+                SimProtocol::Okx => Self::Okx,
             },
         }
     }
@@ -60,6 +66,7 @@ impl Wire {
                 depth: feed.kraken_depth,
             },
             Self::Coinbase => WireProtocol::Coinbase,
+            Self::Okx => WireProtocol::Okx,
         }
     }
 }
@@ -118,6 +125,7 @@ pub fn with_feed<W: WithFeed>(
             symbols,
             f.max_frame_bytes,
         ))),
+        Wire::Okx => w.with(OkxFeed::new(OkxCodec::new(symbols, f.max_frame_bytes))),
         Wire::Kraken => {
             let precision = precisions(&symbols, registry);
             w.with(KrakenFeed::new(

@@ -631,7 +631,7 @@ fn sim_venue_runs_records_and_backtests(protocol: &str, book_frame: &str) {
         }
     };
     assert!(
-        first.contains("\"type\":\"snapshot\""),
+        first.contains(":\"snapshot\""),
         "the first book frame is its snapshot: {first}"
     );
     let bt = dir.join("bt");
@@ -660,4 +660,9 @@ fn kraken_sim_venue_runs_records_and_backtests() {
 #[test]
 fn coinbase_sim_venue_runs_records_and_backtests() {
     sim_venue_runs_records_and_backtests("coinbase", "{\"channel\":\"l2_data\"");
+}
+
+#[test]
+fn okx_sim_venue_runs_records_and_backtests() {
+    sim_venue_runs_records_and_backtests("okx", "{\"arg\":{\"channel\":\"books\"");
 }

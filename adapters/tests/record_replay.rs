@@ -1,5 +1,5 @@
 //! Record two symbols from the simulated venue over a real WebSocket (and REST for Binance's
-//! snapshots), speaking Binance, Bybit, Kraken and Coinbase, then replay the files through the same
+//! snapshots), speaking Binance, Bybit, Kraken, Coinbase and OKX, then replay the files through the same
 //! venue's feed: every line parses, both books sync from the recorded snapshots (REST lines for
 //! Binance, in-stream snapshots for the others) and stay in sync (Kraken: every checksum
 //! verifies).
@@ -16,6 +16,8 @@ use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
+use tradeloop_adapters::okx::feed::OkxFeed;
+use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::record::{record, RecordSettings};
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::market::WireProtocol;
@@ -182,6 +184,16 @@ fn recorded_coinbase_files_replay_into_synced_books() {
     let feed = CoinbaseFeed::new(CoinbaseCodec::new(symbols(), 1 << 20)).for_replay();
     let (report, feed) = record_and_replay(WireProtocol::Coinbase, feed, "coinbase");
     assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
+    assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
+    assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
+}
+
+#[test]
+fn recorded_okx_files_replay_into_synced_books() {
+    let feed = OkxFeed::new(OkxCodec::new(symbols(), 1 << 20));
+    let (report, feed) = record_and_replay(WireProtocol::Okx, feed, "okx");
+    assert_eq!(report.snapshots, 0, "snapshots arrive in-stream: no REST");
+    assert_eq!(feed.checksum_mismatches, 0);
     assert!(feed.stats().diffs_applied > 20, "{:?}", feed.stats());
     assert!(feed.stats().quotes > 100, "{:?}", feed.stats());
 }

@@ -60,6 +60,9 @@ pub enum WireProtocol {
     /// `heartbeats`; the server numbers every message it sends (`sequence_num`), so frames
     /// carry `"sequence_num":0` until a connection stamps them ([`stamp_sequence`]).
     Coinbase,
+    /// OKX v5 channels: `trades`, `bbo-tbt` and `books` with `seqId`/`prevSeqId` and the
+    /// checksum, snapshots sent on subscription.
+    Okx,
 }
 
 /// The placeholder Coinbase frames carry until a connection numbers them.
@@ -107,6 +110,8 @@ pub struct SimSymbol {
     /// side, best first, as (price ticks, lots)).
     published: Option<TopLevels>,
     corrupt_checksum: bool,
+    /// OKX: `seqId` of the last `books` message.
+    okx_seq: i64,
 }
 
 impl SimSymbol {
@@ -139,6 +144,7 @@ impl SimSymbol {
             bbo_u: 1_000 + rng.below(1_000),
             published: None,
             corrupt_checksum: false,
+            okx_seq: 1_000 + rng.below(1_000) as i64,
         };
         for i in 0..s.depth_levels as i64 {
             s.bids.insert(
@@ -205,6 +211,7 @@ impl SimSymbol {
     pub fn inject_gap(&mut self) {
         self.update_id += 5;
         self.book_u += 5;
+        self.okx_seq += 5;
         // Kraken has no ids: the next update's checksum disagrees with the subscribers' book.
         self.corrupt_checksum = true;
         self.pending_first_id = None;
@@ -245,6 +252,19 @@ impl SimSymbol {
                 Qty(take * self.lot),
                 Price(price * self.tick),
                 self.trade_id,
+                s = self.symbol,
+            );
+            out.push(f);
+            return;
+        }
+        if let WireProtocol::Okx = self.protocol {
+            let _ = write!(
+                f,
+                r#"{{"arg":{{"channel":"trades","instId":"{s}"}},"data":[{{"instId":"{s}","tradeId":"{}","px":"{}","sz":"{}","side":"{}","ts":"{now_ms}","count":"1"}}]}}"#,
+                self.trade_id,
+                Price(price * self.tick),
+                Qty(take * self.lot),
+                if buyer_aggressor { "buy" } else { "sell" },
                 s = self.symbol,
             );
             out.push(f);
@@ -357,6 +377,17 @@ impl SimSymbol {
             self.bbo_u += 1;
             return self.bybit_bbo("delta", now_ms);
         }
+        if let WireProtocol::Okx = self.protocol {
+            return format!(
+                r#"{{"arg":{{"channel":"bbo-tbt","instId":"{}"}},"data":[{{"asks":[["{}","{}","0","1"]],"bids":[["{}","{}","0","1"]],"ts":"{now_ms}","seqId":{}}}]}}"#,
+                self.symbol,
+                Price(ap * self.tick),
+                Qty(aq * self.lot),
+                Price(bp * self.tick),
+                Qty(bq * self.lot),
+                self.update_id,
+            );
+        }
         if let WireProtocol::Coinbase = self.protocol {
             let ticker = format!(
                 r#"{{"type":"update","tickers":[{{"type":"ticker","product_id":"{}","best_bid":"{}","best_bid_quantity":"{}","best_ask":"{}","best_ask_quantity":"{}"}}]}}"#,
@@ -403,6 +434,11 @@ impl SimSymbol {
         if let WireProtocol::Coinbase = self.protocol {
             return Some(self.coinbase_l2("update", levels, now_ms));
         }
+        if let WireProtocol::Okx = self.protocol {
+            let prev = self.okx_seq;
+            self.okx_seq += 1;
+            return Some(self.okx_book("update", levels, prev, now_ms));
+        }
         let (bids, asks) = self.level_lists(levels);
         if let WireProtocol::Bybit { depth } = self.protocol {
             self.book_u += 1;
@@ -429,10 +465,10 @@ impl SimSymbol {
                 target.push(',');
             }
             let (p, q) = (Price(price * self.tick), Qty(lots * self.lot));
-            let _ = if let WireProtocol::Kraken { .. } = self.protocol {
-                write!(target, r#"{{"price":{p},"qty":{q}}}"#)
-            } else {
-                write!(target, r#"["{p}","{q}"]"#)
+            let _ = match self.protocol {
+                WireProtocol::Kraken { .. } => write!(target, r#"{{"price":{p},"qty":{q}}}"#),
+                WireProtocol::Okx => write!(target, r#"["{p}","{q}","0","1"]"#),
+                _ => write!(target, r#"["{p}","{q}"]"#),
             };
         }
         (bids, asks)
@@ -459,7 +495,7 @@ impl SimSymbol {
     pub fn bybit_snapshots(&self, now_ms: u64) -> [String; 2] {
         let depth = match self.protocol {
             WireProtocol::Bybit { depth } => depth,
-            WireProtocol::Binance | WireProtocol::Kraken { .. } | WireProtocol::Coinbase => 0,
+            _ => 0,
         };
         let levels = self.all_levels();
         let (b, a) = self.level_lists(levels);
@@ -538,6 +574,41 @@ impl SimSymbol {
             self.symbol
         );
         coinbase_envelope("l2_data", now_ms, &event)
+    }
+
+    /// OKX: a `books` message of (is_bid, price ticks, lots) levels after `prev`, at the
+    /// current `seqId`, with the checksum of the whole book's top 25 levels.
+    fn okx_book(
+        &self,
+        action: &str,
+        levels: impl Iterator<Item = (bool, i64, i64)>,
+        prev: i64,
+        now_ms: u64,
+    ) -> String {
+        let (b, a) = self.level_lists(levels);
+        let side = |side: &mut dyn Iterator<Item = (&i64, &i64)>| -> Vec<crate::wire::Level> {
+            side.take(25)
+                .map(|(p, q)| crate::wire::Level {
+                    price: Price(p * self.tick),
+                    qty: Qty(q * self.lot),
+                })
+                .collect()
+        };
+        let checksum = crate::okx::feed::book_checksum(
+            &side(&mut self.bids.iter().rev()),
+            &side(&mut self.asks.iter()),
+        );
+        format!(
+            r#"{{"arg":{{"channel":"books","instId":"{}"}},"action":"{action}","data":[{{"asks":[{a}],"bids":[{b}],"ts":"{now_ms}","checksum":{checksum},"prevSeqId":{prev},"seqId":{}}}]}}"#,
+            self.symbol, self.okx_seq,
+        )
+    }
+
+    /// OKX: the `books` snapshot a new subscription gets (the whole book at the current
+    /// `seqId`; later updates continue from it).
+    #[must_use]
+    pub fn okx_snapshot(&self, now_ms: u64) -> String {
+        self.okx_book("snapshot", self.all_levels(), -1, now_ms)
     }
 
     /// The whole book as (is_bid, price ticks, lots), bids best first, then asks best first.

@@ -301,6 +301,9 @@ async fn generate(shared: Arc<Shared>, config: SimConfig) {
                 (_, WireProtocol::Kraken { .. }) => Arc::from(
                     r#"{"channel":"trade","type":"update","data":[{"symbol":"BTCUSDT","price":"x"}]}"#,
                 ),
+                (_, WireProtocol::Okx) => Arc::from(
+                    r#"{"arg":{"channel":"trades","instId":"BTCUSDT"},"data":[{"px":"x"}]}"#,
+                ),
                 (_, WireProtocol::Coinbase) => Arc::from(
                     r#"{"channel":"market_trades","events":[{"type":"update","trades":[{"product_id":"BTCUSDT","price":"x"}]}]}"#,
                 ),
@@ -406,15 +409,18 @@ fn stream_of(frame: &str) -> Option<&str> {
     rest.find('"').map(|end| &rest[..end])
 }
 
-/// Whether a client subscribed to `frame`: Binance streams and Bybit topics by name, Kraken
-/// and Coinbase channels by `<channel>:<symbol>` (Coinbase's `l2_data` messages belong to the
-/// `level2` channel); frames of no stream (garbage, replies) always go out.
+/// Whether a client subscribed to `frame`: Binance streams and Bybit topics by name, Kraken,
+/// Coinbase and OKX channels by `<channel>:<symbol>` (Coinbase's `l2_data` messages belong to
+/// the `level2` channel); frames of no stream (garbage, replies) always go out.
 fn wanted(frame: &str, subscribed: &HashSet<String>, key: &mut String) -> bool {
-    if let Some(rest) = frame.strip_prefix("{\"channel\":\"") {
+    let rest = frame
+        .strip_prefix("{\"channel\":\"")
+        .or_else(|| frame.strip_prefix("{\"arg\":{\"channel\":\""));
+    if let Some(rest) = rest {
         let Some(end) = rest.find('"') else {
             return true;
         };
-        let Some((at, name)) = ["\"symbol\":\"", "\"product_id\":\""]
+        let Some((at, name)) = ["\"symbol\":\"", "\"product_id\":\"", "\"instId\":\""]
             .iter()
             .find_map(|k| frame.find(k).map(|at| (at, k.len())))
         else {
@@ -539,8 +545,9 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                     let replies = match shared.protocol {
                         WireProtocol::Binance => handle_request(t.as_str(), &mut subscribed).into_iter().collect(),
                         WireProtocol::Bybit { depth } => handle_bybit_request(&shared, depth, t.as_str(), &mut subscribed),
-                        WireProtocol::Kraken { .. } | WireProtocol::Coinbase => {
-                            // Kraken and Coinbase books have no per-book sequence: every frame
+                        WireProtocol::Kraken { .. } | WireProtocol::Coinbase | WireProtocol::Okx => {
+                            // Kraken and Coinbase books have no per-book sequence, and an OKX
+                            // update must follow the message before it: every frame
                             // generated before a snapshot must reach the client before it.
                             // Frames are broadcast under the market lock, so taking it and
                             // draining the queue orders them; backlog frames of newly
@@ -556,6 +563,11 @@ async fn serve_client(shared: Arc<Shared>, stream: TcpStream, ping_interval: Dur
                                 WireProtocol::Kraken { depth } => {
                                     let r = handle_kraken_request(&mut market.1, depth, t.as_str(), &mut subscribed);
                                     let books = r.iter().filter(|r| r.starts_with(r#"{"channel":"book","type":"snapshot""#)).count();
+                                    (r, books)
+                                }
+                                WireProtocol::Okx => {
+                                    let r = handle_okx_request(&market.1, t.as_str(), &mut subscribed);
+                                    let books = r.iter().filter(|r| r.contains(r#""action":"snapshot""#)).count();
                                     (r, books)
                                 }
                                 _ => {
@@ -897,6 +909,78 @@ fn handle_coinbase_request(
         ),
     );
     std::iter::once(reply).chain(snapshots).collect()
+}
+
+/// Handles OKX's text `ping` and `{"op":"subscribe"|"unsubscribe","args":[{"channel",
+/// "instId"}, …]}` for `trades`, `bbo-tbt` and `books` of known instruments; anything else is
+/// an `{"event":"error",…}`. A `books` subscription is answered with its snapshot after the
+/// reply.
+fn handle_okx_request(
+    symbols: &[SimSymbol],
+    text: &str,
+    subscribed: &mut HashSet<String>,
+) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Arg {
+        channel: String,
+        #[serde(rename = "instId")]
+        inst_id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Req {
+        op: String,
+        #[serde(default)]
+        args: Vec<Arg>,
+    }
+    if text == "ping" {
+        return vec!["pong".to_owned()];
+    }
+    let error = |code: &str, why: &str| {
+        format!(
+            r#"{{"event":"error","code":"{code}","msg":{},"connId":"sim"}}"#,
+            serde_json::to_string(why).unwrap_or_default()
+        )
+    };
+    let Ok(req) = serde_json::from_str::<Req>(text) else {
+        return vec![error("60012", "Invalid request")];
+    };
+    if !matches!(req.op.as_str(), "subscribe" | "unsubscribe") {
+        return vec![error("60012", "Invalid request")];
+    }
+    let mut out = Vec::new();
+    let mut snapshots = Vec::new();
+    for arg in &req.args {
+        let known = matches!(arg.channel.as_str(), "trades" | "bbo-tbt" | "books");
+        let Some(s) = symbols
+            .iter()
+            .find(|s| s.symbol() == arg.inst_id)
+            .filter(|_| known)
+        else {
+            out.push(error(
+                "60018",
+                &format!(
+                    "Wrong URL or channel:{},instId:{} doesn't exist",
+                    arg.channel, arg.inst_id
+                ),
+            ));
+            continue;
+        };
+        let key = format!("{}:{}", arg.channel, arg.inst_id);
+        if req.op == "subscribe" {
+            subscribed.insert(key);
+            if arg.channel == "books" {
+                snapshots.push(s.okx_snapshot(epoch_ms()));
+            }
+        } else {
+            subscribed.remove(&key);
+        }
+        out.push(format!(
+            r#"{{"event":"{}","arg":{{"channel":"{}","instId":"{}"}},"connId":"sim"}}"#,
+            req.op, arg.channel, arg.inst_id
+        ));
+    }
+    out.extend(snapshots);
+    out
 }
 
 async fn serve_rest(shared: Arc<Shared>, listener: TcpListener) {
