@@ -1242,9 +1242,9 @@ mod tests {
             (
                 "TC16c sim protocol misspelt",
                 DEFAULT.to_owned(),
-                &[("TRADELOOP__SIM__PROTOCOL", "\"okx\"")],
+                &[("TRADELOOP__SIM__PROTOCOL", "\"ftx\"")],
                 "sim.protocol",
-                "unknown variant `okx`",
+                "unknown variant `ftx`",
             ),
             (
                 "TC17 negative replay speed",
