@@ -360,6 +360,10 @@ fn describe(recorder: &PrometheusRecorder) {
         describe_counter!("tradeloop_feed_gaps_total", "Book sequence gaps per feed");
         describe_counter!("tradeloop_feed_reconnects_total", "Reconnects per feed");
         describe_counter!(
+            "tradeloop_feed_resubscribes_total",
+            "Book resubscriptions per feed (venues with in-stream snapshots)"
+        );
+        describe_counter!(
             "tradeloop_feed_refused_total",
             "Frames refused per feed (malformed, unknown)"
         );
@@ -483,6 +487,8 @@ fn record(v: &RunView<'_>) {
         counter!("tradeloop_feed_reconnects_total", "feed" => feed.clone())
             .absolute(f.reconnects.load(r));
         counter!("tradeloop_feed_refused_total", "feed" => feed.clone()).absolute(f.errors.load(r));
+        counter!("tradeloop_feed_resubscribes_total", "feed" => feed.clone())
+            .absolute(f.resubscribes.load(r));
         counter!("tradeloop_feed_snapshots_total", "feed" => feed).absolute(f.snapshots.load(r));
     }
     for (i, name) in v.instruments.iter().enumerate() {

@@ -61,7 +61,7 @@ pub struct FeedShared {
     pub errors: AtomicU64,
     /// Sequence gaps detected.
     pub gaps: AtomicU64,
-    /// Snapshots applied.
+    /// Snapshots applied (from REST or in-stream).
     pub snapshots: AtomicU64,
     /// Times the idle watchdog fired.
     pub watchdog_fired: AtomicU64,
@@ -393,7 +393,7 @@ impl<F: VenueFeed, C: Clock> Runner<F, C> {
                                     }
                                 }
                             }
-                            self.shared.gaps.store(self.feed.stats().gaps, Ordering::Relaxed);
+                            self.publish_counters();
                             self.update_liveness();
                         }
                         Message::Binary(_) => {
@@ -436,6 +436,15 @@ impl<F: VenueFeed, C: Clock> Runner<F, C> {
                 }
             }
         }
+    }
+
+    /// Mirrors the feed's gap and snapshot counters (REST and in-stream snapshots alike).
+    fn publish_counters(&self) {
+        let stats = self.feed.stats();
+        self.shared.gaps.store(stats.gaps, Ordering::Relaxed);
+        self.shared
+            .snapshots
+            .store(stats.snapshots, Ordering::Relaxed);
     }
 
     fn update_liveness(&mut self) {
@@ -503,7 +512,7 @@ impl<F: VenueFeed, C: Clock> Runner<F, C> {
                         .on_snapshot(instrument, recv_ns, &body, &mut self.sink)
                     {
                         FrameOutcome::Handled => {
-                            self.shared.snapshots.fetch_add(1, Ordering::Relaxed);
+                            self.publish_counters();
                             tracing::info!(feed = %self.settings.name, %symbol, "book synced from snapshot");
                             return;
                         }

@@ -266,6 +266,13 @@ fn injected_gap_is_detected_and_resynced() {
             .shared
             .resubscribes
             .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            f.shared
+                .snapshots
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 2,
+            "{protocol:?}: the first sync and the resync are counted"
+        );
         match protocol {
             WireProtocol::Binance => assert_eq!(resubscribes, 0, "Binance resyncs over REST"),
             _ => assert!(resubscribes >= 1, "{protocol:?} resubscribes"),
