@@ -74,24 +74,6 @@ pub struct BybitCodec {
 }
 
 #[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    topic: Option<&'a str>,
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
-    #[serde(default)]
-    ts: u64,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    op: Option<&'a str>,
-    #[serde(default)]
-    success: Option<bool>,
-    #[serde(borrow, default)]
-    ret_msg: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
 struct TradeMsg<'a> {
     #[serde(rename = "T")]
     time_ms: u64,
@@ -202,6 +184,142 @@ impl<'de> Visitor<'de> for BookSeed<'_> {
     }
 }
 
+/// The envelope's `data`, parsed in the envelope's own pass when the topic came before it (as
+/// Bybit writes it), else kept raw for a second pass.
+enum Data<'a> {
+    Absent,
+    Trades,
+    Book(BookFields<'a>),
+    Raw(&'a RawValue),
+}
+
+/// The envelope's fields.
+struct Envelope<'a> {
+    topic: Option<&'a str>,
+    kind: Option<&'a str>,
+    ts: u64,
+    op: Option<&'a str>,
+    success: Option<bool>,
+    ret_msg: Option<&'a str>,
+    data: Data<'a>,
+}
+
+/// Where `data` goes, and the typed errors a visitor can only signal by flag.
+struct Buffers<'b> {
+    symbols: &'b SymbolMap,
+    bids: &'b mut Vec<Level>,
+    asks: &'b mut Vec<Level>,
+    trades: &'b mut Vec<(Trade, u64)>,
+    unknown_symbol: bool,
+    unknown_topic: bool,
+}
+
+impl<'b> Buffers<'b> {
+    /// The typed error behind a serde error raised by the visitors.
+    fn error(&self, e: &serde_json::Error) -> ParseError {
+        if self.unknown_symbol {
+            ParseError::UnknownSymbol
+        } else if self.unknown_topic {
+            ParseError::UnknownStream
+        } else {
+            json_err(e)
+        }
+    }
+
+    /// Parses `data` of `topic` from `d` into the buffers.
+    fn data<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        topic: &str,
+        d: D,
+    ) -> Result<Data<'de>, D::Error> {
+        let Some((channel, rest)) = topic.split_once('.') else {
+            self.unknown_topic = true;
+            return Err(de::Error::custom("unknown topic"));
+        };
+        match channel {
+            "publicTrade" => {
+                let Some(instrument) = self.symbols.find(rest) else {
+                    self.unknown_symbol = true;
+                    return Err(de::Error::custom("unknown symbol"));
+                };
+                TradesSeed {
+                    symbol: rest,
+                    instrument,
+                    out: &mut *self.trades,
+                }
+                .deserialize(d)?;
+                Ok(Data::Trades)
+            }
+            "orderbook" => BookSeed {
+                bids: &mut *self.bids,
+                asks: &mut *self.asks,
+            }
+            .deserialize(d)
+            .map(Data::Book),
+            _ => {
+                self.unknown_topic = true;
+                Err(de::Error::custom("unknown topic"))
+            }
+        }
+    }
+}
+
+struct EnvelopeSeed<'r, 'b>(&'r mut Buffers<'b>);
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Bybit message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut env = Envelope {
+            topic: None,
+            kind: None,
+            ts: 0,
+            op: None,
+            success: None,
+            ret_msg: None,
+            data: Data::Absent,
+        };
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "topic" => env.topic = Some(map.next_value()?),
+                "type" => env.kind = Some(map.next_value()?),
+                "ts" => env.ts = map.next_value()?,
+                "op" => env.op = Some(map.next_value()?),
+                "success" => env.success = Some(map.next_value()?),
+                "ret_msg" => env.ret_msg = Some(map.next_value()?),
+                "data" => {
+                    env.data = match env.topic {
+                        Some(topic) => map.next_value_seed(DataSeed(&mut *self.0, topic))?,
+                        None => Data::Raw(map.next_value()?),
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+struct DataSeed<'r, 'b, 't>(&'r mut Buffers<'b>, &'t str);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_> {
+    type Value = Data<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
+        self.0.data(self.1, d)
+    }
+}
+
 impl BybitCodec {
     /// A codec for these symbols, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -247,7 +365,22 @@ impl BybitCodec {
         if frame.len() > self.max_frame_bytes {
             return Err(ParseError::Oversize);
         }
-        let env: Envelope<'_> = serde_json::from_str(frame).map_err(|e| json_err(&e))?;
+        self.trades.clear();
+        self.bids.clear();
+        self.asks.clear();
+        let mut buffers = Buffers {
+            symbols: &self.symbols,
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            trades: &mut self.trades,
+            unknown_symbol: false,
+            unknown_topic: false,
+        };
+        let mut de = serde_json::Deserializer::from_str(frame);
+        let mut env = EnvelopeSeed(&mut buffers)
+            .deserialize(&mut de)
+            .and_then(|env| de.end().map(|()| env))
+            .map_err(|e| buffers.error(&e))?;
         let Some(topic) = env.topic else {
             return match (env.op, env.success) {
                 (Some(_), Some(false)) => Err(ParseError::VenueError),
@@ -257,23 +390,19 @@ impl BybitCodec {
                 (None, _) => Err(ParseError::UnknownStream),
             };
         };
-        let data = env.data.ok_or(ParseError::Malformed("no data"))?.get();
-        let (channel, rest) = topic.split_once('.').ok_or(ParseError::UnknownStream)?;
-        match channel {
-            "publicTrade" => {
-                let instrument = self.instrument(rest)?;
-                self.trades.clear();
-                let seed = TradesSeed {
-                    symbol: rest,
-                    instrument,
-                    out: &mut self.trades,
-                };
-                let mut de = serde_json::Deserializer::from_str(data);
-                seed.deserialize(&mut de).map_err(|e| json_err(&e))?;
-                de.end().map_err(|e| json_err(&e))?;
-                Ok(Parsed::Trades(self.trades.len()))
-            }
-            "orderbook" => {
+        if let Data::Raw(raw) = env.data {
+            // `data` came before `topic`: a second pass over it.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            env.data = buffers
+                .data(topic, &mut de)
+                .and_then(|d| de.end().map(|()| d))
+                .map_err(|e| buffers.error(&e))?;
+        }
+        match env.data {
+            Data::Absent => Err(ParseError::Malformed("no data")),
+            Data::Trades => Ok(Parsed::Trades(self.trades.len())),
+            Data::Book(fields) => {
+                let rest = topic.strip_prefix("orderbook.").unwrap_or_default();
                 let (depth, symbol) = rest.split_once('.').ok_or(ParseError::UnknownStream)?;
                 let depth: u16 = depth.parse().map_err(|_| ParseError::UnknownStream)?;
                 let instrument = self.instrument(symbol)?;
@@ -286,15 +415,6 @@ impl BybitCodec {
                         ))
                     }
                 };
-                self.bids.clear();
-                self.asks.clear();
-                let seed = BookSeed {
-                    bids: &mut self.bids,
-                    asks: &mut self.asks,
-                };
-                let mut de = serde_json::Deserializer::from_str(data);
-                let fields = seed.deserialize(&mut de).map_err(|e| json_err(&e))?;
-                de.end().map_err(|e| json_err(&e))?;
                 if fields
                     .symbol
                     .is_some_and(|s| !s.eq_ignore_ascii_case(symbol))
@@ -315,7 +435,7 @@ impl BybitCodec {
                     exch_ns: env.ts.saturating_mul(MS),
                 }))
             }
-            _ => Err(ParseError::UnknownStream),
+            Data::Raw(_) => Err(ParseError::Malformed("unexpected shape")),
         }
     }
 
@@ -390,6 +510,25 @@ mod tests {
         ] {
             assert_eq!(c.parse(reply), want, "{reply}");
         }
+    }
+
+    /// Bybit writes `topic` first, so `data` is parsed in the same pass; in any other key order
+    /// it takes a second pass with the same result.
+    #[test]
+    fn data_before_topic_parses_the_same() {
+        let mut c = codec();
+        let first = r#"{"topic":"orderbook.50.XRPUSDT","type":"delta","ts":5,"data":{"s":"XRPUSDT","b":[["1.9531","6198"]],"a":[["1.9535","8415"],["1.9544","0"]],"u":7,"seq":9}}"#;
+        let last = r#"{"data":{"s":"XRPUSDT","b":[["1.9531","6198"]],"a":[["1.9535","8415"],["1.9544","0"]],"u":7,"seq":9},"ts":5,"type":"delta","topic":"orderbook.50.XRPUSDT"}"#;
+        let a = c.parse(first).unwrap();
+        let (bids, asks) = (c.bids().to_vec(), c.asks().to_vec());
+        assert_eq!(c.parse(last).unwrap(), a);
+        assert_eq!((c.bids(), c.asks()), (bids.as_slice(), asks.as_slice()));
+        assert_eq!(asks.len(), 2);
+        let trade = r#"{"data":[{"T":1,"s":"BTCUSDT","S":"Sell","v":"2","p":"3","i":"9"}],"topic":"publicTrade.BTCUSDT"}"#;
+        assert_eq!(c.parse(trade), Ok(Parsed::Trades(1)));
+        assert_eq!(c.trades()[0].0.trade_id, 9);
+        let unknown = r#"{"data":[],"topic":"publicTrade.DOGEUSDT"}"#;
+        assert_eq!(c.parse(unknown), Err(ParseError::UnknownSymbol));
     }
 
     #[test]
