@@ -87,20 +87,6 @@ pub struct CoinbaseCodec {
     max_frame_bytes: usize,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    channel: Option<&'a str>,
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
-    #[serde(borrow, default)]
-    timestamp: Option<&'a str>,
-    #[serde(default)]
-    sequence_num: Option<u64>,
-    #[serde(borrow, default)]
-    events: Option<&'a RawValue>,
-}
-
 /// Buffers the event visitors fill, and the typed error of an unknown product.
 struct Out<'b> {
     symbols: &'b SymbolMap,
@@ -326,6 +312,88 @@ fn numeric_id(id: &str) -> u64 {
     })
 }
 
+fn market_channel(channel: &str) -> Option<Channel> {
+    match channel {
+        "l2_data" => Some(Channel::Level2),
+        "market_trades" => Some(Channel::Trades),
+        "ticker" => Some(Channel::Ticker),
+        _ => None,
+    }
+}
+
+/// The envelope: `events` are parsed in its own pass when `channel` came before them (as
+/// Coinbase writes it), else kept raw for a second pass.
+struct Envelope<'a> {
+    channel: Option<&'a str>,
+    kind: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    sequence_num: Option<u64>,
+    events_parsed: bool,
+    raw_events: Option<&'a RawValue>,
+}
+
+struct EnvelopeSeed<'o, 'b>(&'o mut Out<'b>);
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Coinbase message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut env = Envelope {
+            channel: None,
+            kind: None,
+            timestamp: None,
+            sequence_num: None,
+            events_parsed: false,
+            raw_events: None,
+        };
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "channel" => env.channel = Some(map.next_value()?),
+                "type" => env.kind = Some(map.next_value()?),
+                "timestamp" => env.timestamp = Some(map.next_value()?),
+                "sequence_num" => env.sequence_num = Some(map.next_value()?),
+                "events" => match env.channel.map(market_channel) {
+                    Some(Some(channel)) => {
+                        map.next_value_seed(EventsSeed {
+                            out: &mut *self.0,
+                            channel,
+                        })?;
+                        env.events_parsed = true;
+                    }
+                    Some(None) => {
+                        map.next_value::<IgnoredAny>()?;
+                        env.events_parsed = true;
+                    }
+                    None => env.raw_events = Some(map.next_value()?),
+                },
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+impl Out<'_> {
+    fn error(&self, e: &serde_json::Error) -> ParseError {
+        if self.unknown {
+            ParseError::UnknownSymbol
+        } else {
+            json_err(e)
+        }
+    }
+}
+
 impl CoinbaseCodec {
     /// A codec for these products, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -385,31 +453,6 @@ impl CoinbaseCodec {
         if frame.len() > self.max_frame_bytes {
             return Err(ParseError::Oversize);
         }
-        let env: Envelope<'_> = serde_json::from_str(frame).map_err(|e| json_err(&e))?;
-        let Some(channel) = env.channel else {
-            return Err(if env.kind == Some("error") {
-                ParseError::VenueError
-            } else {
-                ParseError::UnknownStream
-            });
-        };
-        let sequence = env
-            .sequence_num
-            .ok_or(ParseError::Malformed("no sequence_num"))?;
-        let exch_ns = env.timestamp.and_then(rfc3339_ns).unwrap_or(0);
-        let channel = match channel {
-            "l2_data" => Channel::Level2,
-            "market_trades" => Channel::Trades,
-            "ticker" => Channel::Ticker,
-            _ => {
-                return Ok(Parsed {
-                    sequence,
-                    exch_ns,
-                    payload: Payload::Control,
-                })
-            }
-        };
-        let events = env.events.ok_or(ParseError::Malformed("no events"))?.get();
         self.books.clear();
         self.bids.clear();
         self.asks.clear();
@@ -425,19 +468,41 @@ impl CoinbaseCodec {
             unknown: false,
             history: false,
         };
-        let mut de = serde_json::Deserializer::from_str(events);
-        let r = EventsSeed {
-            out: &mut out,
-            channel,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-        if let Err(e) = r {
-            return Err(if out.unknown {
-                ParseError::UnknownSymbol
+        let mut de = serde_json::Deserializer::from_str(frame);
+        let env = EnvelopeSeed(&mut out)
+            .deserialize(&mut de)
+            .and_then(|env| de.end().map(|()| env))
+            .map_err(|e| out.error(&e))?;
+        let Some(channel) = env.channel else {
+            return Err(if env.kind == Some("error") {
+                ParseError::VenueError
             } else {
-                json_err(&e)
+                ParseError::UnknownStream
             });
+        };
+        let sequence = env
+            .sequence_num
+            .ok_or(ParseError::Malformed("no sequence_num"))?;
+        let exch_ns = env.timestamp.and_then(rfc3339_ns).unwrap_or(0);
+        let Some(channel) = market_channel(channel) else {
+            return Ok(Parsed {
+                sequence,
+                exch_ns,
+                payload: Payload::Control,
+            });
+        };
+        if let Some(raw) = env.raw_events {
+            // `events` came before `channel`: a second pass over them.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            EventsSeed {
+                out: &mut out,
+                channel,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| out.error(&e))?;
+        } else if !env.events_parsed {
+            return Err(ParseError::Malformed("no events"));
         }
         let payload = match channel {
             Channel::Level2 => Payload::Books,
@@ -519,6 +584,21 @@ mod tests {
             c.parse(r#"{"type":"error","message":"failure to subscribe"}"#),
             Err(ParseError::VenueError)
         );
+    }
+
+    /// Coinbase writes `channel` first, so `events` are parsed in the same pass; in any other
+    /// key order they take a second pass with the same result.
+    #[test]
+    fn events_before_channel_parse_the_same() {
+        let mut c = codec();
+        let first = r#"{"channel":"l2_data","timestamp":"2023-02-09T20:32:50Z","sequence_num":3,"events":[{"type":"update","product_id":"BTC-USD","updates":[{"side":"offer","event_time":"x","price_level":"1.5","new_quantity":"2"}]}]}"#;
+        let last = r#"{"events":[{"type":"update","product_id":"BTC-USD","updates":[{"side":"offer","event_time":"x","price_level":"1.5","new_quantity":"2"}]}],"sequence_num":3,"timestamp":"2023-02-09T20:32:50Z","channel":"l2_data"}"#;
+        let a = c.parse(first).unwrap();
+        let (books, asks) = (c.books().to_vec(), c.asks().to_vec());
+        assert_eq!(c.parse(last).unwrap(), a);
+        assert_eq!((c.books(), c.asks()), (books.as_slice(), asks.as_slice()));
+        let unknown = last.replace("BTC-USD", "SOL-USD");
+        assert_eq!(c.parse(&unknown), Err(ParseError::UnknownSymbol));
     }
 
     #[test]

@@ -69,20 +69,6 @@ pub struct KrakenCodec {
     max_frame_bytes: usize,
 }
 
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    channel: Option<&'a str>,
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    method: Option<&'a str>,
-    #[serde(default)]
-    success: Option<bool>,
-}
-
 /// A JSON number (or decimal string) read exactly from its literal text.
 struct Num(i64);
 
@@ -335,6 +321,139 @@ pub fn rfc3339_from_ns(ns: u64) -> String {
     )
 }
 
+/// The envelope's `data`, parsed in the envelope's own pass when the channel came before it
+/// (as Kraken writes it), else kept raw for a second pass.
+enum Data<'a> {
+    Absent,
+    Trades,
+    Book(BookFields<'a>),
+    Quote(Quote),
+    Raw(&'a RawValue),
+}
+
+struct Envelope<'a> {
+    channel: Option<&'a str>,
+    kind: Option<&'a str>,
+    method: Option<&'a str>,
+    success: Option<bool>,
+    data: Data<'a>,
+}
+
+/// Where `data` goes; an unknown symbol is flagged so that its error stays typed.
+struct Buffers<'b> {
+    symbols: &'b SymbolMap,
+    bids: &'b mut Vec<Level>,
+    asks: &'b mut Vec<Level>,
+    trades: &'b mut Vec<(Trade, u64)>,
+    unknown: bool,
+}
+
+impl Buffers<'_> {
+    fn error(&self, e: &serde_json::Error) -> ParseError {
+        if self.unknown {
+            ParseError::UnknownSymbol
+        } else {
+            json_err(e)
+        }
+    }
+
+    /// Parses `data` of a market-data `channel` from `d` (other channels' data is skipped).
+    fn data<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        channel: &str,
+        d: D,
+    ) -> Result<Data<'de>, D::Error> {
+        match channel {
+            "trade" => {
+                TradesSeed {
+                    symbols: self.symbols,
+                    out: &mut *self.trades,
+                    unknown: &mut self.unknown,
+                }
+                .deserialize(d)?;
+                Ok(Data::Trades)
+            }
+            "book" => OneBookSeed(BookSeed {
+                bids: &mut *self.bids,
+                asks: &mut *self.asks,
+            })
+            .deserialize(d)
+            .map(Data::Book),
+            "ticker" => {
+                let [t]: [TickerMsg<'de>; 1] = Deserialize::deserialize(d)?;
+                let Some(instrument) = self.symbols.find(t.symbol) else {
+                    self.unknown = true;
+                    return Err(de::Error::custom("unknown symbol"));
+                };
+                Ok(Data::Quote(Quote {
+                    instrument,
+                    bid_price: Price::from_raw(t.bid.0),
+                    bid_qty: Qty::from_raw(t.bid_qty.0),
+                    ask_price: Price::from_raw(t.ask.0),
+                    ask_qty: Qty::from_raw(t.ask_qty.0),
+                    update_id: 0,
+                }))
+            }
+            _ => {
+                IgnoredAny::deserialize(d)?;
+                Ok(Data::Absent)
+            }
+        }
+    }
+}
+
+struct EnvelopeSeed<'r, 'b>(&'r mut Buffers<'b>);
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Kraken message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut env = Envelope {
+            channel: None,
+            kind: None,
+            method: None,
+            success: None,
+            data: Data::Absent,
+        };
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "channel" => env.channel = Some(map.next_value()?),
+                "type" => env.kind = Some(map.next_value()?),
+                "method" => env.method = Some(map.next_value()?),
+                "success" => env.success = Some(map.next_value()?),
+                "data" => {
+                    env.data = match env.channel {
+                        Some(channel) => map.next_value_seed(DataSeed(&mut *self.0, channel))?,
+                        None => Data::Raw(map.next_value()?),
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+struct DataSeed<'r, 'b, 'c>(&'r mut Buffers<'b>, &'c str);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_> {
+    type Value = Data<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
+        self.0.data(self.1, d)
+    }
+}
+
 impl KrakenCodec {
     /// A codec for these symbols, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -380,7 +499,21 @@ impl KrakenCodec {
         if frame.len() > self.max_frame_bytes {
             return Err(ParseError::Oversize);
         }
-        let env: Envelope<'_> = serde_json::from_str(frame).map_err(|e| json_err(&e))?;
+        self.trades.clear();
+        self.bids.clear();
+        self.asks.clear();
+        let mut buffers = Buffers {
+            symbols: &self.symbols,
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            trades: &mut self.trades,
+            unknown: false,
+        };
+        let mut de = serde_json::Deserializer::from_str(frame);
+        let mut env = EnvelopeSeed(&mut buffers)
+            .deserialize(&mut de)
+            .and_then(|env| de.end().map(|()| env))
+            .map_err(|e| buffers.error(&e))?;
         let Some(channel) = env.channel else {
             return match (env.method, env.success) {
                 (Some(_), Some(false)) => Err(ParseError::VenueError),
@@ -393,27 +526,19 @@ impl KrakenCodec {
             "book" | "trade" | "ticker" => {}
             _ => return Err(ParseError::UnknownStream),
         }
-        let data = env.data.ok_or(ParseError::Malformed("no data"))?.get();
-        let mut de = serde_json::Deserializer::from_str(data);
-        let parsed = match channel {
-            "trade" => {
-                self.trades.clear();
-                let mut unknown = false;
-                let seed = TradesSeed {
-                    symbols: &self.symbols,
-                    out: &mut self.trades,
-                    unknown: &mut unknown,
-                };
-                if let Err(e) = seed.deserialize(&mut de) {
-                    return Err(if unknown {
-                        ParseError::UnknownSymbol
-                    } else {
-                        json_err(&e)
-                    });
-                }
-                Parsed::Trades(self.trades.len())
-            }
-            "book" => {
+        if let Data::Raw(raw) = env.data {
+            // `data` came before `channel`: a second pass over it.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            env.data = buffers
+                .data(channel, &mut de)
+                .and_then(|d| de.end().map(|()| d))
+                .map_err(|e| buffers.error(&e))?;
+        }
+        match env.data {
+            Data::Absent | Data::Raw(_) => Err(ParseError::Malformed("no data")),
+            Data::Trades => Ok(Parsed::Trades(self.trades.len())),
+            Data::Quote(q) => Ok(Parsed::Quote(q)),
+            Data::Book(fields) => {
                 let snapshot = match env.kind {
                     Some("snapshot") => true,
                     Some("update") => false,
@@ -423,13 +548,6 @@ impl KrakenCodec {
                         ))
                     }
                 };
-                self.bids.clear();
-                self.asks.clear();
-                let seed = OneBookSeed(BookSeed {
-                    bids: &mut self.bids,
-                    asks: &mut self.asks,
-                });
-                let fields = seed.deserialize(&mut de).map_err(|e| json_err(&e))?;
                 let symbol = fields
                     .symbol
                     .ok_or(ParseError::Malformed("book without symbol"))?;
@@ -441,28 +559,14 @@ impl KrakenCodec {
                     Some(t) => rfc3339_ns(t).ok_or(ParseError::Malformed("bad timestamp"))?,
                     None => 0,
                 };
-                Parsed::Book(BookMsg {
+                Ok(Parsed::Book(BookMsg {
                     instrument,
                     snapshot,
                     checksum,
                     exch_ns,
-                })
+                }))
             }
-            _ => {
-                let [t]: [TickerMsg<'_>; 1] =
-                    Deserialize::deserialize(&mut de).map_err(|e| json_err(&e))?;
-                Parsed::Quote(Quote {
-                    instrument: self.instrument(t.symbol)?,
-                    bid_price: Price::from_raw(t.bid.0),
-                    bid_qty: Qty::from_raw(t.bid_qty.0),
-                    ask_price: Price::from_raw(t.ask.0),
-                    ask_qty: Qty::from_raw(t.ask_qty.0),
-                    update_id: 0,
-                })
-            }
-        };
-        de.end().map_err(|e| json_err(&e))?;
-        Ok(parsed)
+        }
     }
 
     fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
@@ -593,6 +697,21 @@ mod tests {
         ] {
             assert_eq!(c.parse(reply), want, "{reply}");
         }
+    }
+
+    /// Kraken writes `channel` first, so `data` is parsed in the same pass; in any other key
+    /// order it takes a second pass with the same result.
+    #[test]
+    fn data_before_channel_parses_the_same() {
+        let mut c = codec();
+        let first = r#"{"channel":"book","type":"update","data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.1}],"asks":[],"checksum":7,"timestamp":"2023-10-06T17:35:55.440295Z"}]}"#;
+        let last = r#"{"data":[{"symbol":"BTC/USD","bids":[{"price":45283.5,"qty":0.1}],"asks":[],"checksum":7,"timestamp":"2023-10-06T17:35:55.440295Z"}],"type":"update","channel":"book"}"#;
+        let a = c.parse(first).unwrap();
+        let bids = c.bids().to_vec();
+        assert_eq!(c.parse(last).unwrap(), a);
+        assert_eq!(c.bids(), bids.as_slice());
+        let ticker = r#"{"data":[{"symbol":"ETH/USD","bid":1,"bid_qty":1,"ask":2,"ask_qty":1}],"channel":"ticker"}"#;
+        assert_eq!(c.parse(ticker), Err(ParseError::UnknownSymbol));
     }
 
     #[test]

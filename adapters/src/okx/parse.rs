@@ -75,24 +75,12 @@ pub struct OkxCodec {
     max_frame_bytes: usize,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 struct Arg<'a> {
     #[serde(borrow)]
     channel: &'a str,
     #[serde(rename = "instId", borrow, default)]
     inst_id: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    event: Option<&'a str>,
-    #[serde(borrow, default)]
-    arg: Option<Arg<'a>>,
-    #[serde(borrow, default)]
-    action: Option<&'a str>,
-    #[serde(borrow, default)]
-    data: Option<&'a RawValue>,
 }
 
 /// Milliseconds as OKX writes them: a decimal string.
@@ -248,6 +236,147 @@ struct TradeMsg<'a> {
     ts: Millis,
 }
 
+/// The envelope's `data`, parsed in the envelope's own pass when `arg` came before it (as OKX
+/// writes it), else kept raw for a second pass.
+enum Data<'a> {
+    Absent,
+    Trades,
+    Book(BookFields),
+    Raw(&'a RawValue),
+}
+
+struct Envelope<'a> {
+    event: Option<&'a str>,
+    arg: Option<Arg<'a>>,
+    action: Option<&'a str>,
+    data: Data<'a>,
+}
+
+/// Where `data` goes; an unknown instrument is flagged so that its error stays typed.
+struct Buffers<'b> {
+    symbols: &'b SymbolMap,
+    bids: &'b mut Vec<Level>,
+    asks: &'b mut Vec<Level>,
+    trades: &'b mut Vec<(Trade, u64)>,
+    unknown: bool,
+}
+
+impl Buffers<'_> {
+    fn error(&self, e: &serde_json::Error) -> ParseError {
+        if self.unknown {
+            ParseError::UnknownSymbol
+        } else {
+            json_err(e)
+        }
+    }
+
+    /// Parses `data` of `arg`'s channel from `d` (other channels' data is skipped).
+    fn data<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        arg: &Arg<'_>,
+        d: D,
+    ) -> Result<Data<'de>, D::Error> {
+        let channel = arg.channel;
+        if matches!(channel, "books" | "bbo-tbt")
+            && arg.inst_id.is_some_and(|i| self.symbols.find(i).is_none())
+        {
+            self.unknown = true;
+            return Err(de::Error::custom("unknown instrument"));
+        }
+        match channel {
+            "trades" => {
+                let (symbols, trades, unknown) =
+                    (self.symbols, &mut *self.trades, &mut self.unknown);
+                each(|t: TradeMsg<'de>| {
+                    let Some(instrument) = symbols.find(t.inst_id) else {
+                        *unknown = true;
+                        return Err("unknown instrument".to_owned());
+                    };
+                    let aggressor = match t.side {
+                        "buy" => Side::Buy,
+                        "sell" => Side::Sell,
+                        _ => return Err("side is neither buy nor sell".to_owned()),
+                    };
+                    let trade_id = t.trade_id.parse().map_err(|_| "tradeId is not a number")?;
+                    trades.push((
+                        Trade {
+                            instrument,
+                            aggressor,
+                            price: Price::from_raw(t.px.0),
+                            qty: Qty::from_raw(t.sz.0),
+                            trade_id,
+                        },
+                        t.ts.0,
+                    ));
+                    Ok(())
+                })
+                .deserialize(d)?;
+                Ok(Data::Trades)
+            }
+            "books" | "bbo-tbt" => BookSeed {
+                bids: &mut *self.bids,
+                asks: &mut *self.asks,
+            }
+            .deserialize(d)
+            .map(Data::Book),
+            _ => {
+                IgnoredAny::deserialize(d)?;
+                Ok(Data::Absent)
+            }
+        }
+    }
+}
+
+struct EnvelopeSeed<'r, 'b>(&'r mut Buffers<'b>);
+
+impl<'de> DeserializeSeed<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an OKX message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut env = Envelope {
+            event: None,
+            arg: None,
+            action: None,
+            data: Data::Absent,
+        };
+        while let Some(key) = map.next_key::<&'de str>()? {
+            match key {
+                "event" => env.event = Some(map.next_value()?),
+                "arg" => env.arg = Some(map.next_value()?),
+                "action" => env.action = Some(map.next_value()?),
+                "data" => {
+                    env.data = match &env.arg {
+                        Some(arg) => map.next_value_seed(DataSeed(&mut *self.0, arg))?,
+                        None => Data::Raw(map.next_value()?),
+                    };
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(env)
+    }
+}
+
+struct DataSeed<'r, 'b, 'a, 'c>(&'r mut Buffers<'b>, &'a Arg<'c>);
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_, '_> {
+    type Value = Data<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
+        self.0.data(self.1, d)
+    }
+}
+
 impl OkxCodec {
     /// A codec for these instruments, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -296,7 +425,21 @@ impl OkxCodec {
         if frame == "pong" {
             return Ok(Parsed::Control);
         }
-        let env: Envelope<'_> = serde_json::from_str(frame).map_err(|e| json_err(&e))?;
+        self.trades.clear();
+        self.bids.clear();
+        self.asks.clear();
+        let mut buffers = Buffers {
+            symbols: &self.symbols,
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            trades: &mut self.trades,
+            unknown: false,
+        };
+        let mut de = serde_json::Deserializer::from_str(frame);
+        let mut env = EnvelopeSeed(&mut buffers)
+            .deserialize(&mut de)
+            .and_then(|env| de.end().map(|()| env))
+            .map_err(|e| buffers.error(&e))?;
         if let Some(event) = env.event {
             return if event == "error" {
                 Err(ParseError::VenueError)
@@ -305,100 +448,60 @@ impl OkxCodec {
             };
         }
         let arg = env.arg.ok_or(ParseError::UnknownStream)?;
-        let data = env.data.ok_or(ParseError::Malformed("no data"))?.get();
-        let mut de = serde_json::Deserializer::from_str(data);
-        let parsed = match arg.channel {
-            "trades" => {
-                self.trades.clear();
-                let (symbols, trades) = (&self.symbols, &mut self.trades);
-                let mut unknown = false;
-                let r = each(|t: TradeMsg<'_>| {
-                    let Some(instrument) = symbols.find(t.inst_id) else {
-                        unknown = true;
-                        return Err("unknown instrument".to_owned());
-                    };
-                    let aggressor = match t.side {
-                        "buy" => Side::Buy,
-                        "sell" => Side::Sell,
-                        _ => return Err("side is neither buy nor sell".to_owned()),
-                    };
-                    let trade_id = t.trade_id.parse().map_err(|_| "tradeId is not a number")?;
-                    trades.push((
-                        Trade {
-                            instrument,
-                            aggressor,
-                            price: Price::from_raw(t.px.0),
-                            qty: Qty::from_raw(t.sz.0),
-                            trade_id,
-                        },
-                        t.ts.0,
-                    ));
-                    Ok(())
-                })
-                .deserialize(&mut de);
-                if let Err(e) = r {
-                    return Err(if unknown {
-                        ParseError::UnknownSymbol
-                    } else {
-                        json_err(&e)
-                    });
-                }
-                Parsed::Trades(self.trades.len())
-            }
-            "books" | "bbo-tbt" => {
-                let instrument =
-                    self.instrument(arg.inst_id.ok_or(ParseError::Malformed("no instId"))?)?;
-                self.bids.clear();
-                self.asks.clear();
-                let fields = BookSeed {
-                    bids: &mut self.bids,
-                    asks: &mut self.asks,
-                }
-                .deserialize(&mut de)
-                .map_err(|e| json_err(&e))?;
-                let exch_ns = fields.ts.ok_or(ParseError::Malformed("no ts"))?;
-                let seq_id = fields.seq_id.ok_or(ParseError::Malformed("no seqId"))?;
-                if arg.channel == "bbo-tbt" {
-                    let (Some(bid), Some(ask)) = (self.bids.first(), self.asks.first()) else {
-                        return Err(ParseError::Malformed("bbo without both sides"));
-                    };
-                    Parsed::Quote {
-                        quote: Quote {
-                            instrument,
-                            bid_price: bid.price,
-                            bid_qty: bid.qty,
-                            ask_price: ask.price,
-                            ask_qty: ask.qty,
-                            update_id: u64::try_from(seq_id).unwrap_or(0),
-                        },
-                        exch_ns,
-                    }
-                } else {
-                    let snapshot = match env.action {
-                        Some("snapshot") => true,
-                        Some("update") => false,
-                        _ => {
-                            return Err(ParseError::Malformed(
-                                "book action is neither snapshot nor update",
-                            ))
-                        }
-                    };
-                    Parsed::Book(BookMsg {
-                        instrument,
-                        snapshot,
-                        seq_id,
-                        prev_seq_id: fields
-                            .prev_seq_id
-                            .ok_or(ParseError::Malformed("no prevSeqId"))?,
-                        checksum: fields.checksum.unwrap_or(0),
-                        exch_ns,
-                    })
-                }
-            }
-            _ => return Err(ParseError::UnknownStream),
+        if !matches!(arg.channel, "trades" | "books" | "bbo-tbt") {
+            return Err(ParseError::UnknownStream);
+        }
+        if let Data::Raw(raw) = env.data {
+            // `data` came before `arg`: a second pass over it.
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            env.data = buffers
+                .data(&arg, &mut de)
+                .and_then(|d| de.end().map(|()| d))
+                .map_err(|e| buffers.error(&e))?;
+        }
+        let fields = match env.data {
+            Data::Absent | Data::Raw(_) => return Err(ParseError::Malformed("no data")),
+            Data::Trades => return Ok(Parsed::Trades(self.trades.len())),
+            Data::Book(fields) => fields,
         };
-        de.end().map_err(|e| json_err(&e))?;
-        Ok(parsed)
+        let instrument = self.instrument(arg.inst_id.ok_or(ParseError::Malformed("no instId"))?)?;
+        let exch_ns = fields.ts.ok_or(ParseError::Malformed("no ts"))?;
+        let seq_id = fields.seq_id.ok_or(ParseError::Malformed("no seqId"))?;
+        if arg.channel == "bbo-tbt" {
+            let (Some(bid), Some(ask)) = (self.bids.first(), self.asks.first()) else {
+                return Err(ParseError::Malformed("bbo without both sides"));
+            };
+            return Ok(Parsed::Quote {
+                quote: Quote {
+                    instrument,
+                    bid_price: bid.price,
+                    bid_qty: bid.qty,
+                    ask_price: ask.price,
+                    ask_qty: ask.qty,
+                    update_id: u64::try_from(seq_id).unwrap_or(0),
+                },
+                exch_ns,
+            });
+        }
+        let snapshot = match env.action {
+            Some("snapshot") => true,
+            Some("update") => false,
+            _ => {
+                return Err(ParseError::Malformed(
+                    "book action is neither snapshot nor update",
+                ))
+            }
+        };
+        Ok(Parsed::Book(BookMsg {
+            instrument,
+            snapshot,
+            seq_id,
+            prev_seq_id: fields
+                .prev_seq_id
+                .ok_or(ParseError::Malformed("no prevSeqId"))?,
+            checksum: fields.checksum.unwrap_or(0),
+            exch_ns,
+        }))
     }
 
     fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
@@ -474,6 +577,22 @@ mod tests {
         ] {
             assert_eq!(c.parse(reply), want, "{reply}");
         }
+    }
+
+    /// OKX writes `arg` first, so `data` is parsed in the same pass; in any other key order it
+    /// takes a second pass with the same result.
+    #[test]
+    fn data_before_arg_parses_the_same() {
+        let mut c = codec();
+        let first = r#"{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[["8476.98","415","0","13"]],"bids":[],"ts":"1","checksum":0,"prevSeqId":1,"seqId":2}]}"#;
+        let last = r#"{"data":[{"asks":[["8476.98","415","0","13"]],"bids":[],"ts":"1","checksum":0,"prevSeqId":1,"seqId":2}],"action":"update","arg":{"channel":"books","instId":"BTC-USDT"}}"#;
+        let a = c.parse(first).unwrap();
+        let asks = c.asks().to_vec();
+        assert_eq!(c.parse(last).unwrap(), a);
+        assert_eq!(c.asks(), asks.as_slice());
+        let trade = r#"{"data":[{"instId":"BTC-USDT","tradeId":"5","px":"1","sz":"2","side":"sell","ts":"3"}],"arg":{"channel":"trades","instId":"BTC-USDT"}}"#;
+        assert_eq!(c.parse(trade), Ok(Parsed::Trades(1)));
+        assert_eq!(c.trades()[0].0.trade_id, 5);
     }
 
     #[test]
