@@ -18,7 +18,7 @@ use tradeloop_adapters::bybit::feed::BybitFeed;
 use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
 use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
-use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
+use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed as _};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::okx::feed::OkxFeed;

@@ -10,6 +10,7 @@ use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side};
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
+use crate::symbols::SymbolMap;
 use crate::wire::{Level, ParseError};
 
 /// Where a feed's events go (a lane, or a vector in tests and replays).
@@ -78,14 +79,20 @@ pub enum FrameOutcome {
 }
 
 /// A venue's market-data protocol, as the runner needs it. Implemented by each venue's feed
-/// (Binance, Bybit); the frame handler runs on the feed thread and must not allocate per frame
-/// once warm.
+/// (Binance, Bybit, Kraken, Coinbase, OKX); the frame handler runs on the feed thread and must
+/// not allocate per frame once warm. Venues that resync in-stream need not implement the REST
+/// parts; a venue with no application ping keeps the default.
 pub trait VenueFeed: Send + 'static {
-    /// Protocol name for logs (`binance`, `bybit`).
+    /// Protocol name for logs (`binance`, `bybit`, …).
     fn protocol(&self) -> &'static str;
 
-    /// The WebSocket URL to connect to, from the venue's configured `ws_url`.
-    fn ws_endpoint(&self, ws_url: &str) -> String;
+    /// The venue's symbols and their instruments.
+    fn symbols(&self) -> &SymbolMap;
+
+    /// The WebSocket URL to connect to, from the venue's configured `ws_url` (default: as is).
+    fn ws_endpoint(&self, ws_url: &str) -> String {
+        ws_url.trim_end_matches('/').to_owned()
+    }
 
     /// Text frames to send right after connecting (subscriptions). `req_id` grows with every
     /// connection so that replies can be told apart.
@@ -93,14 +100,20 @@ pub trait VenueFeed: Send + 'static {
 
     /// Text frames that make the venue send `instrument`'s book again from a snapshot (for
     /// venues whose snapshots arrive in-stream). Empty if the venue resyncs over REST.
-    fn resubscribe_requests(&self, instrument: InstrumentIndex, req_id: u64) -> Vec<String>;
+    fn resubscribe_requests(&self, _instrument: InstrumentIndex, _req_id: u64) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The application-level ping the venue requires, and how often (`None`: WebSocket
-    /// control pings are enough).
-    fn app_ping(&self, req_id: u64) -> Option<(Duration, String)>;
+    /// control pings, or the venue's own heartbeats, are enough).
+    fn app_ping(&self, _req_id: u64) -> Option<(Duration, String)> {
+        None
+    }
 
     /// REST URL of `instrument`'s depth snapshot, for venues that resync over REST.
-    fn snapshot_url(&self, rest_url: &str, instrument: InstrumentIndex) -> Option<String>;
+    fn snapshot_url(&self, _rest_url: &str, _instrument: InstrumentIndex) -> Option<String> {
+        None
+    }
 
     /// Handles one text frame received at `recv_ns`.
     fn on_frame<S: MarketSink + ?Sized>(
@@ -110,17 +123,24 @@ pub trait VenueFeed: Send + 'static {
         sink: &mut S,
     ) -> FrameOutcome;
 
-    /// Applies a REST snapshot body fetched from [`Self::snapshot_url`].
+    /// Applies a REST snapshot body fetched from [`Self::snapshot_url`] (venues that resync
+    /// in-stream refuse it, counted).
     fn on_snapshot<S: MarketSink + ?Sized>(
         &mut self,
-        instrument: InstrumentIndex,
-        recv_ns: u64,
-        body: &str,
-        sink: &mut S,
-    ) -> FrameOutcome;
+        _instrument: InstrumentIndex,
+        _recv_ns: u64,
+        _body: &str,
+        _sink: &mut S,
+    ) -> FrameOutcome {
+        self.count_refused(ParseError::Malformed("this venue's books resync in-stream"))
+    }
 
     /// Forgets every book (after a disconnect): each must be resynced.
-    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S);
+    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
+        for i in self.instruments() {
+            self.reset_book(i, sink);
+        }
+    }
 
     /// Forgets one instrument's book (a delta was lost downstream): it must be resynced.
     fn reset_book<S: MarketSink + ?Sized>(&mut self, instrument: InstrumentIndex, sink: &mut S);
@@ -129,10 +149,17 @@ pub trait VenueFeed: Send + 'static {
     fn resyncing(&self) -> bool;
 
     /// The feed's instruments.
-    fn instruments(&self) -> Vec<InstrumentIndex>;
+    fn instruments(&self) -> Vec<InstrumentIndex> {
+        self.symbols().iter().map(|(_, i)| i).collect()
+    }
 
     /// The venue symbol of an instrument (for logs and requests).
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str>;
+    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
+        self.symbols()
+            .iter()
+            .find(|(_, i)| *i == instrument)
+            .map(|(s, _)| s)
+    }
 
     /// For the recorder: the symbol (any case) a raw frame belongs to, and whether it is a
     /// book-depth frame; `None` for replies and other frames. Never parses the whole frame.
@@ -140,6 +167,15 @@ pub trait VenueFeed: Send + 'static {
 
     /// Counters.
     fn stats(&self) -> &FeedStats;
+
+    /// Counters, to update.
+    fn stats_mut(&mut self) -> &mut FeedStats;
+
+    /// Counts a refused frame by kind and says so.
+    fn count_refused(&mut self, e: ParseError) -> FrameOutcome {
+        self.stats_mut().errors[e.index()] += 1;
+        FrameOutcome::Refused(e)
+    }
 }
 
 /// What every level event of one venue book message carries.

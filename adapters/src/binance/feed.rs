@@ -5,8 +5,6 @@
 
 use std::collections::VecDeque;
 
-use std::time::Duration;
-
 use tradeloop_engine::event::{Event, EventKind};
 use tradeloop_engine::instrument::InstrumentIndex;
 
@@ -376,6 +374,10 @@ impl BinanceFeed {
 /// `@trade`, `@bookTicker` and depth stream, WebSocket control pings only, and books resynced
 /// from REST snapshots (`/api/v3/depth` on spot, `/fapi/v1/depth` on USD-M).
 impl VenueFeed for BinanceFeed {
+    fn symbols(&self) -> &crate::symbols::SymbolMap {
+        self.codec.symbols()
+    }
+
     fn protocol(&self) -> &'static str {
         "binance"
     }
@@ -396,14 +398,6 @@ impl VenueFeed for BinanceFeed {
             serde_json::json!({ "method": "SUBSCRIBE", "params": streams, "id": req_id })
                 .to_string(),
         ]
-    }
-
-    fn resubscribe_requests(&self, _instrument: InstrumentIndex, _req_id: u64) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn app_ping(&self, _req_id: u64) -> Option<(Duration, String)> {
-        None
     }
 
     fn snapshot_url(&self, rest_url: &str, instrument: InstrumentIndex) -> Option<String> {
@@ -450,18 +444,6 @@ impl VenueFeed for BinanceFeed {
         BinanceFeed::resyncing(self)
     }
 
-    fn instruments(&self) -> Vec<InstrumentIndex> {
-        BinanceFeed::instruments(self).collect()
-    }
-
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
-        self.codec
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s)
-    }
-
     fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
         // `{"stream":"btcusdt@depth@100ms",…`
         let rest = frame.strip_prefix("{\"stream\":\"")?;
@@ -472,6 +454,10 @@ impl VenueFeed for BinanceFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut FeedStats {
+        &mut self.stats
     }
 }
 

@@ -165,41 +165,6 @@ impl BybitFeed {
         ]
     }
 
-    /// Handles one frame received at `recv_ns`.
-    pub fn on_frame(
-        &mut self,
-        recv_ns: u64,
-        frame: &str,
-        sink: &mut (impl MarketSink + ?Sized),
-    ) -> FrameOutcome {
-        self.stats.frames += 1;
-        match self.codec.parse(frame) {
-            Ok(Parsed::Trades(_)) => {
-                for &(trade, exch_ns) in self.codec.trades() {
-                    self.stats.trades += 1;
-                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
-                }
-                FrameOutcome::Handled
-            }
-            Ok(Parsed::Book(msg)) if msg.depth == 1 => self.on_bbo(recv_ns, msg, sink),
-            Ok(Parsed::Book(msg)) if msg.depth == self.depth => self.on_book(recv_ns, msg, sink),
-            Ok(Parsed::Book(_)) => {
-                // A depth this feed did not subscribe to.
-                self.refuse(ParseError::UnknownStream)
-            }
-            Ok(Parsed::Pong | Parsed::ControlReply) => {
-                self.stats.control += 1;
-                FrameOutcome::Handled
-            }
-            Err(e) => self.refuse(e),
-        }
-    }
-
-    fn refuse(&mut self, e: ParseError) -> FrameOutcome {
-        self.stats.errors[e.index()] += 1;
-        FrameOutcome::Refused(e)
-    }
-
     fn on_book(
         &mut self,
         recv_ns: u64,
@@ -207,7 +172,7 @@ impl BybitFeed {
         sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         let Some(Some(state)) = self.states.get_mut(msg.instrument.get()) else {
-            return self.refuse(ParseError::UnknownSymbol);
+            return self.count_refused(ParseError::UnknownSymbol);
         };
         let header = LevelsHeader {
             instrument: msg.instrument,
@@ -256,7 +221,7 @@ impl BybitFeed {
         sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         let Some(Some(state)) = self.states.get_mut(msg.instrument.get()) else {
-            return self.refuse(ParseError::UnknownSymbol);
+            return self.count_refused(ParseError::UnknownSymbol);
         };
         match state.bbo.on_message(msg.snapshot, msg.update_id) {
             BookAction::Reset => {
@@ -330,12 +295,12 @@ fn json_args(topics: &[String]) -> String {
 /// `{"op":"ping"}` every 20 s, and recover a lost book by unsubscribing and subscribing its
 /// topics again (the venue answers with a snapshot).
 impl VenueFeed for BybitFeed {
-    fn protocol(&self) -> &'static str {
-        "bybit"
+    fn symbols(&self) -> &crate::symbols::SymbolMap {
+        self.codec.symbols()
     }
 
-    fn ws_endpoint(&self, ws_url: &str) -> String {
-        ws_url.trim_end_matches('/').to_owned()
+    fn protocol(&self) -> &'static str {
+        "bybit"
     }
 
     fn subscribe_requests(&self, req_id: u64) -> Vec<String> {
@@ -374,33 +339,32 @@ impl VenueFeed for BybitFeed {
         ))
     }
 
-    fn snapshot_url(&self, _rest_url: &str, _instrument: InstrumentIndex) -> Option<String> {
-        None
-    }
-
     fn on_frame<S: MarketSink + ?Sized>(
         &mut self,
         recv_ns: u64,
         frame: &str,
         sink: &mut S,
     ) -> FrameOutcome {
-        BybitFeed::on_frame(self, recv_ns, frame, sink)
-    }
-
-    fn on_snapshot<S: MarketSink + ?Sized>(
-        &mut self,
-        _instrument: InstrumentIndex,
-        _recv_ns: u64,
-        _body: &str,
-        _sink: &mut S,
-    ) -> FrameOutcome {
-        // Snapshots arrive in-stream; there is no REST resync to apply.
-        self.refuse(ParseError::Malformed("bybit books resync in-stream"))
-    }
-
-    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
-        for i in self.instruments() {
-            self.reset_book(i, sink);
+        self.stats.frames += 1;
+        match self.codec.parse(frame) {
+            Ok(Parsed::Trades(_)) => {
+                for &(trade, exch_ns) in self.codec.trades() {
+                    self.stats.trades += 1;
+                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
+                }
+                FrameOutcome::Handled
+            }
+            Ok(Parsed::Book(msg)) if msg.depth == 1 => self.on_bbo(recv_ns, msg, sink),
+            Ok(Parsed::Book(msg)) if msg.depth == self.depth => self.on_book(recv_ns, msg, sink),
+            Ok(Parsed::Book(_)) => {
+                // A depth this feed did not subscribe to.
+                self.count_refused(ParseError::UnknownStream)
+            }
+            Ok(Parsed::Pong | Parsed::ControlReply) => {
+                self.stats.control += 1;
+                FrameOutcome::Handled
+            }
+            Err(e) => self.count_refused(e),
         }
     }
 
@@ -423,18 +387,6 @@ impl VenueFeed for BybitFeed {
             .any(|s| s.had_data && s.book == TopicSync::AwaitingSnapshot)
     }
 
-    fn instruments(&self) -> Vec<InstrumentIndex> {
-        self.codec.symbols().iter().map(|(_, i)| i).collect()
-    }
-
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
-        self.codec
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s)
-    }
-
     fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
         // `{"topic":"orderbook.50.BTCUSDT",…`
         let rest = frame.strip_prefix("{\"topic\":\"")?;
@@ -446,6 +398,10 @@ impl VenueFeed for BybitFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut FeedStats {
+        &mut self.stats
     }
 }
 

@@ -12,14 +12,11 @@
 //! channel is always subscribed: it keeps quiet subscriptions open and its messages carry
 //! sequence numbers too, so a silent loss shows up within a second.
 
-use std::time::Duration;
-
 use tradeloop_engine::event::{Event, EventKind};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use super::parse::{CoinbaseCodec, Payload};
 use crate::feed::{emit_levels, FeedStats, FrameOutcome, LevelsHeader, MarketSink, VenueFeed};
-use crate::wire::ParseError;
 
 /// A Coinbase Advanced Trade public market-data feed for a set of products.
 #[derive(Debug)]
@@ -75,11 +72,6 @@ impl CoinbaseFeed {
         &self.codec
     }
 
-    fn refuse(&mut self, e: ParseError) -> FrameOutcome {
-        self.stats.errors[e.index()] += 1;
-        FrameOutcome::Refused(e)
-    }
-
     /// Marks every synced book lost.
     fn lose_books(&mut self, sink: &mut (impl MarketSink + ?Sized)) {
         for (i, s) in self.synced.iter_mut().enumerate() {
@@ -94,17 +86,54 @@ impl CoinbaseFeed {
         }
     }
 
-    /// Handles one frame received at `recv_ns`.
-    pub fn on_frame(
+    fn request(&self, kind: &str, channel: &str) -> String {
+        let products: Vec<&str> = self.codec.symbols().iter().map(|(s, _)| s).collect();
+        format!(
+            r#"{{"type":"{kind}","product_ids":{},"channel":"{channel}"}}"#,
+            serde_json::to_string(&products).unwrap_or_else(|_| "[]".to_owned())
+        )
+    }
+}
+
+/// Coinbase Advanced Trade market data: connect to the configured endpoint as is
+/// (`wss://advanced-trade-ws.coinbase.com`), subscribe to `heartbeats`, `level2`,
+/// `market_trades` and `ticker` (one channel per request, as required; within the 5 s the venue
+/// allows), no application ping (heartbeats keep the subscriptions open), and recover from a
+/// sequence gap by resubscribing `level2` for every product.
+impl VenueFeed for CoinbaseFeed {
+    fn symbols(&self) -> &crate::symbols::SymbolMap {
+        self.codec.symbols()
+    }
+
+    fn protocol(&self) -> &'static str {
+        "coinbase"
+    }
+
+    fn subscribe_requests(&self, _req_id: u64) -> Vec<String> {
+        ["heartbeats", "level2", "market_trades", "ticker"]
+            .iter()
+            .map(|c| self.request("subscribe", c))
+            .collect()
+    }
+
+    /// The sequence is connection-wide: every product's book resubscribes, whichever lost it.
+    fn resubscribe_requests(&self, _instrument: InstrumentIndex, _req_id: u64) -> Vec<String> {
+        vec![
+            self.request("unsubscribe", "level2"),
+            self.request("subscribe", "level2"),
+        ]
+    }
+
+    fn on_frame<S: MarketSink + ?Sized>(
         &mut self,
         recv_ns: u64,
         frame: &str,
-        sink: &mut (impl MarketSink + ?Sized),
+        sink: &mut S,
     ) -> FrameOutcome {
         self.stats.frames += 1;
         let parsed = match self.codec.parse(frame) {
             Ok(p) => p,
-            Err(e) => return self.refuse(e),
+            Err(e) => return self.count_refused(e),
         };
         let mut outcome = FrameOutcome::Handled;
         match self.last_sequence.filter(|_| self.check_sequence) {
@@ -173,71 +202,6 @@ impl CoinbaseFeed {
         outcome
     }
 
-    fn request(&self, kind: &str, channel: &str) -> String {
-        let products: Vec<&str> = self.codec.symbols().iter().map(|(s, _)| s).collect();
-        format!(
-            r#"{{"type":"{kind}","product_ids":{},"channel":"{channel}"}}"#,
-            serde_json::to_string(&products).unwrap_or_else(|_| "[]".to_owned())
-        )
-    }
-}
-
-/// Coinbase Advanced Trade market data: connect to the configured endpoint as is
-/// (`wss://advanced-trade-ws.coinbase.com`), subscribe to `heartbeats`, `level2`,
-/// `market_trades` and `ticker` (one channel per request, as required; within the 5 s the venue
-/// allows), no application ping (heartbeats keep the subscriptions open), and recover from a
-/// sequence gap by resubscribing `level2` for every product.
-impl VenueFeed for CoinbaseFeed {
-    fn protocol(&self) -> &'static str {
-        "coinbase"
-    }
-
-    fn ws_endpoint(&self, ws_url: &str) -> String {
-        ws_url.trim_end_matches('/').to_owned()
-    }
-
-    fn subscribe_requests(&self, _req_id: u64) -> Vec<String> {
-        ["heartbeats", "level2", "market_trades", "ticker"]
-            .iter()
-            .map(|c| self.request("subscribe", c))
-            .collect()
-    }
-
-    /// The sequence is connection-wide: every product's book resubscribes, whichever lost it.
-    fn resubscribe_requests(&self, _instrument: InstrumentIndex, _req_id: u64) -> Vec<String> {
-        vec![
-            self.request("unsubscribe", "level2"),
-            self.request("subscribe", "level2"),
-        ]
-    }
-
-    fn app_ping(&self, _req_id: u64) -> Option<(Duration, String)> {
-        None
-    }
-
-    fn snapshot_url(&self, _rest_url: &str, _instrument: InstrumentIndex) -> Option<String> {
-        None
-    }
-
-    fn on_frame<S: MarketSink + ?Sized>(
-        &mut self,
-        recv_ns: u64,
-        frame: &str,
-        sink: &mut S,
-    ) -> FrameOutcome {
-        CoinbaseFeed::on_frame(self, recv_ns, frame, sink)
-    }
-
-    fn on_snapshot<S: MarketSink + ?Sized>(
-        &mut self,
-        _instrument: InstrumentIndex,
-        _recv_ns: u64,
-        _body: &str,
-        _sink: &mut S,
-    ) -> FrameOutcome {
-        self.refuse(ParseError::Malformed("coinbase books resync in-stream"))
-    }
-
     /// A new connection starts a new sequence.
     fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
         self.lose_books(sink);
@@ -257,18 +221,6 @@ impl VenueFeed for CoinbaseFeed {
         self.last_sequence.is_some() && self.synced.iter().flatten().any(|s| !s)
     }
 
-    fn instruments(&self) -> Vec<InstrumentIndex> {
-        self.codec.symbols().iter().map(|(_, i)| i).collect()
-    }
-
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
-        self.codec
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s)
-    }
-
     fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
         let rest = frame.strip_prefix("{\"channel\":\"")?;
         let channel = &rest[..rest.find('"')?];
@@ -282,6 +234,10 @@ impl VenueFeed for CoinbaseFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut FeedStats {
+        &mut self.stats
     }
 }
 

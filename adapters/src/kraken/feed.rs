@@ -176,41 +176,6 @@ impl KrakenFeed {
             .map(|s| (s.bids.levels.as_slice(), s.asks.levels.as_slice()))
     }
 
-    fn refuse(&mut self, e: ParseError) -> FrameOutcome {
-        self.stats.errors[e.index()] += 1;
-        FrameOutcome::Refused(e)
-    }
-
-    /// Handles one frame received at `recv_ns`.
-    pub fn on_frame(
-        &mut self,
-        recv_ns: u64,
-        frame: &str,
-        sink: &mut (impl MarketSink + ?Sized),
-    ) -> FrameOutcome {
-        self.stats.frames += 1;
-        match self.codec.parse(frame) {
-            Ok(Parsed::Trades(_)) => {
-                for &(trade, exch_ns) in self.codec.trades() {
-                    self.stats.trades += 1;
-                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
-                }
-                FrameOutcome::Handled
-            }
-            Ok(Parsed::Quote(q)) => {
-                self.stats.quotes += 1;
-                sink.push(Event::new(recv_ns, 0, EventKind::Quote(q)));
-                FrameOutcome::Handled
-            }
-            Ok(Parsed::Book(msg)) => self.on_book(recv_ns, msg, sink),
-            Ok(Parsed::Control) => {
-                self.stats.control += 1;
-                FrameOutcome::Handled
-            }
-            Err(e) => self.refuse(e),
-        }
-    }
-
     fn on_book(
         &mut self,
         recv_ns: u64,
@@ -219,7 +184,7 @@ impl KrakenFeed {
     ) -> FrameOutcome {
         let depth = usize::from(self.depth);
         let Some(Some(state)) = self.states.get_mut(msg.instrument.get()) else {
-            return self.refuse(ParseError::UnknownSymbol);
+            return self.count_refused(ParseError::UnknownSymbol);
         };
         if !msg.snapshot && !state.synced {
             self.stats.before_snapshot += 1;
@@ -293,12 +258,12 @@ impl KrakenFeed {
 /// `trade`, and `ticker` on best bid/offer changes; ping every 30 s; recover a book whose
 /// checksum fails by unsubscribing and subscribing its `book` channel again.
 impl VenueFeed for KrakenFeed {
-    fn protocol(&self) -> &'static str {
-        "kraken"
+    fn symbols(&self) -> &crate::symbols::SymbolMap {
+        self.codec.symbols()
     }
 
-    fn ws_endpoint(&self, ws_url: &str) -> String {
-        ws_url.trim_end_matches('/').to_owned()
+    fn protocol(&self) -> &'static str {
+        "kraken"
     }
 
     fn subscribe_requests(&self, req_id: u64) -> Vec<String> {
@@ -341,32 +306,32 @@ impl VenueFeed for KrakenFeed {
         ))
     }
 
-    fn snapshot_url(&self, _rest_url: &str, _instrument: InstrumentIndex) -> Option<String> {
-        None
-    }
-
     fn on_frame<S: MarketSink + ?Sized>(
         &mut self,
         recv_ns: u64,
         frame: &str,
         sink: &mut S,
     ) -> FrameOutcome {
-        KrakenFeed::on_frame(self, recv_ns, frame, sink)
-    }
-
-    fn on_snapshot<S: MarketSink + ?Sized>(
-        &mut self,
-        _instrument: InstrumentIndex,
-        _recv_ns: u64,
-        _body: &str,
-        _sink: &mut S,
-    ) -> FrameOutcome {
-        self.refuse(ParseError::Malformed("kraken books resync in-stream"))
-    }
-
-    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
-        for i in self.instruments() {
-            self.reset_book(i, sink);
+        self.stats.frames += 1;
+        match self.codec.parse(frame) {
+            Ok(Parsed::Trades(_)) => {
+                for &(trade, exch_ns) in self.codec.trades() {
+                    self.stats.trades += 1;
+                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
+                }
+                FrameOutcome::Handled
+            }
+            Ok(Parsed::Quote(q)) => {
+                self.stats.quotes += 1;
+                sink.push(Event::new(recv_ns, 0, EventKind::Quote(q)));
+                FrameOutcome::Handled
+            }
+            Ok(Parsed::Book(msg)) => self.on_book(recv_ns, msg, sink),
+            Ok(Parsed::Control) => {
+                self.stats.control += 1;
+                FrameOutcome::Handled
+            }
+            Err(e) => self.count_refused(e),
         }
     }
 
@@ -397,14 +362,6 @@ impl VenueFeed for KrakenFeed {
             .collect()
     }
 
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
-        self.codec
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s)
-    }
-
     fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
         // `{"channel":"book","type":…,"data":[{"symbol":"BTC/USD",…`
         let rest = frame.strip_prefix("{\"channel\":\"")?;
@@ -419,6 +376,10 @@ impl VenueFeed for KrakenFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut FeedStats {
+        &mut self.stats
     }
 }
 

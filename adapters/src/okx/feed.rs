@@ -113,41 +113,6 @@ impl OkxFeed {
             .map(|s| (s.bids.levels.as_slice(), s.asks.levels.as_slice()))
     }
 
-    fn refuse(&mut self, e: ParseError) -> FrameOutcome {
-        self.stats.errors[e.index()] += 1;
-        FrameOutcome::Refused(e)
-    }
-
-    /// Handles one frame received at `recv_ns`.
-    pub fn on_frame(
-        &mut self,
-        recv_ns: u64,
-        frame: &str,
-        sink: &mut (impl MarketSink + ?Sized),
-    ) -> FrameOutcome {
-        self.stats.frames += 1;
-        match self.codec.parse(frame) {
-            Ok(Parsed::Trades(_)) => {
-                for &(trade, exch_ns) in self.codec.trades() {
-                    self.stats.trades += 1;
-                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
-                }
-                FrameOutcome::Handled
-            }
-            Ok(Parsed::Quote { quote, exch_ns }) => {
-                self.stats.quotes += 1;
-                sink.push(Event::new(recv_ns, exch_ns, EventKind::Quote(quote)));
-                FrameOutcome::Handled
-            }
-            Ok(Parsed::Book(msg)) => self.on_book(recv_ns, msg, sink),
-            Ok(Parsed::Control) => {
-                self.stats.control += 1;
-                FrameOutcome::Handled
-            }
-            Err(e) => self.refuse(e),
-        }
-    }
-
     fn on_book(
         &mut self,
         recv_ns: u64,
@@ -155,7 +120,7 @@ impl OkxFeed {
         sink: &mut (impl MarketSink + ?Sized),
     ) -> FrameOutcome {
         let Some(Some(state)) = self.states.get_mut(msg.instrument.get()) else {
-            return self.refuse(ParseError::UnknownSymbol);
+            return self.count_refused(ParseError::UnknownSymbol);
         };
         if msg.snapshot {
             state.bids.levels.clear();
@@ -232,12 +197,12 @@ impl OkxFeed {
 /// instrument, send the text `ping` every 25 s, and recover a lost book by unsubscribing and
 /// subscribing its `books` channel again (a snapshot follows).
 impl VenueFeed for OkxFeed {
-    fn protocol(&self) -> &'static str {
-        "okx"
+    fn symbols(&self) -> &crate::symbols::SymbolMap {
+        self.codec.symbols()
     }
 
-    fn ws_endpoint(&self, ws_url: &str) -> String {
-        ws_url.trim_end_matches('/').to_owned()
+    fn protocol(&self) -> &'static str {
+        "okx"
     }
 
     fn subscribe_requests(&self, _req_id: u64) -> Vec<String> {
@@ -259,32 +224,32 @@ impl VenueFeed for OkxFeed {
         Some((self.ping_every, "ping".to_owned()))
     }
 
-    fn snapshot_url(&self, _rest_url: &str, _instrument: InstrumentIndex) -> Option<String> {
-        None
-    }
-
     fn on_frame<S: MarketSink + ?Sized>(
         &mut self,
         recv_ns: u64,
         frame: &str,
         sink: &mut S,
     ) -> FrameOutcome {
-        OkxFeed::on_frame(self, recv_ns, frame, sink)
-    }
-
-    fn on_snapshot<S: MarketSink + ?Sized>(
-        &mut self,
-        _instrument: InstrumentIndex,
-        _recv_ns: u64,
-        _body: &str,
-        _sink: &mut S,
-    ) -> FrameOutcome {
-        self.refuse(ParseError::Malformed("okx books resync in-stream"))
-    }
-
-    fn reset_books<S: MarketSink + ?Sized>(&mut self, sink: &mut S) {
-        for i in self.instruments() {
-            self.reset_book(i, sink);
+        self.stats.frames += 1;
+        match self.codec.parse(frame) {
+            Ok(Parsed::Trades(_)) => {
+                for &(trade, exch_ns) in self.codec.trades() {
+                    self.stats.trades += 1;
+                    sink.push(Event::new(recv_ns, exch_ns, EventKind::Trade(trade)));
+                }
+                FrameOutcome::Handled
+            }
+            Ok(Parsed::Quote { quote, exch_ns }) => {
+                self.stats.quotes += 1;
+                sink.push(Event::new(recv_ns, exch_ns, EventKind::Quote(quote)));
+                FrameOutcome::Handled
+            }
+            Ok(Parsed::Book(msg)) => self.on_book(recv_ns, msg, sink),
+            Ok(Parsed::Control) => {
+                self.stats.control += 1;
+                FrameOutcome::Handled
+            }
+            Err(e) => self.count_refused(e),
         }
     }
 
@@ -305,18 +270,6 @@ impl VenueFeed for OkxFeed {
             .any(|s| s.had_data && s.last_seq.is_none())
     }
 
-    fn instruments(&self) -> Vec<InstrumentIndex> {
-        self.codec.symbols().iter().map(|(_, i)| i).collect()
-    }
-
-    fn symbol_of(&self, instrument: InstrumentIndex) -> Option<&str> {
-        self.codec
-            .symbols()
-            .iter()
-            .find(|(_, i)| *i == instrument)
-            .map(|(s, _)| s)
-    }
-
     fn frame_symbol<'f>(&self, frame: &'f str) -> Option<(&'f str, bool)> {
         // `{"arg":{"channel":"books","instId":"BTC-USDT"},…`
         let rest = frame.strip_prefix("{\"arg\":{\"channel\":\"")?;
@@ -328,6 +281,10 @@ impl VenueFeed for OkxFeed {
 
     fn stats(&self) -> &FeedStats {
         &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut FeedStats {
+        &mut self.stats
     }
 }
 
