@@ -41,6 +41,25 @@ impl SymbolMap {
         self.entries.iter().map(|(s, i)| (s.as_str(), *i))
     }
 
+    /// A table indexed by instrument index: `make(i)` for this map's instruments (which may
+    /// decline with `None`), `None` for the indices in between.
+    pub fn per_instrument<T>(
+        &self,
+        mut make: impl FnMut(InstrumentIndex) -> Option<T>,
+    ) -> Vec<Option<T>> {
+        let len = self
+            .entries
+            .iter()
+            .map(|(_, i)| i.get() + 1)
+            .max()
+            .unwrap_or(0);
+        let mut table: Vec<Option<T>> = (0..len).map(|_| None).collect();
+        for (_, i) in &self.entries {
+            table[i.get()] = make(*i);
+        }
+        table
+    }
+
     /// Number of symbols.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -44,19 +44,12 @@ impl BinanceFeed {
     /// while a snapshot is awaited.
     #[must_use]
     pub fn new(codec: BinanceCodec, market: Market, max_buffered: usize) -> Self {
-        let max_index = codec
-            .symbols()
-            .iter()
-            .map(|(_, i)| i.get())
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut books: Vec<Option<InstrumentBook>> = (0..max_index).map(|_| None).collect();
-        for (_, i) in codec.symbols().iter() {
-            books[i.get()] = Some(InstrumentBook {
+        let books = codec.symbols().per_instrument(|_| {
+            Some(InstrumentBook {
                 sync: BookSync::new(market),
                 buffered: VecDeque::new(),
-            });
-        }
+            })
+        });
         Self {
             codec,
             market,

@@ -111,22 +111,15 @@ impl BybitFeed {
     /// spot and linear; 500 on older linear streams).
     #[must_use]
     pub fn new(codec: BybitCodec, depth: u16) -> Self {
-        let max_index = codec
-            .symbols()
-            .iter()
-            .map(|(_, i)| i.get())
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut states: Vec<Option<InstrumentState>> = vec![None; max_index];
-        for (_, i) in codec.symbols().iter() {
-            states[i.get()] = Some(InstrumentState {
+        let states = codec.symbols().per_instrument(|_| {
+            Some(InstrumentState {
                 book: TopicSync::AwaitingSnapshot,
                 bbo: TopicSync::AwaitingSnapshot,
                 bid: None,
                 ask: None,
                 had_data: false,
-            });
-        }
+            })
+        });
         Self {
             codec,
             states,

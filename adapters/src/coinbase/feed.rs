@@ -37,16 +37,7 @@ impl CoinbaseFeed {
     /// A feed over `codec`'s products.
     #[must_use]
     pub fn new(codec: CoinbaseCodec) -> Self {
-        let max_index = codec
-            .symbols()
-            .iter()
-            .map(|(_, i)| i.get())
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut synced = vec![None; max_index];
-        for (_, i) in codec.symbols().iter() {
-            synced[i.get()] = Some(false);
-        }
+        let synced = codec.symbols().per_instrument(|_| Some(false));
         Self {
             codec,
             synced,

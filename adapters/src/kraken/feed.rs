@@ -124,24 +124,16 @@ impl KrakenFeed {
     /// subscribed.
     #[must_use]
     pub fn new(codec: KrakenCodec, depth: u16, precision: &[(InstrumentIndex, Precision)]) -> Self {
-        let max_index = codec
-            .symbols()
-            .iter()
-            .map(|(_, i)| i.get())
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut states: Vec<Option<InstrumentState>> = vec![None; max_index];
-        for (_, i) in codec.symbols().iter() {
-            if let Some((_, p)) = precision.iter().find(|(x, _)| *x == i) {
-                states[i.get()] = Some(InstrumentState {
-                    bids: SideBook::default(),
-                    asks: SideBook::default(),
-                    precision: *p,
-                    synced: false,
-                    had_data: false,
-                });
-            }
-        }
+        let states = codec.symbols().per_instrument(|i| {
+            let (_, p) = precision.iter().find(|(x, _)| *x == i)?;
+            Some(InstrumentState {
+                bids: SideBook::default(),
+                asks: SideBook::default(),
+                precision: *p,
+                synced: false,
+                had_data: false,
+            })
+        });
         Self {
             codec,
             states,

@@ -72,16 +72,9 @@ impl OkxFeed {
     /// A feed over `codec`'s instruments.
     #[must_use]
     pub fn new(codec: OkxCodec) -> Self {
-        let max_index = codec
+        let states = codec
             .symbols()
-            .iter()
-            .map(|(_, i)| i.get())
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut states: Vec<Option<InstrumentState>> = vec![None; max_index];
-        for (_, i) in codec.symbols().iter() {
-            states[i.get()] = Some(InstrumentState::default());
-        }
+            .per_instrument(|_| Some(InstrumentState::default()));
         Self {
             codec,
             states,
