@@ -7,6 +7,7 @@ use core::fmt;
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use tradeloop_engine::fixed::{FixedError, Price, Qty};
 
 /// One price level as parsed.
@@ -173,4 +174,53 @@ where
         }
         Ok(())
     }
+}
+
+/// A venue codec's buffers, filled from a message's payload (`data`, `events`) once the key that
+/// selects how it parses (topic, channel, arg) is known. Venues write that key first, so the
+/// payload is read in the envelope's own pass ([`DataSeed`]); in any other key order it is kept
+/// raw and read in a second pass ([`payload_pass`]).
+pub(crate) trait DataBuffers<'de> {
+    /// What selects how the payload parses.
+    type Key: Copy;
+    /// What the payload was.
+    type Data;
+    /// Reads the payload of `key` from `d` into the buffers.
+    fn data<D: de::Deserializer<'de>>(
+        &mut self,
+        key: Self::Key,
+        d: D,
+    ) -> Result<Self::Data, D::Error>;
+    /// The typed error behind a serde error the visitors raised (they can only flag it).
+    fn error(&self, e: &serde_json::Error) -> ParseError;
+}
+
+/// Reads a payload with [`DataBuffers::data`] as a serde seed.
+pub(crate) struct DataSeed<'r, 'de, B: DataBuffers<'de>>(pub &'r mut B, pub B::Key);
+
+impl<'de, B: DataBuffers<'de>> DeserializeSeed<'de> for DataSeed<'_, 'de, B> {
+    type Value = B::Data;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<B::Data, D::Error> {
+        self.0.data(self.1, d)
+    }
+}
+
+/// `text` parsed whole by `seed` (trailing characters are an error).
+pub(crate) fn parse_whole<'de, S: DeserializeSeed<'de>>(
+    text: &'de str,
+    seed: S,
+) -> Result<S::Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The second pass over a payload that came before its key.
+pub(crate) fn payload_pass<'de, B: DataBuffers<'de>>(
+    buffers: &mut B,
+    key: B::Key,
+    raw: &'de RawValue,
+) -> Result<B::Data, ParseError> {
+    parse_whole(raw.get(), DataSeed(&mut *buffers, key)).map_err(|e| buffers.error(&e))
 }

@@ -25,7 +25,10 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
-use crate::wire::{json_err, Fixed, Level, LevelsSeed, ParseError};
+use crate::wire::{
+    json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level, LevelsSeed,
+    ParseError,
+};
 
 const MS: u64 = 1_000_000;
 
@@ -214,8 +217,10 @@ struct Buffers<'b> {
     unknown_topic: bool,
 }
 
-impl<'b> Buffers<'b> {
-    /// The typed error behind a serde error raised by the visitors.
+impl<'de> DataBuffers<'de> for Buffers<'_> {
+    type Key = &'de str;
+    type Data = Data<'de>;
+
     fn error(&self, e: &serde_json::Error) -> ParseError {
         if self.unknown_symbol {
             ParseError::UnknownSymbol
@@ -226,10 +231,9 @@ impl<'b> Buffers<'b> {
         }
     }
 
-    /// Parses `data` of `topic` from `d` into the buffers.
-    fn data<'de, D: de::Deserializer<'de>>(
+    fn data<D: de::Deserializer<'de>>(
         &mut self,
-        topic: &str,
+        topic: &'de str,
         d: D,
     ) -> Result<Data<'de>, D::Error> {
         let Some((channel, rest)) = topic.split_once('.') else {
@@ -311,15 +315,6 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
     }
 }
 
-struct DataSeed<'r, 'b, 't>(&'r mut Buffers<'b>, &'t str);
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_> {
-    type Value = Data<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
-        self.0.data(self.1, d)
-    }
-}
-
 impl BybitCodec {
     /// A codec for these symbols, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -376,11 +371,8 @@ impl BybitCodec {
             unknown_symbol: false,
             unknown_topic: false,
         };
-        let mut de = serde_json::Deserializer::from_str(frame);
-        let mut env = EnvelopeSeed(&mut buffers)
-            .deserialize(&mut de)
-            .and_then(|env| de.end().map(|()| env))
-            .map_err(|e| buffers.error(&e))?;
+        let mut env =
+            parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         let Some(topic) = env.topic else {
             return match (env.op, env.success) {
                 (Some(_), Some(false)) => Err(ParseError::VenueError),
@@ -392,11 +384,7 @@ impl BybitCodec {
         };
         if let Data::Raw(raw) = env.data {
             // `data` came before `topic`: a second pass over it.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            env.data = buffers
-                .data(topic, &mut de)
-                .and_then(|d| de.end().map(|()| d))
-                .map_err(|e| buffers.error(&e))?;
+            env.data = payload_pass(&mut buffers, topic, raw)?;
         }
         match env.data {
             Data::Absent => Err(ParseError::Malformed("no data")),

@@ -27,7 +27,9 @@ use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::kraken::parse::rfc3339_ns;
 use crate::symbols::SymbolMap;
-use crate::wire::{each, json_err, Fixed, Level, ParseError};
+use crate::wire::{
+    each, json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level, ParseError,
+};
 
 /// One product's book event of an `l2_data` message; its levels are
 /// `bids()[bids.0..bids.1]` and `asks()[asks.0..asks.1]` of the codec, in message order.
@@ -363,10 +365,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
                 "sequence_num" => env.sequence_num = Some(map.next_value()?),
                 "events" => match env.channel.map(market_channel) {
                     Some(Some(channel)) => {
-                        map.next_value_seed(EventsSeed {
-                            out: &mut *self.0,
-                            channel,
-                        })?;
+                        map.next_value_seed(DataSeed(&mut *self.0, channel))?;
                         env.events_parsed = true;
                     }
                     Some(None) => {
@@ -384,7 +383,14 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
     }
 }
 
-impl Out<'_> {
+impl<'de> DataBuffers<'de> for Out<'_> {
+    type Key = Channel;
+    type Data = ();
+
+    fn data<D: de::Deserializer<'de>>(&mut self, channel: Channel, d: D) -> Result<(), D::Error> {
+        EventsSeed { out: self, channel }.deserialize(d)
+    }
+
     fn error(&self, e: &serde_json::Error) -> ParseError {
         if self.unknown {
             ParseError::UnknownSymbol
@@ -468,11 +474,7 @@ impl CoinbaseCodec {
             unknown: false,
             history: false,
         };
-        let mut de = serde_json::Deserializer::from_str(frame);
-        let env = EnvelopeSeed(&mut out)
-            .deserialize(&mut de)
-            .and_then(|env| de.end().map(|()| env))
-            .map_err(|e| out.error(&e))?;
+        let env = parse_whole(frame, EnvelopeSeed(&mut out)).map_err(|e| out.error(&e))?;
         let Some(channel) = env.channel else {
             return Err(if env.kind == Some("error") {
                 ParseError::VenueError
@@ -493,14 +495,7 @@ impl CoinbaseCodec {
         };
         if let Some(raw) = env.raw_events {
             // `events` came before `channel`: a second pass over them.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            EventsSeed {
-                out: &mut out,
-                channel,
-            }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| out.error(&e))?;
+            payload_pass(&mut out, channel, raw)?;
         } else if !env.events_parsed {
             return Err(ParseError::Malformed("no events"));
         }

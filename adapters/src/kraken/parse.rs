@@ -26,7 +26,9 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
-use crate::wire::{json_err, number_err, Level, ParseError};
+use crate::wire::{
+    json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Level, ParseError,
+};
 
 /// Header of a `book` message; its levels are in [`KrakenCodec::bids`] and
 /// [`KrakenCodec::asks`] in message order.
@@ -348,7 +350,10 @@ struct Buffers<'b> {
     unknown: bool,
 }
 
-impl Buffers<'_> {
+impl<'de> DataBuffers<'de> for Buffers<'_> {
+    type Key = &'de str;
+    type Data = Data<'de>;
+
     fn error(&self, e: &serde_json::Error) -> ParseError {
         if self.unknown {
             ParseError::UnknownSymbol
@@ -358,9 +363,9 @@ impl Buffers<'_> {
     }
 
     /// Parses `data` of a market-data `channel` from `d` (other channels' data is skipped).
-    fn data<'de, D: de::Deserializer<'de>>(
+    fn data<D: de::Deserializer<'de>>(
         &mut self,
-        channel: &str,
+        channel: &'de str,
         d: D,
     ) -> Result<Data<'de>, D::Error> {
         match channel {
@@ -445,15 +450,6 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
     }
 }
 
-struct DataSeed<'r, 'b, 'c>(&'r mut Buffers<'b>, &'c str);
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_> {
-    type Value = Data<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
-        self.0.data(self.1, d)
-    }
-}
-
 impl KrakenCodec {
     /// A codec for these symbols, refusing frames above `max_frame_bytes`.
     #[must_use]
@@ -509,11 +505,8 @@ impl KrakenCodec {
             trades: &mut self.trades,
             unknown: false,
         };
-        let mut de = serde_json::Deserializer::from_str(frame);
-        let mut env = EnvelopeSeed(&mut buffers)
-            .deserialize(&mut de)
-            .and_then(|env| de.end().map(|()| env))
-            .map_err(|e| buffers.error(&e))?;
+        let mut env =
+            parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         let Some(channel) = env.channel else {
             return match (env.method, env.success) {
                 (Some(_), Some(false)) => Err(ParseError::VenueError),
@@ -528,11 +521,7 @@ impl KrakenCodec {
         }
         if let Data::Raw(raw) = env.data {
             // `data` came before `channel`: a second pass over it.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            env.data = buffers
-                .data(channel, &mut de)
-                .and_then(|d| de.end().map(|()| d))
-                .map_err(|e| buffers.error(&e))?;
+            env.data = payload_pass(&mut buffers, channel, raw)?;
         }
         match env.data {
             Data::Absent | Data::Raw(_) => Err(ParseError::Malformed("no data")),

@@ -23,7 +23,10 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
-use crate::wire::{each, json_err, number_err, Fixed, Level, ParseError};
+use crate::wire::{
+    each, json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level,
+    ParseError,
+};
 
 const MS: u64 = 1_000_000;
 
@@ -261,7 +264,10 @@ struct Buffers<'b> {
     unknown: bool,
 }
 
-impl Buffers<'_> {
+impl<'de> DataBuffers<'de> for Buffers<'_> {
+    type Key = Arg<'de>;
+    type Data = Data<'de>;
+
     fn error(&self, e: &serde_json::Error) -> ParseError {
         if self.unknown {
             ParseError::UnknownSymbol
@@ -271,9 +277,9 @@ impl Buffers<'_> {
     }
 
     /// Parses `data` of `arg`'s channel from `d` (other channels' data is skipped).
-    fn data<'de, D: de::Deserializer<'de>>(
+    fn data<D: de::Deserializer<'de>>(
         &mut self,
-        arg: &Arg<'_>,
+        arg: Arg<'de>,
         d: D,
     ) -> Result<Data<'de>, D::Error> {
         let channel = arg.channel;
@@ -355,7 +361,7 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
                 "action" => env.action = Some(map.next_value()?),
                 "data" => {
                     env.data = match &env.arg {
-                        Some(arg) => map.next_value_seed(DataSeed(&mut *self.0, arg))?,
+                        Some(arg) => map.next_value_seed(DataSeed(&mut *self.0, *arg))?,
                         None => Data::Raw(map.next_value()?),
                     };
                 }
@@ -365,15 +371,6 @@ impl<'de> Visitor<'de> for EnvelopeSeed<'_, '_> {
             }
         }
         Ok(env)
-    }
-}
-
-struct DataSeed<'r, 'b, 'a, 'c>(&'r mut Buffers<'b>, &'a Arg<'c>);
-
-impl<'de> DeserializeSeed<'de> for DataSeed<'_, '_, '_, '_> {
-    type Value = Data<'de>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Data<'de>, D::Error> {
-        self.0.data(self.1, d)
     }
 }
 
@@ -435,11 +432,8 @@ impl OkxCodec {
             trades: &mut self.trades,
             unknown: false,
         };
-        let mut de = serde_json::Deserializer::from_str(frame);
-        let mut env = EnvelopeSeed(&mut buffers)
-            .deserialize(&mut de)
-            .and_then(|env| de.end().map(|()| env))
-            .map_err(|e| buffers.error(&e))?;
+        let mut env =
+            parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         if let Some(event) = env.event {
             return if event == "error" {
                 Err(ParseError::VenueError)
@@ -453,11 +447,7 @@ impl OkxCodec {
         }
         if let Data::Raw(raw) = env.data {
             // `data` came before `arg`: a second pass over it.
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            env.data = buffers
-                .data(&arg, &mut de)
-                .and_then(|d| de.end().map(|()| d))
-                .map_err(|e| buffers.error(&e))?;
+            env.data = payload_pass(&mut buffers, arg, raw)?;
         }
         let fields = match env.data {
             Data::Absent | Data::Raw(_) => return Err(ParseError::Malformed("no data")),
