@@ -2,5 +2,6 @@
 //! synchronisation ([`book_sync`]), combined per feed by [`feed::BinanceFeed`].
 
 pub mod book_sync;
+pub mod exec;
 pub mod feed;
 pub mod parse;

@@ -1,0 +1,6 @@
+//! Live execution on Binance spot and USD-M: signed REST orders, the user data stream,
+//! exchange filters, rate limits and reconciliation.
+
+pub mod filters;
+pub mod rest;
+pub mod sign;
