@@ -2,5 +2,7 @@
 //! exchange filters, rate limits and reconciliation.
 
 pub mod filters;
+pub mod report;
 pub mod rest;
 pub mod sign;
+pub mod tracker;
