@@ -237,6 +237,7 @@ impl<W: Write> TleWriter<W> {
             EventKind::Timer { .. } => return Err(TleError::NotMarketData("timer")),
             EventKind::Control(_) => return Err(TleError::NotMarketData("control")),
             EventKind::Breaker(_) => return Err(TleError::NotMarketData("breaker")),
+            EventKind::PositionSync(_) => return Err(TleError::NotMarketData("position sync")),
         }
         Ok(())
     }

@@ -266,6 +266,20 @@ pub struct StopTrigger {
     pub stop_id: u32,
 }
 
+/// The venue's position in an instrument, from a live gateway's reconciliation: the venue
+/// wins, so the engine's position becomes this (HIGH lane).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PositionSync {
+    /// Instrument.
+    pub instrument: InstrumentIndex,
+    /// The venue's signed quantity.
+    pub qty: Qty,
+    /// The venue's average entry price (zero if the venue does not say, as on spot).
+    pub entry_price: Price,
+    /// The venue's current price (mark or last): a difference is booked at it.
+    pub price: Price,
+}
+
 /// Mark price, index price and funding of a perpetual (Binance USD-M `markPriceUpdate`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MarkPrice {
@@ -309,6 +323,8 @@ pub enum EventKind {
     MarkPrice(MarkPrice),
     /// A venue liquidation (NORMAL lane).
     Liquidation(Liquidation),
+    /// A live venue's position after reconciliation (HIGH lane).
+    PositionSync(PositionSync),
     /// Order report from a gateway (HIGH lane).
     Order(OrderReport),
     /// Stop triggered (CRITICAL lane).

@@ -20,7 +20,9 @@ use crate::api::{
 use crate::book::{Applied, OrderBook};
 use crate::breakers::{BreakerAction, BreakerSettings, BreakerState, Breakers};
 use crate::clock::Clock;
-use crate::event::{ClientOrderId, Control, Event, EventKind, OrderReport, Side, StopTrigger};
+use crate::event::{
+    ClientOrderId, Control, Event, EventKind, OrderReport, PositionSync, Side, StopTrigger,
+};
 use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentIndex, InstrumentRegistry};
 use crate::lane::{Lane, LaneConfig, Lanes};
@@ -480,6 +482,36 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
     /// Re-marks instrument `i`'s net PnL for the PnL breakers after its reference price moved
     /// (only while a position is open: a flat instrument's net PnL does not move with price).
     #[inline]
+    /// Adopts a live venue's position (reconciliation: the venue wins).
+    #[cold]
+    fn sync_position(&mut self, sync: &PositionSync, now_ns: u64) {
+        let i = sync.instrument.get();
+        let Some(p) = self.positions.get_mut(i) else {
+            self.counters.unknown_reports += 1;
+            return;
+        };
+        let before = p.qty;
+        if before == sync.qty && (sync.entry_price.raw() == 0 || p.qty.is_zero()) {
+            return;
+        }
+        let price = [sync.price, self.reference[i], sync.entry_price]
+            .into_iter()
+            .find(|p| p.raw() > 0)
+            .unwrap_or(Price::ZERO);
+        if p.resync(sync.qty, price, sync.entry_price).is_err() {
+            self.counters.position_errors += 1;
+            return;
+        }
+        if before != sync.qty {
+            self.counters.position_syncs += 1;
+            self.stops.on_fill(sync.instrument, before, sync.qty, price);
+        }
+        self.record(Record::Position {
+            position: self.positions[i],
+            ts_ns: now_ns,
+        });
+    }
+
     fn mark_pnl(&mut self, i: usize, now_ns: u64) {
         if self.breakers.tracks_pnl() && !self.positions[i].qty.is_zero() {
             let net = self.positions[i].net_pnl(self.reference[i]);
@@ -1031,6 +1063,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                     strategy.on_order(core, &update);
                 }
             }
+            EventKind::PositionSync(sync) => core.sync_position(&sync, event.recv_ns),
             EventKind::MarkPrice(m) => strategy.on_mark_price(core, &m),
             EventKind::Liquidation(l) => strategy.on_liquidation(core, &l),
             EventKind::StopTriggered(stop) => {

@@ -135,6 +135,8 @@ pub struct EngineCounters {
     pub illegal_transitions: u64,
     /// Fills the position refused (bad price or out of range).
     pub position_errors: u64,
+    /// Positions a live venue's reconciliation changed (the venue wins).
+    pub position_syncs: u64,
     /// Times a book was marked stale after a lost delta.
     pub books_stale: u64,
     /// Book deltas ignored because the book was stale or never synced.
@@ -232,6 +234,7 @@ pub struct Telemetry {
     unknown_reports: AtomicU64,
     illegal_transitions: AtomicU64,
     position_errors: AtomicU64,
+    position_syncs: AtomicU64,
     books_stale: AtomicU64,
     deltas_ignored: AtomicU64,
     records_lost: AtomicU64,
@@ -360,6 +363,7 @@ impl Telemetry {
         self.unknown_reports.store(c.unknown_reports, r);
         self.illegal_transitions.store(c.illegal_transitions, r);
         self.position_errors.store(c.position_errors, r);
+        self.position_syncs.store(c.position_syncs, r);
         self.books_stale.store(c.books_stale, r);
         self.deltas_ignored.store(c.deltas_ignored, r);
         self.records_lost.store(c.records_lost, r);
@@ -405,6 +409,7 @@ impl Telemetry {
                 unknown_reports: self.unknown_reports.load(r),
                 illegal_transitions: self.illegal_transitions.load(r),
                 position_errors: self.position_errors.load(r),
+                position_syncs: self.position_syncs.load(r),
                 books_stale: self.books_stale.load(r),
                 deltas_ignored: self.deltas_ignored.load(r),
                 records_lost: self.records_lost.load(r),

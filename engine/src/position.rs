@@ -91,6 +91,27 @@ impl Position {
         }
     }
 
+    /// Makes the quantity `qty`, as a venue's reconciliation reports it. The difference is
+    /// booked like a fill at `price` (a reduction realises PnL at that price; an increase
+    /// enters at it) without counting as a fill; then, if the venue gave its own average
+    /// `entry` price, the basis is set from it.
+    ///
+    /// # Errors
+    /// [`PositionError`] as for [`Self::apply_fill`]; the position is then unchanged.
+    pub fn resync(&mut self, qty: Qty, price: Price, entry: Price) -> Result<(), PositionError> {
+        let diff = qty.raw() - self.qty.raw();
+        if diff != 0 {
+            let (fills, turnover) = (self.fills, self.turnover);
+            let side = if diff > 0 { Side::Buy } else { Side::Sell };
+            self.apply_fill(side, price, Qty(diff.abs()), Qty::ZERO)?;
+            (self.fills, self.turnover) = (fills, turnover);
+        }
+        if entry.raw() > 0 && !qty.is_zero() {
+            self.basis = value(self.kind, qty, entry);
+        }
+        Ok(())
+    }
+
     /// Applies one fill and returns the realised PnL it produced.
     ///
     /// # Errors
@@ -199,6 +220,31 @@ mod tests {
     }
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn resync_books_the_difference_at_the_price_and_adopts_the_venue_entry() {
+        let mut pos = Position::new(InstrumentIndex(0), ContractKind::Spot);
+        pos.apply_fill(Side::Buy, p("100"), q("2"), Qty::ZERO)
+            .unwrap();
+        let (fills, turnover) = (pos.fills, pos.turnover);
+        // The venue says 1.5: half a unit was sold while we were not looking, at about 110.
+        pos.resync(q("1.5"), p("110"), Price::ZERO).unwrap();
+        assert_eq!(pos.qty, q("1.5"));
+        assert_eq!(pos.realized.to_decimal(), d("5"));
+        assert_eq!(pos.avg_entry(), Some(d("100")));
+        assert_eq!((pos.fills, pos.turnover), (fills, turnover), "not a fill");
+        // More than we had: the addition enters at the price.
+        pos.resync(q("2.5"), p("120"), Price::ZERO).unwrap();
+        assert_eq!(pos.avg_entry(), Some(d("108")));
+        // A venue entry price wins over the booked basis.
+        pos.resync(q("-1"), p("120"), p("119")).unwrap();
+        assert_eq!(pos.qty, q("-1"));
+        assert_eq!(pos.avg_entry(), Some(d("119")));
+        // Unchanged quantity and no venue entry: nothing moves.
+        let before = pos;
+        pos.resync(q("-1"), p("1"), Price::ZERO).unwrap();
+        assert_eq!(pos, before);
     }
 
     #[test]

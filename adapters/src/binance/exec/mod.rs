@@ -2,6 +2,8 @@
 //! exchange filters, rate limits and reconciliation.
 
 pub mod filters;
+pub mod gateway;
+pub mod mock;
 pub mod report;
 pub mod rest;
 pub mod sign;

@@ -34,6 +34,7 @@ impl Market {
             (Self::Spot, E::OpenOrders | E::CancelAll) => "/api/v3/openOrders",
             (Self::Spot, E::Account) => "/api/v3/account",
             (Self::Spot, E::ListenKey) => "/api/v3/userDataStream",
+            (Self::Spot, E::TickerPrice) => "/api/v3/ticker/price",
             (Self::UsdM, E::Time) => "/fapi/v1/time",
             (Self::UsdM, E::ExchangeInfo) => "/fapi/v1/exchangeInfo",
             (Self::UsdM, E::Order) => "/fapi/v1/order",
@@ -41,6 +42,7 @@ impl Market {
             (Self::UsdM, E::CancelAll) => "/fapi/v1/allOpenOrders",
             (Self::UsdM, E::Account) => "/fapi/v2/positionRisk",
             (Self::UsdM, E::ListenKey) => "/fapi/v1/listenKey",
+            (Self::UsdM, E::TickerPrice) => "/fapi/v1/ticker/price",
         }
     }
 }
@@ -62,6 +64,8 @@ pub enum Endpoint {
     Account,
     /// User data stream listen key (API key only).
     ListenKey,
+    /// Last price of a symbol (unsigned).
+    TickerPrice,
 }
 
 /// HTTP method.

@@ -1,0 +1,640 @@
+//! The live Binance execution gateway against the loopback mock of Binance's REST API and
+//! user data stream: signing, filters, rejects, rate limits, unknown outcomes, duplicate and
+//! reordered reports, stream loss, listen-key expiry, reconciliation and dry run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tradeloop_adapters::binance::exec::gateway::{
+    LiveGateway, LiveInstrument, LiveSettings, LiveVenue,
+};
+use tradeloop_adapters::binance::exec::mock::{Fault, MockBinance, MockConfig, MockSymbol};
+use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
+use tradeloop_adapters::binance::exec::sign::Credentials;
+use tradeloop_engine::api::Gateway;
+use tradeloop_engine::clock::LiveClock;
+use tradeloop_engine::event::{
+    ClientOrderId, EventKind, OrderReport, PositionSync, RejectReason, Side,
+};
+use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
+use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
+use tradeloop_engine::order::{Order, OrderRequest};
+
+const KEY: &str = "mock-api-key-0123456789";
+const SECRET: &str = "mock-secret-abcdefghijklmnopqrstuvwxyz";
+const I: InstrumentIndex = InstrumentIndex(0);
+
+fn p(s: &str) -> Price {
+    s.parse().unwrap()
+}
+fn q(s: &str) -> Qty {
+    s.parse().unwrap()
+}
+
+fn mock(market: Market) -> MockBinance {
+    MockBinance::start(MockConfig {
+        market,
+        api_key: KEY.into(),
+        secret: SECRET.into(),
+        symbols: vec![MockSymbol {
+            symbol: "BTCUSDT".into(),
+            base: "BTC".into(),
+            quote: "USDT".into(),
+            tick: p("0.01"),
+            step: q("0.00001"),
+            min_qty: q("0.00001"),
+            max_qty: q("9000"),
+            min_notional: p("5"),
+            price: p("50000"),
+        }],
+        skew_ms: 0,
+        balances: vec![("USDT".into(), q("100000")), ("BTC".into(), q("0"))],
+        weight_limit: 6000,
+        orders_10s_limit: 100,
+    })
+    .unwrap()
+}
+
+struct Rig {
+    mock: MockBinance,
+    venue: Option<LiveVenue>,
+    gateway: LiveGateway,
+    lanes: Arc<Lanes>,
+    next: u32,
+}
+
+fn settings(mock: &MockBinance, market: Market, dry_run: bool) -> LiveSettings {
+    LiveSettings {
+        rest: RestSettings {
+            base_url: mock.rest_url(),
+            market,
+            recv_window_ms: 5000,
+            dry_run,
+            timeout: Duration::from_secs(5),
+            limit_headroom_pct: 90,
+        },
+        ws_url: mock.ws_url(),
+        client_id_prefix: "tl-".into(),
+        keepalive: Duration::from_secs(1800),
+        queue_capacity: 256,
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        instruments: vec![LiveInstrument {
+            index: I,
+            symbol: "BTCUSDT".into(),
+        }],
+    }
+}
+
+fn rig_with(mock: MockBinance, market: Market, dry_run: bool) -> Rig {
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let (venue, gateway) = LiveVenue::start(
+        settings(&mock, market, dry_run),
+        Credentials::new(KEY, SECRET),
+        Arc::clone(&lanes),
+        LiveClock::new(),
+    )
+    .unwrap();
+    let rig = Rig {
+        mock,
+        venue: Some(venue),
+        gateway,
+        lanes,
+        next: 1,
+    };
+    if !dry_run {
+        // Start-up reconciliation, then the one the stream's first connect asks for.
+        rig.wait_until("user stream connected and reconciled", || {
+            rig.mock.streams_open() == 1 && rig.venue().stats().reconciliations >= 2
+        });
+    }
+    rig
+}
+
+fn rig(market: Market) -> Rig {
+    rig_with(mock(market), market, false)
+}
+
+impl Rig {
+    fn venue(&self) -> &LiveVenue {
+        self.venue.as_ref().unwrap()
+    }
+
+    fn submit(&mut self, request: OrderRequest) -> ClientOrderId {
+        let id = ClientOrderId::new(self.next, self.next);
+        self.next += 1;
+        self.gateway.submit(&Order::new(id, request, 0), 0).unwrap();
+        id
+    }
+
+    fn cancel(&mut self, id: ClientOrderId, request: OrderRequest) {
+        self.gateway.cancel(&Order::new(id, request, 0), 0).unwrap();
+    }
+
+    fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// HIGH-lane events until `done` is satisfied by the collected list.
+    fn collect(&self, mut done: impl FnMut(&[EventKind]) -> bool) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&out) {
+            if let Some(e) = self.lanes.pop(Lane::High) {
+                out.push(e.kind);
+            } else {
+                assert!(Instant::now() < deadline, "timed out; got {out:?}");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        out
+    }
+
+    /// Everything that arrives within `quiet`.
+    fn drain(&self, quiet: Duration) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        let mut last = Instant::now();
+        while last.elapsed() < quiet {
+            if let Some(e) = self.lanes.pop(Lane::High) {
+                out.push(e.kind);
+                last = Instant::now();
+            } else {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        out
+    }
+}
+
+fn reports(events: &[EventKind]) -> Vec<OrderReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Order(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has(events: &[EventKind], want: &OrderReport) -> bool {
+    reports(events).contains(want)
+}
+
+fn filled(events: &[EventKind], id: ClientOrderId) -> Qty {
+    Qty(reports(events)
+        .iter()
+        .map(|r| match *r {
+            OrderReport::Fill { client_id, qty, .. } if client_id == id => qty.0,
+            _ => 0,
+        })
+        .sum())
+}
+
+fn buy(price: &str, qty: &str) -> OrderRequest {
+    OrderRequest::limit(I, Side::Buy, p(price), q(qty))
+}
+
+#[test]
+fn places_fills_and_cancels_with_signed_requests() {
+    let mut r = rig(Market::Spot);
+    let resting = r.submit(buy("49000", "0.01"));
+    let ev = r.collect(|e| has(e, &OrderReport::Accepted { client_id: resting }));
+    assert_eq!(
+        reports(&ev)
+            .iter()
+            .filter(|x| matches!(x, OrderReport::Accepted { .. }))
+            .count(),
+        1
+    );
+    // The market trades through the order: one fill of the whole quantity at the limit.
+    r.mock.trade("BTCUSDT", p("48999"));
+    let ev = r.collect(|e| filled(e, resting) == q("0.01"));
+    assert!(reports(&ev).contains(&OrderReport::Fill {
+        client_id: resting,
+        price: p("49000"),
+        qty: q("0.01"),
+        fee: Qty::ZERO,
+        maker: true
+    }));
+    let other = r.submit(buy("40000", "0.02"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: other }));
+    r.cancel(other, buy("40000", "0.02"));
+    r.collect(|e| has(e, &OrderReport::Canceled { client_id: other }));
+    let rest = r.drain(Duration::from_millis(200));
+    assert!(
+        !rest.iter().any(|e| matches!(
+            e,
+            EventKind::Order(OrderReport::Canceled { .. } | OrderReport::Fill { .. })
+        )),
+        "the stream's copy of the cancel adds nothing: {rest:?}"
+    );
+    assert_eq!(r.mock.balance("BTC"), q("0.01"));
+    for req in r.mock.requests() {
+        assert!(!req.params.contains(SECRET), "the secret never travels");
+        if req.path.ends_with("/order")
+            || req.path.ends_with("openOrders")
+            || req.path.ends_with("account")
+        {
+            assert_eq!(req.api_key.as_deref(), Some(KEY));
+            assert!(
+                req.params.contains("&signature=") && req.params.contains("timestamp="),
+                "{req:?}"
+            );
+            assert_eq!(req.status, 200, "{req:?}");
+        }
+    }
+    let s = r.venue().stats();
+    assert_eq!((s.orders_sent, s.cancels_sent, s.rejected), (2, 1, 0));
+}
+
+#[test]
+fn filters_venue_rejects_and_a_wrong_secret() {
+    let mut r = rig(Market::Spot);
+    let orders_sent = |r: &Rig| {
+        r.mock
+            .requests()
+            .iter()
+            .filter(|x| x.path.ends_with("/order"))
+            .count()
+    };
+    let before = orders_sent(&r);
+    let bad_tick = r.submit(buy("49000.005", "0.01"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: bad_tick,
+                reason: RejectReason::InvalidOrder,
+            },
+        )
+    });
+    let too_small = r.submit(buy("49000", "0.00001"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: too_small,
+                reason: RejectReason::InvalidOrder,
+            },
+        )
+    });
+    assert_eq!(orders_sent(&r), before, "refused locally: nothing sent");
+    assert_eq!(r.venue().stats().refused_by_filter, 2);
+    // More than the USDT balance: Binance's -2010.
+    let broke = r.submit(buy("50000", "3"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: broke,
+                reason: RejectReason::InsufficientFunds,
+            },
+        )
+    });
+    r.mock.inject(Fault::Error {
+        code: -1013,
+        msg: "Filter failure: PERCENT_PRICE_BY_SIDE".into(),
+    });
+    let filtered = r.submit(buy("49000", "0.01"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: filtered,
+                reason: RejectReason::InvalidOrder,
+            },
+        )
+    });
+
+    // A wrong secret: Binance refuses the signature and start-up says so.
+    let m = mock(Market::Spot);
+    let err = LiveVenue::start(
+        settings(&m, Market::Spot, false),
+        Credentials::new(KEY, "not-the-secret"),
+        Arc::new(Lanes::new(LaneConfig::default())),
+        LiveClock::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("-1022"), "{err}");
+}
+
+#[test]
+fn rate_limit_backs_off_then_recovers() {
+    let mut r = rig(Market::Spot);
+    r.mock.inject(Fault::Status {
+        status: 429,
+        retry_after_s: 1,
+    });
+    let first = r.submit(buy("49000", "0.01"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: first,
+                reason: RejectReason::RateLimited,
+            },
+        )
+    });
+    let sent = r
+        .mock
+        .requests()
+        .iter()
+        .filter(|x| x.path.ends_with("/order"))
+        .count();
+    let held = r.submit(buy("49000", "0.01"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: held,
+                reason: RejectReason::RateLimited,
+            },
+        )
+    });
+    let after_backoff = r
+        .mock
+        .requests()
+        .iter()
+        .filter(|x| x.path.ends_with("/order"))
+        .count();
+    assert_eq!(after_backoff, sent, "nothing is sent during the back-off");
+    let s = r.venue().stats();
+    assert_eq!((s.http_429, s.held_back), (1, 1));
+    std::thread::sleep(Duration::from_millis(1100));
+    let after = r.submit(buy("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: after }));
+}
+
+#[test]
+fn order_count_headroom_holds_orders_back_before_binance_does() {
+    let m = mock(Market::Spot);
+    let m = {
+        // A tiny order limit: 5 per 10 s with 90 % headroom = 4 orders.
+        drop(m);
+        MockBinance::start(MockConfig {
+            orders_10s_limit: 5,
+            ..base_config()
+        })
+        .unwrap()
+    };
+    let mut r = rig_with(m, Market::Spot, false);
+    // Stay clear of a 10 s window boundary.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    if now_ms % 10_000 > 7_000 {
+        std::thread::sleep(Duration::from_millis(
+            u64::try_from(10_000 - now_ms % 10_000).unwrap() + 50,
+        ));
+    }
+    let ids: Vec<_> = (0..6).map(|_| r.submit(buy("40000", "0.01"))).collect();
+    let ev = r.collect(|e| reports(e).len() >= 6);
+    let accepted = ids
+        .iter()
+        .filter(|id| has(&ev, &OrderReport::Accepted { client_id: **id }))
+        .count();
+    let limited = ids
+        .iter()
+        .filter(|id| {
+            has(
+                &ev,
+                &OrderReport::Rejected {
+                    client_id: **id,
+                    reason: RejectReason::RateLimited,
+                },
+            )
+        })
+        .count();
+    assert_eq!((accepted, limited), (4, 2), "{ev:?}");
+    assert_eq!(
+        r.venue().stats().http_429,
+        0,
+        "held back locally, never a 429"
+    );
+}
+
+fn base_config() -> MockConfig {
+    MockConfig {
+        market: Market::Spot,
+        api_key: KEY.into(),
+        secret: SECRET.into(),
+        symbols: vec![MockSymbol {
+            symbol: "BTCUSDT".into(),
+            base: "BTC".into(),
+            quote: "USDT".into(),
+            tick: p("0.01"),
+            step: q("0.00001"),
+            min_qty: q("0.00001"),
+            max_qty: q("9000"),
+            min_notional: p("5"),
+            price: p("50000"),
+        }],
+        skew_ms: 0,
+        balances: vec![("USDT".into(), q("100000"))],
+        weight_limit: 6000,
+        orders_10s_limit: 100,
+    }
+}
+
+#[test]
+fn unknown_outcome_is_resolved_by_querying() {
+    let mut r = rig(Market::Spot);
+    r.mock.inject(Fault::PlacedThen500);
+    // Marketable: placed and filled at the venue although the answer is a 500.
+    let id = r.submit(buy("50100", "0.01"));
+    let ev = r.collect(|e| filled(e, id) == q("0.01"));
+    assert!(has(&ev, &OrderReport::Accepted { client_id: id }));
+    assert!(!reports(&ev)
+        .iter()
+        .any(|x| matches!(x, OrderReport::Rejected { .. })));
+    let more = r.drain(Duration::from_millis(300));
+    assert_eq!(
+        filled(&more, id),
+        Qty::ZERO,
+        "the stream's fill is not counted again"
+    );
+    assert_eq!(r.venue().stats().unknown_outcomes, 1);
+    assert_eq!(r.mock.orders().len(), 1, "never sent twice");
+}
+
+#[test]
+fn duplicated_and_reversed_reports_fill_exactly_once() {
+    let mut r = rig(Market::Spot);
+    let id = r.submit(buy("49000", "1"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    r.mock.inject(Fault::Duplicate(2));
+    r.mock.fill("tl-4294967297", q("0.25"));
+    r.mock.fill("tl-4294967297", q("0.25"));
+    r.mock.inject(Fault::Reverse(2));
+    r.mock.fill("tl-4294967297", q("0.2"));
+    r.mock.fill("tl-4294967297", q("0.3"));
+    r.mock.send_raw("{not json");
+    r.mock.send_raw(r#"{"e":"executionReport","E":1}"#);
+    let ev = r.collect(|e| filled(e, id) == q("1"));
+    let more = r.drain(Duration::from_millis(300));
+    assert_eq!(filled(&more, id), Qty::ZERO);
+    let fills = reports(&ev)
+        .iter()
+        .filter(|x| matches!(x, OrderReport::Fill { .. }))
+        .count();
+    assert!(fills >= 3, "{ev:?}");
+    let s = r.venue().stats();
+    assert!(s.stream_stale_reports >= 2, "{s:?}");
+    assert_eq!(s.stream_bad_messages, 2);
+}
+
+#[test]
+fn stream_loss_and_listen_key_expiry_reconnect_and_reconcile() {
+    let mut r = rig(Market::Spot);
+    let id = r.submit(buy("49000", "0.5"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    // The stream drops; the order fills while it is down: reconciliation finds the fill.
+    r.mock.drop_streams();
+    r.mock.trade("BTCUSDT", p("48000"));
+    let ev = r.collect(|e| filled(e, id) == q("0.5"));
+    assert!(reports(&ev)
+        .iter()
+        .all(|x| !matches!(x, OrderReport::Canceled { .. })));
+    r.wait_until("reconnected", || {
+        r.mock.streams_open() == 1 && r.mock.streams_opened() == 2
+    });
+    let s = r.venue().stats();
+    assert!(s.reconciliations >= 2, "{s:?}");
+    // The listen key expires: a new one is created and the stream resumes.
+    r.mock.expire_listen_keys();
+    r.wait_until("new listen key", || {
+        r.venue().stats().listen_keys >= 3 && r.mock.streams_open() == 1
+    });
+    let next = r.submit(buy("47000", "0.1"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: next }));
+    r.mock.trade("BTCUSDT", p("46000"));
+    r.collect(|e| filled(e, next) == q("0.1"));
+}
+
+#[test]
+fn start_up_reconciliation_cancels_orphans_keeps_foreign_orders_and_syncs_positions() {
+    let m = mock(Market::Spot);
+    m.place_external("BTCUSDT", "tl-999", true, p("30000"), q("0.01"));
+    m.place_external("BTCUSDT", "web_abc123", true, p("30000"), q("0.01"));
+    m.set_balance("BTC", q("0.75"));
+    let r = rig_with(m, Market::Spot, false);
+    let orders = r.mock.orders();
+    assert_eq!(
+        orders
+            .iter()
+            .find(|o| o.client_id == "tl-999")
+            .unwrap()
+            .status,
+        "CANCELED"
+    );
+    assert_eq!(
+        orders
+            .iter()
+            .find(|o| o.client_id == "web_abc123")
+            .unwrap()
+            .status,
+        "NEW"
+    );
+    let ev = r.collect(|e| e.iter().any(|k| matches!(k, EventKind::PositionSync(_))));
+    let sync = ev.iter().find_map(|k| match k {
+        EventKind::PositionSync(s) => Some(*s),
+        _ => None,
+    });
+    assert_eq!(
+        sync,
+        Some(PositionSync {
+            instrument: I,
+            qty: q("0.75"),
+            entry_price: Price::ZERO,
+            price: p("50000")
+        })
+    );
+    let s = r.venue().stats();
+    assert_eq!((s.orphans_cancelled, s.foreign_orders), (1, 1));
+}
+
+#[test]
+fn usdm_orders_fills_and_positions() {
+    let m = MockBinance::start(MockConfig {
+        market: Market::UsdM,
+        ..base_config()
+    })
+    .unwrap();
+    m.set_position("BTCUSDT", q("-0.2"), p("51000"));
+    let mut r = rig_with(m, Market::UsdM, false);
+    let ev = r.collect(|e| e.iter().any(|k| matches!(k, EventKind::PositionSync(_))));
+    assert!(
+        ev.contains(&EventKind::PositionSync(PositionSync {
+            instrument: I,
+            qty: q("-0.2"),
+            entry_price: p("51000"),
+            price: p("50000"),
+        })),
+        "{ev:?}"
+    );
+    let mut close = OrderRequest::market(I, Side::Buy, p("50000"), q("0.2"));
+    close.reduce_only = true;
+    let id = r.submit(close);
+    let ev = r.collect(|e| filled(e, id) == q("0.2"));
+    assert!(has(&ev, &OrderReport::Accepted { client_id: id }));
+    let sent = r
+        .mock
+        .requests()
+        .into_iter()
+        .find(|x| x.method == "POST" && x.path == "/fapi/v1/order")
+        .unwrap();
+    assert!(
+        sent.params.contains("reduceOnly=true") && sent.params.contains("type=MARKET"),
+        "{sent:?}"
+    );
+    // After a reconnect the venue's flat position is synced.
+    r.mock.drop_streams();
+    let ev = r.collect(|e| {
+        e.iter()
+            .any(|k| matches!(k, EventKind::PositionSync(s) if s.qty == Qty::ZERO))
+    });
+    assert!(!ev.is_empty());
+}
+
+#[test]
+fn server_clock_skew_is_measured() {
+    let m = MockBinance::start(MockConfig {
+        skew_ms: 20_000,
+        ..base_config()
+    })
+    .unwrap();
+    let mut r = rig_with(m, Market::Spot, false);
+    let id = r.submit(buy("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+}
+
+#[test]
+fn dry_run_signs_and_sends_nothing_signed() {
+    let mut r = rig_with(mock(Market::Spot), Market::Spot, true);
+    let id = r.submit(buy("49000", "0.01"));
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::Rejected {
+                client_id: id,
+                reason: RejectReason::GatewayUnavailable,
+            },
+        )
+    });
+    for req in r.mock.requests() {
+        assert!(
+            !req.params.contains("signature="),
+            "a signed request went out: {req:?}"
+        );
+        assert!(req.api_key.is_none(), "{req:?}");
+    }
+    assert_eq!(r.venue().stats().dry_run, 1);
+    assert_eq!(r.mock.orders().len(), 0);
+    drop(r.venue.take());
+}
