@@ -534,6 +534,52 @@ fn default_replay_speed() -> f64 {
     1.0
 }
 
+/// `[live]`: live execution on Binance (used with `mode = "live"` only; optional).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSection {
+    /// The `[[venues]]` entry orders go to (kind `binance` or `binance-usdm`). Empty: the
+    /// only such venue.
+    pub venue: String,
+    /// REST base URL for orders and account state (default: the venue's `rest_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest_url: Option<String>,
+    /// User data stream WebSocket base URL (default: the venue's `ws_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_stream_url: Option<String>,
+    /// `recvWindow` of signed requests, ms (1–60000).
+    pub recv_window_ms: u64,
+    /// Timeout of one REST request, ms.
+    pub request_timeout_ms: u64,
+    /// Prefix of every client order id sent (marks this bot's orders; 1–16 of `A-Za-z0-9._:/-`).
+    pub client_id_prefix: String,
+    /// Listen-key keep-alive period, s (60–3300; Binance keys live 60 min).
+    pub keepalive_secs: u64,
+    /// Engine → execution-thread queue capacity.
+    pub queue_capacity: usize,
+    /// Refuse requests once a rate-limit counter reaches this percentage of its limit.
+    pub limit_headroom_pct: u32,
+    /// Sign and log orders instead of sending them (also `tradeloop run --dry-run`).
+    pub dry_run: bool,
+}
+
+impl Default for LiveSection {
+    fn default() -> Self {
+        Self {
+            venue: String::new(),
+            rest_url: None,
+            user_stream_url: None,
+            recv_window_ms: 5000,
+            request_timeout_ms: 5000,
+            client_id_prefix: "tl-".into(),
+            keepalive_secs: 1800,
+            queue_capacity: 1024,
+            limit_headroom_pct: 90,
+            dry_run: false,
+        }
+    }
+}
+
 /// Trading mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -575,6 +621,9 @@ pub struct Config {
     pub feed: FeedSection,
     /// Simulated venue.
     pub sim: SimSection,
+    /// Live execution (mode = "live").
+    #[serde(default)]
+    pub live: LiveSection,
     /// Venues.
     pub venues: Vec<VenueConfig>,
 }
@@ -849,13 +898,118 @@ impl Config {
                     }
                 }
             }
-            if self.mode == Mode::Live
-                && v.kind != VenueKind::Sim
-                && (v.api_key_env.is_none() || v.api_secret_env.is_none())
-            {
+            let is_live = self.mode == Mode::Live
+                && self.live_venue().is_some_and(|live| live.name == v.name);
+            if is_live && (v.api_key_env.is_none() || v.api_secret_env.is_none()) {
                 return Err(err(
                     format!("venues[{i}].api_key_env"),
                     "live mode needs api_key_env and api_secret_env naming the environment variables with the credentials",
+                ));
+            }
+        }
+        if self.mode == Mode::Live {
+            self.validate_live()?;
+        }
+        Ok(())
+    }
+
+    /// The venue live orders go to: `live.venue`, or the only Binance venue.
+    #[must_use]
+    pub fn live_venue(&self) -> Option<&VenueConfig> {
+        let binance =
+            |v: &&VenueConfig| matches!(v.kind, VenueKind::Binance | VenueKind::BinanceUsdm);
+        if self.live.venue.is_empty() {
+            let mut candidates = self.venues.iter().filter(binance);
+            let only = candidates.next()?;
+            candidates.next().is_none().then_some(only)
+        } else {
+            self.venues
+                .iter()
+                .filter(binance)
+                .find(|v| v.name == self.live.venue)
+        }
+    }
+
+    fn validate_live(&self) -> Result<(), ConfigError> {
+        let l = &self.live;
+        let Some(venue) = self.live_venue() else {
+            let reason = if l.venue.is_empty() {
+                "live mode needs exactly one venue of kind binance or binance-usdm, or live.venue naming one".to_owned()
+            } else {
+                format!("{:?} is not a [[venues]] entry of kind binance or binance-usdm (live execution supports Binance spot and USD-M)", l.venue)
+            };
+            return Err(err("live.venue", reason));
+        };
+        if self.strategy.name == StrategyName::MaCross
+            && !self
+                .instruments
+                .iter()
+                .any(|i| i.venue == venue.name && i.symbol == self.strategy.ma_cross.symbol)
+        {
+            return Err(err(
+                "strategy.ma_cross.symbol",
+                format!(
+                    "{:?} is not an instrument of the live venue {:?}",
+                    self.strategy.ma_cross.symbol, venue.name
+                ),
+            ));
+        }
+        if !(1..=60_000).contains(&l.recv_window_ms) {
+            return Err(err(
+                "live.recv_window_ms",
+                format!(
+                    "must be within 1..=60000 (Binance's maximum), got {}",
+                    l.recv_window_ms
+                ),
+            ));
+        }
+        if l.request_timeout_ms < 100 {
+            return Err(err(
+                "live.request_timeout_ms",
+                format!("must be at least 100, got {}", l.request_timeout_ms),
+            ));
+        }
+        let legal = |b: u8| b.is_ascii_alphanumeric() || b"._:/-".contains(&b);
+        if l.client_id_prefix.is_empty()
+            || l.client_id_prefix.len() > 16
+            || !l.client_id_prefix.bytes().all(legal)
+        {
+            return Err(err("live.client_id_prefix", format!("must be 1 to 16 of A-Z a-z 0-9 . _ : / - (Binance allows 36 characters and the id adds up to 20 digits), got {:?}", l.client_id_prefix)));
+        }
+        if !(60..=3300).contains(&l.keepalive_secs) {
+            return Err(err(
+                "live.keepalive_secs",
+                format!(
+                    "must be within 60..=3300 (a listen key lives 60 min), got {}",
+                    l.keepalive_secs
+                ),
+            ));
+        }
+        if l.queue_capacity == 0 {
+            return Err(err("live.queue_capacity", "must be at least 1"));
+        }
+        if !(1..=100).contains(&l.limit_headroom_pct) {
+            return Err(err(
+                "live.limit_headroom_pct",
+                format!("must be within 1..=100, got {}", l.limit_headroom_pct),
+            ));
+        }
+        for (key, url, schemes) in [
+            (
+                "live.rest_url",
+                l.rest_url.as_deref().unwrap_or(&venue.rest_url),
+                ["https://", "http://"],
+            ),
+            (
+                "live.user_stream_url",
+                l.user_stream_url.as_deref().unwrap_or(&venue.ws_url),
+                ["wss://", "ws://"],
+            ),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                return Err(err(
+                    key,
+                    format!("{url:?} must start with {} or {}", schemes[0], schemes[1]),
                 ));
             }
         }
@@ -1196,6 +1350,48 @@ mod tests {
                 &[],
                 "venues[0].api_key_env",
                 "live mode needs",
+            ),
+            (
+                "TC13b live needs a Binance venue",
+                DEFAULT.replace("mode = \"paper\"", "mode = \"live\""),
+                &[],
+                "live.venue",
+                "exactly one venue of kind binance",
+            ),
+            (
+                "TC13c live recvWindow within Binance's maximum",
+                DEFAULT
+                    .replace("mode = \"paper\"", "mode = \"live\"")
+                    .replace("kind = \"sim\"", "kind = \"binance\""),
+                &[
+                    ("TRADELOOP__VENUES__0__API_KEY_ENV", "\"K\""),
+                    ("TRADELOOP__VENUES__0__API_SECRET_ENV", "\"S\""),
+                    ("TRADELOOP__LIVE__RECV_WINDOW_MS", "70000"),
+                ],
+                "live.recv_window_ms",
+                "60000",
+            ),
+            (
+                "TC13d live client id prefix characters",
+                DEFAULT
+                    .replace("mode = \"paper\"", "mode = \"live\"")
+                    .replace("kind = \"sim\"", "kind = \"binance\""),
+                &[
+                    ("TRADELOOP__VENUES__0__API_KEY_ENV", "\"K\""),
+                    ("TRADELOOP__VENUES__0__API_SECRET_ENV", "\"S\""),
+                    ("TRADELOOP__LIVE__CLIENT_ID_PREFIX", "\"tl bot\""),
+                ],
+                "live.client_id_prefix",
+                "1 to 16",
+            ),
+            (
+                "TC13e live venue must be Binance",
+                DEFAULT
+                    .replace("mode = \"paper\"", "mode = \"live\"")
+                    .replace("kind = \"sim\"", "kind = \"kraken\""),
+                &[("TRADELOOP__LIVE__VENUE", "\"sim\"")],
+                "live.venue",
+                "Binance spot and USD-M",
             ),
             (
                 "TC14 sim venue must be loopback",

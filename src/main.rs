@@ -68,6 +68,10 @@ enum Command {
         /// Do not save the latency histograms.
         #[arg(long, conflicts_with = "histograms")]
         no_histograms: bool,
+        /// Live mode only: sign and log every order request instead of sending it (orders
+        /// are reported rejected; account state is not read).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate or print the configuration.
     Config {
@@ -260,8 +264,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             log_format,
             histograms,
             no_histograms,
+            dry_run,
         } => {
             init_logging(log_format);
+            let mut config = config;
+            if dry_run {
+                anyhow::ensure!(
+                    config.mode == config::Mode::Live,
+                    "--dry-run applies to mode = \"live\" only (paper trading never sends orders)"
+                );
+                config.live.dry_run = true;
+            }
             let duration = parse_duration(duration)?;
             let stop = ctrl_c_flag()?;
             let histograms = (!no_histograms).then(|| {

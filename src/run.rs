@@ -4,18 +4,25 @@
 //!
 //! Execution: in `paper` mode (the default) orders go to the simulated matching engine
 //! (`adapters::sim::matching`), fed by the same market data the strategy sees; acks and fills
-//! come back on the HIGH lane like a venue's. Live execution arrives with its own gateway.
+//! come back on the HIGH lane like a venue's. In `live` mode they go to Binance (spot or USD-M)
+//! through `adapters::binance::exec`, which reconciles with the venue before the engine starts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tradeloop_adapters::binance::exec::gateway::{
+    LiveGateway, LiveInstrument, LiveSettings, LiveVenue,
+};
+use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
+use tradeloop_adapters::binance::exec::sign::Credentials;
 use tradeloop_adapters::feed::VenueFeed;
 use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::breakers::{BreakerKind, BreakerState};
 use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
@@ -24,6 +31,7 @@ use tradeloop_engine::event_loop::Engine;
 use tradeloop_engine::fixed::{Money, Price};
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
+use tradeloop_engine::order::Order;
 use tradeloop_risk::PreTradeRisk;
 
 use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
@@ -64,13 +72,24 @@ struct RunningFeed {
 /// strategy symbol that is not an instrument.
 pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     tradeloop_adapters::install_tls_provider();
-    anyhow::ensure!(
-        config.mode == Mode::Paper,
-        "mode = \"live\" is not available yet: this build has no live execution gateway; use mode = \"paper\" (simulated fills on live or simulated market data)"
-    );
     let registry = config.registry()?;
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let clock = LiveClock::new();
+    // Live execution starts first: it reconciles with the venue (cancelling orphans, syncing
+    // positions) before any market data or strategy runs, and a bad key stops the run here.
+    let (live, gateway) = match config.mode {
+        Mode::Live => {
+            let (venue, gateway) = start_live(config, &registry, &lanes, &clock)?;
+            (Some(venue), ExecGateway::Live(gateway))
+        }
+        Mode::Paper => (
+            None,
+            ExecGateway::Sim(SimGateway::new(
+                config.exec_config(registry.len()),
+                Arc::clone(&lanes),
+            )),
+        ),
+    };
 
     let stop_guard = Arc::new(tradeloop_engine::stops::StopGuard::new(registry.len()));
     let mut sims = Vec::new();
@@ -159,7 +178,6 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         crate::persistence::start(config, &registry, started_unix_ns, &lanes, &clock)?;
     report_recovery(&persistence.target, &restored, &registry);
     let strategy = config.strategy(&registry)?;
-    let gateway = SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes));
     let instrument_names: Vec<String> = registry
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))
@@ -189,12 +207,11 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
                 let mut engine = engine;
                 let report = engine.run(&engine_stop);
                 let histograms = (engine.histograms().clone(), engine.tick_to_trade().clone());
-                (
-                    report,
-                    engine.gateway().stats(),
-                    engine.gateway().lost_reports,
-                    histograms,
-                )
+                let sim = match engine.gateway() {
+                    ExecGateway::Sim(g) => Some((g.stats(), g.lost_reports)),
+                    ExecGateway::Live(_) => None,
+                };
+                (report, sim, histograms)
             })?
     };
 
@@ -288,9 +305,14 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         .map(|f| (f.name, f.handle.stop()))
         .collect();
     engine_stop.store(true, Ordering::SeqCst);
-    let (report, exec, lost_reports, (loop_histograms, tick_to_trade)) = engine_thread
+    let (report, sim_exec, (loop_histograms, tick_to_trade)) = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+    let live_stats = live.map(|venue| {
+        let stats = venue.stats();
+        venue.shutdown();
+        stats
+    });
     for sim in sims {
         sim.stop();
     }
@@ -344,10 +366,35 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             c.kills, c.flatten_orders, c.flatten_failed
         );
     }
-    eprintln!(
-        "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} reports lost",
-        exec.arrived, exec.fills, exec.rejected, exec.canceled, lost_reports
-    );
+    if let Some((exec, lost_reports)) = sim_exec {
+        eprintln!(
+            "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} reports lost",
+            exec.arrived, exec.fills, exec.rejected, exec.canceled, lost_reports
+        );
+    }
+    if let Some(s) = live_stats {
+        eprintln!(
+            "live venue: {} orders sent, {} refused by exchange filters, {} rejected, {} cancels sent, {} unknown outcomes resolved; {} reconciliations ({} orphans cancelled, {} foreign orders, {} positions checked); user stream {} connects, {} stale and {} unknown reports ignored, {} bad messages; REST {} requests, {} held back, {} 429, {} 418, {} dry-run",
+            s.orders_sent,
+            s.refused_by_filter,
+            s.rejected,
+            s.cancels_sent,
+            s.unknown_outcomes,
+            s.reconciliations,
+            s.orphans_cancelled,
+            s.foreign_orders,
+            s.positions_synced,
+            s.stream_connects,
+            s.stream_stale_reports,
+            s.stream_unknown_orders,
+            s.stream_bad_messages,
+            s.rest_sent,
+            s.held_back,
+            s.http_429,
+            s.http_418,
+            s.dry_run,
+        );
+    }
     for (name, p) in instrument_names.iter().zip(&report.positions) {
         if p.fills > 0 {
             let mark = telemetry
@@ -406,6 +453,109 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
         }
     }
     Ok(())
+}
+
+/// Where orders go: the simulated matching engine (paper) or Binance (live).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per run, owned by the engine; boxing the sim would add a pointer chase to every paper order and market event"
+)]
+enum ExecGateway {
+    Sim(SimGateway),
+    Live(LiveGateway),
+}
+
+impl Gateway for ExecGateway {
+    #[inline]
+    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+        match self {
+            Self::Sim(g) => g.submit(order, now_ns),
+            Self::Live(g) => g.submit(order, now_ns),
+        }
+    }
+
+    #[inline]
+    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+        match self {
+            Self::Sim(g) => g.cancel(order, now_ns),
+            Self::Live(g) => g.cancel(order, now_ns),
+        }
+    }
+
+    #[inline]
+    fn on_market(&mut self, event: &Event, now_ns: u64) {
+        if let Self::Sim(g) = self {
+            g.on_market(event, now_ns);
+        }
+    }
+
+    #[inline]
+    fn poll(&mut self, now_ns: u64) {
+        if let Self::Sim(g) = self {
+            g.poll(now_ns);
+        }
+    }
+}
+
+/// Connects live execution to the configured Binance venue.
+fn start_live(
+    config: &Config,
+    registry: &tradeloop_engine::instrument::InstrumentRegistry,
+    lanes: &Arc<Lanes>,
+    clock: &LiveClock,
+) -> anyhow::Result<(LiveVenue, LiveGateway)> {
+    let venue = config
+        .live_venue()
+        .context("live.venue names a Binance venue (checked by config)")?;
+    let (Some(key_env), Some(secret_env)) = (&venue.api_key_env, &venue.api_secret_env) else {
+        anyhow::bail!(
+            "venue {:?} needs api_key_env and api_secret_env (checked by config)",
+            venue.name
+        );
+    };
+    let credentials = Credentials::from_env(key_env, secret_env)
+        .with_context(|| format!("live trading on {:?}", venue.name))?;
+    let l = &config.live;
+    let market = if venue.kind == VenueKind::BinanceUsdm {
+        Market::UsdM
+    } else {
+        Market::Spot
+    };
+    let instruments = registry
+        .iter()
+        .filter(|i| i.venue == venue.name)
+        .map(|i| LiveInstrument {
+            index: i.index,
+            symbol: i.symbol.clone(),
+        })
+        .collect();
+    let settings = LiveSettings {
+        rest: RestSettings {
+            base_url: l.rest_url.clone().unwrap_or_else(|| venue.rest_url.clone()),
+            market,
+            recv_window_ms: l.recv_window_ms,
+            dry_run: l.dry_run,
+            timeout: Duration::from_millis(l.request_timeout_ms),
+            limit_headroom_pct: l.limit_headroom_pct,
+        },
+        ws_url: l
+            .user_stream_url
+            .clone()
+            .unwrap_or_else(|| venue.ws_url.clone()),
+        client_id_prefix: l.client_id_prefix.clone(),
+        keepalive: Duration::from_secs(l.keepalive_secs),
+        queue_capacity: l.queue_capacity,
+        backoff_base: Duration::from_millis(config.feed.backoff_base_ms),
+        backoff_max: Duration::from_millis(config.feed.backoff_max_ms),
+        instruments,
+    };
+    if l.dry_run {
+        tracing::warn!(venue = %venue.name, "DRY RUN: orders are signed and logged, never sent; every order is reported rejected");
+    } else {
+        tracing::warn!(venue = %venue.name, base_url = %settings.rest.base_url, "LIVE TRADING: orders go to the venue");
+    }
+    LiveVenue::start(settings, credentials, Arc::clone(lanes), clock.clone())
+        .with_context(|| format!("cannot start live execution on {:?}", venue.name))
 }
 
 /// Writes the engine's histograms (per lane wait and service, tick-to-trade) as an interval

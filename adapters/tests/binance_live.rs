@@ -37,21 +37,12 @@ fn mock(market: Market) -> MockBinance {
         market,
         api_key: KEY.into(),
         secret: SECRET.into(),
-        symbols: vec![MockSymbol {
-            symbol: "BTCUSDT".into(),
-            base: "BTC".into(),
-            quote: "USDT".into(),
-            tick: p("0.01"),
-            step: q("0.00001"),
-            min_qty: q("0.00001"),
-            max_qty: q("9000"),
-            min_notional: p("5"),
-            price: p("50000"),
-        }],
+        symbols: vec![MockSymbol::usdt("BTCUSDT", "BTC", "50000")],
         skew_ms: 0,
         balances: vec![("USDT".into(), q("100000")), ("BTC".into(), q("0"))],
         weight_limit: 6000,
         orders_10s_limit: 100,
+        check_balances: true,
     })
     .unwrap()
 }
@@ -424,21 +415,12 @@ fn base_config() -> MockConfig {
         market: Market::Spot,
         api_key: KEY.into(),
         secret: SECRET.into(),
-        symbols: vec![MockSymbol {
-            symbol: "BTCUSDT".into(),
-            base: "BTC".into(),
-            quote: "USDT".into(),
-            tick: p("0.01"),
-            step: q("0.00001"),
-            min_qty: q("0.00001"),
-            max_qty: q("9000"),
-            min_notional: p("5"),
-            price: p("50000"),
-        }],
+        symbols: vec![MockSymbol::usdt("BTCUSDT", "BTC", "50000")],
         skew_ms: 0,
         balances: vec![("USDT".into(), q("100000"))],
         weight_limit: 6000,
         orders_10s_limit: 100,
+        check_balances: true,
     }
 }
 

@@ -51,6 +51,29 @@ pub struct MockSymbol {
     pub price: Price,
 }
 
+impl MockSymbol {
+    /// A USDT-quoted symbol with BTCUSDT's filters (tick 0.01, step and minimum 0.00001,
+    /// maximum 9000, minimum notional 5) at `price`.
+    ///
+    /// # Panics
+    /// If `price` is not a decimal (a test error).
+    #[must_use]
+    pub fn usdt(symbol: &str, base: &str, price: &str) -> Self {
+        let q = |s: &str| s.parse::<Qty>().expect("decimal");
+        Self {
+            symbol: symbol.into(),
+            base: base.into(),
+            quote: "USDT".into(),
+            tick: "0.01".parse().expect("decimal"),
+            step: q("0.00001"),
+            min_qty: q("0.00001"),
+            max_qty: q("9000"),
+            min_notional: "5".parse().expect("decimal"),
+            price: price.parse().expect("decimal price"),
+        }
+    }
+}
+
 /// Mock settings.
 #[derive(Clone, Debug)]
 pub struct MockConfig {
@@ -70,6 +93,9 @@ pub struct MockConfig {
     pub weight_limit: u32,
     /// `ORDERS` per 10 s.
     pub orders_10s_limit: u32,
+    /// Refuse spot orders the balances do not cover (`false`: balances may go negative, as
+    /// on a margin account).
+    pub check_balances: bool,
 }
 
 /// A fault to inject.
@@ -1085,7 +1111,7 @@ fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
         {
             return Err(error(400, -2010, "Duplicate order sent."));
         }
-        if cfg.market == Market::Spot {
+        if cfg.market == Market::Spot && cfg.check_balances {
             let (asset, need) = if buy {
                 (
                     &sym.quote,

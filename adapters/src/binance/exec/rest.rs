@@ -58,7 +58,8 @@ pub enum Endpoint {
     Order,
     /// Open orders (signed).
     OpenOrders,
-    /// Cancel all open orders of a symbol (signed).
+    /// Cancel all open orders of a symbol (signed). Not used by the gateway: it would also
+    /// cancel orders other clients placed on the account.
     CancelAll,
     /// Balances (spot) or positions (USD-M) (signed).
     Account,
