@@ -72,7 +72,7 @@ struct RunningFeed {
 /// strategy symbol that is not an instrument.
 pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     tradeloop_adapters::install_tls_provider();
-    let registry = config.registry()?;
+    let mut registry = config.registry()?;
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let clock = LiveClock::new();
     // Live execution starts first: it reconciles with the venue (cancelling orphans, syncing
@@ -80,6 +80,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let (live, gateway) = match config.mode {
         Mode::Live => {
             let (venue, gateway) = start_live(config, &registry, &lanes, &clock)?;
+            adopt_venue_increments(&mut registry, &venue)?;
             (Some(venue), ExecGateway::Live(gateway))
         }
         Mode::Paper => (
@@ -495,6 +496,39 @@ impl Gateway for ExecGateway {
             g.poll(now_ns);
         }
     }
+}
+
+/// Makes the live venue's tick and step sizes the instruments' (the venue wins), logging each
+/// difference from the configuration, so risk checks and strategies round as the venue does.
+fn adopt_venue_increments(
+    registry: &mut tradeloop_engine::instrument::InstrumentRegistry,
+    venue: &LiveVenue,
+) -> anyhow::Result<()> {
+    for (index, f) in venue.filters() {
+        let i = registry.get(index);
+        let tick = if f.tick_size.raw() > 0 {
+            f.tick_size
+        } else {
+            i.tick_size
+        };
+        let lot = if f.step_size.raw() > 0 {
+            f.step_size
+        } else {
+            i.lot_size
+        };
+        if (tick, lot) != (i.tick_size, i.lot_size) {
+            tracing::warn!(
+                symbol = %i.symbol,
+                config_tick = %i.tick_size,
+                venue_tick = %tick,
+                config_lot = %i.lot_size,
+                venue_lot = %lot,
+                "the venue's tickSize/stepSize differ from config.toml: using the venue's"
+            );
+            registry.set_increments(index, tick, lot)?;
+        }
+    }
+    Ok(())
 }
 
 /// Connects live execution to the configured Binance venue.

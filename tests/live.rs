@@ -133,6 +133,12 @@ fn live_run_trades_on_binance_and_its_books_equal_the_venue() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("LIVE TRADING"), "{err}");
+    // ETHUSDT's stepSize at the venue (0.00001) is finer than config.toml's lot (0.0001).
+    assert!(
+        err.lines()
+            .any(|l| l.contains("differ from config.toml") && l.contains("ETHUSDT")),
+        "{err}"
+    );
     let sent: u64 = err
         .lines()
         .find_map(|l| l.strip_prefix("live venue: "))

@@ -171,6 +171,34 @@ impl InstrumentRegistry {
         Ok(index)
     }
 
+    /// Replaces an instrument's tick and lot size with the venue's (a live venue's filters
+    /// win over the configuration). Start-up only.
+    ///
+    /// # Errors
+    /// [`InstrumentError::NotPositive`] if either is not positive; nothing changes then.
+    pub fn set_increments(
+        &mut self,
+        index: InstrumentIndex,
+        tick_size: Price,
+        lot_size: Qty,
+    ) -> Result<(), InstrumentError> {
+        let Some(i) = self.instruments.get_mut(index.get()) else {
+            return Ok(());
+        };
+        for (field, raw) in [("tick_size", tick_size.raw()), ("lot_size", lot_size.raw())] {
+            if raw <= 0 {
+                return Err(InstrumentError::NotPositive {
+                    symbol: i.symbol.clone(),
+                    field,
+                    value: Price(raw).to_string(),
+                });
+            }
+        }
+        i.tick_size = tick_size;
+        i.lot_size = lot_size;
+        Ok(())
+    }
+
     /// Looks up an instrument by venue and symbol (start-up and adapters, not the hot path).
     #[must_use]
     pub fn find(&self, venue: &str, symbol: &str) -> Option<InstrumentIndex> {
@@ -210,6 +238,24 @@ impl InstrumentRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn venue_increments_replace_the_configured_ones_when_positive() {
+        let mut r = InstrumentRegistry::new();
+        let (tick, lot) = (Price::parse("0.01").unwrap(), Qty::parse("0.0001").unwrap());
+        let i = r
+            .add("binance", "ETHUSDT", tick, lot, ContractKind::Spot)
+            .unwrap();
+        let venue_lot = Qty::parse("0.00001").unwrap();
+        r.set_increments(i, tick, venue_lot).unwrap();
+        assert_eq!((r.get(i).tick_size, r.get(i).lot_size), (tick, venue_lot));
+        assert!(r.set_increments(i, Price::ZERO, lot).is_err());
+        assert_eq!(
+            r.get(i).lot_size,
+            venue_lot,
+            "a refused change leaves it as it was"
+        );
+    }
 
     #[test]
     fn interning_assigns_dense_ids_and_rejects_bad_input() {

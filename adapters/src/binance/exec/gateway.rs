@@ -319,6 +319,12 @@ impl LiveVenue {
         self.inner.stats()
     }
 
+    /// The exchange filters read from `exchangeInfo`, per instrument.
+    #[must_use]
+    pub fn filters(&self) -> Vec<(InstrumentIndex, SymbolFilters)> {
+        self.inner.symbols.iter().map(|s| (s.0, s.3)).collect()
+    }
+
     /// Stops the threads (orders at the venue are left as they are).
     pub fn shutdown(mut self) {
         self.stop_threads();
