@@ -582,6 +582,8 @@ fn start_live(
         backoff_base: Duration::from_millis(config.feed.backoff_base_ms),
         backoff_max: Duration::from_millis(config.feed.backoff_max_ms),
         instruments,
+        // Market-data feeds are numbered by venue; the user stream comes after them.
+        feed_id: u16::try_from(config.venues.len()).ok(),
     };
     if l.dry_run {
         tracing::warn!(venue = %venue.name, "DRY RUN: orders are signed and logged, never sent; every order is reported rejected");

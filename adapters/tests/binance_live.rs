@@ -14,7 +14,7 @@ use tradeloop_adapters::binance::exec::sign::Credentials;
 use tradeloop_engine::api::Gateway;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::event::{
-    ClientOrderId, EventKind, OrderReport, PositionSync, RejectReason, Side,
+    ClientOrderId, EventKind, FeedState, OrderReport, PositionSync, RejectReason, Side,
 };
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
@@ -24,6 +24,7 @@ use tradeloop_engine::order::{Order, OrderRequest};
 const KEY: &str = "mock-api-key-0123456789";
 const SECRET: &str = "mock-secret-abcdefghijklmnopqrstuvwxyz";
 const I: InstrumentIndex = InstrumentIndex(0);
+const FEED: u16 = 3;
 
 fn p(s: &str) -> Price {
     s.parse().unwrap()
@@ -75,6 +76,7 @@ fn settings(mock: &MockBinance, market: Market, dry_run: bool) -> LiveSettings {
             index: I,
             symbol: "BTCUSDT".into(),
         }],
+        feed_id: Some(FEED),
     }
 }
 
@@ -479,10 +481,28 @@ fn stream_loss_and_listen_key_expiry_reconnect_and_reconcile() {
     // The stream drops; the order fills while it is down: reconciliation finds the fill.
     r.mock.drop_streams();
     r.mock.trade("BTCUSDT", p("48000"));
-    let ev = r.collect(|e| filled(e, id) == q("0.5"));
+    let ev = r.collect(|e| {
+        filled(e, id) == q("0.5")
+            && e.contains(&EventKind::FeedStatus {
+                feed: FEED,
+                state: FeedState::Live,
+            })
+    });
     assert!(reports(&ev)
         .iter()
         .all(|x| !matches!(x, OrderReport::Canceled { .. })));
+    let states: Vec<FeedState> = ev
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::FeedStatus { feed: FEED, state } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [FeedState::Reconnecting, FeedState::Live],
+        "the user stream reports its state"
+    );
     r.wait_until("reconnected", || {
         r.mock.streams_open() == 1 && r.mock.streams_opened() == 2
     });

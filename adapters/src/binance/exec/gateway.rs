@@ -39,7 +39,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tradeloop_engine::api::{Gateway, GatewayError};
 use tradeloop_engine::clock::{Clock as _, LiveClock};
 use tradeloop_engine::event::{
-    ClientOrderId, Event, EventKind, OrderReport, PositionSync, RejectReason, Side,
+    ClientOrderId, Event, EventKind, FeedState, OrderReport, PositionSync, RejectReason, Side,
 };
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
@@ -80,6 +80,9 @@ pub struct LiveSettings {
     pub backoff_max: Duration,
     /// Instruments of this venue.
     pub instruments: Vec<LiveInstrument>,
+    /// Feed number the user stream reports its state under (`FeedStatus` on HIGH), so the
+    /// feed-down breaker also covers it: while it is down, fills are seen late.
+    pub feed_id: Option<u16>,
 }
 
 /// Why the live venue could not start.
@@ -942,9 +945,16 @@ impl Inner {
         runtime.block_on(self.stream_loop());
     }
 
+    fn stream_state(&self, state: FeedState) {
+        if let Some(feed) = self.settings.feed_id {
+            self.push(EventKind::FeedStatus { feed, state });
+        }
+    }
+
     async fn stream_loop(self: Arc<Self>) {
         let mut delay = self.settings.backoff_base;
         let mut first = true;
+        self.stream_state(FeedState::Connecting);
         while !self.stop.load(Ordering::SeqCst) {
             let me = Arc::clone(&self);
             let key = tokio::task::spawn_blocking(move || me.create_listen_key()).await;
@@ -982,6 +992,7 @@ impl Inner {
             self.counters
                 .stream_connects
                 .fetch_add(1, Ordering::Relaxed);
+            self.stream_state(FeedState::Live);
             delay = self.settings.backoff_base;
             // The stream is up: whatever happened while it was down is read over REST now.
             if !first {
@@ -993,6 +1004,9 @@ impl Inner {
                 t.unpark();
             }
             self.stream(ws, &key).await;
+            if !self.stop.load(Ordering::SeqCst) {
+                self.stream_state(FeedState::Reconnecting);
+            }
         }
     }
 
