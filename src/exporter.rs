@@ -45,6 +45,91 @@ pub struct RunView<'a> {
     pub instruments: &'a [String],
     pub persistence_pending: usize,
     pub persistence_failures: u64,
+    /// Live execution's counters (live mode only).
+    pub live: Option<tradeloop_adapters::binance::exec::gateway::LiveStats>,
+}
+
+/// The live-execution series: name, help, value.
+fn live_series(
+    s: &tradeloop_adapters::binance::exec::gateway::LiveStats,
+) -> [(&'static str, &'static str, u64); 15] {
+    [
+        (
+            "tradeloop_live_orders_sent_total",
+            "Orders sent to the live venue",
+            s.orders_sent,
+        ),
+        (
+            "tradeloop_live_refused_by_filter_total",
+            "Orders refused locally by an exchange filter",
+            s.refused_by_filter,
+        ),
+        (
+            "tradeloop_live_rejected_total",
+            "Orders the venue rejected or that could not be sent",
+            s.rejected,
+        ),
+        (
+            "tradeloop_live_cancels_sent_total",
+            "Cancels sent to the live venue",
+            s.cancels_sent,
+        ),
+        (
+            "tradeloop_live_unknown_outcomes_total",
+            "Order answers with an unknown outcome, resolved by a query",
+            s.unknown_outcomes,
+        ),
+        (
+            "tradeloop_live_reconciliations_total",
+            "Reconciliations completed",
+            s.reconciliations,
+        ),
+        (
+            "tradeloop_live_orphans_cancelled_total",
+            "Orders of earlier runs cancelled by reconciliation",
+            s.orphans_cancelled,
+        ),
+        (
+            "tradeloop_live_position_syncs_deferred_total",
+            "Position syncs deferred because the venue's positions moved",
+            s.position_syncs_deferred,
+        ),
+        (
+            "tradeloop_live_stream_connects_total",
+            "User data stream connections",
+            s.stream_connects,
+        ),
+        (
+            "tradeloop_live_stream_bad_messages_total",
+            "User data stream messages refused",
+            s.stream_bad_messages,
+        ),
+        (
+            "tradeloop_live_stream_stale_reports_total",
+            "Order reports already applied (duplicates, echoes of REST answers)",
+            s.stream_stale_reports,
+        ),
+        (
+            "tradeloop_live_rest_requests_total",
+            "REST requests sent",
+            s.rest_sent,
+        ),
+        (
+            "tradeloop_live_rest_held_back_total",
+            "REST requests held back (back-off, rate-limit headroom)",
+            s.held_back,
+        ),
+        (
+            "tradeloop_live_http_429_total",
+            "HTTP 429 answers",
+            s.http_429,
+        ),
+        (
+            "tradeloop_live_http_418_total",
+            "HTTP 418 answers",
+            s.http_418,
+        ),
+    ]
 }
 
 /// The operator's controls on the same listener: `POST /control/kill` and
@@ -358,6 +443,17 @@ fn describe(recorder: &PrometheusRecorder) {
         describe_gauge!("tradeloop_feed_state", "1 for the feed's current state");
         describe_counter!("tradeloop_feed_frames_total", "Frames received per feed");
         describe_counter!("tradeloop_feed_gaps_total", "Book sequence gaps per feed");
+        for (name, help, _) in live_series(&Default::default()) {
+            describe_counter!(name, help);
+        }
+        describe_gauge!(
+            "tradeloop_live_foreign_orders",
+            "Open orders not placed by tradeloop, as of the last reconciliation"
+        );
+        describe_counter!(
+            "tradeloop_position_syncs_total",
+            "Positions a live venue's reconciliation changed (the venue wins)"
+        );
         describe_counter!("tradeloop_feed_reconnects_total", "Reconnects per feed");
         describe_counter!(
             "tradeloop_feed_resubscribes_total",
@@ -474,6 +570,14 @@ fn record(v: &RunView<'_>) {
     counter!("tradeloop_kill_switch_trips_total").absolute(c.kills);
     counter!("tradeloop_books_stale_total").absolute(c.books_stale);
     counter!("tradeloop_records_lost_total").absolute(c.records_lost);
+    counter!("tradeloop_position_syncs_total").absolute(c.position_syncs);
+    if let Some(live) = &v.live {
+        for (name, _, value) in live_series(live) {
+            counter!(name).absolute(value);
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a count of open orders")]
+        gauge!("tradeloop_live_foreign_orders").set(live.foreign_orders as f64);
+    }
     for (name, f) in &v.feeds {
         let feed = (*name).to_owned();
         let now = f.state();
@@ -601,6 +705,12 @@ mod tests {
             instruments: &names,
             persistence_pending: 17,
             persistence_failures: 1,
+            live: Some(tradeloop_adapters::binance::exec::gateway::LiveStats {
+                orders_sent: 9,
+                http_429: 1,
+                foreign_orders: 2,
+                ..Default::default()
+            }),
         });
         let response = get(exporter.addr(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
@@ -630,6 +740,13 @@ mod tests {
             1.0
         );
         assert_eq!(value(body, "tradeloop_persistence_pending_records"), 17.0);
+        assert_eq!(value(body, "tradeloop_live_orders_sent_total"), 9.0);
+        assert_eq!(value(body, "tradeloop_live_http_429_total"), 1.0);
+        assert_eq!(value(body, "tradeloop_live_foreign_orders"), 2.0);
+        assert!(
+            body.contains("# HELP tradeloop_live_orders_sent_total"),
+            "{body}"
+        );
         assert_eq!(
             value(
                 body,
@@ -664,6 +781,7 @@ mod tests {
             instruments: &[],
             persistence_pending: 0,
             persistence_failures: 1,
+            live: None,
         });
         assert_eq!(
             value(&exporter.render(), "tradeloop_orders_sent_total"),

@@ -254,6 +254,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
             instruments: &instrument_names,
             persistence_pending: persistence.pending(),
             persistence_failures: persistence.failures(),
+            live: live.as_ref().map(LiveVenue::stats),
         });
     };
     if let Some(e) = &exporter {
