@@ -81,9 +81,15 @@ fn settings(mock: &MockBinance, market: Market, dry_run: bool) -> LiveSettings {
 }
 
 fn rig_with(mock: MockBinance, market: Market, dry_run: bool) -> Rig {
+    let s = settings(&mock, market, dry_run);
+    rig_from(mock, s)
+}
+
+fn rig_from(mock: MockBinance, settings: LiveSettings) -> Rig {
+    let dry_run = settings.rest.dry_run;
     let lanes = Arc::new(Lanes::new(LaneConfig::default()));
     let (venue, gateway) = LiveVenue::start(
-        settings(&mock, market, dry_run),
+        settings,
         Credentials::new(KEY, SECRET),
         Arc::clone(&lanes),
         LiveClock::new(),
@@ -639,4 +645,35 @@ fn dry_run_signs_and_sends_nothing_signed() {
     assert_eq!(r.venue().stats().dry_run, 1);
     assert_eq!(r.mock.orders().len(), 0);
     drop(r.venue.take());
+}
+
+#[test]
+fn listen_key_is_kept_alive_and_recreated_when_binance_forgets_it() {
+    let m = mock(Market::Spot);
+    let mut s = settings(&m, Market::Spot, false);
+    s.keepalive = Duration::from_millis(100);
+    let r = rig_from(m, s);
+    let puts = |r: &Rig| {
+        r.mock
+            .requests()
+            .iter()
+            .filter(|x| x.method == "PUT" && x.path == "/api/v3/userDataStream")
+            .map(|x| (x.params.clone(), x.status, x.api_key.clone()))
+            .collect::<Vec<_>>()
+    };
+    r.wait_until("a keep-alive", || !puts(&r).is_empty());
+    let (params, status, key) = puts(&r)[0].clone();
+    assert!(params.starts_with("listenKey=mockListenKey"), "{params}");
+    assert_eq!((status, key.as_deref()), (200, Some(KEY)));
+    // Binance no longer knows the key: the next keep-alive gets -1125 and a new key is made.
+    r.mock.forget_listen_keys();
+    r.wait_until("a new listen key and stream", || {
+        r.venue().stats().listen_keys >= 2
+            && r.mock.streams_opened() >= 2
+            && r.mock.streams_open() == 1
+    });
+    assert!(
+        puts(&r).iter().any(|p| p.1 == 400),
+        "the refused keep-alive"
+    );
 }

@@ -432,6 +432,11 @@ impl MockBinance {
         st.listen_keys.clear();
     }
 
+    /// Forgets every listen key without telling the streams (a keep-alive then gets `-1125`).
+    pub fn forget_listen_keys(&self) {
+        self.shared.state.lock().listen_keys.clear();
+    }
+
     /// Sends a text message on every user stream (e.g. garbage).
     pub fn send_raw(&self, text: &str) {
         for (_, tx) in &self.shared.state.lock().streams {
