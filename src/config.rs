@@ -561,6 +561,10 @@ pub struct LiveSection {
     pub limit_headroom_pct: u32,
     /// Sign and log orders instead of sending them (also `tradeloop run --dry-run`).
     pub dry_run: bool,
+    /// On exit, halt new orders and cancel every working order before stopping.
+    pub cancel_on_exit: bool,
+    /// How long the exit waits for the venue to confirm those cancels, ms.
+    pub exit_grace_ms: u64,
 }
 
 impl Default for LiveSection {
@@ -576,6 +580,8 @@ impl Default for LiveSection {
             queue_capacity: 1024,
             limit_headroom_pct: 90,
             dry_run: false,
+            cancel_on_exit: true,
+            exit_grace_ms: 5000,
         }
     }
 }

@@ -197,6 +197,9 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     .with_kill_flatten(config.kill_switch.flatten)
     .with_stops(config.stops.params(), Arc::clone(&stop_guard))
     .with_breakers(config.breakers.settings());
+    if config.mode == Mode::Live && config.live.cancel_on_exit {
+        engine = engine.with_cancel_on_stop(Duration::from_millis(config.live.exit_grace_ms));
+    }
     engine.restore(&restored.positions, restored.next_sequence);
     let telemetry = engine.telemetry();
     let engine_stop = Arc::new(AtomicBool::new(false));

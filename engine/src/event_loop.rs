@@ -737,6 +737,8 @@ pub struct Engine<S, R, G, C> {
     telemetry: Arc<Telemetry>,
     next_publish_ns: u64,
     shutdown_requested: bool,
+    /// On stop: cancel every working order and wait this long for the venue to confirm.
+    cancel_on_stop: Option<std::time::Duration>,
     critical_slots: usize,
 }
 
@@ -796,6 +798,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             telemetry: Arc::new(Telemetry::new(n)),
             next_publish_ns: now + config.publish_interval_ms * 1_000_000,
             shutdown_requested: false,
+            cancel_on_stop: None,
             critical_slots: lanes_capacity,
         }
     }
@@ -866,6 +869,15 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                     .on_fill(p.instrument, Qty::ZERO, p.qty, entry);
             }
         }
+    }
+
+    /// On stop, before draining: halt new orders, cancel every working order, and keep
+    /// handling reports until none is working or `grace` has passed — a live run's exit leaves
+    /// nothing working at the venue (what is still working is in the report).
+    #[must_use]
+    pub fn with_cancel_on_stop(mut self, grace: std::time::Duration) -> Self {
+        self.cancel_on_stop = Some(grace);
+        self
     }
 
     /// Makes the kill switch also close every position (reduce-only market orders that no
@@ -1245,7 +1257,28 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 }
             }
         }
+        if let Some(grace) = self.cancel_on_stop {
+            self.wind_down(grace);
+        }
         self.shutdown()
+    }
+
+    /// See [`Self::with_cancel_on_stop`].
+    #[cold]
+    fn wind_down(&mut self, grace: std::time::Duration) {
+        if self.core.open_orders == 0 {
+            return;
+        }
+        self.core.set_operator_state(TradingState::Halted);
+        self.core.cancel_all();
+        let deadline = std::time::Instant::now() + grace;
+        while self.core.open_orders > 0 && std::time::Instant::now() < deadline {
+            if self.poll() == 0 {
+                let now = self.core.clock.now_ns();
+                self.core.gateway.poll(now);
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
     }
 
     #[inline]

@@ -307,6 +307,34 @@ fn kill_switch_cancels_working_orders_and_halts() {
 }
 
 #[test]
+fn cancel_on_stop_leaves_nothing_working() {
+    for wind_down in [false, true] {
+        let (e, _lanes) = engine(Answer::AckOnly);
+        let mut e = if wind_down {
+            e.with_cancel_on_stop(std::time::Duration::from_secs(5))
+        } else {
+            e
+        };
+        let req = OrderRequest::limit(BTC, Side::Buy, Price::from_units(99), Qty::from_units(1));
+        let id = e.core_mut().submit(req).unwrap();
+        e.poll();
+        assert_eq!(
+            e.core().order(id).map(|o| o.status),
+            Some(OrderStatus::Open)
+        );
+        let report = e.run(&AtomicBool::new(true));
+        if wind_down {
+            assert_eq!(report.working_orders, 0);
+            assert_eq!(e.gateway().cancels, 1);
+            assert_eq!(e.strategy().seen, ["ack", "canceled"]);
+        } else {
+            assert_eq!(report.working_orders, 1, "left working without the option");
+            assert_eq!(e.gateway().cancels, 0);
+        }
+    }
+}
+
+#[test]
 fn bad_reports_are_counted_and_books_stay_true() {
     let (mut e, lanes) = engine(Answer::Fill);
     let id = e
