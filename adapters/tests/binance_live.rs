@@ -677,3 +677,90 @@ fn listen_key_is_kept_alive_and_recreated_when_binance_forgets_it() {
         "the refused keep-alive"
     );
 }
+
+/// Many orders under every fault at once, seeded: duplicated and reversed reports, dropped
+/// streams, expired listen keys, answers lost after placing, 429s. When the dust settles the
+/// engine-side reports say exactly what the venue did, order by order.
+#[test]
+fn chaos_the_reports_always_add_up_to_the_venue() {
+    let mut r = rig(Market::Spot);
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut ids = Vec::new();
+    let mut events = Vec::new();
+    for k in 0..120u32 {
+        match rand(12) {
+            0 => r
+                .mock
+                .inject(Fault::Duplicate(1 + u32::try_from(rand(3)).unwrap())),
+            1 => r.mock.inject(Fault::Reverse(2)),
+            2 => r.mock.inject(Fault::PlacedThen500),
+            3 => r.mock.drop_streams(),
+            4 if k % 40 == 4 => r.mock.expire_listen_keys(),
+            5 => r.mock.inject(Fault::Status {
+                status: 429,
+                retry_after_s: 0,
+            }),
+            _ => {}
+        }
+        // Buys between 49,900 and 50,100 around a market at 50,000: some fill at once,
+        // some rest and fill or get cancelled later.
+        let px = format!("{}", 49_900 + rand(200));
+        let request = buy(&px, "0.01");
+        let id = r.submit(request);
+        ids.push((id, request));
+        if rand(4) == 0 {
+            let (old, req) = ids[usize::try_from(rand(ids.len() as u64)).unwrap()];
+            r.cancel(old, req);
+        }
+        if rand(10) == 0 {
+            r.mock
+                .trade("BTCUSDT", p(&format!("{}", 49_900 + rand(200))));
+        }
+        events.extend(r.drain(Duration::from_millis(1)));
+    }
+    // Let everything land: every order ends up rejected, cancelled, filled, or resting.
+    r.wait_until("stream back", || r.mock.streams_open() == 1);
+    events.extend(r.drain(Duration::from_millis(1500)));
+    let venue = r.mock.orders();
+    for (id, _) in &ids {
+        let venue_id = format!("tl-{}", id.0);
+        let o = venue.iter().find(|o| o.client_id == venue_id);
+        let got = filled(&events, *id);
+        let want = o.map_or(Qty::ZERO, |o| o.executed);
+        assert_eq!(got, want, "{venue_id}: engine fills {got} vs venue {want}");
+        let ended = reports(&events).iter().any(|x| {
+            matches!(*x, OrderReport::Canceled { client_id } | OrderReport::Rejected { client_id, .. } if client_id == *id)
+        });
+        match o.map(|o| o.status) {
+            None => assert!(
+                ended,
+                "{venue_id} never reached the venue: it must end rejected"
+            ),
+            Some("CANCELED" | "EXPIRED") => assert!(ended, "{venue_id} ended at the venue"),
+            Some("FILLED") => assert_eq!(got, q("0.01")),
+            Some(_) => assert!(!ended, "{venue_id} still works at the venue"),
+        }
+    }
+    let s = r.venue().stats();
+    assert!(
+        s.stream_connects >= 2 && s.unknown_outcomes >= 1 && s.http_429 >= 1,
+        "{s:?}"
+    );
+    // The run covered every ending.
+    for status in ["FILLED", "CANCELED", "NEW"] {
+        assert!(
+            venue.iter().any(|o| o.status == status),
+            "no {status} order: {venue:?}"
+        );
+    }
+    assert!(
+        venue.len() < ids.len(),
+        "some orders never reached the venue (429 back-off)"
+    );
+}
