@@ -565,6 +565,8 @@ pub struct LiveSection {
     pub cancel_on_exit: bool,
     /// How long the exit waits for the venue to confirm those cancels, ms.
     pub exit_grace_ms: u64,
+    /// Reconcile this often besides start and reconnects, s (0 = never).
+    pub reconcile_interval_secs: u64,
 }
 
 impl Default for LiveSection {
@@ -582,6 +584,7 @@ impl Default for LiveSection {
             dry_run: false,
             cancel_on_exit: true,
             exit_grace_ms: 5000,
+            reconcile_interval_secs: 300,
         }
     }
 }

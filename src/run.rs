@@ -588,6 +588,8 @@ fn start_live(
         instruments,
         // Market-data feeds are numbered by venue; the user stream comes after them.
         feed_id: u16::try_from(config.venues.len()).ok(),
+        reconcile_every: (l.reconcile_interval_secs > 0)
+            .then(|| Duration::from_secs(l.reconcile_interval_secs)),
     };
     if l.dry_run {
         tracing::warn!(venue = %venue.name, "DRY RUN: orders are signed and logged, never sent; every order is reported rejected");

@@ -77,6 +77,7 @@ fn settings(mock: &MockBinance, market: Market, dry_run: bool) -> LiveSettings {
             symbol: "BTCUSDT".into(),
         }],
         feed_id: Some(FEED),
+        reconcile_every: None,
     }
 }
 
@@ -763,4 +764,34 @@ fn chaos_the_reports_always_add_up_to_the_venue() {
         venue.len() < ids.len(),
         "some orders never reached the venue (429 back-off)"
     );
+}
+
+#[test]
+fn periodic_reconciliation_finds_a_silently_lost_fill() {
+    for periodic in [false, true] {
+        let m = mock(Market::Spot);
+        let mut s = settings(&m, Market::Spot, false);
+        s.reconcile_every = periodic.then_some(Duration::from_millis(200));
+        let mut r = rig_from(m, s);
+        let id = r.submit(buy("49000", "0.3"));
+        r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+        // The stream stays up but the fill's report never comes: only the venue knows.
+        r.mock.inject(Fault::Lose(1));
+        r.mock.trade("BTCUSDT", p("48000"));
+        if !periodic {
+            let ev = r.drain(Duration::from_millis(600));
+            assert_eq!(
+                filled(&ev, id),
+                Qty::ZERO,
+                "without the periodic pass it stays unseen"
+            );
+            continue;
+        }
+        let ev = r.collect(|e| filled(e, id) == q("0.3"));
+        assert_eq!(filled(&ev, id), q("0.3"));
+        assert_eq!(r.mock.streams_opened(), 1, "found without a reconnect");
+        r.wait_until("the periodic pass counted", || {
+            r.venue().stats().reconciliations >= 3
+        });
+    }
 }

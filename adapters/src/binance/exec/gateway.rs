@@ -80,6 +80,9 @@ pub struct LiveSettings {
     pub backoff_max: Duration,
     /// Instruments of this venue.
     pub instruments: Vec<LiveInstrument>,
+    /// Reconcile this often even without a reconnect (a silently lost report is then found
+    /// within one period); `None`: only at start and after reconnects.
+    pub reconcile_every: Option<Duration>,
     /// Feed number the user stream reports its state under (`FeedStatus` on HIGH), so the
     /// feed-down breaker also covers it: while it is down, fills are seen late.
     pub feed_id: Option<u16>,
@@ -483,7 +486,15 @@ impl Inner {
 
     fn work(&self) {
         let mut unresolved: Vec<(ClientOrderId, InstrumentIndex, Instant)> = Vec::new();
+        let mut last_reconcile = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
+            if self
+                .settings
+                .reconcile_every
+                .is_some_and(|every| last_reconcile.elapsed() >= every)
+            {
+                self.reconcile_requested.store(true, Ordering::SeqCst);
+            }
             while let Some(command) = self.queue.pop() {
                 match command {
                     Command::New(order) => {
@@ -505,6 +516,7 @@ impl Inner {
                 }
             }
             if self.reconcile_requested.swap(false, Ordering::SeqCst) {
+                last_reconcile = Instant::now();
                 match self.reconcile() {
                     Ok(()) => unresolved.clear(),
                     Err(e) => {

@@ -122,6 +122,8 @@ pub enum Fault {
     Duplicate(u32),
     /// The next `n` execution reports are held back and then sent in reverse order.
     Reverse(u32),
+    /// The next `n` execution reports are never sent.
+    Lose(u32),
 }
 
 /// A request the mock received.
@@ -188,6 +190,7 @@ struct State {
     faults: VecDeque<Fault>,
     duplicate: u32,
     reverse: u32,
+    lose: u32,
     held: Vec<String>,
     requests: Vec<LoggedRequest>,
     weight: (u64, u32),
@@ -1338,6 +1341,15 @@ fn report(
             )
         }
     };
+    if let Some(at) = st.faults.iter().position(|f| matches!(f, Fault::Lose(_))) {
+        if let Some(Fault::Lose(n)) = st.faults.remove(at) {
+            st.lose += n;
+        }
+    }
+    if st.lose > 0 {
+        st.lose -= 1;
+        return;
+    }
     let mut out = vec![text];
     if st.duplicate > 0 || st.faults.iter().any(|f| matches!(f, Fault::Duplicate(_))) {
         if let Some(at) = st
