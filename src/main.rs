@@ -73,6 +73,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check the live venue without trading: keys, clock offset, symbols and filters, rate
+    /// limits, balances or positions, open orders, user data stream. Sends no order.
+    LiveCheck,
     /// Validate or print the configuration.
     Config {
         #[command(subcommand)]
@@ -391,6 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 c.wall.as_secs_f64()
             );
         }
+        Command::LiveCheck => run::live_check(&config)?,
         Command::Config {
             action: ConfigAction::Check,
         } => {

@@ -536,18 +536,16 @@ fn adopt_venue_increments(
 }
 
 /// Connects live execution to the configured Binance venue.
-fn start_live(
+/// The live venue, its credentials from the environment, and its REST settings.
+fn live_rest(
     config: &Config,
-    registry: &tradeloop_engine::instrument::InstrumentRegistry,
-    lanes: &Arc<Lanes>,
-    clock: &LiveClock,
-) -> anyhow::Result<(LiveVenue, LiveGateway)> {
+) -> anyhow::Result<(&crate::config::VenueConfig, Credentials, RestSettings)> {
     let venue = config
         .live_venue()
-        .context("live.venue names a Binance venue (checked by config)")?;
+        .context("no live venue: live.venue must name a [[venues]] entry of kind binance or binance-usdm (or leave it empty with exactly one such venue)")?;
     let (Some(key_env), Some(secret_env)) = (&venue.api_key_env, &venue.api_secret_env) else {
         anyhow::bail!(
-            "venue {:?} needs api_key_env and api_secret_env (checked by config)",
+            "venue {:?} needs api_key_env and api_secret_env naming the environment variables with the credentials",
             venue.name
         );
     };
@@ -559,6 +557,25 @@ fn start_live(
     } else {
         Market::Spot
     };
+    let rest = RestSettings {
+        base_url: l.rest_url.clone().unwrap_or_else(|| venue.rest_url.clone()),
+        market,
+        recv_window_ms: l.recv_window_ms,
+        dry_run: l.dry_run,
+        timeout: Duration::from_millis(l.request_timeout_ms),
+        limit_headroom_pct: l.limit_headroom_pct,
+    };
+    Ok((venue, credentials, rest))
+}
+
+fn start_live(
+    config: &Config,
+    registry: &tradeloop_engine::instrument::InstrumentRegistry,
+    lanes: &Arc<Lanes>,
+    clock: &LiveClock,
+) -> anyhow::Result<(LiveVenue, LiveGateway)> {
+    let (venue, credentials, rest) = live_rest(config)?;
+    let l = &config.live;
     let instruments = registry
         .iter()
         .filter(|i| i.venue == venue.name)
@@ -568,14 +585,7 @@ fn start_live(
         })
         .collect();
     let settings = LiveSettings {
-        rest: RestSettings {
-            base_url: l.rest_url.clone().unwrap_or_else(|| venue.rest_url.clone()),
-            market,
-            recv_window_ms: l.recv_window_ms,
-            dry_run: l.dry_run,
-            timeout: Duration::from_millis(l.request_timeout_ms),
-            limit_headroom_pct: l.limit_headroom_pct,
-        },
+        rest,
         ws_url: l
             .user_stream_url
             .clone()
@@ -598,6 +608,89 @@ fn start_live(
     }
     LiveVenue::start(settings, credentials, Arc::clone(lanes), clock.clone())
         .with_context(|| format!("cannot start live execution on {:?}", venue.name))
+}
+
+/// `tradeloop live-check`: a read-only check of the live venue (keys, clock, symbols and
+/// filters, rate limits, holdings, open orders, user stream). Sends no order.
+///
+/// # Errors
+/// If the configuration names no live venue, a credential is missing, or a request fails.
+pub fn live_check(config: &Config) -> anyhow::Result<()> {
+    tradeloop_adapters::install_tls_provider();
+    let (venue, credentials, mut rest) = live_rest(config)?;
+    rest.dry_run = false; // reads only
+    let registry = config.registry()?;
+    let symbols: Vec<String> = registry
+        .iter()
+        .filter(|i| i.venue == venue.name)
+        .map(|i| i.symbol.clone())
+        .collect();
+    let url = rest.base_url.clone();
+    let p = tradeloop_adapters::binance::exec::preflight::preflight(
+        rest,
+        credentials,
+        &symbols,
+        &config.live.client_id_prefix,
+    )
+    .with_context(|| format!("live check of {:?} at {url}", venue.name))?;
+    println!(
+        "venue {} ({:?}) at {url}: keys accepted",
+        venue.name, venue.kind
+    );
+    println!("server time offset: {} ms", p.offset_ms);
+    let mut problems = 0;
+    for (symbol, filters) in &p.symbols {
+        let Some(f) = filters else {
+            println!("symbol {symbol}: NOT LISTED");
+            problems += 1;
+            continue;
+        };
+        let i = registry.get(
+            registry
+                .find(&venue.name, symbol)
+                .context("a configured symbol")?,
+        );
+        let differs = |a: String, b: String| {
+            if a == b {
+                String::new()
+            } else {
+                format!(" (config.toml: {b}; the venue's is used)")
+            }
+        };
+        println!(
+            "symbol {symbol}: {}, tickSize {}{}, stepSize {}{}, minQty {}, minNotional {}",
+            if f.trading { "TRADING" } else { "NOT TRADING" },
+            f.tick_size,
+            differs(f.tick_size.to_string(), i.tick_size.to_string()),
+            f.step_size,
+            differs(f.step_size.to_string(), i.lot_size.to_string()),
+            f.min_qty,
+            f.min_notional.to_decimal().normalize(),
+        );
+        problems += usize::from(!f.trading);
+    }
+    for l in &p.rate_limits {
+        println!("rate limit: {} per {:?} ({})", l.limit, l.window, l.header);
+    }
+    if p.holdings.is_empty() {
+        println!("holdings: none");
+    }
+    for (name, a, b) in &p.holdings {
+        if b.is_zero() {
+            println!("holding {name}: {a}");
+        } else {
+            println!("holding {name}: {a} free, {b} locked");
+        }
+    }
+    for (symbol, ours, others) in &p.open_orders {
+        println!("open orders {symbol}: {ours} placed by tradeloop (prefix {:?}, cancelled at start), {others} by others (left alone)", config.live.client_id_prefix);
+    }
+    println!("user data stream: listen key created and closed");
+    anyhow::ensure!(
+        problems == 0,
+        "{problems} symbol(s) not listed or not trading"
+    );
+    Ok(())
 }
 
 /// Writes the engine's histograms (per lane wait and service, tick-to-trade) as an interval

@@ -254,3 +254,59 @@ fn live_dry_run_signs_and_logs_but_sends_no_order() {
     assert!(!missing.status.success());
     assert!(text.contains("TL_E2E_SECRET"), "{text}");
 }
+
+#[test]
+fn live_check_reports_the_account_without_trading() {
+    let sim = sim_venue();
+    let mock = mock();
+    mock.place_external(
+        "BTCUSDT",
+        "tl-77",
+        true,
+        "30000".parse().unwrap(),
+        q("0.01"),
+    );
+    mock.place_external(
+        "BTCUSDT",
+        "web_1",
+        true,
+        "30000".parse().unwrap(),
+        q("0.01"),
+    );
+    mock.set_balance("BTC", q("0.5"));
+    let db = std::env::temp_dir().join(format!("tradeloop-check-{}.db", std::process::id()));
+    let mut c = tradeloop();
+    c.arg("live-check");
+    live_env(&mut c, &sim, &mock, &db);
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "keys accepted",
+        "server time offset: ",
+        "symbol BTCUSDT: TRADING, tickSize 0.01, stepSize 0.00001,",
+        "stepSize 0.00001 (config.toml: 0.0001; the venue's is used)",
+        "holding BTC: 0.5",
+        "open orders BTCUSDT: 1 placed by tradeloop",
+        "1 by others (left alone)",
+        "user data stream: listen key created and closed",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(!text.contains(SECRET) && !text.contains(KEY));
+    // Read-only: no order was placed or cancelled.
+    assert!(mock.requests().iter().all(|r| r.path != "/api/v3/order"));
+    assert!(mock.orders().iter().all(|o| o.status == "NEW"));
+    // A wrong secret fails with Binance's answer.
+    let mut c = tradeloop();
+    c.arg("live-check");
+    live_env(&mut c, &sim, &mock, &db);
+    let bad = c.env("TL_E2E_SECRET", "not-the-secret").output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("-1022") && err.contains("Signature"), "{err}");
+}

@@ -4,6 +4,7 @@
 pub mod filters;
 pub mod gateway;
 pub mod mock;
+pub mod preflight;
 pub mod report;
 pub mod rest;
 pub mod sign;
