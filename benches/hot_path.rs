@@ -230,10 +230,20 @@ fn risk(c: &mut Criterion) {
 
 struct NullGateway;
 impl Gateway for NullGateway {
-    fn submit(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        _: &Order,
+        _: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         Ok(())
     }
-    fn cancel(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        _: &Order,
+        _: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
 use tradeloop_adapters::tle::{TleItem, TleReader};
-use tradeloop_engine::api::{Context, Gateway};
+use tradeloop_engine::api::Context;
 use tradeloop_engine::breakers::BreakerEvent;
 use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{Event, EventKind, Side};
@@ -590,7 +590,7 @@ fn drive<S: Steps>(
     let settle =
         clock.now_ns() + (x.entry_latency_us + x.response_latency_us + x.jitter_us) * 1_000 + 1;
     clock.set(settle);
-    sink.engine.gateway_mut().poll(settle);
+    sink.engine.poll_gateway(settle);
     sink.drain_engine();
     drain(&outbox, &mut records, &mut fills, &mut breaker_events);
     let wall = started.elapsed();

@@ -105,7 +105,12 @@ impl<C: Clock> InstantFillGateway<C> {
 }
 
 impl<C: Clock> Gateway for InstantFillGateway<C> {
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         let id = order.client_id;
         let fill = OrderReport::Fill {
             client_id: id,
@@ -126,7 +131,12 @@ impl<C: Clock> Gateway for InstantFillGateway<C> {
         Ok(())
     }
 
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         let ev = Event::new(
             self.clock.now_ns(),
             now_ns,
@@ -626,15 +636,25 @@ struct StopGatewayProbe {
 }
 
 impl Gateway for StopGatewayProbe {
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        books: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         if order.request.reduce_only {
             self.closed_at
                 .store(self.inner.clock.now_ns(), Ordering::Release);
         }
-        self.inner.submit(order, now_ns)
+        self.inner.submit(order, now_ns, books)
     }
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
-        self.inner.cancel(order, now_ns)
+    fn cancel(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        books: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
+        self.inner.cancel(order, now_ns, books)
     }
 }
 

@@ -22,7 +22,7 @@ use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
-use tradeloop_engine::api::{Gateway, GatewayError};
+use tradeloop_engine::api::{Books, Gateway, GatewayError};
 use tradeloop_engine::breakers::{BreakerKind, BreakerState};
 use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
@@ -472,32 +472,32 @@ enum ExecGateway {
 
 impl Gateway for ExecGateway {
     #[inline]
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(&mut self, order: &Order, now_ns: u64, books: &Books) -> Result<(), GatewayError> {
         match self {
-            Self::Sim(g) => g.submit(order, now_ns),
-            Self::Live(g) => g.submit(order, now_ns),
+            Self::Sim(g) => g.submit(order, now_ns, books),
+            Self::Live(g) => g.submit(order, now_ns, books),
         }
     }
 
     #[inline]
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn cancel(&mut self, order: &Order, now_ns: u64, books: &Books) -> Result<(), GatewayError> {
         match self {
-            Self::Sim(g) => g.cancel(order, now_ns),
-            Self::Live(g) => g.cancel(order, now_ns),
+            Self::Sim(g) => g.cancel(order, now_ns, books),
+            Self::Live(g) => g.cancel(order, now_ns, books),
         }
     }
 
     #[inline]
-    fn on_market(&mut self, event: &Event, now_ns: u64) {
+    fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
         if let Self::Sim(g) = self {
-            g.on_market(event, now_ns);
+            g.on_market(event, now_ns, books);
         }
     }
 
     #[inline]
-    fn poll(&mut self, now_ns: u64) {
+    fn poll(&mut self, now_ns: u64, books: &Books) {
         if let Self::Sim(g) = self {
-            g.poll(now_ns);
+            g.poll(now_ns, books);
         }
     }
 }

@@ -124,12 +124,16 @@ impl Rig {
     fn submit(&mut self, request: OrderRequest) -> ClientOrderId {
         let id = ClientOrderId::new(self.next, self.next);
         self.next += 1;
-        self.gateway.submit(&Order::new(id, request, 0), 0).unwrap();
+        self.gateway
+            .submit(&Order::new(id, request, 0), 0, &[])
+            .unwrap();
         id
     }
 
     fn cancel(&mut self, id: ClientOrderId, request: OrderRequest) {
-        self.gateway.cancel(&Order::new(id, request, 0), 0).unwrap();
+        self.gateway
+            .cancel(&Order::new(id, request, 0), 0, &[])
+            .unwrap();
     }
 
     fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {

@@ -15,7 +15,7 @@ use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::matching::ExecConfig;
 use tradeloop_adapters::symbols::SymbolMap;
-use tradeloop_engine::api::{Context, Gateway, OrderUpdate, Strategy};
+use tradeloop_engine::api::{Context, OrderUpdate, Strategy};
 use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{OrderReport, Side, Trade};
 use tradeloop_engine::event_loop::{Engine, LoopConfig};
@@ -136,7 +136,7 @@ fn replay() -> Option<Outcome> {
     }
     // Let the last reports arrive.
     clock.advance(10_000_000);
-    engine.gateway_mut().poll(clock.now_ns());
+    engine.poll_gateway(clock.now_ns());
     while engine.poll() > 0 {}
     let pos = *engine.core().position(btc);
     Some(Outcome {

@@ -232,32 +232,37 @@ impl GatewayError {
     }
 }
 
+/// The engine's books, one per instrument index, as the gateway sees them: a simulated venue
+/// matches against them (so a backtest keeps one copy of each book, not two); a live gateway
+/// ignores them.
+pub type Books = [crate::book::OrderBook];
+
 /// Where orders go: a simulated venue or a live one. Reports come back on the HIGH lane.
 pub trait Gateway {
     /// Hands a new order to the venue. Must not block.
     ///
     /// # Errors
     /// [`GatewayError`] if it cannot be sent now; the engine rejects the order.
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError>;
+    fn submit(&mut self, order: &Order, now_ns: u64, books: &Books) -> Result<(), GatewayError>;
 
     /// Requests a cancel. Must not block.
     ///
     /// # Errors
     /// [`GatewayError`] if it cannot be sent now.
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError>;
+    fn cancel(&mut self, order: &Order, now_ns: u64, books: &Books) -> Result<(), GatewayError>;
 
-    /// Sees each market-data event before the strategy does (a simulated venue matches
-    /// against it; a live gateway ignores it).
+    /// Sees each market-data event before the strategy does and before the engine applies it
+    /// to `books` (a simulated venue matches against it; a live gateway ignores it).
     #[inline]
-    fn on_market(&mut self, event: &crate::event::Event, now_ns: u64) {
-        let _ = (event, now_ns);
+    fn on_market(&mut self, event: &crate::event::Event, now_ns: u64, books: &Books) {
+        let _ = (event, now_ns, books);
     }
 
     /// Called after every event and on idle turns with the current time, so that a simulated
     /// venue can release reports whose latency has elapsed.
     #[inline]
-    fn poll(&mut self, now_ns: u64) {
-        let _ = now_ns;
+    fn poll(&mut self, now_ns: u64, books: &Books) {
+        let _ = (now_ns, books);
     }
 }
 

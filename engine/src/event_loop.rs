@@ -290,7 +290,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             }
         };
         let order = *self.pool.get(id).expect("just taken");
-        if let Err(e) = self.gateway.submit(&order, now_ns) {
+        if let Err(e) = self.gateway.submit(&order, now_ns, &self.books) {
             self.counters.rejects += 1;
             self.breakers.on_reject(now_ns);
             let released = self.pool.release(id);
@@ -592,7 +592,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             if matches!(
                 order.status,
                 OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
-            ) && self.gateway.cancel(&order, now_ns).is_ok()
+            ) && self.gateway.cancel(&order, now_ns, &self.books).is_ok()
             {
                 self.counters.cancels_sent += 1;
                 if let Some(o) = self.pool.get_mut(order.client_id) {
@@ -639,7 +639,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
             return Err(SubmitError::UnknownOrder(id));
         }
         self.gateway
-            .cancel(&order, now_ns)
+            .cancel(&order, now_ns, &self.books)
             .map_err(SubmitError::Gateway)?;
         self.counters.cancels_sent += 1;
         if let Some(o) = self.pool.get_mut(id) {
@@ -930,6 +930,11 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         &mut self.strategy
     }
 
+    /// Lets the gateway release what is due at `now_ns` (a backtest's final settle).
+    pub fn poll_gateway(&mut self, now_ns: u64) {
+        self.core.gateway.poll(now_ns, &self.core.books);
+    }
+
     /// The gateway.
     #[must_use]
     pub fn gateway(&self) -> &G {
@@ -984,7 +989,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.core.current_recv_ns = event.recv_ns;
         self.dispatch(event);
         let end = self.core.clock.now_ns();
-        self.core.gateway.poll(end);
+        self.core.gateway.poll(end, &self.core.books);
         self.core.counters.events[lane as usize] += 1;
         if self.core.timed {
             let wait = start.saturating_sub(event.recv_ns);
@@ -1022,7 +1027,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         let Self { strategy, core, .. } = self;
         match event.kind {
             EventKind::Trade(t) => {
-                core.gateway.on_market(&event, event.recv_ns);
+                core.gateway.on_market(&event, event.recv_ns, &core.books);
                 if let Some(r) = core.reference.get_mut(t.instrument.get()) {
                     *r = t.price;
                     core.mark_pnl(t.instrument.get(), event.recv_ns);
@@ -1035,7 +1040,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 }
             }
             EventKind::Quote(q) => {
-                core.gateway.on_market(&event, event.recv_ns);
+                core.gateway.on_market(&event, event.recv_ns, &core.books);
                 if let Some(r) = core.reference.get_mut(q.instrument.get()) {
                     let (bid, ask) = (q.bid_price, q.ask_price);
                     if bid.raw() > 0 && ask >= bid {
@@ -1060,7 +1065,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 if i >= core.books.len() {
                     return;
                 }
-                core.gateway.on_market(&event, event.recv_ns);
+                core.gateway.on_market(&event, event.recv_ns, &core.books);
                 // Lost deltas are flagged before the event that follows them is queued.
                 check_stale_books(strategy, core);
                 match core.books[i].apply(&d) {
@@ -1240,7 +1245,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                     // Let a simulated venue release reports while no event arrives, and run
                     // the breakers' periodic check (a dead feed sends no events).
                     let now = self.core.clock.now_ns();
-                    self.core.gateway.poll(now);
+                    self.core.gateway.poll(now, &self.core.books);
                     if self.core.breakers.check_due(now) {
                         self.core.check_breakers(now);
                         if self.core.unsent_len > 0 {
@@ -1275,7 +1280,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         while self.core.open_orders > 0 && std::time::Instant::now() < deadline {
             if self.poll() == 0 {
                 let now = self.core.clock.now_ns();
-                self.core.gateway.poll(now);
+                self.core.gateway.poll(now, &self.core.books);
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
         }

@@ -161,10 +161,20 @@ struct VenueLink {
     orders: Arc<crossbeam_queue::ArrayQueue<Order>>,
 }
 impl Gateway for VenueLink {
-    fn submit(&mut self, order: &Order, _: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        _: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         self.orders.push(*order).map_err(|_| GatewayError::Full)
     }
-    fn cancel(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        _: &Order,
+        _: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         Err(GatewayError::NoExecutionVenue)
     }
 }

@@ -39,7 +39,12 @@ struct Venue {
 }
 
 impl Gateway for Venue {
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         if self.refuse.get() {
             return Err(GatewayError::Disconnected);
         }
@@ -61,7 +66,12 @@ impl Gateway for Venue {
         Ok(())
     }
 
-    fn cancel(&mut self, _: &Order, _: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        _: &Order,
+        _: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         Ok(())
     }
 }

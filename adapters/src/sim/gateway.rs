@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tradeloop_engine::api::{Gateway, GatewayError};
+use tradeloop_engine::api::{Books, Gateway, GatewayError};
 use tradeloop_engine::event::{Event, EventKind, OrderReport};
 use tradeloop_engine::lane::Lanes;
 use tradeloop_engine::order::Order;
@@ -95,7 +95,7 @@ impl SimGateway {
 }
 
 impl Gateway for SimGateway {
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(&mut self, order: &Order, now_ns: u64, _: &Books) -> Result<(), GatewayError> {
         let mut result = Ok(());
         self.with_out(now_ns, |m, out| {
             result = m
@@ -105,7 +105,7 @@ impl Gateway for SimGateway {
         result
     }
 
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn cancel(&mut self, order: &Order, now_ns: u64, _: &Books) -> Result<(), GatewayError> {
         self.with_out(now_ns, |m, out| {
             m.cancel(order.client_id, now_ns, &mut |r| out(r))
         });
@@ -113,12 +113,14 @@ impl Gateway for SimGateway {
     }
 
     #[inline]
-    fn on_market(&mut self, event: &Event, now_ns: u64) {
-        self.with_out(now_ns, |m, out| m.on_market(event, now_ns, &mut |r| out(r)));
+    fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
+        self.with_out(now_ns, |m, out| {
+            m.on_market(event, now_ns, books, &mut |r| out(r))
+        });
     }
 
     #[inline]
-    fn poll(&mut self, now_ns: u64) {
-        self.with_out(now_ns, |m, out| m.advance(now_ns, &mut |r| out(r)));
+    fn poll(&mut self, now_ns: u64, books: &Books) {
+        self.with_out(now_ns, |m, out| m.advance(now_ns, books, &mut |r| out(r)));
     }
 }

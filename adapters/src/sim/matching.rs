@@ -16,8 +16,10 @@
 //!   received up to `t + entry + md`, and a report caused by an event received at `r` arrives
 //!   at `r + response - md`: the round trip is unchanged, the venue is simply ahead of what the
 //!   engine has seen. `md_latency <= response_latency` (checked by the config).
-//! - Taking liquidity walks the book from the best level (slippage), consuming what it takes
-//!   from the simulated book view until the next venue update rewrites those levels. With no
+//! - The venue's book is the engine's own (`Gateway` methods receive it): a backtest keeps one
+//!   copy of each book, not two. Taking liquidity walks it from the best level (slippage); what
+//!   our fills took is kept in a small overlay until the next venue update of that level
+//!   rewrites it. With no
 //!   book on that side, the best quote is used; with neither, a market order expires unfilled.
 //! - A resting limit order joins the back of its price level: `queue_ahead` starts at the
 //!   level's size. Trades at its price reduce `queue_ahead` first (risk-averse: we fill only
@@ -30,6 +32,7 @@
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use tradeloop_engine::api::Books;
 use tradeloop_engine::book::OrderBook;
 use tradeloop_engine::event::{
     BookDelta, ClientOrderId, DeltaFlags, Event, EventKind, OrderReport, RejectReason, Side,
@@ -38,6 +41,9 @@ use tradeloop_engine::fixed::{Price, Qty, FIXED_SCALE};
 use tradeloop_engine::order::{Order, OrderKind, TimeInForce};
 
 use super::market::Rng;
+
+/// Most levels the taking overlay remembers at once.
+const TAKEN_CAPACITY: usize = 64;
 
 /// Execution settings (from `[execution]` in config.toml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +133,9 @@ pub struct ExecStats {
 pub struct Matching {
     cfg: ExecConfig,
     rng: Rng,
-    books: Box<[OrderBook]>,
+    /// Levels our taking consumed, until the venue next updates them: (instrument, side,
+    /// price, quantity left). Bounded: the oldest entry goes when it is full.
+    taken: Vec<(usize, Side, Price, i64)>,
     last_trade: Box<[Price]>,
     quote: Box<[(Price, Qty, Price, Qty)]>,
     position: Box<[i64]>,
@@ -147,9 +155,7 @@ impl Matching {
         let capacity = cfg.order_slots.max(1) * 8;
         Self {
             rng: Rng::new(cfg.seed),
-            books: (0..cfg.instruments)
-                .map(|_| OrderBook::new(cfg.book_levels.max(1)))
-                .collect(),
+            taken: Vec::with_capacity(TAKEN_CAPACITY),
             last_trade: vec![Price::ZERO; cfg.instruments].into_boxed_slice(),
             quote: vec![(Price::ZERO, Qty::ZERO, Price::ZERO, Qty::ZERO); cfg.instruments]
                 .into_boxed_slice(),
@@ -182,7 +188,8 @@ impl Matching {
             self.stats.schedule_full += 1;
             match action {
                 Action::Report(ReportKey(r)) => out(r),
-                Action::Arrive(slot) => self.arrive(slot, due_ns, out),
+                // `submit` checks for room first, so an arrival never lands here.
+                Action::Arrive(slot) => self.expire(slot, due_ns, out),
                 Action::Cancel(id) => self.cancel_now(id, due_ns, out),
             }
             return;
@@ -215,8 +222,12 @@ impl Matching {
         let Some(cell) = self.orders.get_mut(slot as usize) else {
             return Err(RejectReason::InvalidOrder);
         };
-        if cell.is_some() || r.instrument.get() >= self.books.len() {
+        if cell.is_some() || r.instrument.get() >= self.cfg.instruments {
             return Err(RejectReason::InvalidOrder);
+        }
+        if self.schedule.len() >= self.schedule_capacity {
+            self.stats.schedule_full += 1;
+            return Err(RejectReason::GatewayUnavailable);
         }
         *cell = Some(SimOrder {
             id: order.client_id,
@@ -255,7 +266,7 @@ impl Matching {
     }
 
     /// Applies everything due at or before `now_ns`; reports go to `out` in time order.
-    pub fn advance(&mut self, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+    pub fn advance(&mut self, now_ns: u64, books: &Books, out: &mut impl FnMut(OrderReport)) {
         while let Some(Reverse((due, _, _))) = self.schedule.peek() {
             if *due > now_ns {
                 break;
@@ -265,7 +276,7 @@ impl Matching {
             };
             match action {
                 Action::Report(ReportKey(r)) => out(r),
-                Action::Arrive(slot) => self.arrive(slot, due, out),
+                Action::Arrive(slot) => self.arrive(slot, due, books, out),
                 Action::Cancel(id) => self.cancel_now(id, due, out),
             }
         }
@@ -273,8 +284,14 @@ impl Matching {
 
     /// Shows the venue one market event (at `now_ns`): pending actions up to then are applied
     /// first, then the book view, stops and resting orders are updated.
-    pub fn on_market(&mut self, event: &Event, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
-        self.advance(now_ns, out);
+    pub fn on_market(
+        &mut self,
+        event: &Event,
+        now_ns: u64,
+        books: &Books,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        self.advance(now_ns, books, out);
         match event.kind {
             EventKind::BookDelta(d) => self.on_delta(&d),
             EventKind::Quote(q) => {
@@ -286,7 +303,7 @@ impl Matching {
                 let i = t.instrument.get();
                 if i < self.last_trade.len() {
                     self.last_trade[i] = t.price;
-                    self.on_trade(i, t.price, t.qty, now_ns, out);
+                    self.on_trade(i, t.price, t.qty, now_ns, books, out);
                 }
             }
             _ => {}
@@ -295,10 +312,14 @@ impl Matching {
 
     fn on_delta(&mut self, d: &BookDelta) {
         let i = d.instrument.get();
-        let Some(book) = self.books.get_mut(i) else {
-            return;
-        };
-        book.apply(d);
+        // The venue rewrote the level (or, with a snapshot, the whole book): what we took
+        // from it is in the update.
+        if d.flags.0 & DeltaFlags::SNAPSHOT_BEGIN != 0 {
+            self.taken.retain(|t| t.0 != i);
+        } else {
+            self.taken
+                .retain(|t| !(t.0 == i && t.1 == d.side && t.2 == d.price));
+        }
         // A level shrinking below our queue position shrinks it.
         for &slot in &self.working {
             if let Some(o) = self.orders[slot as usize].as_mut() {
@@ -386,7 +407,7 @@ impl Matching {
         self.finish(slot);
     }
 
-    fn arrive(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+    fn arrive(&mut self, slot: u32, now_ns: u64, books: &Books, out: &mut impl FnMut(OrderReport)) {
         let Some(o) = self.orders[slot as usize] else {
             return;
         };
@@ -406,14 +427,14 @@ impl Matching {
                 return self.reject(slot, RejectReason::InvalidOrder, now_ns, out);
             }
         }
-        if o.post_only && self.would_cross(&o) {
+        if o.post_only && self.would_cross(&o, books) {
             return self.reject(slot, RejectReason::PostOnlyWouldCross, now_ns, out);
         }
         self.report(now_ns, OrderReport::Accepted { client_id: o.id }, out);
         if o.kind.is_stop() {
             let last = self.last_trade[o.instrument];
             if last.raw() > 0 && triggered(&o, last) {
-                return self.trigger(slot, now_ns, out);
+                return self.trigger(slot, now_ns, books, out);
             }
             self.orders[slot as usize]
                 .as_mut()
@@ -422,11 +443,17 @@ impl Matching {
             self.working.push(slot);
             return;
         }
-        self.execute(slot, now_ns, out);
+        self.execute(slot, now_ns, books, out);
     }
 
     /// Takes liquidity as far as the order allows, then rests, expires or is done.
-    fn execute(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+    fn execute(
+        &mut self,
+        slot: u32,
+        now_ns: u64,
+        books: &Books,
+        out: &mut impl FnMut(OrderReport),
+    ) {
         let Some(o) = self.orders[slot as usize] else {
             return;
         };
@@ -435,10 +462,10 @@ impl Matching {
         } else {
             Some(o.price)
         };
-        if o.tif == TimeInForce::Fok && self.available(&o, limit) < o.remaining.raw() {
+        if o.tif == TimeInForce::Fok && self.available(&o, limit, books) < o.remaining.raw() {
             return self.expire(slot, now_ns, out);
         }
-        self.take(slot, limit, now_ns, out);
+        self.take(slot, limit, now_ns, books, out);
         let Some(o) = self.orders[slot as usize] else {
             return;
         };
@@ -447,7 +474,7 @@ impl Matching {
         }
         match (limit, o.tif) {
             (Some(price), TimeInForce::Gtc) => {
-                let level = level_qty(&self.books[o.instrument], o.side, price);
+                let level = self.level(books, o.instrument, o.side, price);
                 let rest = self.orders[slot as usize].as_mut().expect("live");
                 rest.working = true;
                 rest.queue_ahead = level;
@@ -457,8 +484,8 @@ impl Matching {
         }
     }
 
-    fn would_cross(&self, o: &SimOrder) -> bool {
-        let (best, _) = self.best_opposite(o.instrument, o.side);
+    fn would_cross(&self, o: &SimOrder, books: &Books) -> bool {
+        let (best, _) = self.best_opposite(o.instrument, o.side, books);
         best.is_some_and(|b| {
             if o.side == Side::Buy {
                 o.price >= b
@@ -468,16 +495,40 @@ impl Matching {
         })
     }
 
+    /// Quantity at a level: what our taking left of it, else the book's.
+    fn level(&self, books: &Books, i: usize, side: Side, price: Price) -> i64 {
+        self.taken
+            .iter()
+            .find(|t| t.0 == i && t.1 == side && t.2 == price)
+            .map_or_else(
+                || books.get(i).map_or(0, |b| level_qty(b, side, price)),
+                |t| t.3,
+            )
+    }
+
+    /// A side's levels best first as the venue sees them (the book less what we took).
+    fn levels<'a>(
+        &'a self,
+        books: &'a Books,
+        i: usize,
+        side: Side,
+    ) -> impl Iterator<Item = (Price, i64)> + 'a {
+        books.get(i).into_iter().flat_map(move |b| {
+            b.depth(side).filter_map(move |l| {
+                let left = self
+                    .taken
+                    .iter()
+                    .find(|t| t.0 == i && t.1 == side && t.2 == l.price)
+                    .map_or(l.qty.raw(), |t| t.3);
+                (left > 0).then_some((l.price, left))
+            })
+        })
+    }
+
     /// Best opposite price and its size: from the book, else the quote.
-    fn best_opposite(&self, i: usize, side: Side) -> (Option<Price>, i64) {
-        let book = &self.books[i];
-        let level = if side == Side::Buy {
-            book.best_ask()
-        } else {
-            book.best_bid()
-        };
-        if let Some(l) = level {
-            return (Some(l.price), l.qty.raw());
+    fn best_opposite(&self, i: usize, side: Side, books: &Books) -> (Option<Price>, i64) {
+        if let Some((price, qty)) = self.levels(books, i, side.opposite()).next() {
+            return (Some(price), qty);
         }
         let (bp, bq, ap, aq) = self.quote[i];
         match side {
@@ -488,20 +539,19 @@ impl Matching {
     }
 
     /// Quantity available to take at or better than `limit`.
-    fn available(&self, o: &SimOrder, limit: Option<Price>) -> i64 {
-        let book = &self.books[o.instrument];
+    fn available(&self, o: &SimOrder, limit: Option<Price>, books: &Books) -> i64 {
         let opposite = o.side.opposite();
         let ok = |p: Price| limit.is_none_or(|l| if o.side == Side::Buy { p <= l } else { p >= l });
-        if book.len(opposite) == 0 {
-            let (best, size) = self.best_opposite(o.instrument, o.side);
+        if self.levels(books, o.instrument, opposite).next().is_none() {
+            let (best, size) = self.best_opposite(o.instrument, o.side, books);
             return if best.is_some_and(ok) { size } else { 0 };
         }
         let mut total = 0i64;
-        for l in book.depth(opposite) {
-            if !ok(l.price) || total >= o.remaining.raw() {
+        for (price, qty) in self.levels(books, o.instrument, opposite) {
+            if !ok(price) || total >= o.remaining.raw() {
                 break;
             }
-            total = total.saturating_add(l.qty.raw());
+            total = total.saturating_add(qty);
         }
         total
     }
@@ -511,6 +561,7 @@ impl Matching {
         slot: u32,
         limit: Option<Price>,
         now_ns: u64,
+        books: &Books,
         out: &mut impl FnMut(OrderReport),
     ) {
         loop {
@@ -520,7 +571,11 @@ impl Matching {
             if o.remaining.raw() == 0 {
                 return;
             }
-            let (best, size) = self.best_opposite(o.instrument, o.side);
+            let from_book = self
+                .levels(books, o.instrument, o.side.opposite())
+                .next()
+                .is_some();
+            let (best, size) = self.best_opposite(o.instrument, o.side, books);
             let Some(price) = best else { return };
             let acceptable = limit.is_none_or(|l| {
                 if o.side == Side::Buy {
@@ -534,24 +589,34 @@ impl Matching {
             }
             let qty = Qty(size.min(o.remaining.raw()));
             self.fill(slot, price, qty, false, now_ns, out);
-            self.consume(o.instrument, o.side.opposite(), price, size - qty.raw());
+            self.consume(
+                o.instrument,
+                o.side.opposite(),
+                price,
+                size - qty.raw(),
+                from_book,
+            );
         }
     }
 
-    /// Reduces a level we took from (book view, or the quote when there is no book).
-    fn consume(&mut self, i: usize, side: Side, price: Price, left: i64) {
-        let book = &mut self.books[i];
-        if book.len(side) > 0 {
-            book.apply(&BookDelta {
-                instrument: tradeloop_engine::instrument::InstrumentIndex(
-                    u16::try_from(i).unwrap_or(u16::MAX),
-                ),
-                side,
-                flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
-                price,
-                qty: Qty(left.max(0)),
-                update_id: book.last_update_id(),
-            });
+    /// Reduces a level we took from (the overlay on the book, or the quote when there is no
+    /// book).
+    fn consume(&mut self, i: usize, side: Side, price: Price, left: i64, from_book: bool) {
+        if from_book {
+            let left = left.max(0);
+            if let Some(t) = self
+                .taken
+                .iter_mut()
+                .find(|t| t.0 == i && t.1 == side && t.2 == price)
+            {
+                t.3 = left;
+            } else {
+                if self.taken.len() == TAKEN_CAPACITY {
+                    // Bounded: forget the oldest (its level has most likely been updated since).
+                    self.taken.remove(0);
+                }
+                self.taken.push((i, side, price, left));
+            }
         } else {
             let q = &mut self.quote[i];
             match side {
@@ -568,7 +633,13 @@ impl Matching {
         }
     }
 
-    fn trigger(&mut self, slot: u32, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+    fn trigger(
+        &mut self,
+        slot: u32,
+        now_ns: u64,
+        books: &Books,
+        out: &mut impl FnMut(OrderReport),
+    ) {
         if let Some(o) = self.orders[slot as usize].as_mut() {
             o.kind = if o.kind == OrderKind::StopMarket {
                 OrderKind::Market
@@ -585,7 +656,7 @@ impl Matching {
         if let Some(pos) = self.working.iter().position(|&s| s == slot) {
             self.working.swap_remove(pos);
         }
-        self.execute(slot, now_ns, out);
+        self.execute(slot, now_ns, books, out);
     }
 
     fn on_trade(
@@ -594,6 +665,7 @@ impl Matching {
         price: Price,
         qty: Qty,
         now_ns: u64,
+        books: &Books,
         out: &mut impl FnMut(OrderReport),
     ) {
         let mut volume = qty.raw();
@@ -610,7 +682,7 @@ impl Matching {
             }
             if o.kind.is_stop() {
                 if triggered(&o, price) {
-                    self.trigger(slot, now_ns, out);
+                    self.trigger(slot, now_ns, books, out);
                     // `working` changed under us: rescan from the start of this position.
                     continue;
                 }
@@ -695,19 +767,55 @@ mod tests {
     }
 
     /// A venue with bids 99×5, 98×5 and asks 101×2, 102×3, 103×10; maker −1 bp, taker 5 bp.
-    fn venue() -> Matching {
-        let mut m = Matching::new(ExecConfig {
-            maker_fee_bps: -1,
-            taker_fee_bps: 5,
-            entry_latency_ns: ENTRY,
-            response_latency_ns: RESPONSE,
-            jitter_ns: 0,
-            md_latency_ns: 0,
-            seed: 1,
-            order_slots: 16,
-            instruments: 1,
-            book_levels: 64,
-        });
+    /// The matching engine with its books applied as the engine applies them: after the
+    /// venue has seen each delta.
+    struct Venue {
+        m: Matching,
+        books: Box<[OrderBook]>,
+    }
+
+    impl Venue {
+        fn on_market(&mut self, e: &Event, now: u64, out: &mut impl FnMut(OrderReport)) {
+            self.m.on_market(e, now, &self.books, out);
+            if let EventKind::BookDelta(d) = e.kind {
+                self.books[d.instrument.get()].apply(&d);
+            }
+        }
+        fn advance(&mut self, now: u64, out: &mut impl FnMut(OrderReport)) {
+            self.m.advance(now, &self.books, out);
+        }
+        fn submit(
+            &mut self,
+            o: &Order,
+            now: u64,
+            out: &mut impl FnMut(OrderReport),
+        ) -> Result<(), RejectReason> {
+            self.m.submit(o, now, out)
+        }
+        fn cancel(&mut self, id: ClientOrderId, now: u64, out: &mut impl FnMut(OrderReport)) {
+            self.m.cancel(id, now, out);
+        }
+        fn position(&self, i: usize) -> Qty {
+            self.m.position(i)
+        }
+    }
+
+    fn venue() -> Venue {
+        let mut m = Venue {
+            books: vec![OrderBook::new(64)].into_boxed_slice(),
+            m: Matching::new(ExecConfig {
+                maker_fee_bps: -1,
+                taker_fee_bps: 5,
+                entry_latency_ns: ENTRY,
+                response_latency_ns: RESPONSE,
+                jitter_ns: 0,
+                md_latency_ns: 0,
+                seed: 1,
+                order_slots: 16,
+                instruments: 1,
+                book_levels: 64,
+            }),
+        };
         let levels = [
             (Side::Buy, 99, 5),
             (Side::Buy, 98, 5),
@@ -743,7 +851,7 @@ mod tests {
         Order::new(ClientOrderId::new(1, slot), req, 0)
     }
 
-    fn trade(m: &mut Matching, now: u64, price: i64, qty: i64, out: &mut Vec<OrderReport>) {
+    fn trade(m: &mut Venue, now: u64, price: i64, qty: i64, out: &mut Vec<OrderReport>) {
         let t = Trade {
             instrument: I,
             aggressor: Side::Sell,
@@ -757,7 +865,7 @@ mod tests {
     }
 
     /// Sends at t=0 and collects every report up to `until`.
-    fn run(m: &mut Matching, o: &Order, until: u64) -> Vec<OrderReport> {
+    fn run(m: &mut Venue, o: &Order, until: u64) -> Vec<OrderReport> {
         let mut out = Vec::new();
         m.submit(o, 0, &mut |r| out.push(r)).unwrap();
         m.advance(until, &mut |r| out.push(r));
@@ -1020,7 +1128,7 @@ mod tests {
     fn market_data_latency_puts_the_venue_ahead() {
         let md = RESPONSE - 1;
         let mut m = venue();
-        m.cfg.md_latency_ns = md;
+        m.m.cfg.md_latency_ns = md;
         let mut out = Vec::new();
         m.submit(
             &order(0, OrderRequest::market(I, Side::Buy, p(105), q(1))),

@@ -44,7 +44,12 @@ impl LaneGateway {
 }
 
 impl Gateway for LaneGateway {
-    fn submit(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         if self.answer == Answer::Refuse {
             return Err(GatewayError::Disconnected);
         }
@@ -67,7 +72,12 @@ impl Gateway for LaneGateway {
         Ok(())
     }
 
-    fn cancel(&mut self, order: &Order, now_ns: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        order: &Order,
+        now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         self.cancels += 1;
         let ev = Event::new(
             now_ns,

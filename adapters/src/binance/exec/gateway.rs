@@ -387,7 +387,12 @@ fn base_assets(
 }
 
 impl Gateway for LiveGateway {
-    fn submit(&mut self, order: &Order, _now_ns: u64) -> Result<(), GatewayError> {
+    fn submit(
+        &mut self,
+        order: &Order,
+        _now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         let Some(Some(filters)) = self.filters.get(order.request.instrument.get()) else {
             return Err(GatewayError::NoExecutionVenue);
         };
@@ -398,7 +403,12 @@ impl Gateway for LiveGateway {
         self.inner.enqueue(command)
     }
 
-    fn cancel(&mut self, order: &Order, _now_ns: u64) -> Result<(), GatewayError> {
+    fn cancel(
+        &mut self,
+        order: &Order,
+        _now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
         self.inner
             .enqueue(Command::Cancel(order.client_id, order.request.instrument))
     }
