@@ -1182,6 +1182,98 @@ fn binary_process(config_path: &std::path::Path, image: &[u8]) -> anyhow::Result
     })
 }
 
+/// Live execution over loopback: an order handed to `LiveGateway::submit` (on this thread, as
+/// the engine would) until its `Accepted` report is on HIGH — filter check, queue, execution
+/// thread, HMAC signing, HTTP to the Binance mock (which checks the signature and answers)
+/// and back. One order at a time; the mock's work is included, the network is loopback.
+fn live_order_ack(clock: &LiveClock, orders: u64) -> anyhow::Result<Figure> {
+    use tradeloop_adapters::binance::exec::gateway::{LiveInstrument, LiveSettings, LiveVenue};
+    use tradeloop_adapters::binance::exec::mock::{MockBinance, MockConfig, MockSymbol};
+    use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
+    use tradeloop_adapters::binance::exec::sign::Credentials;
+    use std::time::{Duration, Instant};
+    use tradeloop_engine::event::{ClientOrderId, OrderReport, Side};
+    use tradeloop_engine::lane::LaneConfig;
+    use tradeloop_engine::order::OrderRequest;
+
+    let (key, secret) = ("bench-key", "bench-secret");
+    let mock = MockBinance::start(MockConfig {
+        market: Market::Spot,
+        api_key: key.into(),
+        secret: secret.into(),
+        symbols: vec![MockSymbol::usdt("BTCUSDT", "BTC", "60000")],
+        skew_ms: 0,
+        balances: vec![],
+        weight_limit: u32::MAX,
+        orders_10s_limit: u32::MAX,
+        check_balances: false,
+    })?;
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let (venue, mut gateway) = LiveVenue::start(
+        LiveSettings {
+            rest: RestSettings {
+                base_url: mock.rest_url(),
+                market: Market::Spot,
+                recv_window_ms: 5000,
+                dry_run: false,
+                timeout: Duration::from_secs(5),
+                limit_headroom_pct: 100,
+            },
+            ws_url: mock.ws_url(),
+            client_id_prefix: "tl-".into(),
+            keepalive: Duration::from_secs(1800),
+            queue_capacity: 64,
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            instruments: vec![LiveInstrument {
+                index: InstrumentIndex(0),
+                symbol: "BTCUSDT".into(),
+            }],
+            reconcile_every: None,
+            feed_id: None,
+        },
+        Credentials::new(key, secret),
+        Arc::clone(&lanes),
+        clock.clone(),
+    )?;
+    let mut hist = latency_histogram();
+    let request = OrderRequest::limit(
+        InstrumentIndex(0),
+        Side::Buy,
+        Price::from_units(50_000),
+        "0.001".parse().map_err(|e| anyhow::anyhow!("{e:?}"))?,
+    );
+    let warm_up = 50;
+    for n in 0..orders + warm_up {
+        let id = ClientOrderId::new(1, u32::try_from(n).unwrap_or(u32::MAX));
+        let t0 = clock.now_ns();
+        gateway
+            .submit(&Order::new(id, request, t0), t0, &[])
+            .map_err(|e| anyhow::anyhow!("live submit: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match lanes.pop(Lane::High) {
+                Some(e) if e.kind == EventKind::Order(OrderReport::Accepted { client_id: id }) => {
+                    if n >= warm_up {
+                        hist.saturating_record(clock.now_ns().saturating_sub(t0).max(1));
+                    }
+                    break;
+                }
+                Some(_) => {}
+                None => {
+                    anyhow::ensure!(Instant::now() < deadline, "no ack from the mock within 5 s");
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+    venue.shutdown();
+    Ok(Percentiles::of(&hist).into())
+}
+
+/// Orders measured by `live_order_ack`.
+const LIVE_ORDERS: u64 = 2_000;
+
 /// Harness overhead: two consecutive clock reads, the bracket every other figure pays.
 fn clock_overhead(clock: &LiveClock, events: u64) -> Figure {
     let mut hist = latency_histogram();
@@ -1344,6 +1436,7 @@ pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyho
     }
     let recording = backtest_recording(&frames)?;
     figures.insert("backtest_replay", backtest_replay(config, &recording.0)?);
+    figures.insert("live_order_ack", live_order_ack(&clock, LIVE_ORDERS)?);
     let (_, _, converted) = crate::convert::write_tle(
         config,
         std::slice::from_ref(&recording.0),
