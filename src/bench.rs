@@ -1187,11 +1187,11 @@ fn binary_process(config_path: &std::path::Path, image: &[u8]) -> anyhow::Result
 /// thread, HMAC signing, HTTP to the Binance mock (which checks the signature and answers)
 /// and back. One order at a time; the mock's work is included, the network is loopback.
 fn live_order_ack(clock: &LiveClock, orders: u64) -> anyhow::Result<Figure> {
+    use std::time::{Duration, Instant};
     use tradeloop_adapters::binance::exec::gateway::{LiveInstrument, LiveSettings, LiveVenue};
     use tradeloop_adapters::binance::exec::mock::{MockBinance, MockConfig, MockSymbol};
     use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
     use tradeloop_adapters::binance::exec::sign::Credentials;
-    use std::time::{Duration, Instant};
     use tradeloop_engine::event::{ClientOrderId, OrderReport, Side};
     use tradeloop_engine::lane::LaneConfig;
     use tradeloop_engine::order::OrderRequest;

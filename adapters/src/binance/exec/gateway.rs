@@ -482,6 +482,25 @@ impl Inner {
             .map(|s| s.1.as_str())
     }
 
+    /// Applies a venue report about `id`, pushing the engine reports it yields (under the
+    /// tracker lock, so reports reach the lane in tracker order).
+    fn apply_report(&self, id: ClientOrderId, report: &super::report::ExecReport) {
+        self.tracker
+            .lock()
+            .apply(id, report, &mut |r| self.push(EventKind::Order(r)));
+    }
+
+    /// `symbol` and `origClientOrderId` naming one of our orders.
+    fn order_ref(&self, symbol: &str, id: ClientOrderId) -> [(&'static str, String); 2] {
+        [
+            ("symbol", symbol.to_owned()),
+            (
+                "origClientOrderId",
+                venue_client_id(&self.settings.client_id_prefix, id),
+            ),
+        ]
+    }
+
     /// Applies a venue report to the tracker, pushing the engine reports it yields. The
     /// tracker lock is held while pushing, so reports reach the lane in tracker order.
     fn apply(&self, tracker: &mut Tracker, report: &super::report::ExecReport) -> Applied {
@@ -592,13 +611,7 @@ impl Inner {
                 (!self.resolve(id, order.request.instrument)).then_some(id)
             }
             Err(e) => {
-                let reason = match &e {
-                    RestError::Api { code, msg, .. } => reason_for_code(*code, msg),
-                    RestError::RateLimited { .. }
-                    | RestError::BackingOff { .. }
-                    | RestError::LocalLimit { .. } => RejectReason::RateLimited,
-                    _ => RejectReason::GatewayUnavailable,
-                };
+                let reason = reason_for_error(&e);
                 if !matches!(e, RestError::DryRun { .. }) {
                     tracing::warn!(client_id = id.0, error = %e, ?reason, "new order rejected");
                 }
@@ -626,21 +639,14 @@ impl Inner {
         let Some(symbol) = self.symbol_of(instrument) else {
             return true;
         };
-        let params = [
-            ("symbol", symbol.to_owned()),
-            (
-                "origClientOrderId",
-                venue_client_id(&self.settings.client_id_prefix, id),
-            ),
-        ];
+        let params = self.order_ref(symbol, id);
         match self
             .rest
             .call::<RestOrder>(Method::Get, Endpoint::Order, &params, Auth::Signed)
         {
             Ok(o) => match o.to_report() {
                 Ok(report) => {
-                    let mut t = self.tracker.lock();
-                    t.apply(id, &report, &mut |r| self.push(EventKind::Order(r)));
+                    self.apply_report(id, &report);
                     true
                 }
                 Err(e) => {
@@ -672,36 +678,21 @@ impl Inner {
             }));
             return;
         }
-        let params = [
-            ("symbol", symbol.to_owned()),
-            (
-                "origClientOrderId",
-                venue_client_id(&self.settings.client_id_prefix, id),
-            ),
-        ];
+        let params = self.order_ref(symbol, id);
         self.counters.cancels_sent.fetch_add(1, Ordering::Relaxed);
         match self
             .rest
             .call::<RestOrder>(Method::Delete, Endpoint::Order, &params, Auth::Signed)
         {
             Ok(o) => match o.to_report() {
-                Ok(report) => {
-                    let mut t = self.tracker.lock();
-                    t.apply(id, &report, &mut |r| self.push(EventKind::Order(r)));
-                }
+                Ok(report) => self.apply_report(id, &report),
                 Err(e) => {
                     tracing::error!(client_id = id.0, error = %e, "cancel: bad answer; querying");
                     self.resolve(id, instrument);
                 }
             },
             Err(e) => {
-                let reason = match &e {
-                    RestError::Api { code, msg, .. } => reason_for_code(*code, msg),
-                    RestError::RateLimited { .. }
-                    | RestError::BackingOff { .. }
-                    | RestError::LocalLimit { .. } => RejectReason::RateLimited,
-                    _ => RejectReason::GatewayUnavailable,
-                };
+                let reason = reason_for_error(&e);
                 tracing::warn!(client_id = id.0, error = %e, "cancel refused; querying the order");
                 // The order may have filled or been cancelled meanwhile: learn its state.
                 let resolved = (e.code() == Some(-2011) || e.outcome_unknown())
@@ -866,38 +857,24 @@ impl Inner {
     /// The venue's position per instrument: (instrument, signed qty, entry price or zero,
     /// current price).
     fn read_positions(&self) -> Option<Vec<(InstrumentIndex, Qty, Price, Price)>> {
+        let mut out = Vec::new();
         match self.settings.rest.market {
             Market::Spot => {
-                #[derive(Deserialize)]
-                struct Account {
-                    balances: Vec<Balance>,
-                }
-                #[derive(Deserialize)]
-                struct Balance {
-                    asset: String,
-                    free: String,
-                    locked: String,
-                }
-                let account: Account = self
+                let balances = self
                     .rest
-                    .call(Method::Get, Endpoint::Account, &[], Auth::Signed)
+                    .balances()
                     .map_err(|e| tracing::error!(error = %e, "cannot read the account"))
                     .ok()?;
-                let mut out = Vec::new();
                 for (index, symbol, base, _) in &self.symbols {
                     let shared = self.symbols.iter().filter(|s| &s.2 == base).count() > 1;
                     if base.is_empty() || shared {
                         tracing::warn!(symbol, base, "spot position not synced: base asset unknown or shared by several instruments");
                         continue;
                     }
-                    let total = account.balances.iter().find(|b| &b.asset == base).map_or(
-                        Some(Qty::ZERO),
-                        |b| {
-                            Some(Qty(
-                                b.free.parse::<Qty>().ok()?.0 + b.locked.parse::<Qty>().ok()?.0
-                            ))
-                        },
-                    )?;
+                    let total = balances
+                        .iter()
+                        .find(|b| &b.0 == base)
+                        .map_or(Qty::ZERO, |b| Qty(b.1 .0 + b.2 .0));
                     #[derive(Deserialize)]
                     struct Ticker {
                         price: String,
@@ -919,36 +896,25 @@ impl Inner {
                         .ok()?;
                     out.push((*index, total, Price::ZERO, last));
                 }
-                Some(out)
             }
             Market::UsdM => {
-                #[derive(Deserialize)]
-                #[serde(rename_all = "camelCase")]
-                struct Risk {
-                    symbol: String,
-                    position_amt: String,
-                    entry_price: String,
-                    mark_price: String,
-                }
-                let risks: Vec<Risk> = self
+                let legs = self
                     .rest
-                    .call(Method::Get, Endpoint::Account, &[], Auth::Signed)
+                    .positions()
                     .map_err(|e| tracing::error!(error = %e, "cannot read positions"))
                     .ok()?;
-                let mut out = Vec::new();
                 for (index, symbol, _, _) in &self.symbols {
                     // Hedge mode lists LONG and SHORT legs: their sum is the net position.
                     let (mut qty, mut entry, mut mark) = (Qty::ZERO, Price::ZERO, Price::ZERO);
-                    for r in risks.iter().filter(|r| &r.symbol == symbol) {
-                        qty.0 += r.position_amt.parse::<Qty>().ok()?.0;
-                        entry = r.entry_price.parse().ok()?;
-                        mark = r.mark_price.parse().ok()?;
+                    for leg in legs.iter().filter(|l| &l.0 == symbol) {
+                        qty.0 += leg.1 .0;
+                        (entry, mark) = (leg.2, leg.3);
                     }
                     out.push((*index, qty, entry, mark));
                 }
-                Some(out)
             }
         }
+        Some(out)
     }
 
     // ---- user-stream thread ----
@@ -1137,6 +1103,17 @@ impl Inner {
                 true
             }
         }
+    }
+}
+
+/// The engine's reason for a request that failed.
+fn reason_for_error(e: &RestError) -> RejectReason {
+    match e {
+        RestError::Api { code, msg, .. } => reason_for_code(*code, msg),
+        RestError::RateLimited { .. }
+        | RestError::BackingOff { .. }
+        | RestError::LocalLimit { .. } => RejectReason::RateLimited,
+        _ => RejectReason::GatewayUnavailable,
     }
 }
 

@@ -169,6 +169,15 @@ pub struct MockOrder {
 }
 
 impl MockOrder {
+    /// Average fill price (zero before the first fill).
+    fn avg_price(&self) -> Price {
+        if self.executed.0 == 0 {
+            Price::ZERO
+        } else {
+            Price(i64::try_from(self.quote.raw() / i128::from(self.executed.0)).unwrap_or(0))
+        }
+    }
+
     fn working(&self) -> bool {
         matches!(self.status, "NEW" | "PARTIALLY_FILLED")
     }
@@ -1262,11 +1271,7 @@ fn order_json(market: Market, o: &MockOrder, cancel_id: Option<&str>) -> String 
             )
         }
         Market::UsdM => {
-            let avg = if o.executed.0 == 0 {
-                Price::ZERO
-            } else {
-                Price(i64::try_from(o.quote.raw() / i128::from(o.executed.0)).unwrap_or(0))
-            };
+            let avg = o.avg_price();
             format!(
                 r#"{{"symbol":"{}","orderId":{},"clientOrderId":"{}","price":"{}","avgPrice":"{avg}","origQty":"{}","executedQty":"{}","cumQuote":"{}","status":"{}","timeInForce":"{}","type":"{}","side":"{side}","reduceOnly":false,"updateTime":{}}}"#,
                 o.symbol,
@@ -1320,11 +1325,7 @@ fn report(
             )
         }
         Market::UsdM => {
-            let avg = if o.executed.0 == 0 {
-                Price::ZERO
-            } else {
-                Price(i64::try_from(o.quote.raw() / i128::from(o.executed.0)).unwrap_or(0))
-            };
+            let avg = o.avg_price();
             format!(
                 r#"{{"e":"ORDER_TRADE_UPDATE","E":{now},"T":{now},"o":{{"s":"{}","c":"{}","S":"{side}","o":"{}","f":"{}","q":"{}","p":"{}","ap":"{avg}","sp":"0","x":"{exec}","X":"{}","i":{},"l":"{l}","z":"{}","L":"{last_px}","N":"USDT","n":"0","T":{now},"t":{},"b":"0","a":"0","m":{m},"R":false,"wt":"CONTRACT_PRICE","ot":"{}","ps":"BOTH","cp":false,"rp":"0"}}}}"#,
                 o.symbol,

@@ -45,42 +45,17 @@ pub fn preflight(
     let names: Vec<&str> = symbols.iter().map(String::as_str).collect();
     let info = rest.exchange_info(&names)?;
     let holdings = match market {
-        Market::Spot => {
-            #[derive(Deserialize)]
-            struct Account {
-                balances: Vec<Balance>,
-            }
-            #[derive(Deserialize)]
-            struct Balance {
-                asset: String,
-                free: String,
-                locked: String,
-            }
-            let account: Account = rest.call(Method::Get, Endpoint::Account, &[], Auth::Signed)?;
-            account
-                .balances
-                .into_iter()
-                .filter_map(|b| {
-                    let (free, locked) =
-                        (b.free.parse::<Qty>().ok()?, b.locked.parse::<Qty>().ok()?);
-                    (!free.is_zero() || !locked.is_zero()).then_some((b.asset, free, locked))
-                })
-                .collect()
-        }
-        Market::UsdM => {
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Risk {
-                symbol: String,
-                position_amt: String,
-            }
-            let risks: Vec<Risk> = rest.call(Method::Get, Endpoint::Account, &[], Auth::Signed)?;
-            risks
-                .into_iter()
-                .filter(|r| symbols.iter().any(|s| s.eq_ignore_ascii_case(&r.symbol)))
-                .filter_map(|r| Some((r.symbol, r.position_amt.parse::<Qty>().ok()?, Qty::ZERO)))
-                .collect()
-        }
+        Market::Spot => rest
+            .balances()?
+            .into_iter()
+            .filter(|b| !b.1.is_zero() || !b.2.is_zero())
+            .collect(),
+        Market::UsdM => rest
+            .positions()?
+            .into_iter()
+            .filter(|p| symbols.iter().any(|s| s.eq_ignore_ascii_case(&p.0)))
+            .map(|p| (p.0, p.1, Qty::ZERO))
+            .collect(),
     };
     let mut open_orders = Vec::new();
     for s in symbols {

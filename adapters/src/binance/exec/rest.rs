@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
+use tradeloop_engine::fixed::{Price, Qty};
+
 use super::filters::{ExchangeInfo, LimitKind, RateLimit};
 use super::sign::Credentials;
 
@@ -370,6 +372,71 @@ impl RestClient {
             .map_err(|reason| RestError::Decode { path, reason })?;
         self.set_rate_limits(&info.rate_limits);
         Ok(info)
+    }
+
+    /// Spot balances: (asset, free, locked) for every asset listed.
+    ///
+    /// # Errors
+    /// [`RestError`] if the request fails or a balance is not a decimal.
+    pub fn balances(&self) -> Result<Vec<(String, Qty, Qty)>, RestError> {
+        #[derive(Deserialize)]
+        struct Account {
+            balances: Vec<Balance>,
+        }
+        #[derive(Deserialize)]
+        struct Balance {
+            asset: String,
+            free: String,
+            locked: String,
+        }
+        let account: Account = self.call(Method::Get, Endpoint::Account, &[], Auth::Signed)?;
+        let path = self.settings.market.path(Endpoint::Account);
+        account
+            .balances
+            .into_iter()
+            .map(|b| {
+                let parse = |v: &str| {
+                    v.parse::<Qty>().map_err(|_| RestError::Decode {
+                        path,
+                        reason: format!("{}: {v:?} is not a decimal", b.asset),
+                    })
+                };
+                Ok((b.asset.clone(), parse(&b.free)?, parse(&b.locked)?))
+            })
+            .collect()
+    }
+
+    /// USD-M positions: (symbol, signed quantity, entry price, mark price) per position leg
+    /// (hedge mode lists LONG and SHORT legs separately).
+    ///
+    /// # Errors
+    /// [`RestError`] if the request fails or a figure is not a decimal.
+    pub fn positions(&self) -> Result<Vec<(String, Qty, Price, Price)>, RestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Risk {
+            symbol: String,
+            position_amt: String,
+            entry_price: String,
+            mark_price: String,
+        }
+        let risks: Vec<Risk> = self.call(Method::Get, Endpoint::Account, &[], Auth::Signed)?;
+        let path = self.settings.market.path(Endpoint::Account);
+        let bad = |v: &str| RestError::Decode {
+            path,
+            reason: format!("{v:?} is not a decimal"),
+        };
+        risks
+            .into_iter()
+            .map(|r| {
+                Ok((
+                    r.symbol,
+                    r.position_amt.parse().map_err(|_| bad(&r.position_amt))?,
+                    r.entry_price.parse().map_err(|_| bad(&r.entry_price))?,
+                    r.mark_price.parse().map_err(|_| bad(&r.mark_price))?,
+                ))
+            })
+            .collect()
     }
 
     /// Sends a request and decodes its JSON answer.
