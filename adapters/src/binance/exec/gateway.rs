@@ -129,7 +129,8 @@ pub struct LiveCounters {
     pub orphans_cancelled: AtomicU64,
     /// Open orders without this gateway's prefix, as of the last reconciliation.
     pub foreign_orders: AtomicU64,
-    /// Positions the venue corrected.
+    /// Position syncs sent to the engine (one per instrument per reconciliation; the engine
+    /// counts those that changed a position).
     pub positions_synced: AtomicU64,
     /// Position syncs skipped because the venue's position moved during reconciliation.
     pub position_syncs_deferred: AtomicU64,
