@@ -529,6 +529,9 @@ fn drive<S: Steps>(
         clock.clone(),
     )
     .with_outbox(Arc::clone(&outbox))
+    // The backtest reads fills and breaker transitions; orders, positions, denials and lane
+    // metrics would only be copied and dropped.
+    .with_record_kinds(Record::FILL | Record::BREAKER)
     .with_stops(
         config.stops.params(),
         Arc::new(tradeloop_engine::stops::StopGuard::new(n)),

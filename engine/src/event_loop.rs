@@ -185,6 +185,8 @@ pub struct Core<R, G, C> {
     trading_state: TradingState,
     counters: EngineCounters,
     outbox: Option<Arc<Outbox>>,
+    /// Kinds of record sent to the outbox (`Record::kind_bit` mask).
+    record_kinds: u8,
     spill: Spill,
     current_recv_ns: u64,
     /// Breaker transitions CRITICAL could not take, for the strategy (filled and emptied
@@ -217,6 +219,9 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
     /// Hands a record to the persistence writer, if one is attached (never blocks).
     #[inline]
     fn record(&mut self, record: Record) {
+        if record.kind_bit() & self.record_kinds == 0 {
+            return;
+        }
         if let Some(outbox) = &self.outbox {
             self.spill.send(outbox, record);
             self.counters.records_lost = self.spill.lost();
@@ -785,6 +790,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 trading_state: TradingState::Active,
                 counters: EngineCounters::default(),
                 outbox: None,
+                record_kinds: u8::MAX,
                 spill: Spill::new(config.order_slots * 4),
                 current_recv_ns: 0,
                 unsent: [None; 8],
@@ -808,6 +814,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     #[must_use]
     pub fn with_outbox(mut self, outbox: Arc<Outbox>) -> Self {
         self.core.outbox = Some(outbox);
+        self
+    }
+
+    /// Sends only these kinds of record to the outbox (a mask of `Record::kind_bit`s; default
+    /// all). A backtest, which reads fills and breaker transitions only, skips the rest.
+    #[must_use]
+    pub fn with_record_kinds(mut self, kinds: u8) -> Self {
+        self.core.record_kinds = kinds;
         self
     }
 

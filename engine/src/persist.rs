@@ -86,6 +86,32 @@ pub enum Record {
 }
 
 impl Record {
+    /// [`Self::kind_bit`] of `Order` records.
+    pub const ORDER: u8 = 1;
+    /// [`Self::kind_bit`] of `Fill` records.
+    pub const FILL: u8 = 2;
+    /// [`Self::kind_bit`] of `Position` records.
+    pub const POSITION: u8 = 4;
+    /// [`Self::kind_bit`] of `Denial` records.
+    pub const DENIAL: u8 = 8;
+    /// [`Self::kind_bit`] of `Breaker` records.
+    pub const BREAKER: u8 = 16;
+    /// [`Self::kind_bit`] of `LaneMetrics` records.
+    pub const LANE_METRICS: u8 = 32;
+
+    /// One bit per kind of record, for the masks of `Engine::with_record_kinds`.
+    #[must_use]
+    pub const fn kind_bit(&self) -> u8 {
+        match self {
+            Self::Order { .. } => Self::ORDER,
+            Self::Fill { .. } => Self::FILL,
+            Self::Position { .. } => Self::POSITION,
+            Self::Denial { .. } => Self::DENIAL,
+            Self::Breaker { .. } => Self::BREAKER,
+            Self::LaneMetrics { .. } => Self::LANE_METRICS,
+        }
+    }
+
     /// `true` for records that must never be lost (orders, fills, positions, breaker
     /// transitions).
     #[must_use]

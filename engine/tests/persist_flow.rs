@@ -41,6 +41,49 @@ impl Store for MemStore {
 }
 
 #[test]
+fn record_kinds_mask_what_reaches_the_outbox() {
+    for (kinds, want) in [
+        (
+            u8::MAX,
+            vec![
+                Record::ORDER,
+                Record::ORDER,
+                Record::ORDER,
+                Record::FILL,
+                Record::POSITION,
+            ],
+        ),
+        (Record::FILL | Record::BREAKER, vec![Record::FILL]),
+    ] {
+        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+        let outbox = Arc::new(Outbox::new(64));
+        let gw = LaneGateway::new(Arc::clone(&lanes), Answer::Fill);
+        let mut e = Engine::new(
+            LoopConfig::default(),
+            Arc::clone(&lanes),
+            registry(),
+            MaCross::new(
+                &MaCrossConfig::default(),
+                BTC,
+                Price::parse("0.01").unwrap(),
+            ),
+            AllowAll,
+            gw,
+            SimClock::new(1),
+        )
+        .with_outbox(Arc::clone(&outbox))
+        .with_record_kinds(kinds);
+        let req = OrderRequest::limit(BTC, Side::Buy, Price::from_units(100), Qty::from_units(1));
+        e.core_mut().submit(req).unwrap();
+        e.poll();
+        let mut got = Vec::new();
+        outbox.drain_into(&mut got, usize::MAX);
+        let bits: Vec<u8> = got.iter().map(Record::kind_bit).collect();
+        assert_eq!(bits, want, "mask {kinds:#x}");
+    }
+}
+
+#[test]
 fn full_outbox_halts_new_orders_until_the_writer_catches_up() {
     let lanes = Arc::new(Lanes::new(LaneConfig::default()));
     let outbox = Arc::new(Outbox::new(4));
