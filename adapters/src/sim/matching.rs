@@ -20,7 +20,10 @@
 //!   copy of each book, not two. Taking liquidity walks it from the best level (slippage); what
 //!   our fills took is kept in a small overlay until the next venue update of that level
 //!   rewrites it. With no
-//!   book on that side, the best quote is used; with neither, a market order expires unfilled.
+//!   book on that side, the best quote is used. Data with neither (trades only) is a venue
+//!   known only from its prints: a taking order fills at the last trade's price, up to that
+//!   trade's size, as a level-1 venue built from trades would (each print is taken once).
+//!   Once a book or quote has been seen for the instrument, trades are never used this way.
 //! - A resting limit order joins the back of its price level: `queue_ahead` starts at the
 //!   level's size. Trades at its price reduce `queue_ahead` first (risk-averse: we fill only
 //!   after the volume ahead has traded); trades through its price fill it up to the traded
@@ -41,6 +44,14 @@ use tradeloop_engine::fixed::{Price, Qty, FIXED_SCALE};
 use tradeloop_engine::order::{Order, OrderKind, TimeInForce};
 
 use super::market::Rng;
+
+/// Where the liquidity an order takes comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Source {
+    Book,
+    Quote,
+    Trade,
+}
 
 /// Most levels the taking overlay remembers at once.
 const TAKEN_CAPACITY: usize = 64;
@@ -137,6 +148,10 @@ pub struct Matching {
     /// price, quantity left). Bounded: the oldest entry goes when it is full.
     taken: Vec<(usize, Side, Price, i64)>,
     last_trade: Box<[Price]>,
+    /// What our taking left of the last trade's size (trades-only data, see the fill model).
+    trade_left: Box<[i64]>,
+    /// A book or quote has been seen: trades are then never taken from.
+    quoted: Box<[bool]>,
     quote: Box<[(Price, Qty, Price, Qty)]>,
     position: Box<[i64]>,
     orders: Box<[Option<SimOrder>]>,
@@ -157,6 +172,8 @@ impl Matching {
             rng: Rng::new(cfg.seed),
             taken: Vec::with_capacity(TAKEN_CAPACITY),
             last_trade: vec![Price::ZERO; cfg.instruments].into_boxed_slice(),
+            trade_left: vec![0; cfg.instruments].into_boxed_slice(),
+            quoted: vec![false; cfg.instruments].into_boxed_slice(),
             quote: vec![(Price::ZERO, Qty::ZERO, Price::ZERO, Qty::ZERO); cfg.instruments]
                 .into_boxed_slice(),
             position: vec![0; cfg.instruments].into_boxed_slice(),
@@ -297,12 +314,14 @@ impl Matching {
             EventKind::Quote(q) => {
                 if let Some(slot) = self.quote.get_mut(q.instrument.get()) {
                     *slot = (q.bid_price, q.bid_qty, q.ask_price, q.ask_qty);
+                    self.quoted[q.instrument.get()] = true;
                 }
             }
             EventKind::Trade(t) => {
                 let i = t.instrument.get();
                 if i < self.last_trade.len() {
                     self.last_trade[i] = t.price;
+                    self.trade_left[i] = t.qty.raw();
                     self.on_trade(i, t.price, t.qty, now_ns, books, out);
                 }
             }
@@ -312,6 +331,9 @@ impl Matching {
 
     fn on_delta(&mut self, d: &BookDelta) {
         let i = d.instrument.get();
+        if let Some(q) = self.quoted.get_mut(i) {
+            *q = true;
+        }
         // The venue rewrote the level (or, with a snapshot, the whole book): what we took
         // from it is in the update.
         if d.flags.0 & DeltaFlags::SNAPSHOT_BEGIN != 0 {
@@ -527,14 +549,29 @@ impl Matching {
 
     /// Best opposite price and its size: from the book, else the quote.
     fn best_opposite(&self, i: usize, side: Side, books: &Books) -> (Option<Price>, i64) {
+        self.best_with_source(i, side, books).0
+    }
+
+    /// [`Self::best_opposite`] and where it came from: the book, the quote, or (trades-only
+    /// data) the last print.
+    fn best_with_source(
+        &self,
+        i: usize,
+        side: Side,
+        books: &Books,
+    ) -> ((Option<Price>, i64), Source) {
         if let Some((price, qty)) = self.levels(books, i, side.opposite()).next() {
-            return (Some(price), qty);
+            return ((Some(price), qty), Source::Book);
         }
         let (bp, bq, ap, aq) = self.quote[i];
         match side {
-            Side::Buy if ap.raw() > 0 => (Some(ap), aq.raw()),
-            Side::Sell if bp.raw() > 0 => (Some(bp), bq.raw()),
-            _ => (None, 0),
+            Side::Buy if ap.raw() > 0 => ((Some(ap), aq.raw()), Source::Quote),
+            Side::Sell if bp.raw() > 0 => ((Some(bp), bq.raw()), Source::Quote),
+            _ if !self.quoted[i] && self.last_trade[i].raw() > 0 && self.trade_left[i] > 0 => (
+                (Some(self.last_trade[i]), self.trade_left[i]),
+                Source::Trade,
+            ),
+            _ => ((None, 0), Source::Quote),
         }
     }
 
@@ -571,11 +608,7 @@ impl Matching {
             if o.remaining.raw() == 0 {
                 return;
             }
-            let from_book = self
-                .levels(books, o.instrument, o.side.opposite())
-                .next()
-                .is_some();
-            let (best, size) = self.best_opposite(o.instrument, o.side, books);
+            let ((best, size), source) = self.best_with_source(o.instrument, o.side, books);
             let Some(price) = best else { return };
             let acceptable = limit.is_none_or(|l| {
                 if o.side == Side::Buy {
@@ -594,15 +627,17 @@ impl Matching {
                 o.side.opposite(),
                 price,
                 size - qty.raw(),
-                from_book,
+                source,
             );
         }
     }
 
     /// Reduces a level we took from (the overlay on the book, or the quote when there is no
     /// book).
-    fn consume(&mut self, i: usize, side: Side, price: Price, left: i64, from_book: bool) {
-        if from_book {
+    fn consume(&mut self, i: usize, side: Side, price: Price, left: i64, source: Source) {
+        if source == Source::Trade {
+            self.trade_left[i] = left.max(0);
+        } else if source == Source::Book {
             let left = left.max(0);
             if let Some(t) = self
                 .taken
@@ -1267,5 +1302,76 @@ mod tests {
         );
         assert_eq!(fills(&reduce), vec![(99, 2, false)]);
         assert_eq!(m.position(0), Qty::ZERO);
+    }
+
+    #[test]
+    fn trades_only_data_fills_against_the_last_print_once() {
+        // No book, no quote: a venue known only from its prints.
+        let mut m = Venue {
+            books: vec![OrderBook::new(64)].into_boxed_slice(),
+            m: Matching::new(ExecConfig {
+                maker_fee_bps: 0,
+                taker_fee_bps: 0,
+                entry_latency_ns: ENTRY,
+                response_latency_ns: RESPONSE,
+                jitter_ns: 0,
+                md_latency_ns: 0,
+                seed: 1,
+                order_slots: 16,
+                instruments: 1,
+                book_levels: 64,
+            }),
+        };
+        let mut out = Vec::new();
+        let before = run(
+            &mut m,
+            &order(1, OrderRequest::market(I, Side::Buy, p(100), q(1))),
+            100,
+        );
+        assert_eq!(
+            last(&before),
+            "canceled",
+            "nothing printed yet: no liquidity"
+        );
+        trade(&mut m, 1, 100, 3, &mut out);
+        let o = order(2, OrderRequest::ioc(I, Side::Buy, p(101), q(2)));
+        let got = run(&mut m, &o, 100);
+        assert_eq!(fills(&got), [(100, 2, false)]);
+        // The print's remaining 1 is all a second order can take from it.
+        let got = run(
+            &mut m,
+            &order(3, OrderRequest::ioc(I, Side::Buy, p(101), q(5))),
+            100,
+        );
+        assert_eq!(fills(&got), [(100, 1, false)]);
+        assert_eq!(last(&got), "canceled");
+        // Once a quote has been seen, prints are never taken from.
+        let quote = tradeloop_engine::event::Quote {
+            instrument: I,
+            bid_price: p(99),
+            bid_qty: q(1),
+            ask_price: p(101),
+            ask_qty: q(1),
+            update_id: 1,
+        };
+        m.on_market(&Event::new(2, 2, EventKind::Quote(quote)), 2, &mut |r| {
+            out.push(r)
+        });
+        let got = run(
+            &mut m,
+            &order(4, OrderRequest::ioc(I, Side::Buy, p(102), q(3))),
+            100,
+        );
+        assert_eq!(fills(&got), [(101, 1, false)], "the quote's size only");
+        trade(&mut m, 3, 100, 5, &mut out);
+        let got = run(
+            &mut m,
+            &order(5, OrderRequest::ioc(I, Side::Buy, p(102), q(3))),
+            100,
+        );
+        assert!(
+            fills(&got).is_empty(),
+            "quote exhausted; the print is not liquidity: {got:?}"
+        );
     }
 }
