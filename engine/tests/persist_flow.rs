@@ -40,6 +40,28 @@ impl Store for MemStore {
     }
 }
 
+type FillingEngine = Engine<MaCross, AllowAll, LaneGateway, SimClock>;
+
+/// An engine whose venue fills every order at once, recording into `outbox`.
+fn filling_engine(outbox: &Arc<Outbox>) -> FillingEngine {
+    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
+    let gw = LaneGateway::new(Arc::clone(&lanes), Answer::Fill);
+    Engine::new(
+        LoopConfig::default(),
+        lanes,
+        registry(),
+        MaCross::new(
+            &MaCrossConfig::default(),
+            BTC,
+            Price::parse("0.01").unwrap(),
+        ),
+        AllowAll,
+        gw,
+        SimClock::new(1),
+    )
+    .with_outbox(Arc::clone(outbox))
+}
+
 #[test]
 fn record_kinds_mask_what_reaches_the_outbox() {
     for (kinds, want) in [
@@ -55,24 +77,8 @@ fn record_kinds_mask_what_reaches_the_outbox() {
         ),
         (Record::FILL | Record::BREAKER, vec![Record::FILL]),
     ] {
-        let lanes = Arc::new(Lanes::new(LaneConfig::default()));
         let outbox = Arc::new(Outbox::new(64));
-        let gw = LaneGateway::new(Arc::clone(&lanes), Answer::Fill);
-        let mut e = Engine::new(
-            LoopConfig::default(),
-            Arc::clone(&lanes),
-            registry(),
-            MaCross::new(
-                &MaCrossConfig::default(),
-                BTC,
-                Price::parse("0.01").unwrap(),
-            ),
-            AllowAll,
-            gw,
-            SimClock::new(1),
-        )
-        .with_outbox(Arc::clone(&outbox))
-        .with_record_kinds(kinds);
+        let mut e = filling_engine(&outbox).with_record_kinds(kinds);
         let req = OrderRequest::limit(BTC, Side::Buy, Price::from_units(100), Qty::from_units(1));
         e.core_mut().submit(req).unwrap();
         e.poll();
@@ -85,23 +91,8 @@ fn record_kinds_mask_what_reaches_the_outbox() {
 
 #[test]
 fn full_outbox_halts_new_orders_until_the_writer_catches_up() {
-    let lanes = Arc::new(Lanes::new(LaneConfig::default()));
     let outbox = Arc::new(Outbox::new(4));
-    let gw = LaneGateway::new(Arc::clone(&lanes), Answer::Fill);
-    let mut e = Engine::new(
-        LoopConfig::default(),
-        Arc::clone(&lanes),
-        registry(),
-        MaCross::new(
-            &MaCrossConfig::default(),
-            BTC,
-            Price::parse("0.01").unwrap(),
-        ),
-        AllowAll,
-        gw,
-        SimClock::new(1),
-    )
-    .with_outbox(Arc::clone(&outbox));
+    let mut e = filling_engine(&outbox);
     let req = OrderRequest::limit(BTC, Side::Buy, Price::from_units(100), Qty::from_units(1));
     e.core_mut().submit(req).unwrap();
     e.poll(); // ack + fill: order x3, fill, position = 5 essential records into 4 slots

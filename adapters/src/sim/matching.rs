@@ -36,7 +36,6 @@ use core::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use tradeloop_engine::api::Books;
-use tradeloop_engine::book::OrderBook;
 use tradeloop_engine::event::{
     BookDelta, ClientOrderId, DeltaFlags, Event, EventKind, OrderReport, RejectReason, Side,
 };
@@ -523,7 +522,7 @@ impl Matching {
             .iter()
             .find(|t| t.0 == i && t.1 == side && t.2 == price)
             .map_or_else(
-                || books.get(i).map_or(0, |b| level_qty(b, side, price)),
+                || books.get(i).map_or(0, |b| b.qty_at(side, price).raw()),
                 |t| t.3,
             )
     }
@@ -779,13 +778,10 @@ fn triggered(o: &SimOrder, last: Price) -> bool {
     }
 }
 
-fn level_qty(book: &OrderBook, side: Side, price: Price) -> i64 {
-    book.qty_at(side, price).raw()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tradeloop_engine::book::OrderBook;
     use tradeloop_engine::event::Trade;
     use tradeloop_engine::instrument::InstrumentIndex;
     use tradeloop_engine::order::OrderRequest;
@@ -835,8 +831,9 @@ mod tests {
         }
     }
 
-    fn venue() -> Venue {
-        let mut m = Venue {
+    /// A venue with an empty book; maker −1 bp, taker 5 bp.
+    fn bare() -> Venue {
+        Venue {
             books: vec![OrderBook::new(64)].into_boxed_slice(),
             m: Matching::new(ExecConfig {
                 maker_fee_bps: -1,
@@ -850,7 +847,11 @@ mod tests {
                 instruments: 1,
                 book_levels: 64,
             }),
-        };
+        }
+    }
+
+    fn venue() -> Venue {
+        let mut m = bare();
         let levels = [
             (Side::Buy, 99, 5),
             (Side::Buy, 98, 5),
@@ -1307,21 +1308,7 @@ mod tests {
     #[test]
     fn trades_only_data_fills_against_the_last_print_once() {
         // No book, no quote: a venue known only from its prints.
-        let mut m = Venue {
-            books: vec![OrderBook::new(64)].into_boxed_slice(),
-            m: Matching::new(ExecConfig {
-                maker_fee_bps: 0,
-                taker_fee_bps: 0,
-                entry_latency_ns: ENTRY,
-                response_latency_ns: RESPONSE,
-                jitter_ns: 0,
-                md_latency_ns: 0,
-                seed: 1,
-                order_slots: 16,
-                instruments: 1,
-                book_levels: 64,
-            }),
-        };
+        let mut m = bare();
         let mut out = Vec::new();
         let before = run(
             &mut m,

@@ -12,7 +12,7 @@ use super::rest::{Auth, Endpoint, Market, Method, RestClient, RestError, RestSet
 use super::sign::Credentials;
 use super::tracker::engine_client_id;
 
-/// What the check found.
+/// What the check found (a listen key was created and closed again, or the check failed).
 #[derive(Clone, Debug)]
 pub struct Preflight {
     /// Server time minus local time, ms.
@@ -25,8 +25,6 @@ pub struct Preflight {
     pub holdings: Vec<(String, Qty, Qty)>,
     /// Open orders per symbol: (symbol, with this bot's prefix, others).
     pub open_orders: Vec<(String, usize, usize)>,
-    /// A listen key could be created (and was closed again).
-    pub user_stream: bool,
 }
 
 /// Runs the check.
@@ -92,6 +90,5 @@ pub fn preflight(
         rate_limits: info.rate_limits,
         holdings,
         open_orders,
-        user_stream: true,
     })
 }
