@@ -1,7 +1,7 @@
 //! Built-in example strategies. Hot path: callbacks run per event on the engine thread, integer
 //! arithmetic only, no allocation.
 
-use crate::api::{Context, OrderUpdate, Strategy};
+use crate::api::{Context, OrderUpdate, Strategy, TradingState};
 use crate::event::{ClientOrderId, Side, Trade};
 use crate::fixed::{Price, Qty};
 use crate::instrument::InstrumentIndex;
@@ -122,6 +122,10 @@ impl Ema {
 /// Moving-average crossover: long `target_qty` while the fast EMA of trade prices is above the
 /// slow one, short while below. Orders are IOC limits a few ticks through the last trade
 /// (marketable, with bounded slippage); one order in flight at a time.
+///
+/// It follows the engine's trading state instead of sending orders risk would deny: nothing
+/// while halted, and while reducing only towards flat (a signal on the other side closes the
+/// position and stops there).
 #[derive(Clone, Debug)]
 pub struct MaCross {
     instrument: InstrumentIndex,
@@ -188,7 +192,15 @@ impl Strategy for MaCross {
             core::cmp::Ordering::Less => -self.target_qty,
             core::cmp::Ordering::Equal => return,
         };
-        let delta = target - ctx.position(self.instrument).qty;
+        let position = ctx.position(self.instrument).qty;
+        let target = match ctx.trading_state() {
+            TradingState::Active => target,
+            TradingState::Reducing => {
+                target.clamp(position.min(Qty::ZERO), position.max(Qty::ZERO))
+            }
+            TradingState::Halted => return,
+        };
+        let delta = target - position;
         if delta.is_zero() {
             return;
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{registry, trade, AllowAll, Answer, LaneGateway, BTC};
-use tradeloop_engine::api::{Context, Deny, SubmitError};
+use tradeloop_engine::api::{Context, Deny, SubmitError, TradingState};
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::clock::SimClock;
 use tradeloop_engine::event::Side;
@@ -258,4 +258,52 @@ fn threaded_run_persists_every_fill_exactly_once() {
         store.rows.len(),
         "everything queued was written"
     );
+}
+
+/// The example strategy follows the trading state: it sends nothing while halted, and while
+/// reducing a signal on the other side only closes the position.
+#[test]
+fn ma_cross_follows_the_trading_state() {
+    let outbox = Arc::new(Outbox::new(1 << 14));
+    let mut e = filling_engine(&outbox);
+    let target = MaCrossConfig::default().target_qty;
+    let mut ns = 0u64;
+    let mut price = 6_000_000i64;
+    let mut walk = |e: &mut FillingEngine, steps: u32, step: i64| {
+        for _ in 0..steps {
+            ns += 1;
+            price += step;
+            e.handle_market(trade(ns, price, ns));
+            e.poll();
+        }
+    };
+    let position = |e: &mut FillingEngine| e.core_mut().position(BTC).qty;
+    let denied = |e: &FillingEngine| e.counters().denials.iter().sum::<u64>();
+    walk(&mut e, 200, 1);
+    assert_eq!(position(&mut e), target, "TC0 a rising leg goes long");
+    let sent = e.counters().orders_sent;
+
+    e.set_trading_state(TradingState::Halted);
+    walk(&mut e, 300, -2);
+    assert_eq!(
+        e.counters().orders_sent,
+        sent,
+        "TC1 nothing sent while halted"
+    );
+    assert_eq!(denied(&e), 0, "TC1 nothing for risk to deny");
+    assert_eq!(position(&mut e), target);
+
+    e.set_trading_state(TradingState::Reducing);
+    walk(&mut e, 50, -2);
+    assert_eq!(
+        position(&mut e),
+        Qty::ZERO,
+        "TC2 reducing closes, stops at flat"
+    );
+    assert_eq!(e.counters().orders_sent, sent + 1, "TC2 one closing order");
+    assert_eq!(denied(&e), 0);
+
+    e.set_trading_state(TradingState::Active);
+    walk(&mut e, 50, -2);
+    assert_eq!(position(&mut e), -target, "TC3 active again: short");
 }
