@@ -124,12 +124,19 @@ struct Sink {
     last_trade: Vec<Price>,
     engine: BtEngine,
     handed: u64,
+    /// A book was marked stale since the engine last polled.
+    stale_marked: bool,
 }
 
 impl Sink {
-    /// Runs the engine until every lane is empty.
+    /// Runs the engine until every lane is empty (a turn only when it has something to do:
+    /// most steps leave nothing queued).
+    #[inline]
     fn drain_engine(&mut self) {
-        while self.engine.poll() > 0 {}
+        if self.stale_marked || !self.engine.is_idle() {
+            self.stale_marked = false;
+            while self.engine.poll() > 0 {}
+        }
     }
 }
 
@@ -145,6 +152,7 @@ impl MarketSink for Sink {
     }
     fn book_lost(&mut self, instrument: InstrumentIndex) {
         self.lanes.mark_book_stale(instrument);
+        self.stale_marked = true;
     }
 }
 
@@ -401,17 +409,12 @@ impl Steps for TleSteps {
 
     #[inline]
     fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool> {
-        loop {
-            let r = self.reader.next_record()?.context("step cut short")?;
-            match r.item {
-                TleItem::Event(e) => sink.push(e),
-                TleItem::BookLost(i) => sink.book_lost(i),
-                TleItem::Nothing => {}
-            }
-            if r.end_of_step {
-                return Ok(r.refused);
-            }
-        }
+        let refused = self.reader.next_step(|item| match item {
+            TleItem::Event(e) => sink.push(e),
+            TleItem::BookLost(i) => sink.book_lost(i),
+            TleItem::Nothing => {}
+        })?;
+        refused.context("step cut short")
     }
 
     fn skip(&mut self) -> anyhow::Result<()> {
@@ -488,9 +491,8 @@ pub fn replay_input(
         Input::TleFile(path) => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            let reader =
-                TleReader::from_reader(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
-                    .with_context(|| format!("{}", path.display()))?;
+            let reader = TleReader::from_reader(Box::new(file))
+                .with_context(|| format!("{}", path.display()))?;
             let steps = TleSteps::new(reader, &registry);
             drive(config, options, registry, steps)
         }
@@ -543,6 +545,7 @@ fn drive<S: Steps>(
         last_trade: vec![Price::ZERO; n],
         engine,
         handed: 0,
+        stale_marked: false,
     };
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();

@@ -669,6 +669,42 @@ impl TleReader {
     }
 }
 
+impl TleReader {
+    /// Hands every item of the next step to `f`, in order, and returns whether the step's frame
+    /// was refused; `None` at the end of the file. A chunk holds whole steps, so a step is
+    /// decoded in one pass over its chunk, with no per-record end-of-chunk check.
+    ///
+    /// # Errors
+    /// I/O, a checksum mismatch, a truncated file, or a record with an unknown tag (the step's
+    /// earlier items have then been handed to `f`).
+    #[inline]
+    pub fn next_step(&mut self, mut f: impl FnMut(TleItem)) -> Result<Option<bool>, TleError> {
+        if self.peek_ns()?.is_none() {
+            return Ok(None);
+        }
+        let bytes = self.chunk_bytes();
+        let mut at = 0;
+        let result = loop {
+            // A loaded chunk ends with a step's last record (checked when it was loaded).
+            let r = &bytes[at..at + RECORD_BYTES];
+            at += RECORD_BYTES;
+            match decode(r, &self.map) {
+                Ok(rec) => {
+                    f(rec.item);
+                    if rec.end_of_step {
+                        break Ok(Some(rec.refused));
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.start += at;
+        self.records += (at / RECORD_BYTES) as u64;
+        self.steps += u64::from(result.is_ok());
+        result
+    }
+}
+
 /// Decompresses one chunk into `out`, which must come to exactly `len` bytes (a corrupt chunk
 /// cannot make it allocate more).
 fn unpack(
@@ -916,15 +952,41 @@ mod tests {
         Ok((steps, refused, r.totals().expect("trailer read")))
     }
 
+    /// [`read_all`] a step at a time through [`TleReader::next_step`].
+    fn read_steps(mut r: TleReader) -> Result<Steps, TleError> {
+        let (mut steps, mut refused) = (Vec::new(), Vec::new());
+        loop {
+            let mut cur = Vec::new();
+            let Some(bad) = r.next_step(|item| {
+                if item != TleItem::Nothing {
+                    cur.push(item);
+                }
+            })?
+            else {
+                break;
+            };
+            steps.push(cur);
+            refused.push(bad);
+        }
+        Ok((steps, refused, r.totals().expect("trailer read")))
+    }
+
     #[test]
     fn round_trips_every_kind_raw_and_zstd_from_memory_and_stream() {
         for (zstd, filler) in [(None, 0), (Some(3), 0), (None, 40_000), (Some(1), 40_000)] {
             let (bytes, want) = write(zstd, filler);
             let mem = TleReader::from_memory(Arc::from(bytes.clone())).unwrap();
             assert_eq!(mem.meta(), &meta());
-            let stream = TleReader::from_reader(Box::new(io::Cursor::new(bytes))).unwrap();
-            for r in [mem, stream] {
-                let (got, refused, totals) = read_all(r).unwrap();
+            let stream = TleReader::from_reader(Box::new(io::Cursor::new(bytes.clone()))).unwrap();
+            let by_step = TleReader::from_memory(Arc::from(bytes.clone())).unwrap();
+            let stream_by_step = TleReader::from_reader(Box::new(io::Cursor::new(bytes))).unwrap();
+            for (r, read) in [
+                (mem, read_all as fn(TleReader) -> Result<Steps, TleError>),
+                (stream, read_all),
+                (by_step, read_steps),
+                (stream_by_step, read_steps),
+            ] {
+                let (got, refused, totals) = read(r).unwrap();
                 assert_eq!(got, want, "zstd {zstd:?} filler {filler}");
                 assert_eq!(refused.iter().filter(|&&r| r).count(), 1);
                 assert!(refused[2]);
@@ -965,13 +1027,18 @@ mod tests {
             for at in (0..bytes.len()).step_by(step.max(1)) {
                 let mut bad = bytes.clone();
                 bad[at] ^= 0x5a;
-                let res =
-                    TleReader::from_memory(Arc::from(bad)).and_then(|r| read_all(r).map(|_| ()));
-                assert!(
-                    res.is_err(),
-                    "flip at {at} of {} (zstd {zstd:?}) went unnoticed",
-                    bytes.len()
-                );
+                for read in [
+                    read_all as fn(TleReader) -> Result<Steps, TleError>,
+                    read_steps,
+                ] {
+                    let res = TleReader::from_memory(Arc::from(bad.clone()))
+                        .and_then(|r| read(r).map(|_| ()));
+                    assert!(
+                        res.is_err(),
+                        "flip at {at} of {} (zstd {zstd:?}) went unnoticed",
+                        bytes.len()
+                    );
+                }
             }
             for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
                 let res = TleReader::from_reader(Box::new(io::Cursor::new(bytes[..cut].to_vec())))

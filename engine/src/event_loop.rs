@@ -587,13 +587,19 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         self.settle_breakers();
     }
 
-    /// Requests a cancel of every working order (kill switch). O(pool capacity), no allocation.
+    /// Requests a cancel of every working order (kill switch). No allocation; scans the pool
+    /// only up to its last order in use.
     fn cancel_all(&mut self) {
         let now_ns = self.clock.now_ns();
+        let mut left = self.pool.in_use();
         for slot in 0..self.pool.capacity() {
+            if left == 0 {
+                break;
+            }
             let Some(order) = self.pool.live_at(slot).copied() else {
                 continue;
             };
+            left -= 1;
             if matches!(
                 order.status,
                 OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
@@ -1182,6 +1188,15 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             self.serve_higher(&mut high_left);
         }
         self.handle(Lane::Normal, event);
+    }
+
+    /// `true` when [`Self::poll`] has nothing to do but look: every lane is empty and no
+    /// record waits for room in the outbox. (A book marked stale through the lanes is not
+    /// looked at here; the caller that marked it knows.)
+    #[inline]
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.core.spill.held() == 0 && Lane::ALL.iter().all(|&l| self.core.lanes.is_empty(l))
     }
 
     /// Runs one loop turn (see the module docs) and returns how many events it handled.

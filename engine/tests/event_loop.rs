@@ -495,3 +495,42 @@ fn tick_to_trade_runs_from_frame_arrival_to_the_gateway() {
         }
     }
 }
+
+/// The kill switch reaches every working order wherever it sits in the pool, after slots
+/// ahead of it were released; `is_idle` tells when a turn has nothing to do.
+#[test]
+fn kill_switch_reaches_orders_behind_released_slots() {
+    let (mut e, lanes) = engine(Answer::AckOnly);
+    assert!(e.is_idle(), "TC0 a new engine has nothing to do");
+    let ids: Vec<_> = (0..6)
+        .map(|k| {
+            e.core_mut()
+                .submit(OrderRequest::limit(
+                    BTC,
+                    Side::Buy,
+                    Price::from_units(90 + k),
+                    Qty::from_units(1),
+                ))
+                .unwrap()
+        })
+        .collect();
+    assert!(!e.is_idle(), "TC1 acks queued on HIGH");
+    e.poll();
+    assert!(e.is_idle(), "TC1 drained");
+    for id in &ids[..4] {
+        e.core_mut().cancel(*id).unwrap();
+    }
+    e.poll();
+    assert_eq!(e.gateway().cancels, 4);
+    assert!(ids[..4].iter().all(|id| e.core().order(*id).is_none()));
+    lanes
+        .push_critical(Event::new(0, 0, EventKind::Control(Control::KillSwitch)))
+        .unwrap();
+    e.poll();
+    assert_eq!(
+        e.gateway().cancels,
+        6,
+        "TC2 both orders behind the freed slots"
+    );
+    assert!(ids.iter().all(|id| e.core().order(*id).is_none()));
+}
