@@ -730,7 +730,7 @@ fn unpack(
 }
 
 /// The payload of an event record (`tag` in `TAG_TRADE..=TAG_LIQ`).
-#[inline]
+#[inline(always)]
 fn event_kind(r: &[u8], tag: u8, instrument: InstrumentIndex) -> EventKind {
     let side = if r[20] == 0 { Side::Buy } else { Side::Sell };
     let price = |i: usize| Price::from_raw(i64_at(r, 24 + i * 8));
@@ -779,7 +779,7 @@ fn event_kind(r: &[u8], tag: u8, instrument: InstrumentIndex) -> EventKind {
 }
 
 /// Decodes one record (instrument indices through `map`).
-#[inline]
+#[inline(always)]
 fn decode(r: &[u8], map: &[Option<InstrumentIndex>]) -> Result<TleRecord, TleError> {
     let recv_ns = u64_at(r, 0);
     let exch_ns = u64_at(r, 8);

@@ -78,9 +78,15 @@ impl SimClock {
 
     /// Sets the time; never moves it backwards (a replayed event older than the clock leaves
     /// it where it is, so time stays monotonic).
+    ///
+    /// One thread at a time moves the clock (the replay that drives it; any thread may read
+    /// it), so this is a load and a store, not a locked read-modify-write: a replay sets the
+    /// time once per step.
     #[inline]
     pub fn set(&self, ns: u64) {
-        self.now.fetch_max(ns, Ordering::Relaxed);
+        if ns > self.now.load(Ordering::Relaxed) {
+            self.now.store(ns, Ordering::Relaxed);
+        }
     }
 
     /// Moves time forward by `ns`.
