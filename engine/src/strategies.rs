@@ -68,10 +68,14 @@ impl MaCrossConfig {
 /// Q32 fixed-point multiplier, so an update is one multiply and one shift: no division (an
 /// `i128` division is a ~50 ns library call, measured in `bench dispatch`). Exact integer
 /// arithmetic: deterministic on every machine.
+///
+/// The multiply is one widening 64 × 64-bit `imul` whenever the step fits 64 bits (any price
+/// move below 2^47 raw units), and the full 128-bit product otherwise; both give the same
+/// exact result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ema {
     value: i128,
-    alpha_q32: i128,
+    alpha_q32: i64,
     primed: bool,
 }
 
@@ -83,7 +87,9 @@ impl Ema {
     pub fn new(n: u32) -> Self {
         Self {
             value: 0,
-            alpha_q32: (2i128 << 32) / (i128::from(n) + 1),
+            // At most 2^32 (n >= 1): fits i64.
+            #[allow(clippy::cast_possible_truncation, reason = "at most 2^32")]
+            alpha_q32: ((2i128 << 32) / (i128::from(n) + 1)) as i64,
             primed: false,
         }
     }
@@ -93,7 +99,12 @@ impl Ema {
     pub fn update(&mut self, price: Price) {
         let x = i128::from(price.raw()) << EMA_SHIFT;
         if self.primed {
-            self.value += ((x - self.value) * self.alpha_q32) >> 32;
+            let d = x - self.value;
+            let step = match i64::try_from(d) {
+                Ok(d) => i128::from(d) * i128::from(self.alpha_q32),
+                Err(_) => d * i128::from(self.alpha_q32),
+            };
+            self.value += step >> 32;
         } else {
             self.value = x;
             self.primed = true;
@@ -253,6 +264,30 @@ mod tests {
         assert_eq!(e.value(), Price::from_units(150), "TC1 halfway");
         e.update(Price::from_units(200));
         assert_eq!(e.value(), Price::from_units(175), "TC2");
+    }
+
+    proptest::proptest! {
+        /// The widening multiply gives exactly the full 128-bit update, for small moves and for
+        /// moves too large for 64 bits.
+        #[test]
+        fn prop_ema_equals_the_128_bit_update(
+            n in 1u32..500,
+            prices in proptest::collection::vec(proptest::prop_oneof![
+                1i64..10_000_000_000_000,
+                proptest::strategy::Just(i64::MAX),
+                proptest::strategy::Just(1i64),
+            ], 1..200),
+        ) {
+            let mut ema = Ema::new(n);
+            let alpha = (2i128 << 32) / (i128::from(n) + 1);
+            let mut want: Option<i128> = None;
+            for p in prices {
+                ema.update(Price(p));
+                let x = i128::from(p) << EMA_SHIFT;
+                want = Some(want.map_or(x, |v| v + (((x - v) * alpha) >> 32)));
+                proptest::prop_assert_eq!(Some(ema.raw()), want);
+            }
+        }
     }
 
     #[test]

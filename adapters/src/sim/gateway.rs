@@ -121,6 +121,9 @@ impl Gateway for SimGateway {
 
     #[inline]
     fn poll(&mut self, now_ns: u64, books: &Books) {
+        if self.backlog.is_empty() && !self.matching.due(now_ns) {
+            return;
+        }
         self.with_out(now_ns, |m, out| m.advance(now_ns, books, &mut |r| out(r)));
     }
 }

@@ -281,6 +281,15 @@ impl Matching {
         );
     }
 
+    /// `true` if an action is due at `now_ns` ([`Self::advance`] would do something).
+    #[inline]
+    #[must_use]
+    pub fn due(&self, now_ns: u64) -> bool {
+        self.schedule
+            .peek()
+            .is_some_and(|Reverse((due, _, _))| *due <= now_ns)
+    }
+
     /// Applies everything due at or before `now_ns`; reports go to `out` in time order.
     pub fn advance(&mut self, now_ns: u64, books: &Books, out: &mut impl FnMut(OrderReport)) {
         while let Some(Reverse((due, _, _))) = self.schedule.peek() {
@@ -335,11 +344,13 @@ impl Matching {
         }
         // The venue rewrote the level (or, with a snapshot, the whole book): what we took
         // from it is in the update.
-        if d.flags.0 & DeltaFlags::SNAPSHOT_BEGIN != 0 {
-            self.taken.retain(|t| t.0 != i);
-        } else {
-            self.taken
-                .retain(|t| !(t.0 == i && t.1 == d.side && t.2 == d.price));
+        if !self.taken.is_empty() {
+            if d.flags.0 & DeltaFlags::SNAPSHOT_BEGIN != 0 {
+                self.taken.retain(|t| t.0 != i);
+            } else {
+                self.taken
+                    .retain(|t| !(t.0 == i && t.1 == d.side && t.2 == d.price));
+            }
         }
         // A level shrinking below our queue position shrinks it.
         for &slot in &self.working {
