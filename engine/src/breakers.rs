@@ -280,7 +280,14 @@ impl Reading {
 }
 
 fn money_e8(m: Money) -> i64 {
-    let v = m.raw() / (MONEY_SCALE / i128::from(FIXED_SCALE));
+    const DIV: i128 = MONEY_SCALE / FIXED_SCALE as i128;
+    // Readings mostly fit 64 bits, where dividing by a constant is a multiply (the 128-bit
+    // division is a library call); both truncate towards zero, so the quotient is the same.
+    if let Ok(raw) = i64::try_from(m.raw()) {
+        #[allow(clippy::cast_possible_truncation, reason = "DIV is 1e8")]
+        return raw / DIV as i64;
+    }
+    let v = m.raw() / DIV;
     i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
 }
 
@@ -743,6 +750,19 @@ mod tests {
         core::iter::from_fn(|| b.pop_transition())
             .map(|e| (e.kind, e.state))
             .collect()
+    }
+
+    proptest::proptest! {
+        /// The 64-bit fast path of `money_e8` gives the 128-bit quotient, sign and all.
+        #[test]
+        fn prop_money_e8_matches_the_128_bit_division(raw in proptest::prop_oneof![
+            proptest::strategy::Strategy::prop_map(proptest::num::i64::ANY, i128::from),
+            proptest::num::i128::ANY,
+        ]) {
+            let want = raw / (MONEY_SCALE / i128::from(FIXED_SCALE));
+            let want = i64::try_from(want).unwrap_or(if want < 0 { i64::MIN } else { i64::MAX });
+            proptest::prop_assert_eq!(money_e8(Money(raw)), want);
+        }
     }
 
     #[test]
