@@ -1315,146 +1315,182 @@ fn git_rev() -> String {
 ///
 /// # Errors
 /// If the configured strategy symbol is missing or a bench thread fails.
-pub fn run(config: &Config, config_path: &std::path::Path, events: u64) -> anyhow::Result<Report> {
+/// Groups of figures `bench --only` selects, in the order they run.
+pub const GROUPS: [&str; 7] = [
+    "core", "parse", "tick", "stop", "persist", "live", "backtest",
+];
+
+/// Runs the figures of every group in `only` (all of them when it is empty; see [`GROUPS`]).
+///
+/// # Errors
+/// A group not in [`GROUPS`], or a figure that cannot be measured.
+pub fn run(
+    config: &Config,
+    config_path: &std::path::Path,
+    events: u64,
+    only: &[String],
+) -> anyhow::Result<Report> {
+    for g in only {
+        anyhow::ensure!(
+            GROUPS.contains(&g.as_str()),
+            "--only {g}: no such group of figures (groups: {})",
+            GROUPS.join(", ")
+        );
+    }
+    let want = |group: &str| only.is_empty() || only.iter().any(|g| g == group);
     let clock = LiveClock::new();
     let mut figures = BTreeMap::new();
-    figures.insert("clock_overhead", clock_overhead(&clock, events));
-    figures.insert("lane_hop", lane_hop(config, &clock, events)?);
-    let (dispatch, orders) = dispatch(config, &clock, events)?;
-    anyhow::ensure!(
-        orders > 0,
-        "the strategy sent no order during the dispatch bench"
-    );
-    figures.insert("dispatch", dispatch);
+    if want("core") {
+        figures.insert("clock_overhead", clock_overhead(&clock, events));
+        figures.insert("lane_hop", lane_hop(config, &clock, events)?);
+        let (dispatch, orders) = dispatch(config, &clock, events)?;
+        anyhow::ensure!(
+            orders > 0,
+            "the strategy sent no order during the dispatch bench"
+        );
+        figures.insert("dispatch", dispatch);
+    }
     let frames = load_frames()?;
-    let mut codec = btc_codec();
-    figures.insert(
-        "parse_trade",
-        parse_figure(&frames.trades, events, |f| codec.parse(f))?,
-    );
-    figures.insert(
-        "parse_depth",
-        parse_figure(&frames.depths, events, |f| codec.parse(f))?,
-    );
     let (bybit_trades, bybit_books, bybit_source) = bybit_frames()?;
-    let mut symbols = SymbolMap::default();
-    symbols.insert("BTCUSDT", InstrumentIndex(0));
-    symbols.insert("XRPUSDT", InstrumentIndex(1));
-    let mut bybit = BybitCodec::new(symbols.clone(), 1 << 22);
-    parse_pair(
-        &mut figures,
-        ["parse_bybit_trade", "parse_bybit_book"],
-        [&bybit_trades, &bybit_books],
-        events,
-        |f| bybit.parse(f),
-    )?;
-    let (trades, books) = sim_frames(
-        WireProtocol::Kraken { depth: 25 },
-        "{\"channel\":\"trade\"",
-        "{\"channel\":\"book\"",
-    );
-    let mut kraken = KrakenCodec::new(symbols.clone(), 1 << 22);
-    parse_pair(
-        &mut figures,
-        ["parse_kraken_trade", "parse_kraken_book"],
-        [&trades, &books],
-        events,
-        |f| kraken.parse(f),
-    )?;
-    let (trades, books) = sim_frames(
-        WireProtocol::Coinbase,
-        "{\"channel\":\"market_trades\"",
-        "{\"channel\":\"l2_data\"",
-    );
-    let mut coinbase = CoinbaseCodec::new(symbols.clone(), 1 << 22);
-    parse_pair(
-        &mut figures,
-        ["parse_coinbase_trade", "parse_coinbase_book"],
-        [&trades, &books],
-        events,
-        |f| coinbase.parse(f),
-    )?;
-    let (trades, books) = sim_frames(
-        WireProtocol::Okx,
-        "{\"arg\":{\"channel\":\"trades\"",
-        "{\"arg\":{\"channel\":\"books\"",
-    );
-    let mut okx = OkxCodec::new(symbols, 1 << 22);
-    parse_pair(
-        &mut figures,
-        ["parse_okx_trade", "parse_okx_book"],
-        [&trades, &books],
-        events,
-        |f| okx.parse(f),
-    )?;
-    figures.insert(
-        "tick_to_strategy",
-        tick_to_strategy(config, &frames.trades, events, None)?,
-    );
-    figures.insert(
-        "tick_to_trade",
-        tick_to_trade(config, &frames.trades, events)?,
-    );
-    figures.insert(
-        "tick_to_strategy_writer_busy",
-        tick_to_strategy(config, &frames.trades, events, Some(WRITER_BUSY_RATE))?,
-    );
-    let (guarded, queued) = stop_under_backlog(config, true, STOP_BACKLOG, STOP_ITERATIONS)?;
-    tracing::info!(
-        queued,
-        "stop_under_backlog: fewest NORMAL events queued ahead of the stop"
-    );
-    figures.insert("stop_under_backlog", guarded);
-    let (unguarded, _) = stop_under_backlog(config, false, STOP_BACKLOG, STOP_ITERATIONS)?;
-    figures.insert("stop_under_backlog_no_guard", unguarded);
-    let records = persist_records(PERSIST_RECORDS);
-    let dir = bench_dir("sqlite")?;
-    figures.insert(
-        "persist_sqlite",
-        persist_rate(config, &records, |run| {
-            let mut s =
-                SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
-            s.begin_run(0, "bench")?;
-            Ok(s)
-        })?,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    let pg_var = &config.persistence.postgres_url_env;
-    match std::env::var(pg_var) {
-        Ok(url) => {
-            let url = tradeloop_store::postgres::reset_schema(&url, "tradeloop_bench")?;
-            figures.insert(
-                "persist_postgres",
-                persist_rate(config, &records, |_| {
-                    let mut s = PgStore::connect(&url, vec!["BTCUSDT".into()])?;
-                    s.begin_run(0, "bench")?;
-                    Ok(s)
-                })?,
-            );
+    if want("parse") {
+        let mut codec = btc_codec();
+        figures.insert(
+            "parse_trade",
+            parse_figure(&frames.trades, events, |f| codec.parse(f))?,
+        );
+        figures.insert(
+            "parse_depth",
+            parse_figure(&frames.depths, events, |f| codec.parse(f))?,
+        );
+        let mut symbols = SymbolMap::default();
+        symbols.insert("BTCUSDT", InstrumentIndex(0));
+        symbols.insert("XRPUSDT", InstrumentIndex(1));
+        let mut bybit = BybitCodec::new(symbols.clone(), 1 << 22);
+        parse_pair(
+            &mut figures,
+            ["parse_bybit_trade", "parse_bybit_book"],
+            [&bybit_trades, &bybit_books],
+            events,
+            |f| bybit.parse(f),
+        )?;
+        let (trades, books) = sim_frames(
+            WireProtocol::Kraken { depth: 25 },
+            "{\"channel\":\"trade\"",
+            "{\"channel\":\"book\"",
+        );
+        let mut kraken = KrakenCodec::new(symbols.clone(), 1 << 22);
+        parse_pair(
+            &mut figures,
+            ["parse_kraken_trade", "parse_kraken_book"],
+            [&trades, &books],
+            events,
+            |f| kraken.parse(f),
+        )?;
+        let (trades, books) = sim_frames(
+            WireProtocol::Coinbase,
+            "{\"channel\":\"market_trades\"",
+            "{\"channel\":\"l2_data\"",
+        );
+        let mut coinbase = CoinbaseCodec::new(symbols.clone(), 1 << 22);
+        parse_pair(
+            &mut figures,
+            ["parse_coinbase_trade", "parse_coinbase_book"],
+            [&trades, &books],
+            events,
+            |f| coinbase.parse(f),
+        )?;
+        let (trades, books) = sim_frames(
+            WireProtocol::Okx,
+            "{\"arg\":{\"channel\":\"trades\"",
+            "{\"arg\":{\"channel\":\"books\"",
+        );
+        let mut okx = OkxCodec::new(symbols, 1 << 22);
+        parse_pair(
+            &mut figures,
+            ["parse_okx_trade", "parse_okx_book"],
+            [&trades, &books],
+            events,
+            |f| okx.parse(f),
+        )?;
+    }
+    if want("tick") {
+        figures.insert(
+            "tick_to_strategy",
+            tick_to_strategy(config, &frames.trades, events, None)?,
+        );
+        figures.insert(
+            "tick_to_trade",
+            tick_to_trade(config, &frames.trades, events)?,
+        );
+        figures.insert(
+            "tick_to_strategy_writer_busy",
+            tick_to_strategy(config, &frames.trades, events, Some(WRITER_BUSY_RATE))?,
+        );
+    }
+    if want("stop") {
+        let (guarded, queued) = stop_under_backlog(config, true, STOP_BACKLOG, STOP_ITERATIONS)?;
+        tracing::info!(
+            queued,
+            "stop_under_backlog: fewest NORMAL events queued ahead of the stop"
+        );
+        figures.insert("stop_under_backlog", guarded);
+        let (unguarded, _) = stop_under_backlog(config, false, STOP_BACKLOG, STOP_ITERATIONS)?;
+        figures.insert("stop_under_backlog_no_guard", unguarded);
+    }
+    if want("persist") {
+        let records = persist_records(PERSIST_RECORDS);
+        let dir = bench_dir("sqlite")?;
+        figures.insert(
+            "persist_sqlite",
+            persist_rate(config, &records, |run| {
+                let mut s =
+                    SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
+                s.begin_run(0, "bench")?;
+                Ok(s)
+            })?,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let pg_var = &config.persistence.postgres_url_env;
+        match std::env::var(pg_var) {
+            Ok(url) => {
+                let url = tradeloop_store::postgres::reset_schema(&url, "tradeloop_bench")?;
+                figures.insert(
+                    "persist_postgres",
+                    persist_rate(config, &records, |_| {
+                        let mut s = PgStore::connect(&url, vec!["BTCUSDT".into()])?;
+                        s.begin_run(0, "bench")?;
+                        Ok(s)
+                    })?,
+                );
+            }
+            Err(_) => tracing::info!("persist_postgres skipped: ${pg_var} is not set"),
         }
-        Err(_) => tracing::info!("persist_postgres skipped: ${pg_var} is not set"),
     }
-    let recording = backtest_recording(&frames)?;
-    figures.insert("backtest_replay", backtest_replay(config, &recording.0)?);
-    figures.insert("live_order_ack", live_order_ack(&clock, LIVE_ORDERS)?);
-    let (_, _, converted) = crate::convert::write_tle(
-        config,
-        std::slice::from_ref(&recording.0),
-        (None, None),
-        None,
-        Vec::new(),
-    )?;
-    if let Some(dir) = recording.1 {
-        let _ = std::fs::remove_dir_all(dir);
+    if want("live") {
+        figures.insert("live_order_ack", live_order_ack(&clock, LIVE_ORDERS)?);
     }
-    let full: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, false)?);
-    figures.insert("backtest_binary", binary_rate(config, &full)?);
-    figures.insert(
-        "backtest_binary_process",
-        binary_process(config_path, &full)?,
-    );
-    let trades: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, true)?);
-    figures.insert("backtest_binary_trades", binary_rate(config, &trades)?);
+    if want("backtest") {
+        let recording = backtest_recording(&frames)?;
+        figures.insert("backtest_replay", backtest_replay(config, &recording.0)?);
+        let (_, _, converted) = crate::convert::write_tle(
+            config,
+            std::slice::from_ref(&recording.0),
+            (None, None),
+            None,
+            Vec::new(),
+        )?;
+        if let Some(dir) = recording.1 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let full: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, false)?);
+        figures.insert("backtest_binary", binary_rate(config, &full)?);
+        figures.insert(
+            "backtest_binary_process",
+            binary_process(config_path, &full)?,
+        );
+        let trades: Arc<[u8]> = Arc::from(repeat_tle(&converted, BINARY_EVENTS, true)?);
+        figures.insert("backtest_binary_trades", binary_rate(config, &trades)?);
+    }
     Ok(Report {
         figures,
         machine: machine(),

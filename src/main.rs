@@ -152,6 +152,10 @@ enum Command {
         /// Print one JSON object on stdout instead of the table.
         #[arg(long)]
         json: bool,
+        /// Run only these groups of figures (comma-separated): core, parse, tick, stop,
+        /// persist, live, backtest.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Compare two latency histogram logs (`run` saves one per run): per histogram, count and
     /// p50/p90/p99/p99.9/max of each, and B/A.
@@ -421,9 +425,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .context("cannot print the configuration")?
             );
         }
-        Command::Bench { events, json } => {
+        Command::Bench { events, json, only } => {
             anyhow::ensure!(events > 0, "--events must be at least 1");
-            let report = bench::run(&config, &cli.config, events)?;
+            let report = bench::run(&config, &cli.config, events, &only)?;
             if json {
                 println!(
                     "{}",

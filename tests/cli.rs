@@ -666,3 +666,36 @@ fn coinbase_sim_venue_runs_records_and_backtests() {
 fn okx_sim_venue_runs_records_and_backtests() {
     sim_venue_runs_records_and_backtests("okx", "{\"arg\":{\"channel\":\"books\"");
 }
+
+/// `bench --only` runs just the named groups, and refuses a group it does not know by name.
+#[test]
+fn bench_only_runs_the_named_groups() {
+    let out = tradeloop()
+        .args(["bench", "--events", "2000", "--json", "--only", "core"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<&str> = report["figures"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["clock_overhead", "dispatch", "lane_hop"]);
+    let out = tradeloop()
+        .args(["bench", "--only", "core,latency"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--only latency") && err.contains("groups: core, parse"),
+        "{err}"
+    );
+}
