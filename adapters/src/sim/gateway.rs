@@ -114,6 +114,13 @@ impl Gateway for SimGateway {
 
     #[inline]
     fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
+        // A book level reports nothing: with nothing due or backlogged it needs no outlet.
+        if let EventKind::BookDelta(d) = &event.kind {
+            if self.backlog.is_empty() && !self.matching.due(now_ns) {
+                self.matching.on_delta(d);
+                return;
+            }
+        }
         self.with_out(now_ns, |m, out| {
             m.on_market(event, now_ns, books, &mut |r| out(r))
         });

@@ -337,7 +337,9 @@ impl Matching {
         }
     }
 
-    fn on_delta(&mut self, d: &BookDelta) {
+    /// The venue saw a book level change (nothing is reported for it).
+    #[inline]
+    pub fn on_delta(&mut self, d: &BookDelta) {
         let i = d.instrument.get();
         if let Some(q) = self.quoted.get_mut(i) {
             *q = true;
