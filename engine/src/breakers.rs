@@ -316,6 +316,8 @@ pub struct Breakers {
     reject_head: usize,
     reject_count: usize,
     feeds: [Feed; MAX_FEEDS],
+    /// Feeds `0..feeds_used` have reported (the check scans only those).
+    feeds_used: usize,
     /// CRITICAL and HIGH: events this interval, and those that waited longer than the limit.
     lane_samples: [u32; 2],
     lane_over: [u32; 2],
@@ -351,6 +353,7 @@ impl Breakers {
                 since_ns: 0,
                 seen: false,
             }; MAX_FEEDS],
+            feeds_used: 0,
             lane_samples: [0; 2],
             lane_over: [0; 2],
             backpressure_since: None,
@@ -618,6 +621,7 @@ impl Breakers {
         let Some(f) = self.feeds.get_mut(usize::from(feed)) else {
             return;
         };
+        self.feeds_used = self.feeds_used.max(usize::from(feed) + 1);
         if !f.seen || (f.state == FeedState::Live) != (state == FeedState::Live) {
             f.since_ns = now_ns;
         }
@@ -654,8 +658,7 @@ impl Breakers {
             self.judge(BreakerKind::RejectStorm, r, now_ns, true);
         }
         if let Some((max_ns, _)) = self.settings.feed_down {
-            let worst = self
-                .feeds
+            let worst = self.feeds[..self.feeds_used]
                 .iter()
                 .filter(|f| f.seen && f.state != FeedState::Live)
                 .map(|f| now_ns.saturating_sub(f.since_ns))
