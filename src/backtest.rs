@@ -579,7 +579,7 @@ fn drive<S: Steps>(
         if !outbox.is_empty() {
             drain(&outbox, &mut records, &mut fills, &mut breaker_events);
         }
-        let due = *next_sample.get_or_insert(ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
+        let due = *next_sample.get_or_insert_with(|| ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
         if ns >= due {
             let (e, open) = equity_now(&sink.engine, &sink.last_trade);
             equity.push((due, e));
