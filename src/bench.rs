@@ -742,19 +742,23 @@ fn stop_under_backlog(
     };
     let mut hist = latency_histogram();
     let mut queued_min = u64::MAX;
-    let backlog_event = |k: u64| {
+    // Built once: the pusher must outpace the engine's draining (parsing the numbers on
+    // every push made the two race, and the backlog sometimes never reached its size).
+    let (backlog_price, backlog_qty) = (Price::parse("60050")?, Qty::parse("0.001")?);
+    let backlog_event = |k: u64, now_ns: u64| {
         Event::new(
-            clock.now_ns(),
+            now_ns,
             0,
             EventKind::Trade(Trade {
                 instrument: InstrumentIndex(0),
                 aggressor: Side::Buy,
-                price: Price::parse("60050").expect("c"),
-                qty: Qty::parse("0.001").expect("c"),
+                price: backlog_price,
+                qty: backlog_qty,
                 trade_id: k,
             }),
         )
     };
+    let mut pushes_max = 0u64;
     for it in 0..iterations {
         // Open: the strategy buys at 60,000; the stop arms at 59,400.
         let before = fills.load(Ordering::Acquire);
@@ -771,9 +775,15 @@ fn stop_under_backlog(
                 k < backlog * 20,
                 "stop bench: the NORMAL backlog never reached {backlog}"
             );
-            lanes.push_normal(backlog_event(k));
-            k += 1;
+            // The depth is read once per 64 pushes: it reads the consumer's index, a cache
+            // line the engine keeps writing.
+            let now_ns = clock.now_ns();
+            for _ in 0..64 {
+                lanes.push_normal(backlog_event(k, now_ns));
+                k += 1;
+            }
         }
+        pushes_max = pushes_max.max(k);
         // A live feed thread parses frame after frame: the one before the crossing trade
         // (above the stop) leaves its parser and the guard in cache, as they would be.
         let warm = trade_at(2_000_000 + it, "60050.00");
@@ -797,6 +807,12 @@ fn stop_under_backlog(
     engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("bench engine panicked"))?;
+    tracing::info!(
+        guard_on,
+        pushes_max,
+        backlog,
+        "stop_under_backlog: most pushes one iteration needed to queue the backlog"
+    );
     Ok((Percentiles::of(&hist).into(), queued_min))
 }
 
