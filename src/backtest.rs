@@ -124,8 +124,6 @@ struct Sink {
     last_trade: Vec<Price>,
     engine: BtEngine,
     handed: u64,
-    /// A book was marked stale since the engine last polled.
-    stale_marked: bool,
 }
 
 impl Sink {
@@ -133,8 +131,7 @@ impl Sink {
     /// most steps leave nothing queued).
     #[inline]
     fn drain_engine(&mut self) {
-        if self.stale_marked || !self.engine.is_idle() {
-            self.stale_marked = false;
+        if !self.engine.is_idle() {
             while self.engine.poll() > 0 {}
         }
     }
@@ -152,7 +149,6 @@ impl MarketSink for Sink {
     }
     fn book_lost(&mut self, instrument: InstrumentIndex) {
         self.lanes.mark_book_stale(instrument);
-        self.stale_marked = true;
     }
 }
 
@@ -545,7 +541,6 @@ fn drive<S: Steps>(
         last_trade: vec![Price::ZERO; n],
         engine,
         handed: 0,
-        stale_marked: false,
     };
     let progress = options.progress.then(|| {
         let bar = indicatif::ProgressBar::new_spinner();

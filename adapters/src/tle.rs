@@ -667,9 +667,7 @@ impl TleReader {
         self.steps += u64::from(rec.end_of_step);
         Ok(Some(rec))
     }
-}
 
-impl TleReader {
     /// Hands every item of the next step to `f`, in order, and returns whether the step's frame
     /// was refused; `None` at the end of the file. A chunk holds whole steps, so a step is
     /// decoded in one pass over its chunk, with no per-record end-of-chunk check.

@@ -1190,13 +1190,14 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.handle(Lane::Normal, event);
     }
 
-    /// `true` when [`Self::poll`] has nothing to do but look: every lane is empty and no
-    /// record waits for room in the outbox. (A book marked stale through the lanes is not
-    /// looked at here; the caller that marked it knows.)
+    /// `true` when [`Self::poll`] has nothing to do but look: every lane is empty, no book
+    /// was marked stale, and no record waits for room in the outbox.
     #[inline]
     #[must_use]
     pub fn is_idle(&self) -> bool {
-        self.core.spill.held() == 0 && Lane::ALL.iter().all(|&l| self.core.lanes.is_empty(l))
+        self.core.spill.held() == 0
+            && !self.core.lanes.stale_books_pending()
+            && Lane::ALL.iter().all(|&l| self.core.lanes.is_empty(l))
     }
 
     /// Runs one loop turn (see the module docs) and returns how many events it handled.

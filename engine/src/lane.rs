@@ -201,6 +201,10 @@ impl InstrumentBits {
             .is_some_and(|word| word.fetch_and(!(1 << b), Ordering::AcqRel) & (1 << b) != 0)
     }
 
+    fn any(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     fn take_all(&self, mut f: impl FnMut(InstrumentIndex)) {
         if !self.pending.load(Ordering::Acquire) {
             return;
@@ -476,6 +480,13 @@ impl Lanes {
     pub fn mark_book_stale(&self, instrument: InstrumentIndex) {
         self.resync_requests.set(instrument);
         self.stale_books.set(instrument);
+    }
+
+    /// `true` if a book was marked stale since the engine last took the marks.
+    #[inline]
+    #[must_use]
+    pub fn stale_books_pending(&self) -> bool {
+        self.stale_books.any()
     }
 
     /// Engine side: calls `f` for every instrument marked stale since the last call.

@@ -517,6 +517,10 @@ fn kill_switch_reaches_orders_behind_released_slots() {
     assert!(!e.is_idle(), "TC1 acks queued on HIGH");
     e.poll();
     assert!(e.is_idle(), "TC1 drained");
+    lanes.mark_book_stale(BTC);
+    assert!(!e.is_idle(), "TC1 a stale mark waits for the engine");
+    e.poll();
+    assert!(e.is_idle(), "TC1 the mark was taken");
     for id in &ids[..4] {
         e.core_mut().cancel(*id).unwrap();
     }

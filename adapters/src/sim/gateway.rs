@@ -64,6 +64,12 @@ impl SimGateway {
         }
     }
 
+    /// Nothing to deliver at `now_ns`: no report backlogged and no venue action due.
+    #[inline]
+    fn quiet(&self, now_ns: u64) -> bool {
+        self.backlog.is_empty() && !self.matching.due(now_ns)
+    }
+
     fn with_out(
         &mut self,
         now_ns: u64,
@@ -116,7 +122,7 @@ impl Gateway for SimGateway {
     fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
         // A book level reports nothing: with nothing due or backlogged it needs no outlet.
         if let EventKind::BookDelta(d) = &event.kind {
-            if self.backlog.is_empty() && !self.matching.due(now_ns) {
+            if self.quiet(now_ns) {
                 self.matching.on_delta(d);
                 return;
             }
@@ -128,7 +134,7 @@ impl Gateway for SimGateway {
 
     #[inline]
     fn poll(&mut self, now_ns: u64, books: &Books) {
-        if self.backlog.is_empty() && !self.matching.due(now_ns) {
+        if self.quiet(now_ns) {
             return;
         }
         self.with_out(now_ns, |m, out| m.advance(now_ns, books, &mut |r| out(r)));
