@@ -107,7 +107,9 @@ fn parse(c: &mut Criterion) {
 }
 
 fn book(c: &mut Criterion) {
-    let mut book = OrderBook::new(4096);
+    // Prices are whole multiples of 1,000,000 raw units: that is the tick of the window.
+    let tick = Price(1_000_000);
+    let mut book = OrderBook::with_window(4096, tick, 32_768);
     let mk = |side, price: i64, qty: i64, flags| BookDelta {
         instrument: BTC,
         side,
@@ -138,23 +140,31 @@ fn book(c: &mut Criterion) {
     });
     // A deep book like Binance USD-M BTCUSDT (~3,500 levels a side) with inserts and deletes a
     // few hundred levels from the best, where the captured diffs mostly land.
-    let mut deep = OrderBook::new(4096);
-    deep.apply(&mk(Side::Buy, 6_000_000, 1, DeltaFlags::SNAPSHOT_BEGIN));
-    for i in 1..3500 {
-        deep.apply(&mk(Side::Buy, 6_000_000 - 2 * i, 1, 0));
+    // The same with the window (the engine's default) and without it (every level in the
+    // sorted blocks).
+    for (name, window) in [
+        ("book/insert_delete_250_deep_3500_levels", 32_768),
+        ("book/insert_delete_250_deep_3500_levels_no_window", 0),
+    ] {
+        let mut deep = OrderBook::with_window(4096, tick, window);
+        deep.apply(&mk(Side::Buy, 6_000_000, 1, DeltaFlags::SNAPSHOT_BEGIN));
+        for i in 1..3500 {
+            deep.apply(&mk(Side::Buy, 6_000_000 - 2 * i, 1, 0));
+        }
+        deep.apply(&mk(Side::Sell, 6_000_001, 1, DeltaFlags::LAST_IN_MESSAGE));
+        assert_eq!(deep.has_window(), window > 0);
+        let mut k = 0i64;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                k += 1;
+                // Odd prices are absent: each pair of iterations inserts a level and deletes it.
+                let price = 6_000_000 - 500 - 2 * (k % 64) - 1;
+                let qty = (k / 64) % 2;
+                let d = mk(Side::Buy, price, 1 - qty, DeltaFlags::LAST_IN_MESSAGE);
+                black_box(deep.apply(black_box(&d)))
+            })
+        });
     }
-    deep.apply(&mk(Side::Sell, 6_000_001, 1, DeltaFlags::LAST_IN_MESSAGE));
-    let mut k = 0i64;
-    c.bench_function("book/insert_delete_250_deep_3500_levels", |b| {
-        b.iter(|| {
-            k += 1;
-            // Odd prices are absent: each pair of iterations inserts a level and deletes it.
-            let price = 6_000_000 - 500 - 2 * (k % 64) - 1;
-            let qty = (k / 64) % 2;
-            let d = mk(Side::Buy, price, 1 - qty, DeltaFlags::LAST_IN_MESSAGE);
-            black_box(deep.apply(black_box(&d)))
-        })
-    });
 }
 
 fn position(c: &mut Criterion) {

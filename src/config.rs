@@ -1272,6 +1272,13 @@ mod tests {
                 "power of two",
             ),
             (
+                "TC1b book window not a power of two",
+                DEFAULT.replace("book_window = 32768", "book_window = 5000"),
+                &[],
+                "engine.book_window",
+                "power of two in 64..=1048576",
+            ),
+            (
                 "TC2 wrong type",
                 DEFAULT.replace("high_budget = 256", "high_budget = \"lots\""),
                 &[],

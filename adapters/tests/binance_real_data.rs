@@ -1,6 +1,8 @@
 //! Every frame of the real Binance captures in ../shared/data parses, the book follows
 //! Binance's sync procedure through the whole file, and at every book ticker whose update id
-//! the rebuilt book has reached, their best bid and ask agree.
+//! the rebuilt book has reached, their best bid and ask agree. Books with a tick-indexed
+//! window (a small one that moves often, and one on a coarser tick than the spot prices, so
+//! part of the levels go to the blocks) hold exactly what the plain book holds throughout.
 
 use tradeloop_adapters::binance::feed::BinanceFeed;
 use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
@@ -9,7 +11,8 @@ use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_engine::book::{Applied, OrderBook};
-use tradeloop_engine::event::{Event, EventKind};
+use tradeloop_engine::event::{Event, EventKind, Side};
+use tradeloop_engine::fixed::Price;
 use tradeloop_engine::instrument::InstrumentIndex;
 
 #[derive(Default)]
@@ -23,14 +26,72 @@ struct Check {
 
 struct BookSink {
     book: OrderBook,
+    windowed: [OrderBook; 2],
+    messages: u64,
     check: Check,
+}
+
+impl BookSink {
+    fn new() -> Self {
+        let tick = |t| Price::parse(t).unwrap();
+        Self {
+            book: OrderBook::new(8192),
+            windowed: [
+                OrderBook::with_window(8192, tick("0.01"), 1024),
+                OrderBook::with_window(8192, tick("0.1"), 32_768),
+            ],
+            messages: 0,
+            check: Check::default(),
+        }
+    }
+
+    /// The windowed books against the plain one: top of book and sizes after every message,
+    /// every level every 500 messages and at the end.
+    fn compare_windowed(&self, every_level: bool) {
+        for w in &self.windowed {
+            assert!(w.has_window());
+            assert_eq!(
+                (w.best_bid(), w.best_ask(), w.state()),
+                (
+                    self.book.best_bid(),
+                    self.book.best_ask(),
+                    self.book.state()
+                ),
+                "message {}",
+                self.messages
+            );
+            for side in [Side::Buy, Side::Sell] {
+                assert_eq!(
+                    w.len(side),
+                    self.book.len(side),
+                    "message {}",
+                    self.messages
+                );
+                if every_level {
+                    assert!(
+                        w.depth(side).eq(self.book.depth(side)),
+                        "{side:?} depth at message {}",
+                        self.messages
+                    );
+                }
+            }
+            assert_eq!(w.truncated(), self.book.truncated());
+        }
+    }
 }
 
 impl MarketSink for BookSink {
     fn push(&mut self, e: Event) {
         match e.kind {
             EventKind::BookDelta(d) => {
-                let _: Applied = self.book.apply(&d);
+                let applied = self.book.apply(&d);
+                for w in &mut self.windowed {
+                    assert_eq!(w.apply(&d), applied);
+                }
+                if applied == Applied::MessageComplete {
+                    self.messages += 1;
+                    self.compare_windowed(self.messages.is_multiple_of(500));
+                }
             }
             EventKind::Quote(q)
                 if self.book.is_live() && self.book.last_update_id() == q.update_id =>
@@ -54,6 +115,9 @@ impl MarketSink for BookSink {
     fn book_lost(&mut self, _: InstrumentIndex) {
         self.check.book_lost += 1;
         self.book.mark_stale();
+        for w in &mut self.windowed {
+            w.mark_stale();
+        }
     }
 }
 
@@ -69,10 +133,7 @@ fn replay(file: &str, market: Market) -> Option<(BinanceFeed, BookSink, u64)> {
     let mut symbols = SymbolMap::default();
     symbols.insert("BTCUSDT", InstrumentIndex(0));
     let mut feed = BinanceFeed::new(BinanceCodec::new(symbols, 1 << 20), market, 10_000);
-    let mut sink = BookSink {
-        book: OrderBook::new(8192),
-        check: Check::default(),
-    };
+    let mut sink = BookSink::new();
     let mut reader = FrameReader::open(&[path]).unwrap();
     let mut lines = 0;
     while let Some((ns, frame)) = reader.next_frame().unwrap() {
@@ -82,6 +143,12 @@ fn replay(file: &str, market: Market) -> Option<(BinanceFeed, BookSink, u64)> {
         }
     }
     assert_eq!(reader.stats().bad_lines, 0);
+    sink.compare_windowed(true);
+    assert!(sink.messages > 1000, "messages {}", sink.messages);
+    assert!(
+        sink.windowed[0].recenters() > 0,
+        "the small window moved with the market"
+    );
     Some((feed, sink, lines))
 }
 

@@ -1,16 +1,27 @@
 //! L2 order book per instrument keyed by integer price. Hot path: one `apply` per book delta;
-//! nothing allocates after [`OrderBook::new`], which also writes every page it allocated so
-//! the first deltas do not take page faults.
+//! nothing allocates after [`OrderBook::new`] / [`OrderBook::with_window`], which also write
+//! every page they allocate so the first deltas do not take page faults.
 //!
-//! Each side is a list of fixed-size blocks of sorted levels (a one-level B-tree): a delta
-//! finds its block by binary search over the blocks' lowest keys, then its slot inside the
-//! block, and moves at most one block's worth of levels. A flat sorted array moved every level
-//! between the delta and the best: on Binance USD-M BTCUSDT (~3,500 levels a side, most diffs
-//! a few hundred levels from the best) that memmove was a third of backtest replay time.
-//! Keys and quantities are kept in separate arrays, so the searches touch half the cache
-//! lines: on that capture, 21 % less time per delta than interleaved `(key, qty)` pairs.
-//! A full block splits in two; when no block is free the side is repacked at three-quarter
-//! fill (O(levels), amortised over at least a quarter-block of inserts per block).
+//! Each side keeps its levels in two stores:
+//!
+//! - **The window**: `window` consecutive ticks around the best, as a tick-indexed array of
+//!   quantities with a bitmap of the held levels (and a summary bitmap over the bitmap). A
+//!   delta there costs a slot computed by one multiply, a bit test and a store, and the best
+//!   level is cached. The window follows the market: a new best in its top eighth, or a new
+//!   level near a best that has sunk to its bottom quarter, rebuilds the side around the best
+//!   (O(levels), counted in `recenters`).
+//! - **The blocks**: every other level (far from the best, or off the instrument's tick grid)
+//!   in a list of fixed-size blocks of sorted levels (a one-level B-tree): a delta finds its
+//!   block by binary search over the blocks' lowest keys, then its slot inside the block, and
+//!   moves at most one block's worth of levels. Keys and quantities are kept in separate
+//!   arrays, so the searches touch half the cache lines. A full block splits in two; when no
+//!   block is free the blocks are repacked at three-quarter fill (O(levels), amortised over at
+//!   least a quarter-block of inserts per block). With the window off (`window = 0`, or a
+//!   tick the window cannot index) the blocks hold everything.
+//!
+//! On Binance USD-M BTCUSDT (~3,500 levels a side, most diffs 25 to 100 USD from the best)
+//! the blocks alone took 39 ns per captured delta; see the README's performance section for
+//! the window's figures.
 //!
 //! A side holds at most `levels` price levels (config `engine.book_levels`). A new level worse
 //! than all held ones on a full side is not stored (counted in `truncated`); a better one
@@ -35,12 +46,260 @@ const BLOCK: usize = 64;
 const REPACK_FILL: usize = BLOCK * 3 / 4;
 /// Fill for unused slots.
 const NEVER_READ: i64 = i64::MIN;
+/// Largest window, in ticks per side.
+pub const MAX_WINDOW: usize = 1 << 20;
 
-/// One side of a book. Keys order levels worst-first: a bid's key is its raw price, an ask's
-/// is the bitwise complement of it (order-reversing and total over `i64`), so the best level is
-/// always the highest key.
+/// A zeroed vector whose pages are already written (a plain zeroed allocation can come from
+/// lazily mapped zero pages, which would fault on the hot path).
+fn touched_zeros(n: usize) -> Box<[u64]> {
+    let mut v = vec![u64::MAX; n];
+    std::hint::black_box(&mut v);
+    v.fill(0);
+    v.into_boxed_slice()
+}
+
+/// Exact `n / d` for the offsets a window can hold, by one multiply and a shift (a 64-bit
+/// hardware division costs tens of cycles, and `d`, the tick, is fixed per book side).
+#[derive(Clone, Copy, Debug)]
+struct TickDiv {
+    d: u64,
+    m: u64,
+    s: u32,
+}
+
+impl TickDiv {
+    /// A divider by `d` exact for every `n < slots · d`: with `s = 63 + ⌊log₂ d⌋` and
+    /// `m = ⌈2^s / d⌉ ≤ 2^63`, `⌊n·m / 2^s⌋ = ⌊n / d⌋` whenever `n·d < 2^s`, because the
+    /// rounding error `n·(m − 2^s/d) / 2^s` stays below `1/d`. `None` when
+    /// `slots · d² > 2^s` (a tick above about 10^13 raw units).
+    fn new(d: u64, slots: u64) -> Option<Self> {
+        if d == 0 || slots == 0 {
+            return None;
+        }
+        let s = 63 + (63 - d.leading_zeros());
+        let bound = u128::from(slots)
+            .checked_mul(u128::from(d))?
+            .checked_mul(u128::from(d))?;
+        if bound > 1u128 << s {
+            return None;
+        }
+        let m = u64::try_from((1u128 << s).div_ceil(u128::from(d))).ok()?;
+        Some(Self { d, m, s })
+    }
+
+    #[inline(always)]
+    fn div(self, n: u64) -> u64 {
+        #[allow(clippy::cast_possible_truncation, reason = "n / d < 2^64")]
+        let q = ((u128::from(n) * u128::from(self.m)) >> self.s) as u64;
+        q
+    }
+}
+
+/// The dense store of one side: slot `i` is the key `lo + i·d`.
 #[derive(Clone, Debug)]
-struct BookSide {
+struct Window {
+    /// Key of slot 0; `lo + span - 1` never overflows, so slot order is key order.
+    lo: i64,
+    /// `slots · d`; 0 when the window is off.
+    span: u64,
+    div: TickDiv,
+    /// Key of price 0 on this side: a key is on the tick grid when it is this plus a
+    /// multiple of `d`.
+    phase: i64,
+    /// A new best at or above this slot moves the window.
+    upper: usize,
+    qtys: Box<[i64]>,
+    /// Bit `i` set: slot `i` holds a level.
+    bits: Box<[u64]>,
+    /// Bit `w` set: `bits[w]` is not zero.
+    summary: Box<[u64]>,
+    len: usize,
+    /// Highest held slot (meaningful when `len > 0`).
+    top: usize,
+}
+
+impl Window {
+    fn new(slots: usize, tick: Price, phase: i64) -> Self {
+        let div = u64::try_from(tick.raw())
+            .ok()
+            .filter(|_| slots >= 64 && slots.is_power_of_two() && slots <= MAX_WINDOW)
+            .and_then(|d| TickDiv::new(d, slots as u64));
+        let slots = if div.is_some() { slots } else { 0 };
+        let words = slots / 64;
+        Self {
+            lo: 0,
+            span: div.map_or(0, |v| v.d * slots as u64),
+            div: div.unwrap_or(TickDiv { d: 1, m: 0, s: 0 }),
+            phase,
+            upper: slots - slots / 8,
+            qtys: vec![NEVER_READ; slots].into_boxed_slice(),
+            bits: touched_zeros(words),
+            summary: touched_zeros(words.div_ceil(64)),
+            len: 0,
+            top: 0,
+        }
+    }
+
+    #[inline]
+    const fn is_on(&self) -> bool {
+        self.span != 0
+    }
+
+    /// Slot of `key`, if the window covers it and it is on the tick grid.
+    #[inline(always)]
+    fn slot(&self, key: i64) -> Option<usize> {
+        #[allow(
+            clippy::cast_sign_loss,
+            reason = "a negative offset is out of the window"
+        )]
+        let off = key.checked_sub(self.lo)? as u64;
+        if off >= self.span {
+            return None;
+        }
+        let i = self.div.div(off);
+        #[allow(clippy::cast_possible_truncation, reason = "i < slots")]
+        (i * self.div.d == off).then_some(i as usize)
+    }
+
+    #[inline]
+    fn key(&self, i: usize) -> i64 {
+        #[allow(clippy::cast_possible_wrap, reason = "i·d < span <= 2^62")]
+        let off = (i as u64 * self.div.d) as i64;
+        self.lo + off
+    }
+
+    fn on_grid(&self, key: i64) -> bool {
+        #[allow(clippy::cast_possible_wrap, reason = "d < 2^47")]
+        let d = self.div.d as i64;
+        key.checked_sub(self.phase)
+            .is_some_and(|k| k.rem_euclid(d) == 0)
+    }
+
+    #[inline(always)]
+    fn held(&self, i: usize) -> bool {
+        self.bits[i >> 6] >> (i & 63) & 1 != 0
+    }
+
+    #[inline]
+    fn insert(&mut self, i: usize, qty: i64) {
+        let w = i >> 6;
+        if self.bits[w] == 0 {
+            self.summary[w >> 6] |= 1 << (w & 63);
+        }
+        self.bits[w] |= 1 << (i & 63);
+        self.qtys[i] = qty;
+        if self.len == 0 || i > self.top {
+            self.top = i;
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    fn remove(&mut self, i: usize) {
+        let w = i >> 6;
+        self.bits[w] &= !(1 << (i & 63));
+        if self.bits[w] == 0 {
+            self.summary[w >> 6] &= !(1 << (w & 63));
+        }
+        self.len -= 1;
+        if i == self.top {
+            if let Some(t) = self.highest_upto(i) {
+                self.top = t;
+            }
+        }
+    }
+
+    /// Highest held slot at or below `i`.
+    #[inline]
+    fn highest_upto(&self, i: usize) -> Option<usize> {
+        let w = i >> 6;
+        let m = self.bits[w] & (u64::MAX >> (63 - (i & 63)));
+        if m != 0 {
+            return Some(w << 6 | (63 - m.leading_zeros() as usize));
+        }
+        let w = w.checked_sub(1)?;
+        let mut s = w >> 6;
+        let mut m = self.summary[s] & (u64::MAX >> (63 - (w & 63)));
+        loop {
+            if m != 0 {
+                let w = s << 6 | (63 - m.leading_zeros() as usize);
+                return Some(w << 6 | (63 - self.bits[w].leading_zeros() as usize));
+            }
+            s = s.checked_sub(1)?;
+            m = self.summary[s];
+        }
+    }
+
+    /// Lowest held slot.
+    fn lowest(&self) -> Option<usize> {
+        let (s, m) = self.summary.iter().enumerate().find(|(_, m)| **m != 0)?;
+        let w = s << 6 | m.trailing_zeros() as usize;
+        Some(w << 6 | self.bits[w].trailing_zeros() as usize)
+    }
+
+    fn clear(&mut self) {
+        for s in 0..self.summary.len() {
+            let mut m = self.summary[s];
+            while m != 0 {
+                self.bits[s << 6 | m.trailing_zeros() as usize] = 0;
+                m &= m - 1;
+            }
+            self.summary[s] = 0;
+        }
+        self.len = 0;
+    }
+
+    /// Puts the (empty) window's three-quarter mark at `around`, on the tick grid.
+    fn place(&mut self, around: i64) {
+        debug_assert_eq!(self.len, 0);
+        let d = i128::from(self.div.d);
+        let slots = i128::from(self.span);
+        let a = i128::from(around);
+        let aligned = a - (a - i128::from(self.phase)).rem_euclid(d);
+        // `slots` is a multiple of 4 ticks.
+        let mut lo = aligned - slots / 4 * 3;
+        let (min, max) = (i128::from(i64::MIN), i128::from(i64::MAX));
+        if lo < min {
+            lo += (min - lo + d - 1) / d * d;
+        }
+        if lo + slots - 1 > max {
+            lo -= (lo + slots - 1 - max + d - 1) / d * d;
+        }
+        #[allow(clippy::cast_possible_truncation, reason = "clamped to i64 above")]
+        {
+            self.lo = lo as i64;
+        }
+    }
+
+    /// Held levels `(key, qty)`, best (highest key) first.
+    fn iter_desc(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        let mut next = (self.len > 0).then_some(self.top);
+        std::iter::from_fn(move || {
+            let i = next?;
+            next = i.checked_sub(1).and_then(|j| self.highest_upto(j));
+            Some((self.key(i), self.qtys[i]))
+        })
+    }
+
+    /// Held levels `(key, qty)`, lowest key first.
+    fn iter_asc(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.bits.iter().enumerate().flat_map(move |(w, &b)| {
+            let mut b = b;
+            std::iter::from_fn(move || {
+                if b == 0 {
+                    return None;
+                }
+                let i = w << 6 | b.trailing_zeros() as usize;
+                b &= b - 1;
+                Some((self.key(i), self.qtys[i]))
+            })
+        })
+    }
+}
+
+/// The sparse store of one side. Keys order levels worst-first (see [`BookSide`]).
+#[derive(Clone, Debug)]
+struct Blocks {
     /// Block storage: block `b` holds its keys in `keys[b * BLOCK..][..lens[b]]`, sorted, and
     /// their quantities at the same indices of `qtys` (a search reads only keys).
     keys: Box<[i64]>,
@@ -53,19 +312,17 @@ struct BookSide {
     /// Free block ids (a stack).
     free: Box<[u16]>,
     nfree: usize,
-    /// Levels held and the most that may be.
+    /// Levels held.
     len: usize,
-    cap: usize,
-    ask: bool,
-    /// Room for every level during a repack.
+    /// Room for every level of the side during a repack or a recentring.
     scratch: Box<[(i64, i64)]>,
     repacks: u64,
-    /// Index into `order` of the block the last `set` used (a hint, checked before use).
+    /// Index into `order` of the block the last `find` used (a hint, checked before use).
     finger: usize,
 }
 
-impl BookSide {
-    fn new(capacity: usize, side: Side) -> Self {
+impl Blocks {
+    fn new(capacity: usize) -> Self {
         // After a repack `len / REPACK_FILL` blocks are in use, so at least one is free.
         let blocks = capacity.div_ceil(BLOCK / 2) + 2;
         assert!(blocks <= usize::from(u16::MAX), "book too deep");
@@ -82,26 +339,10 @@ impl BookSide {
             free: (0..blocks).rev().map(|b| b as u16).collect(),
             nfree: blocks,
             len: 0,
-            cap: capacity,
-            ask: side == Side::Sell,
             scratch: vec![(NEVER_READ, NEVER_READ); capacity].into_boxed_slice(),
             repacks: 0,
             finger: 0,
         }
-    }
-
-    #[inline]
-    const fn key(&self, price: Price) -> i64 {
-        if self.ask {
-            !price.raw()
-        } else {
-            price.raw()
-        }
-    }
-
-    #[inline]
-    const fn price(&self, key: i64) -> Price {
-        Price(if self.ask { !key } else { key })
     }
 
     /// Index into `order` of the block that holds or would hold `key`.
@@ -138,49 +379,41 @@ impl BookSide {
         self.keys[start..end].binary_search(&key)
     }
 
-    /// Sets a level to an absolute quantity; returns `false` if it was not stored (truncated).
+    /// `(index into order, slot)` of `key` (`Ok`), or where it would be inserted (`Err`).
     #[inline]
-    fn set(&mut self, price: Price, qty: Qty) -> bool {
-        let key = self.key(price);
+    fn find(&mut self, key: i64) -> Result<(usize, usize), (usize, usize)> {
         if self.used == 0 {
-            if !qty.is_zero() {
-                self.insert_at(0, 0, key, qty.raw());
-            }
-            return true;
+            return Err((0, 0));
         }
         let i = self.block_for_near(key);
-        let b = self.order[i];
-        let (start, end) = self.block(b);
-        match self.find_in(start, end, key) {
-            Ok(j) if qty.is_zero() => self.remove_at(i, j),
-            Ok(j) => self.qtys[start + j] = qty.raw(),
-            Err(_) if qty.is_zero() => {}
-            Err(j) => {
-                if self.len < self.cap {
-                    self.insert_at(i, j, key, qty.raw());
-                } else if key < self.mins[0] {
-                    return false;
-                } else {
-                    self.remove_at(0, 0);
-                    self.insert(key, qty.raw());
-                }
-            }
+        let (start, end) = self.block(self.order[i]);
+        self.find_in(start, end, key)
+            .map(|j| (i, j))
+            .map_err(|j| (i, j))
+    }
+
+    fn get(&self, key: i64) -> Option<i64> {
+        if self.used == 0 {
+            return None;
         }
-        true
+        let (start, end) = self.block(self.order[self.block_for(key)]);
+        self.find_in(start, end, key)
+            .ok()
+            .map(|j| self.qtys[start + j])
+    }
+
+    #[inline]
+    fn set_qty(&mut self, i: usize, j: usize, qty: i64) {
+        let start = usize::from(self.order[i]) * BLOCK;
+        self.qtys[start + j] = qty;
     }
 
     /// Inserts a key known to be absent, finding its place.
     fn insert(&mut self, key: i64, qty: i64) {
-        if self.used == 0 {
-            self.insert_at(0, 0, key, qty);
-            return;
+        match self.find(key) {
+            Err((i, j)) => self.insert_at(i, j, key, qty),
+            Ok(_) => debug_assert!(false, "insert of a held key"),
         }
-        let i = self.block_for(key);
-        let (start, end) = self.block(self.order[i]);
-        let j = self
-            .find_in(start, end, key)
-            .expect_err("insert of a held key");
-        self.insert_at(i, j, key, qty);
     }
 
     /// Inserts at slot `j` of the block at `order[i]` (a new block when none is in use).
@@ -263,52 +496,50 @@ impl BookSide {
     #[cold]
     fn repack(&mut self) {
         self.repacks += 1;
+        let mut all = std::mem::take(&mut self.scratch);
         let mut n = 0;
-        for i in 0..self.used {
-            let (start, end) = self.block(self.order[i]);
-            for k in start..end {
-                self.scratch[n] = (self.keys[k], self.qtys[k]);
-                n += 1;
-            }
+        for (slot, level) in all.iter_mut().zip(self.iter_asc()) {
+            *slot = level;
+            n += 1;
         }
+        self.load(&all[..n]);
+        self.scratch = all;
+    }
+
+    /// Replaces the contents with `levels` (sorted by key, distinct, at most the capacity),
+    /// `REPACK_FILL` to a block.
+    fn load(&mut self, levels: &[(i64, i64)]) {
         self.clear();
-        for chunk in 0..n.div_ceil(REPACK_FILL) {
+        for chunk in levels.chunks(REPACK_FILL) {
             let b = self.take_block();
-            let (lo, hi) = (chunk * REPACK_FILL, ((chunk + 1) * REPACK_FILL).min(n));
             let start = usize::from(b) * BLOCK;
-            for (k, &(key, qty)) in self.scratch[lo..hi].iter().enumerate() {
+            for (k, &(key, qty)) in chunk.iter().enumerate() {
                 self.keys[start + k] = key;
                 self.qtys[start + k] = qty;
             }
             #[allow(clippy::cast_possible_truncation, reason = "REPACK_FILL < u16::MAX")]
             {
-                self.lens[usize::from(b)] = (hi - lo) as u16;
+                self.lens[usize::from(b)] = chunk.len() as u16;
             }
-            self.order[chunk] = b;
-            self.mins[chunk] = self.scratch[lo].0;
+            self.order[self.used] = b;
+            self.mins[self.used] = chunk[0].0;
             self.used += 1;
         }
-        self.len = n;
+        self.len = levels.len();
     }
 
+    /// Lowest key held.
     #[inline]
-    fn best(&self) -> Option<Level> {
+    fn min_key(&self) -> Option<i64> {
+        (self.used > 0).then(|| self.mins[0])
+    }
+
+    /// Highest `(key, qty)` held.
+    #[inline]
+    fn max(&self) -> Option<(i64, i64)> {
         let b = *self.order[..self.used].last()?;
         let (_, end) = self.block(b);
-        Some(Level {
-            price: self.price(self.keys[end - 1]),
-            qty: Qty(self.qtys[end - 1]),
-        })
-    }
-
-    fn qty_at(&self, price: Price) -> Qty {
-        if self.used == 0 {
-            return Qty::ZERO;
-        }
-        let key = self.key(price);
-        let (start, end) = self.block(self.order[self.block_for(key)]);
-        self.find_in(start, end, key)
-            .map_or(Qty::ZERO, |j| Qty(self.qtys[start + j]))
+        Some((self.keys[end - 1], self.qtys[end - 1]))
     }
 
     fn clear(&mut self) {
@@ -318,14 +549,269 @@ impl BookSide {
         }
         self.used = 0;
         self.len = 0;
+        self.finger = 0;
+    }
+
+    fn iter_asc(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.order[..self.used].iter().flat_map(move |&b| {
+            let (start, end) = self.block(b);
+            (start..end).map(move |k| (self.keys[k], self.qtys[k]))
+        })
+    }
+
+    fn iter_desc(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.order[..self.used].iter().rev().flat_map(move |&b| {
+            let (start, end) = self.block(b);
+            (start..end)
+                .rev()
+                .map(move |k| (self.keys[k], self.qtys[k]))
+        })
+    }
+}
+
+/// One side of a book. Keys order levels worst-first: a bid's key is its raw price, an ask's
+/// is the bitwise complement of it (order-reversing and total over `i64`), so the best level is
+/// always the highest key. A key is in the window or in the blocks, never both.
+#[derive(Clone, Debug)]
+struct BookSide {
+    window: Window,
+    blocks: Blocks,
+    /// Most levels held.
+    cap: usize,
+    ask: bool,
+    recenters: u64,
+}
+
+impl BookSide {
+    fn new(capacity: usize, side: Side, tick: Price, window: usize) -> Self {
+        let ask = side == Side::Sell;
+        Self {
+            window: Window::new(window, tick, if ask { !0 } else { 0 }),
+            blocks: Blocks::new(capacity),
+            cap: capacity,
+            ask,
+            recenters: 0,
+        }
+    }
+
+    #[inline]
+    const fn key(&self, price: Price) -> i64 {
+        if self.ask {
+            !price.raw()
+        } else {
+            price.raw()
+        }
+    }
+
+    #[inline]
+    const fn price(&self, key: i64) -> Price {
+        Price(if self.ask { !key } else { key })
+    }
+
+    #[inline]
+    const fn len(&self) -> usize {
+        self.window.len + self.blocks.len
+    }
+
+    /// Sets a level to an absolute quantity; returns `false` if it was not stored (truncated).
+    #[inline]
+    fn set(&mut self, price: Price, qty: Qty) -> bool {
+        self.put(self.key(price), qty.raw(), true)
+    }
+
+    /// [`Self::set`] by key; `may_move`: the window may be moved first.
+    #[inline]
+    fn put(&mut self, key: i64, qty: i64, may_move: bool) -> bool {
+        let Some(i) = self.window.slot(key) else {
+            return self.put_outside(key, qty, may_move);
+        };
+        if self.window.held(i) {
+            if qty == 0 {
+                self.window.remove(i);
+            } else {
+                self.window.qtys[i] = qty;
+            }
+            return true;
+        }
+        if qty == 0 {
+            return true;
+        }
+        if may_move && i >= self.window.upper && (self.window.len == 0 || i > self.window.top) {
+            return self.put_recentred(key, key, qty);
+        }
+        if self.len() >= self.cap && !self.make_room(key) {
+            return false;
+        }
+        self.window.insert(i, qty);
+        true
+    }
+
+    /// [`Self::put`] for a key outside the window.
+    #[inline(never)]
+    fn put_outside(&mut self, key: i64, qty: i64, may_move: bool) -> bool {
+        match self.blocks.find(key) {
+            Ok((i, j)) => {
+                if qty == 0 {
+                    self.blocks.remove_at(i, j);
+                } else {
+                    self.blocks.set_qty(i, j, qty);
+                }
+                true
+            }
+            Err(_) if qty == 0 => true,
+            Err((i, j)) => {
+                if may_move && self.window.is_on() && self.window.on_grid(key) {
+                    if let Some(around) = self.recenter_target(key) {
+                        return self.put_recentred(around, key, qty);
+                    }
+                }
+                if self.len() < self.cap {
+                    self.blocks.insert_at(i, j, key, qty);
+                } else if self.make_room(key) {
+                    self.blocks.insert(key, qty);
+                } else {
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    /// Moves the window to `around`, then puts the level.
+    #[cold]
+    #[inline(never)]
+    fn put_recentred(&mut self, around: i64, key: i64, qty: i64) -> bool {
+        self.recenter(around);
+        self.put(key, qty, false)
+    }
+
+    /// Where to move the window for a new level at `key` outside it: around `key` when it
+    /// is the new best, around the best when `key` is within a quarter-window below it
+    /// (the best has sunk to the window's bottom quarter or below); otherwise `None`.
+    fn recenter_target(&self, key: i64) -> Option<i64> {
+        let Some(best) = self.best_key() else {
+            return Some(key);
+        };
+        if key > best {
+            return Some(key);
+        }
+        (i128::from(key) + i128::from(self.window.span / 4) >= i128::from(best)).then_some(best)
+    }
+
+    /// Rebuilds the side with the window's three-quarter mark at `around`.
+    fn recenter(&mut self, around: i64) {
+        self.recenters += 1;
+        let mut all = std::mem::take(&mut self.blocks.scratch);
+        let mut n = 0;
+        for (slot, level) in all
+            .iter_mut()
+            .zip(self.blocks.iter_asc().chain(self.window.iter_asc()))
+        {
+            *slot = level;
+            n += 1;
+        }
+        self.window.clear();
+        self.window.place(around);
+        let mut rest = 0;
+        for t in 0..n {
+            let (key, qty) = all[t];
+            if let Some(i) = self.window.slot(key) {
+                self.window.insert(i, qty);
+            } else {
+                all[rest] = (key, qty);
+                rest += 1;
+            }
+        }
+        all[..rest].sort_unstable_by_key(|l| l.0);
+        self.blocks.load(&all[..rest]);
+        self.blocks.scratch = all;
+    }
+
+    /// Frees room for a new level at `key` on a full side by evicting the worst level;
+    /// `false` (nothing evicted) when `key` is worse than every level held.
+    fn make_room(&mut self, key: i64) -> bool {
+        let in_blocks = self.blocks.min_key();
+        let in_window = if self.window.len == 0 || in_blocks.is_some_and(|k| k < self.window.lo) {
+            None
+        } else {
+            self.window.lowest()
+        };
+        match (in_blocks, in_window) {
+            (Some(k), w) if w.is_none_or(|w| k < self.window.key(w)) => {
+                if key < k {
+                    return false;
+                }
+                self.blocks.remove_at(0, 0);
+            }
+            (_, Some(w)) => {
+                if key < self.window.key(w) {
+                    return false;
+                }
+                self.window.remove(w);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    #[inline]
+    fn best_key(&self) -> Option<i64> {
+        let w = (self.window.len > 0).then(|| self.window.key(self.window.top));
+        match (w, self.blocks.max()) {
+            (Some(w), Some((b, _))) => Some(w.max(b)),
+            (w, b) => w.or(b.map(|b| b.0)),
+        }
+    }
+
+    #[inline]
+    fn best(&self) -> Option<Level> {
+        let w = (self.window.len > 0).then(|| {
+            let t = self.window.top;
+            (self.window.key(t), self.window.qtys[t])
+        });
+        let (key, qty) = match (w, self.blocks.max()) {
+            (Some(w), Some(b)) => {
+                if w.0 > b.0 {
+                    w
+                } else {
+                    b
+                }
+            }
+            (w, b) => w.or(b)?,
+        };
+        Some(Level {
+            price: self.price(key),
+            qty: Qty(qty),
+        })
+    }
+
+    fn qty_at(&self, price: Price) -> Qty {
+        let key = self.key(price);
+        let raw = match self.window.slot(key) {
+            Some(i) if self.window.held(i) => self.window.qtys[i],
+            Some(_) => 0,
+            None => self.blocks.get(key).unwrap_or(0),
+        };
+        Qty(raw)
+    }
+
+    fn clear(&mut self) {
+        self.window.clear();
+        self.blocks.clear();
     }
 
     fn iter_best_first(&self) -> impl Iterator<Item = Level> + '_ {
-        self.order[..self.used].iter().rev().flat_map(move |&b| {
-            let (start, end) = self.block(b);
-            (start..end).rev().map(move |k| Level {
-                price: self.price(self.keys[k]),
-                qty: Qty(self.qtys[k]),
+        let mut w = self.window.iter_desc().peekable();
+        let mut b = self.blocks.iter_desc().peekable();
+        std::iter::from_fn(move || {
+            let from_window = match (w.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.0 > y.0,
+                (x, _) => x.is_some(),
+            };
+            let (key, qty) = if from_window { w.next() } else { b.next() }?;
+            Some(Level {
+                price: self.price(key),
+                qty: Qty(qty),
             })
         })
     }
@@ -386,16 +872,30 @@ pub struct OrderBook {
 }
 
 impl OrderBook {
-    /// A book holding up to `levels` price levels per side.
+    /// A book holding up to `levels` price levels per side, all of them in the blocks (no
+    /// window).
     ///
     /// # Panics
     /// If `levels` is zero.
     #[must_use]
     pub fn new(levels: usize) -> Self {
+        Self::with_window(levels, Price::ZERO, 0)
+    }
+
+    /// A book holding up to `levels` price levels per side, with a window of `window` ticks
+    /// of `tick` per side (config `engine.book_window`). The window is off when `window` is
+    /// 0, not a power of two in 64..=[`MAX_WINDOW`], or the tick is not positive or above
+    /// about 10^13 raw units; the book then keeps every level in its blocks. A tick that does
+    /// not match the venue's prices costs only speed: off-grid prices are kept in the blocks.
+    ///
+    /// # Panics
+    /// If `levels` is zero.
+    #[must_use]
+    pub fn with_window(levels: usize, tick: Price, window: usize) -> Self {
         assert!(levels > 0, "book needs at least one level per side");
         Self {
-            bids: BookSide::new(levels, Side::Buy),
-            asks: BookSide::new(levels, Side::Sell),
+            bids: BookSide::new(levels, Side::Buy, tick, window),
+            asks: BookSide::new(levels, Side::Sell, tick, window),
             state: BookState::Empty,
             last_update_id: 0,
             truncated: 0,
@@ -486,15 +986,15 @@ impl OrderBook {
     #[must_use]
     pub fn len(&self, side: Side) -> usize {
         match side {
-            Side::Buy => self.bids.len,
-            Side::Sell => self.asks.len,
+            Side::Buy => self.bids.len(),
+            Side::Sell => self.asks.len(),
         }
     }
 
     /// `true` when both sides are empty.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.bids.len == 0 && self.asks.len == 0
+        self.bids.len() == 0 && self.asks.len() == 0
     }
 
     /// `true` if best bid ≥ best ask (a crossed book: bad data or a missed update).
@@ -519,7 +1019,19 @@ impl OrderBook {
     /// Times a side was repacked because its blocks were fragmented (each costs O(levels)).
     #[must_use]
     pub const fn repacks(&self) -> u64 {
-        self.bids.repacks + self.asks.repacks
+        self.bids.blocks.repacks + self.asks.blocks.repacks
+    }
+
+    /// Times a side's window was moved to follow the best (each costs O(levels)).
+    #[must_use]
+    pub const fn recenters(&self) -> u64 {
+        self.bids.recenters + self.asks.recenters
+    }
+
+    /// `true` if the sides have a window (see [`Self::with_window`]).
+    #[must_use]
+    pub const fn has_window(&self) -> bool {
+        self.bids.window.is_on()
     }
 
     /// Messages after which the book was crossed.
@@ -554,6 +1066,34 @@ mod tests {
             update_id: 1,
         }
     }
+    /// The model of one side holding at most `cap` levels: sets `price` to `qty`; `false` when
+    /// the level was not stored (a full side, and worse than every level held).
+    fn model_set(
+        map: &mut BTreeMap<i64, i64>,
+        bid: bool,
+        cap: usize,
+        price: i64,
+        qty: i64,
+    ) -> bool {
+        // Worst = lowest bid / highest ask.
+        let worst = if bid {
+            map.keys().next().copied()
+        } else {
+            map.keys().next_back().copied()
+        };
+        if qty == 0 {
+            map.remove(&price);
+        } else if map.contains_key(&price) || map.len() < cap {
+            map.insert(price, qty);
+        } else if worst.is_some_and(|w| if bid { price < w } else { price > w }) {
+            return false;
+        } else {
+            map.remove(&worst.expect("full map"));
+            map.insert(price, qty);
+        }
+        true
+    }
+
     const B: u8 = DeltaFlags::SNAPSHOT_BEGIN;
     const L: u8 = DeltaFlags::LAST_IN_MESSAGE;
 
@@ -701,8 +1241,11 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn prop_book_matches_btreemap(ops in proptest::collection::vec((proptest::bool::ANY, 1i64..60, 0i64..4), 1..300)) {
-            let mut book = OrderBook::new(64);
+        fn prop_book_matches_btreemap(
+            window in proptest::sample::select(vec![0usize, 64, 4096]),
+            ops in proptest::collection::vec((proptest::bool::ANY, 1i64..60, 0i64..4), 1..300),
+        ) {
+            let mut book = OrderBook::with_window(64, Price::from_units(1), window);
             let mut bids = BTreeMap::new();
             let mut asks = BTreeMap::new();
             book.apply(&d(Side::Buy, 1000, 0, B | L));
@@ -725,28 +1268,20 @@ mod tests {
         #[test]
         fn prop_deep_book_matches_model(
             cap in proptest::sample::select(vec![64usize, 100, 256, 512]),
+            window in proptest::sample::select(vec![0usize, 64, 256]),
+            tick in 1i64..4,
             ops in proptest::collection::vec((proptest::bool::ANY, 1i64..3000, 0i64..3), 1..4000),
         ) {
-            let mut book = OrderBook::new(cap);
+            // With ticks of 2 or 3 units, off-grid prices inside the window's range go to the
+            // blocks.
+            let mut book = OrderBook::with_window(cap, Price::from_units(tick), window);
             let mut model: [BTreeMap<i64, i64>; 2] = [BTreeMap::new(), BTreeMap::new()];
             let mut truncated = 0u64;
             book.apply(&d(Side::Buy, 1, 0, B | L));
             for (buy, price, qty) in ops {
                 let side = if buy { Side::Buy } else { Side::Sell };
                 book.apply(&d(side, price, qty, L));
-                let map = &mut model[usize::from(buy)];
-                // Worst = lowest bid / highest ask.
-                let worst = if buy { map.keys().next().copied() } else { map.keys().next_back().copied() };
-                if qty == 0 {
-                    map.remove(&price);
-                } else if map.contains_key(&price) || map.len() < cap {
-                    map.insert(price, qty);
-                } else if worst.is_some_and(|w| if buy { price < w } else { price > w }) {
-                    truncated += 1;
-                } else {
-                    map.remove(&worst.expect("full map"));
-                    map.insert(price, qty);
-                }
+                truncated += u64::from(!model_set(&mut model[usize::from(buy)], buy, cap, price, qty));
             }
             let got_b: Vec<(i64, i64)> = book.depth(Side::Buy).map(|l| (l.price.raw() / 100_000_000, l.qty.raw() / 100_000_000)).collect();
             let want_b: Vec<(i64, i64)> = model[1].iter().rev().map(|(p, q)| (*p, *q)).collect();
@@ -762,5 +1297,176 @@ mod tests {
             proptest::prop_assert_eq!(book.best_bid().map(|l| l.price.raw() / 100_000_000), model[1].keys().next_back().copied());
             proptest::prop_assert_eq!(book.best_ask().map(|l| l.price.raw() / 100_000_000), model[0].keys().next().copied());
         }
+
+        /// Raw prices anywhere in `i64` (near both ends too), ticks of 1 to 1,000 raw units,
+        /// small windows that move often, snapshots that clear the book, and a depth limit:
+        /// the book against a `BTreeMap` model, checked after every step.
+        #[test]
+        fn prop_windowed_book_matches_model(
+            base in proptest::sample::select(vec![i64::MIN, i64::MIN / 2, -50_000, 0, 6_000_000_000_000, i64::MAX - 200_000]),
+            tick in proptest::sample::select(vec![1i64, 3, 10, 1000]),
+            window in proptest::sample::select(vec![64usize, 128]),
+            cap in proptest::sample::select(vec![16usize, 64, 1024]),
+            ops in proptest::collection::vec((0u8..20, 0i64..400, 0i64..3, proptest::bool::ANY), 1..600),
+        ) {
+            let mut book = OrderBook::with_window(cap, Price(tick), window);
+            proptest::prop_assert!(book.has_window());
+            // model[0]: asks, model[1]: bids; raw price -> raw qty.
+            let mut model: [BTreeMap<i64, i64>; 2] = [BTreeMap::new(), BTreeMap::new()];
+            let mut truncated = 0u64;
+            let mut drift = 0i64;
+            book.apply(&BookDelta { instrument: InstrumentIndex(0), side: Side::Buy, flags: DeltaFlags(B | L), price: Price(base.saturating_add(1)), qty: Qty(0), update_id: 1 });
+            for (op, off, qty, buy) in ops {
+                if op == 0 {
+                    book.apply(&BookDelta { instrument: InstrumentIndex(0), side: Side::Buy, flags: DeltaFlags(B), price: Price(base), qty: Qty(0), update_id: 1 });
+                    model = [BTreeMap::new(), BTreeMap::new()];
+                    continue;
+                }
+                // Mostly on the grid, around a price that wanders by whole windows.
+                if op == 1 { drift += 37; }
+                if op == 2 { drift -= 41; }
+                let ticks = drift + off;
+                let price = if op == 3 {
+                    base.saturating_add(ticks.saturating_mul(tick)).saturating_add(1)
+                } else {
+                    base.saturating_add(ticks.saturating_mul(tick))
+                };
+                let side = if buy { Side::Buy } else { Side::Sell };
+                book.apply(&BookDelta { instrument: InstrumentIndex(0), side, flags: DeltaFlags(L), price: Price(price), qty: Qty(qty), update_id: 1 });
+                truncated += u64::from(!model_set(&mut model[usize::from(buy)], buy, cap, price, qty));
+                let got_b: Vec<(i64, i64)> = book.depth(Side::Buy).map(|l| (l.price.raw(), l.qty.raw())).collect();
+                let want_b: Vec<(i64, i64)> = model[1].iter().rev().map(|(p, q)| (*p, *q)).collect();
+                proptest::prop_assert_eq!(got_b, want_b);
+                let got_a: Vec<(i64, i64)> = book.depth(Side::Sell).map(|l| (l.price.raw(), l.qty.raw())).collect();
+                let want_a: Vec<(i64, i64)> = model[0].iter().map(|(p, q)| (*p, *q)).collect();
+                proptest::prop_assert_eq!(got_a, want_a);
+                proptest::prop_assert_eq!(book.best_bid().map(|l| (l.price.raw(), l.qty.raw())), model[1].iter().next_back().map(|(p, q)| (*p, *q)));
+                proptest::prop_assert_eq!(book.best_ask().map(|l| (l.price.raw(), l.qty.raw())), model[0].iter().next().map(|(p, q)| (*p, *q)));
+                proptest::prop_assert_eq!((book.len(Side::Buy), book.len(Side::Sell)), (model[1].len(), model[0].len()));
+                proptest::prop_assert_eq!(book.qty_at(side, Price(price)).raw(), model[usize::from(buy)].get(&price).copied().unwrap_or(0));
+            }
+            proptest::prop_assert_eq!(book.truncated(), truncated);
+        }
+    }
+
+    #[test]
+    fn tick_division_is_exact_across_the_window() {
+        for d in [
+            1u64,
+            3,
+            7,
+            10,
+            1_000_000,
+            10_000_000,
+            123_456_789,
+            1 << 40,
+            (1 << 46) + 1,
+        ] {
+            for slots in [64u64, 32_768, 1 << 20] {
+                let Some(div) = TickDiv::new(d, slots) else {
+                    assert!(d > 1 << 40, "d {d} slots {slots} refused");
+                    continue;
+                };
+                let span = slots * d;
+                for n in [
+                    0,
+                    1,
+                    d - 1,
+                    d,
+                    d + 1,
+                    span / 2,
+                    span / 2 + 1,
+                    span - d - 1,
+                    span - d,
+                    span - 1,
+                ] {
+                    assert_eq!(div.div(n), n / d, "d {d} slots {slots} n {n}");
+                }
+            }
+        }
+        assert!(TickDiv::new(0, 64).is_none());
+        assert!(TickDiv::new(1 << 62, 64).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_tick_division_matches_hardware(d in 1u64..(1 << 40), slots_log in 6u32..21, frac in 0u64..u64::MAX) {
+            let slots = 1u64 << slots_log;
+            if let Some(div) = TickDiv::new(d, slots) {
+                let n = ((u128::from(frac) * u128::from(slots * d)) >> 64) as u64;
+                proptest::prop_assert_eq!(div.div(n), n / d);
+            }
+        }
+    }
+
+    /// The window follows a market that walks far in both directions, and holds what the
+    /// blocks would: the same levels as a book without a window, after every message.
+    #[test]
+    fn window_follows_the_market_both_ways() {
+        let tick = Price::parse("0.1").unwrap();
+        let mut windowed = OrderBook::with_window(512, tick, 256);
+        let mut plain = OrderBook::new(512);
+        let mut both = |side, price: i64, qty, flags| {
+            let d = BookDelta {
+                instrument: InstrumentIndex(0),
+                side,
+                flags: DeltaFlags(flags),
+                price: Price(price * 10_000_000),
+                qty: Qty(qty),
+                update_id: 1,
+            };
+            assert_eq!(windowed.apply(&d), plain.apply(&d));
+        };
+        // Bids mid-19..=mid, asks mid+1..=mid+20.
+        let mut mid = 600_000;
+        both(Side::Buy, mid, 5, B);
+        for k in 1..20 {
+            both(Side::Buy, mid - k, 5, 0);
+        }
+        for k in 1..=20 {
+            both(Side::Sell, mid + k, 5, if k == 20 { L } else { 0 });
+        }
+        // Up 3,000 ticks, then down 6,000, a tick per message.
+        for up in std::iter::repeat_n(true, 3000).chain(std::iter::repeat_n(false, 6000)) {
+            if up {
+                both(Side::Buy, mid + 1, 5, 0);
+                both(Side::Buy, mid - 19, 0, 0);
+                both(Side::Sell, mid + 21, 5, 0);
+                both(Side::Sell, mid + 1, 0, L);
+                mid += 1;
+            } else {
+                both(Side::Buy, mid, 0, 0);
+                both(Side::Buy, mid - 20, 5, 0);
+                both(Side::Sell, mid + 20, 0, 0);
+                both(Side::Sell, mid, 5, L);
+                mid -= 1;
+            }
+        }
+        for side in [Side::Buy, Side::Sell] {
+            let w: Vec<Level> = windowed.depth(side).collect();
+            let p: Vec<Level> = plain.depth(side).collect();
+            assert_eq!(w, p, "{side:?} depth");
+            assert_eq!(w.len(), 20, "{side:?} keeps 20 levels");
+        }
+        assert_eq!(mid, 597_000);
+        assert_eq!(
+            windowed.best_bid().map(|l| l.price),
+            Some(Price(mid * 10_000_000))
+        );
+        assert_eq!(
+            windowed.best_ask().map(|l| l.price),
+            Some(Price((mid + 1) * 10_000_000))
+        );
+        assert!(
+            windowed.recenters() > 10,
+            "the window moved: {}",
+            windowed.recenters()
+        );
+        assert!(
+            windowed.recenters() < 400,
+            "but not on every tick: {}",
+            windowed.recenters()
+        );
+        assert_eq!(plain.recenters(), 0);
     }
 }

@@ -66,6 +66,9 @@ pub struct LoopConfig {
     pub order_slots: usize,
     /// Price levels kept per book side.
     pub book_levels: usize,
+    /// Ticks per book side held in a tick-indexed window around the best (0: none; see
+    /// [`crate::book`]).
+    pub book_window: usize,
     /// Telemetry publication interval, milliseconds.
     pub publish_interval_ms: u64,
     /// Capacities of the lanes the wiring creates (`[engine.lanes]`).
@@ -83,6 +86,7 @@ impl Default for LoopConfig {
             pin_core: None,
             order_slots: 4096,
             book_levels: 4096,
+            book_window: 32_768,
             publish_interval_ms: 1000,
             lanes: LaneConfig::default(),
         }
@@ -121,6 +125,19 @@ impl LoopConfig {
                 format!(
                     "must be a power of two in 1..=65536, got {}",
                     self.book_levels
+                ),
+            ));
+        }
+        if self.book_window != 0
+            && (!self.book_window.is_power_of_two()
+                || !(64..=crate::book::MAX_WINDOW).contains(&self.book_window))
+        {
+            return Err((
+                "book_window",
+                format!(
+                    "must be 0 (no window) or a power of two in 64..={}, got {}",
+                    crate::book::MAX_WINDOW,
+                    self.book_window
                 ),
             ));
         }
@@ -782,7 +799,12 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 clock,
                 risk,
                 gateway,
-                books: (0..n).map(|_| OrderBook::new(config.book_levels)).collect(),
+                books: instruments
+                    .iter()
+                    .map(|i| {
+                        OrderBook::with_window(config.book_levels, i.tick_size, config.book_window)
+                    })
+                    .collect(),
                 positions,
                 reference: vec![Price::ZERO; n].into_boxed_slice(),
                 working: vec![Working::default(); n].into_boxed_slice(),
