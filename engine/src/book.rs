@@ -9,7 +9,10 @@
 //!   delta there costs a slot computed by one multiply, a bit test and a store, and the best
 //!   level is cached. The window follows the market: a new best in its top eighth, or a new
 //!   level near a best that has sunk to its bottom quarter, rebuilds the side around the best
-//!   (O(levels), counted in `recenters`).
+//!   (O(levels), counted in `recenters`). After each snapshot the window steps by the
+//!   coarsest grid all the snapshot's levels lie on when that is a multiple of the configured
+//!   tick (a tick of 0.01 configured for a venue quoting in 0.1 steps would leave nine slots
+//!   in ten unused).
 //! - **The blocks**: every other level (far from the best, or off the instrument's tick grid)
 //!   in a list of fixed-size blocks of sorted levels (a one-level B-tree): a delta finds its
 //!   block by binary search over the blocks' lowest keys, then its slot inside the block, and
@@ -56,6 +59,28 @@ fn touched_zeros(n: usize) -> Box<[u64]> {
     std::hint::black_box(&mut v);
     v.fill(0);
     v.into_boxed_slice()
+}
+
+/// Greatest common divisor (binary).
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    if a == 0 {
+        return b;
+    }
+    if b == 0 {
+        return a;
+    }
+    let shift = (a | b).trailing_zeros();
+    a >>= a.trailing_zeros();
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
+        }
+    }
 }
 
 /// Exact `n / d` for the offsets a window can hold, by one multiply and a shift (a 64-bit
@@ -106,6 +131,8 @@ struct Window {
     /// Key of price 0 on this side: a key is on the tick grid when it is this plus a
     /// multiple of `d`.
     phase: i64,
+    /// The configured tick; `div.d` is a multiple of it (see [`BookSide::learn_grid`]).
+    tick: u64,
     /// A new best at or above this slot moves the window.
     upper: usize,
     qtys: Box<[i64]>,
@@ -131,6 +158,7 @@ impl Window {
             span: div.map_or(0, |v| v.d * slots as u64),
             div: div.unwrap_or(TickDiv { d: 1, m: 0, s: 0 }),
             phase,
+            tick: div.map_or(1, |v| v.d),
             upper: slots - slots / 8,
             qtys: vec![NEVER_READ; slots].into_boxed_slice(),
             bits: touched_zeros(words),
@@ -701,6 +729,12 @@ impl BookSide {
     /// Rebuilds the side with the window's three-quarter mark at `around`.
     fn recenter(&mut self, around: i64) {
         self.recenters += 1;
+        self.rebuild(around, self.window.div);
+    }
+
+    /// Rebuilds the side with a window stepping by `div.d` and its three-quarter mark at
+    /// `around`.
+    fn rebuild(&mut self, around: i64, div: TickDiv) {
         let mut all = std::mem::take(&mut self.blocks.scratch);
         let mut n = 0;
         for (slot, level) in all
@@ -711,6 +745,8 @@ impl BookSide {
             n += 1;
         }
         self.window.clear();
+        self.window.div = div;
+        self.window.span = div.d * self.window.qtys.len() as u64;
         self.window.place(around);
         let mut rest = 0;
         for t in 0..n {
@@ -725,6 +761,53 @@ impl BookSide {
         all[..rest].sort_unstable_by_key(|l| l.0);
         self.blocks.load(&all[..rest]);
         self.blocks.scratch = all;
+    }
+
+    /// After a snapshot: when every level held (at least 32) lies on a grid coarser than the
+    /// configured tick and a multiple of it, the window steps by that grid instead, so it
+    /// covers that many times the price range (a configured tick of 0.01 on a venue quoting
+    /// in 0.1 steps would otherwise leave nine slots in ten unused). Otherwise it steps by
+    /// the configured tick. Levels that later fall between the grid's steps go to the
+    /// blocks, as off-tick prices do, until the next snapshot.
+    #[cold]
+    fn learn_grid(&mut self) {
+        const EVIDENCE: usize = 32;
+        if !self.window.is_on() || self.len() < EVIDENCE {
+            return;
+        }
+        let phase = i128::from(self.window.phase);
+        let mut g = 0u64;
+        for (key, _) in self.blocks.iter_asc().chain(self.window.iter_asc()) {
+            #[allow(clippy::cast_possible_truncation, reason = "|i64 - i64| < 2^64")]
+            let v = (i128::from(key) - phase).unsigned_abs() as u64;
+            g = gcd(g, v);
+            if g == self.window.tick {
+                break;
+            }
+        }
+        let tick = self.window.tick;
+        let step = if g != 0 && g.is_multiple_of(tick) {
+            g
+        } else {
+            tick
+        };
+        if step == self.window.div.d {
+            return;
+        }
+        let Some(div) = TickDiv::new(step, self.window.qtys.len() as u64) else {
+            return;
+        };
+        let around = self.best_key().unwrap_or(0);
+        self.rebuild(around, div);
+    }
+
+    /// The window's step in raw price units (0 without a window).
+    const fn grid(&self) -> u64 {
+        if self.window.is_on() {
+            self.window.div.d
+        } else {
+            0
+        }
     }
 
     /// Frees room for a new level at `key` on a full side by evicting the worst level;
@@ -922,6 +1005,10 @@ impl OrderBook {
         }
         self.last_update_id = d.update_id;
         if d.flags.has(DeltaFlags::LAST_IN_MESSAGE) {
+            if self.state == BookState::Syncing {
+                self.bids.learn_grid();
+                self.asks.learn_grid();
+            }
             self.state = BookState::Live;
             if self.is_crossed() {
                 self.crossed_messages += 1;
@@ -1026,6 +1113,13 @@ impl OrderBook {
     #[must_use]
     pub const fn recenters(&self) -> u64 {
         self.bids.recenters + self.asks.recenters
+    }
+
+    /// The step of the bid and ask windows in raw price units: the configured tick, or the
+    /// coarser grid the last snapshot's levels all lay on (0 without a window).
+    #[must_use]
+    pub const fn window_grid(&self) -> (u64, u64) {
+        (self.bids.grid(), self.asks.grid())
     }
 
     /// `true` if the sides have a window (see [`Self::with_window`]).
@@ -1318,8 +1412,25 @@ mod tests {
             book.apply(&BookDelta { instrument: InstrumentIndex(0), side: Side::Buy, flags: DeltaFlags(B | L), price: Price(base.saturating_add(1)), qty: Qty(0), update_id: 1 });
             for (op, off, qty, buy) in ops {
                 if op == 0 {
-                    book.apply(&BookDelta { instrument: InstrumentIndex(0), side: Side::Buy, flags: DeltaFlags(B), price: Price(base), qty: Qty(0), update_id: 1 });
+                    // A snapshot of 40 levels a side on a grid four ticks coarse (when `base`
+                    // is on it): the window may learn that grid, and the fine-grained deltas
+                    // after it fall between its steps.
                     model = [BTreeMap::new(), BTreeMap::new()];
+                    let coarse = tick * 4;
+                    let center = base.saturating_add((drift + off).saturating_mul(tick));
+                    let center = center.saturating_sub(center.wrapping_sub(base).rem_euclid(coarse));
+                    for k in 0..80i64 {
+                        let buy = k < 40;
+                        let price = if buy {
+                            center.saturating_sub(coarse * k)
+                        } else {
+                            center.saturating_add(coarse * (k - 39))
+                        };
+                        let flags = if k == 0 { B } else if k == 79 { L } else { 0 };
+                        let side = if buy { Side::Buy } else { Side::Sell };
+                        book.apply(&BookDelta { instrument: InstrumentIndex(0), side, flags: DeltaFlags(flags), price: Price(price), qty: Qty(k + 1), update_id: 1 });
+                        truncated += u64::from(!model_set(&mut model[usize::from(buy)], buy, cap, price, k + 1));
+                    }
                     continue;
                 }
                 // Mostly on the grid, around a price that wanders by whole windows.
@@ -1468,5 +1579,106 @@ mod tests {
             windowed.recenters()
         );
         assert_eq!(plain.recenters(), 0);
+    }
+
+    /// A snapshot whose levels all lie on 0.1 steps teaches a 0.01-tick window to step by
+    /// 0.1; prices between those steps still land in the right place; a snapshot on 0.01
+    /// steps (or too small to tell) sets it back.
+    #[test]
+    fn window_learns_the_grid_of_the_snapshot() {
+        let cent = 1_000_000; // 0.01 in raw units
+        let mut windowed = OrderBook::with_window(4096, Price(cent), 1024);
+        let mut plain = OrderBook::new(4096);
+        // Applies a delta to both books; returns the windowed book's grids and whether the
+        // two books hold the same levels.
+        let mut both = |side, cents: i64, qty, flags| {
+            let d = BookDelta {
+                instrument: InstrumentIndex(0),
+                side,
+                flags: DeltaFlags(flags),
+                price: Price(cents * cent),
+                qty: Qty(qty),
+                update_id: 1,
+            };
+            assert_eq!(windowed.apply(&d), plain.apply(&d));
+            let same = [Side::Buy, Side::Sell].into_iter().all(|s| {
+                windowed.depth(s).eq(plain.depth(s))
+                    && windowed.len(s) == plain.len(s)
+                    && windowed.qty_at(s, d.price) == plain.qty_at(s, d.price)
+            }) && (windowed.best_bid(), windowed.best_ask())
+                == (plain.best_bid(), plain.best_ask());
+            (windowed.window_grid(), same)
+        };
+        // A snapshot of `n` levels a side `step` cents apart; returns the grids after it.
+        let snapshot =
+            |both: &mut dyn FnMut(Side, i64, i64, u8) -> ((u64, u64), bool), step: i64, n: i64| {
+                for k in 0..n {
+                    assert!(
+                        both(
+                            Side::Buy,
+                            6_000_000 - step * k,
+                            k + 1,
+                            if k == 0 { B } else { 0 }
+                        )
+                        .1
+                    );
+                }
+                for k in 0..n - 1 {
+                    assert!(both(Side::Sell, 6_000_010 + step * k, k + 1, 0).1);
+                }
+                let (grid, same) = both(Side::Sell, 6_000_010 + step * (n - 1), n, L);
+                assert!(same, "after the snapshot");
+                grid
+            };
+        let c = cent as u64;
+        assert_eq!(
+            both(Side::Buy, 1, 0, 0),
+            ((c, c), true),
+            "TC0 configured tick"
+        );
+        assert_eq!(
+            snapshot(&mut both, 10, 40),
+            (10 * c, 10 * c),
+            "TC1 learned 0.1"
+        );
+        // Between the learned steps: kept (in the blocks), in order, and deleted again.
+        for cents in [5_999_995, 6_000_001, 5_999_001, 6_000_015] {
+            let side = if cents < 6_000_010 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            assert!(both(side, cents, 3, L).1, "TC2 {cents}");
+        }
+        assert!(both(Side::Buy, 6_000_001, 0, L).1, "TC3");
+        assert_eq!(snapshot(&mut both, 5, 40).0, 5 * c, "TC4 learned 0.05");
+        assert_eq!(snapshot(&mut both, 1, 40).0, c, "TC5 back to the tick");
+        // Too few levels to tell: the grid stays as it is.
+        assert_eq!(snapshot(&mut both, 10, 40).0, 10 * c);
+        assert_eq!(snapshot(&mut both, 1, 10).0, 10 * c, "TC6 10 levels a side");
+        for cents in [5_999_995, 6_000_001, 5_999_001, 6_000_015] {
+            let side = if cents < 6_000_010 {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            assert!(both(side, cents, 3, L).1, "TC7 {cents}");
+        }
+    }
+
+    #[test]
+    fn gcd_table() {
+        for (a, b, g) in [
+            (0, 0, 0),
+            (0, 7, 7),
+            (12, 0, 12),
+            (12, 18, 6),
+            (10_000_000, 61_496_500_000_000, 10_000_000),
+            (1 << 40, 3 << 20, 1 << 20),
+            (17, 5, 1),
+        ] {
+            assert_eq!(gcd(a, b), g, "gcd({a}, {b})");
+            assert_eq!(gcd(b, a), g);
+        }
     }
 }
