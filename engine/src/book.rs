@@ -54,10 +54,10 @@ pub const MAX_WINDOW: usize = 1 << 20;
 
 /// A zeroed vector whose pages are already written (a plain zeroed allocation can come from
 /// lazily mapped zero pages, which would fault on the hot path).
-fn touched_zeros(n: usize) -> Box<[u64]> {
-    let mut v = vec![u64::MAX; n];
+fn touched_zeros<T: Copy + From<u8>>(n: usize) -> Box<[T]> {
+    let mut v = vec![T::from(1); n];
     std::hint::black_box(&mut v);
-    v.fill(0);
+    v.fill(T::from(0));
     v.into_boxed_slice()
 }
 
@@ -83,40 +83,42 @@ const fn gcd(mut a: u64, mut b: u64) -> u64 {
     }
 }
 
-/// Exact `n / d` for the offsets a window can hold, by one multiply and a shift (a 64-bit
-/// hardware division costs tens of cycles, and `d`, the tick, is fixed per book side).
+/// Division by a side's fixed tick `d`, for the multiples of `d` only: with `d = 2^t · o`
+/// (`o` odd) and `inv` the inverse of `o` modulo 2^64, `n · inv` rotated right by `t` is
+/// `n / d` when `d` divides `n`, and above `(2^64 − 1) / d` when it does not (Granlund and
+/// Montgomery's exact division; Hacker's Delight §10-16). One multiply, one rotate and one
+/// compare find a price's slot and check that it is on the grid; a hardware 64-bit division
+/// costs tens of cycles.
 #[derive(Clone, Copy, Debug)]
 struct TickDiv {
     d: u64,
-    m: u64,
-    s: u32,
+    inv: u64,
+    t: u32,
 }
 
 impl TickDiv {
-    /// A divider by `d` exact for every `n < slots · d`: with `s = 63 + ⌊log₂ d⌋` and
-    /// `m = ⌈2^s / d⌉ ≤ 2^63`, `⌊n·m / 2^s⌋ = ⌊n / d⌋` whenever `n·d < 2^s`, because the
-    /// rounding error `n·(m − 2^s/d) / 2^s` stays below `1/d`. `None` when
-    /// `slots · d² > 2^s` (a tick above about 10^13 raw units).
+    /// `None` when `d` or `slots` is 0 or `slots · d` exceeds 2^62 (the window's span must
+    /// fit an `i64` with room to spare).
     fn new(d: u64, slots: u64) -> Option<Self> {
-        if d == 0 || slots == 0 {
+        if d == 0 || slots == 0 || slots.checked_mul(d)? > 1 << 62 {
             return None;
         }
-        let s = 63 + (63 - d.leading_zeros());
-        let bound = u128::from(slots)
-            .checked_mul(u128::from(d))?
-            .checked_mul(u128::from(d))?;
-        if bound > 1u128 << s {
-            return None;
+        let t = d.trailing_zeros();
+        let o = d >> t;
+        // Newton's iteration doubles the correct low bits: 3 (any odd o is its own inverse
+        // modulo 8), then 6, 12, 24, 48, 96.
+        let mut inv = o;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(o.wrapping_mul(inv)));
         }
-        let m = u64::try_from((1u128 << s).div_ceil(u128::from(d))).ok()?;
-        Some(Self { d, m, s })
+        Some(Self { d, inv, t })
     }
 
+    /// `n / d` when `d` divides `n`; otherwise a value above `(2^64 − 1) / d`, so above any
+    /// slot index.
     #[inline(always)]
-    fn div(self, n: u64) -> u64 {
-        #[allow(clippy::cast_possible_truncation, reason = "n / d < 2^64")]
-        let q = ((u128::from(n) * u128::from(self.m)) >> self.s) as u64;
-        q
+    const fn quotient(self, n: u64) -> u64 {
+        n.wrapping_mul(self.inv).rotate_right(self.t)
     }
 }
 
@@ -135,6 +137,7 @@ struct Window {
     tick: u64,
     /// A new best at or above this slot moves the window.
     upper: usize,
+    /// Quantity per slot; 0: no level.
     qtys: Box<[i64]>,
     /// Bit `i` set: slot `i` holds a level.
     bits: Box<[u64]>,
@@ -156,11 +159,11 @@ impl Window {
         Self {
             lo: 0,
             span: div.map_or(0, |v| v.d * slots as u64),
-            div: div.unwrap_or(TickDiv { d: 1, m: 0, s: 0 }),
+            div: div.unwrap_or(TickDiv { d: 1, inv: 1, t: 0 }),
             phase,
             tick: div.map_or(1, |v| v.d),
             upper: slots - slots / 8,
-            qtys: vec![NEVER_READ; slots].into_boxed_slice(),
+            qtys: touched_zeros(slots),
             bits: touched_zeros(words),
             summary: touched_zeros(words.div_ceil(64)),
             len: 0,
@@ -181,12 +184,11 @@ impl Window {
             reason = "a negative offset is out of the window"
         )]
         let off = key.checked_sub(self.lo)? as u64;
-        if off >= self.span {
-            return None;
-        }
-        let i = self.div.div(off);
+        // A negative offset is at least 2^63 here: its quotient is at least 2^63 / d, above
+        // every slot since `slots · d <= 2^62`.
+        let i = self.div.quotient(off);
         #[allow(clippy::cast_possible_truncation, reason = "i < slots")]
-        (i * self.div.d == off).then_some(i as usize)
+        (i < self.qtys.len() as u64).then_some(i as usize)
     }
 
     #[inline]
@@ -197,15 +199,18 @@ impl Window {
     }
 
     fn on_grid(&self, key: i64) -> bool {
-        #[allow(clippy::cast_possible_wrap, reason = "d < 2^47")]
+        #[allow(clippy::cast_possible_wrap, reason = "d <= 2^56")]
         let d = self.div.d as i64;
         key.checked_sub(self.phase)
             .is_some_and(|k| k.rem_euclid(d) == 0)
     }
 
+    /// The quantity held in slot `i`, 0 when it holds no level (a level whose quantity
+    /// becomes 0 is removed, so 0 never means a held level): the update path reads only the
+    /// slot it writes.
     #[inline(always)]
-    fn held(&self, i: usize) -> bool {
-        self.bits[i >> 6] >> (i & 63) & 1 != 0
+    fn held(&self, i: usize) -> i64 {
+        self.qtys[i]
     }
 
     #[inline]
@@ -225,6 +230,7 @@ impl Window {
     #[inline]
     fn remove(&mut self, i: usize) {
         let w = i >> 6;
+        self.qtys[i] = 0;
         self.bits[w] &= !(1 << (i & 63));
         if self.bits[w] == 0 {
             self.summary[w >> 6] &= !(1 << (w & 63));
@@ -269,7 +275,13 @@ impl Window {
         for s in 0..self.summary.len() {
             let mut m = self.summary[s];
             while m != 0 {
-                self.bits[s << 6 | m.trailing_zeros() as usize] = 0;
+                let w = s << 6 | m.trailing_zeros() as usize;
+                let mut b = self.bits[w];
+                while b != 0 {
+                    self.qtys[w << 6 | b.trailing_zeros() as usize] = 0;
+                    b &= b - 1;
+                }
+                self.bits[w] = 0;
                 m &= m - 1;
             }
             self.summary[s] = 0;
@@ -642,18 +654,24 @@ impl BookSide {
     }
 
     /// Sets a level to an absolute quantity; returns `false` if it was not stored (truncated).
-    #[inline]
+    #[inline(always)]
     fn set(&mut self, price: Price, qty: Qty) -> bool {
-        self.put(self.key(price), qty.raw(), true)
+        self.put(self.key(price), qty.raw())
     }
 
-    /// [`Self::set`] by key; `may_move`: the window may be moved first.
-    #[inline]
-    fn put(&mut self, key: i64, qty: i64, may_move: bool) -> bool {
-        let Some(i) = self.window.slot(key) else {
-            return self.put_outside(key, qty, may_move);
-        };
-        if self.window.held(i) {
+    /// [`Self::set`] by key.
+    #[inline(always)]
+    fn put(&mut self, key: i64, qty: i64) -> bool {
+        match self.window.slot(key) {
+            Some(i) => self.put_in_window(i, key, qty, true),
+            None => self.put_outside(key, qty, true),
+        }
+    }
+
+    /// [`Self::put`] for a key in window slot `i`; `may_move`: the window may be moved first.
+    #[inline(always)]
+    fn put_in_window(&mut self, i: usize, key: i64, qty: i64, may_move: bool) -> bool {
+        if self.window.held(i) != 0 {
             if qty == 0 {
                 self.window.remove(i);
             } else {
@@ -710,7 +728,10 @@ impl BookSide {
     #[inline(never)]
     fn put_recentred(&mut self, around: i64, key: i64, qty: i64) -> bool {
         self.recenter(around);
-        self.put(key, qty, false)
+        match self.window.slot(key) {
+            Some(i) => self.put_in_window(i, key, qty, false),
+            None => self.put_outside(key, qty, false),
+        }
     }
 
     /// Where to move the window for a new level at `key` outside it: around `key` when it
@@ -812,6 +833,7 @@ impl BookSide {
 
     /// Frees room for a new level at `key` on a full side by evicting the worst level;
     /// `false` (nothing evicted) when `key` is worse than every level held.
+    #[inline(never)]
     fn make_room(&mut self, key: i64) -> bool {
         let in_blocks = self.blocks.min_key();
         let in_window = if self.window.len == 0 || in_blocks.is_some_and(|k| k < self.window.lo) {
@@ -871,8 +893,7 @@ impl BookSide {
     fn qty_at(&self, price: Price) -> Qty {
         let key = self.key(price);
         let raw = match self.window.slot(key) {
-            Some(i) if self.window.held(i) => self.window.qtys[i],
-            Some(_) => 0,
+            Some(i) => self.window.held(i),
             None => self.blocks.get(key).unwrap_or(0),
         };
         Qty(raw)
@@ -1461,21 +1482,23 @@ mod tests {
     }
 
     #[test]
-    fn tick_division_is_exact_across_the_window() {
+    fn tick_division_table() {
         for d in [
             1u64,
+            2,
             3,
             7,
             10,
+            64,
             1_000_000,
             10_000_000,
             123_456_789,
             1 << 40,
             (1 << 46) + 1,
         ] {
-            for slots in [64u64, 32_768, 1 << 20] {
+            for slots in [64u64, 32_768, 1 << 16] {
                 let Some(div) = TickDiv::new(d, slots) else {
-                    assert!(d > 1 << 40, "d {d} slots {slots} refused");
+                    assert!(slots * d > 1 << 62, "d {d} slots {slots} refused");
                     continue;
                 };
                 let span = slots * d;
@@ -1486,26 +1509,41 @@ mod tests {
                     d,
                     d + 1,
                     span / 2,
-                    span / 2 + 1,
                     span - d - 1,
                     span - d,
                     span - 1,
+                    span,
+                    span + d,
+                    1 << 63,
+                    u64::MAX - d + 1,
+                    u64::MAX,
                 ] {
-                    assert_eq!(div.div(n), n / d, "d {d} slots {slots} n {n}");
+                    let want = (n % d == 0 && n / d < slots).then_some(n / d);
+                    let got = Some(div.quotient(n)).filter(|&q| q < slots);
+                    assert_eq!(got, want, "d {d} slots {slots} n {n}");
                 }
             }
         }
         assert!(TickDiv::new(0, 64).is_none());
-        assert!(TickDiv::new(1 << 62, 64).is_none());
+        assert!(TickDiv::new(1 << 57, 64).is_none());
     }
 
     proptest::proptest! {
+        /// The exact division against the hardware's: a slot exactly for the multiples of
+        /// the tick below the span, and then the right one.
         #[test]
-        fn prop_tick_division_matches_hardware(d in 1u64..(1 << 40), slots_log in 6u32..21, frac in 0u64..u64::MAX) {
+        fn prop_tick_division_matches_hardware(
+            d in proptest::prop_oneof![1u64..(1 << 40), proptest::strategy::Strategy::prop_map(0u32..40, |k| 1u64 << k), proptest::strategy::Strategy::prop_map(1u64..1000, |k| k * 10_000_000)],
+            slots_log in 6u32..21,
+            n in proptest::prop_oneof![proptest::num::u64::ANY, proptest::strategy::Strategy::prop_map(0u64..(1 << 20), |k| k.wrapping_mul(10_000_000))],
+            multiple in 0u64..(1 << 21),
+        ) {
             let slots = 1u64 << slots_log;
             if let Some(div) = TickDiv::new(d, slots) {
-                let n = ((u128::from(frac) * u128::from(slots * d)) >> 64) as u64;
-                proptest::prop_assert_eq!(div.div(n), n / d);
+                for n in [n, multiple.wrapping_mul(d), multiple.wrapping_mul(d).wrapping_add(1)] {
+                    let want = (n % d == 0 && n / d < slots).then_some(n / d);
+                    proptest::prop_assert_eq!(Some(div.quotient(n)).filter(|&q| q < slots), want);
+                }
             }
         }
     }

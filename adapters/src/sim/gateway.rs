@@ -64,6 +64,14 @@ impl SimGateway {
         }
     }
 
+    /// [`Gateway::on_market`] with the report outlet.
+    #[inline(never)]
+    fn on_market_out(&mut self, event: &Event, now_ns: u64, books: &Books) {
+        self.with_out(now_ns, |m, out| {
+            m.on_market(event, now_ns, books, &mut |r| out(r))
+        });
+    }
+
     /// Nothing to deliver at `now_ns`: no report backlogged and no venue action due.
     #[inline]
     fn quiet(&self, now_ns: u64) -> bool {
@@ -118,18 +126,17 @@ impl Gateway for SimGateway {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
         // A book level reports nothing: with nothing due or backlogged it needs no outlet.
+        // Inline in the engine's dispatch (most events are book levels); the rest is not.
         if let EventKind::BookDelta(d) = &event.kind {
             if self.quiet(now_ns) {
                 self.matching.on_delta(d);
                 return;
             }
         }
-        self.with_out(now_ns, |m, out| {
-            m.on_market(event, now_ns, books, &mut |r| out(r))
-        });
+        self.on_market_out(event, now_ns, books);
     }
 
     #[inline]
