@@ -12,7 +12,7 @@
 //!   (O(levels), counted in `recenters`). After each snapshot the window steps by the
 //!   coarsest grid all the snapshot's levels lie on when that is a multiple of the configured
 //!   tick (a tick of 0.01 configured for a venue quoting in 0.1 steps would leave nine slots
-//!   in ten unused).
+//!   in ten unused); the first new level between those steps sets it back to the tick.
 //! - **The blocks**: every other level (far from the best, or off the instrument's tick grid)
 //!   in a list of fixed-size blocks of sorted levels (a one-level B-tree): a delta finds its
 //!   block by binary search over the blocks' lowest keys, then its slot inside the block, and
@@ -198,11 +198,27 @@ impl Window {
         self.lo + off
     }
 
+    /// `key` is on the window's grid (steps of `div.d`).
     fn on_grid(&self, key: i64) -> bool {
-        #[allow(clippy::cast_possible_wrap, reason = "d <= 2^56")]
-        let d = self.div.d as i64;
+        self.on_steps_of(key, self.div.d)
+    }
+
+    /// `key` is a multiple of `step` away from price 0.
+    fn on_steps_of(&self, key: i64, step: u64) -> bool {
+        #[allow(clippy::cast_possible_wrap, reason = "step <= 2^56")]
+        let d = step as i64;
         key.checked_sub(self.phase)
             .is_some_and(|k| k.rem_euclid(d) == 0)
+    }
+
+    /// The window stepped by a learned grid (see [`BookSide::learn_grid`]) and `key`, on the
+    /// configured tick's grid and within its span, falls between two of its steps.
+    fn between_learned_steps(&self, key: i64) -> bool {
+        self.div.d != self.tick
+            && key
+                .checked_sub(self.lo)
+                .is_some_and(|off| off >= 0 && off.unsigned_abs() < self.span)
+            && self.on_steps_of(key, self.tick)
     }
 
     /// The quantity held in slot `i`, 0 when it holds no level (a level whose quantity
@@ -706,9 +722,14 @@ impl BookSide {
             }
             Err(_) if qty == 0 => true,
             Err((i, j)) => {
-                if may_move && self.window.is_on() && self.window.on_grid(key) {
-                    if let Some(around) = self.recenter_target(key) {
-                        return self.put_recentred(around, key, qty);
+                if may_move && self.window.is_on() {
+                    if self.window.between_learned_steps(key) {
+                        return self.put_unlearned(key, qty);
+                    }
+                    if self.window.on_grid(key) {
+                        if let Some(around) = self.recenter_target(key) {
+                            return self.put_recentred(around, key, qty);
+                        }
                     }
                 }
                 if self.len() < self.cap {
@@ -728,6 +749,23 @@ impl BookSide {
     #[inline(never)]
     fn put_recentred(&mut self, around: i64, key: i64, qty: i64) -> bool {
         self.recenter(around);
+        match self.window.slot(key) {
+            Some(i) => self.put_in_window(i, key, qty, false),
+            None => self.put_outside(key, qty, false),
+        }
+    }
+
+    /// A new level between the steps of a learned grid: the snapshot's levels shared a
+    /// coarser grid than the venue quotes, so the window goes back to the configured tick
+    /// (until the next snapshot), then the level is put.
+    #[cold]
+    #[inline(never)]
+    fn put_unlearned(&mut self, key: i64, qty: i64) -> bool {
+        if let Some(div) = TickDiv::new(self.window.tick, self.window.qtys.len() as u64) {
+            self.recenters += 1;
+            let around = self.best_key().unwrap_or(key);
+            self.rebuild(around, div);
+        }
         match self.window.slot(key) {
             Some(i) => self.put_in_window(i, key, qty, false),
             None => self.put_outside(key, qty, false),
@@ -1679,29 +1717,42 @@ mod tests {
             (10 * c, 10 * c),
             "TC1 learned 0.1"
         );
-        // Between the learned steps: kept (in the blocks), in order, and deleted again.
-        for cents in [5_999_995, 6_000_001, 5_999_001, 6_000_015] {
-            let side = if cents < 6_000_010 {
-                Side::Buy
-            } else {
-                Side::Sell
-            };
-            assert!(both(side, cents, 3, L).1, "TC2 {cents}");
+        // A new level between the learned steps sets that side back to the tick.
+        assert_eq!(
+            both(Side::Buy, 5_999_995, 3, L),
+            ((c, 10 * c), true),
+            "TC2 bids"
+        );
+        assert_eq!(
+            both(Side::Sell, 6_000_015, 3, L),
+            ((c, c), true),
+            "TC2 asks"
+        );
+        for cents in [6_000_001, 5_999_001] {
+            assert!(both(Side::Buy, cents, 3, L).1, "TC3 {cents}");
         }
         assert!(both(Side::Buy, 6_000_001, 0, L).1, "TC3");
         assert_eq!(snapshot(&mut both, 5, 40).0, 5 * c, "TC4 learned 0.05");
         assert_eq!(snapshot(&mut both, 1, 40).0, c, "TC5 back to the tick");
-        // Too few levels to tell: the grid stays as it is.
+        // Too few levels to tell (10 a side on 0.2 steps): the grid stays as it is.
         assert_eq!(snapshot(&mut both, 10, 40).0, 10 * c);
-        assert_eq!(snapshot(&mut both, 1, 10).0, 10 * c, "TC6 10 levels a side");
+        assert_eq!(
+            snapshot(&mut both, 20, 10).0,
+            10 * c,
+            "TC6 10 levels a side"
+        );
+        // Off the learned steps but beyond the window's span: kept in the blocks, grid kept.
+        let far = 6_000_000 - 10 * 1024 * 10 - 3;
+        assert_eq!(both(Side::Buy, far, 3, L), ((10 * c, 10 * c), true), "TC7");
         for cents in [5_999_995, 6_000_001, 5_999_001, 6_000_015] {
             let side = if cents < 6_000_010 {
                 Side::Buy
             } else {
                 Side::Sell
             };
-            assert!(both(side, cents, 3, L).1, "TC7 {cents}");
+            assert!(both(side, cents, 3, L).1, "TC8 {cents}");
         }
+        assert_eq!(both(Side::Buy, 1, 0, 0).0, (c, c), "TC8 back to the tick");
     }
 
     #[test]
