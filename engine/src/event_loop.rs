@@ -712,8 +712,20 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
 /// Marks the books whose feeds lost data (a dropped NORMAL delta or a venue sequence gap) as
 /// stale and tells the strategy, once per loss. One relaxed-cost atomic load when nothing is
 /// pending; never allocates.
-#[inline]
+#[inline(always)]
 fn check_stale_books<S: Strategy, R: RiskGate, G: Gateway, C: Clock>(
+    strategy: &mut S,
+    core: &mut Core<R, G, C>,
+) {
+    if core.lanes.stale_books_pending() {
+        mark_stale_books(strategy, core);
+    }
+}
+
+/// [`check_stale_books`] once a book was marked.
+#[cold]
+#[inline(never)]
+fn mark_stale_books<S: Strategy, R: RiskGate, G: Gateway, C: Clock>(
     strategy: &mut S,
     core: &mut Core<R, G, C>,
 ) {

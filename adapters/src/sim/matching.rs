@@ -337,13 +337,23 @@ impl Matching {
         }
     }
 
-    /// The venue saw a book level change (nothing is reported for it).
-    #[inline]
+    /// The venue saw a book level change (nothing is reported for it). Inline: with no
+    /// taken liquidity and no working order (most book levels) it is one store.
+    #[inline(always)]
     pub fn on_delta(&mut self, d: &BookDelta) {
         let i = d.instrument.get();
         if let Some(q) = self.quoted.get_mut(i) {
             *q = true;
         }
+        if !self.taken.is_empty() || !self.working.is_empty() {
+            self.on_delta_touching(d);
+        }
+    }
+
+    /// [`Self::on_delta`] when liquidity was taken or orders are working.
+    #[inline(never)]
+    fn on_delta_touching(&mut self, d: &BookDelta) {
+        let i = d.instrument.get();
         // The venue rewrote the level (or, with a snapshot, the whole book): what we took
         // from it is in the update.
         if !self.taken.is_empty() {
