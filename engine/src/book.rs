@@ -127,8 +127,7 @@ impl TickDiv {
 struct Window {
     /// Key of slot 0; `lo + span - 1` never overflows, so slot order is key order.
     lo: i64,
-    /// `slots · d`; 0 when the window is off.
-    span: u64,
+    /// Steps by `div.d` (the window is off when it has no slots).
     div: TickDiv,
     /// Key of price 0 on this side: a key is on the tick grid when it is this plus a
     /// multiple of `d`.
@@ -158,7 +157,6 @@ impl Window {
         let words = slots / 64;
         Self {
             lo: 0,
-            span: div.map_or(0, |v| v.d * slots as u64),
             div: div.unwrap_or(TickDiv { d: 1, inv: 1, t: 0 }),
             phase,
             tick: div.map_or(1, |v| v.d),
@@ -173,7 +171,13 @@ impl Window {
 
     #[inline]
     const fn is_on(&self) -> bool {
-        self.span != 0
+        !self.qtys.is_empty()
+    }
+
+    /// `slots · d`, the key range the window covers; 0 when it is off.
+    #[inline]
+    const fn span(&self) -> u64 {
+        self.div.d * self.qtys.len() as u64
     }
 
     /// Slot of `key`, if the window covers it and it is on the tick grid.
@@ -217,7 +221,7 @@ impl Window {
         self.div.d != self.tick
             && key
                 .checked_sub(self.lo)
-                .is_some_and(|off| off >= 0 && off.unsigned_abs() < self.span)
+                .is_some_and(|off| off >= 0 && off.unsigned_abs() < self.span())
             && self.on_steps_of(key, self.tick)
     }
 
@@ -309,7 +313,7 @@ impl Window {
     fn place(&mut self, around: i64) {
         debug_assert_eq!(self.len, 0);
         let d = i128::from(self.div.d);
-        let slots = i128::from(self.span);
+        let slots = i128::from(self.span());
         let a = i128::from(around);
         let aligned = a - (a - i128::from(self.phase)).rem_euclid(d);
         // `slots` is a multiple of 4 ticks.
@@ -672,15 +676,17 @@ impl BookSide {
     /// Sets a level to an absolute quantity; returns `false` if it was not stored (truncated).
     #[inline(always)]
     fn set(&mut self, price: Price, qty: Qty) -> bool {
-        self.put(self.key(price), qty.raw())
+        self.put(self.key(price), qty.raw(), true)
     }
 
-    /// [`Self::set`] by key.
+    /// [`Self::set`] by key; `may_move`: the window may be moved first (the cold paths
+    /// that just moved it pass `false`, and are never inlined, so this does not recurse
+    /// inline).
     #[inline(always)]
-    fn put(&mut self, key: i64, qty: i64) -> bool {
+    fn put(&mut self, key: i64, qty: i64, may_move: bool) -> bool {
         match self.window.slot(key) {
-            Some(i) => self.put_in_window(i, key, qty, true),
-            None => self.put_outside(key, qty, true),
+            Some(i) => self.put_in_window(i, key, qty, may_move),
+            None => self.put_outside(key, qty, may_move),
         }
     }
 
@@ -749,10 +755,7 @@ impl BookSide {
     #[inline(never)]
     fn put_recentred(&mut self, around: i64, key: i64, qty: i64) -> bool {
         self.recenter(around);
-        match self.window.slot(key) {
-            Some(i) => self.put_in_window(i, key, qty, false),
-            None => self.put_outside(key, qty, false),
-        }
+        self.put(key, qty, false)
     }
 
     /// A new level between the steps of a learned grid: the snapshot's levels shared a
@@ -766,10 +769,7 @@ impl BookSide {
             let around = self.best_key().unwrap_or(key);
             self.rebuild(around, div);
         }
-        match self.window.slot(key) {
-            Some(i) => self.put_in_window(i, key, qty, false),
-            None => self.put_outside(key, qty, false),
-        }
+        self.put(key, qty, false)
     }
 
     /// Where to move the window for a new level at `key` outside it: around `key` when it
@@ -782,7 +782,7 @@ impl BookSide {
         if key > best {
             return Some(key);
         }
-        (i128::from(key) + i128::from(self.window.span / 4) >= i128::from(best)).then_some(best)
+        (i128::from(key) + i128::from(self.window.span() / 4) >= i128::from(best)).then_some(best)
     }
 
     /// Rebuilds the side with the window's three-quarter mark at `around`.
@@ -805,7 +805,6 @@ impl BookSide {
         }
         self.window.clear();
         self.window.div = div;
-        self.window.span = div.d * self.window.qtys.len() as u64;
         self.window.place(around);
         let mut rest = 0;
         for t in 0..n {
