@@ -69,6 +69,9 @@ pub struct LoopConfig {
     /// Ticks per book side held in a tick-indexed window around the best (0: none; see
     /// [`crate::book`]).
     pub book_window: usize,
+    /// NORMAL events between two rehearsals of an armed stop's path, which keep its code and
+    /// data in cache (also every 1,024 idle turns); 0 = never.
+    pub stop_warm_events: u32,
     /// Telemetry publication interval, milliseconds.
     pub publish_interval_ms: u64,
     /// Capacities of the lanes the wiring creates (`[engine.lanes]`).
@@ -87,6 +90,7 @@ impl Default for LoopConfig {
             order_slots: 4096,
             book_levels: 4096,
             book_window: 32_768,
+            stop_warm_events: 1024,
             publish_interval_ms: 1000,
             lanes: LaneConfig::default(),
         }
@@ -194,6 +198,8 @@ pub struct Core<R, G, C> {
     flatten_on_kill: bool,
     /// Per-position stops and the guard they are published to.
     stops: StopBook,
+    /// Instrument index the next stop rehearsal starts looking from.
+    rehearse_from: usize,
     /// Circuit breakers.
     breakers: Breakers,
     /// Trading state set by the operator (kill switch, resume, `set_trading_state`).
@@ -280,6 +286,24 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         }
     }
 
+    /// The checks an order passes before it takes a pool slot: the engine gates (not for a
+    /// protective order) and the risk gate. Returns the time of the check. Out of line so that
+    /// every order and the stop rehearsal run this one copy of the code (see
+    /// [`Self::rehearse_stop`]). `req.instrument` must be registered.
+    #[inline(never)]
+    fn vet(&mut self, req: &OrderRequest, protective: bool) -> Result<u64, Deny> {
+        if !protective {
+            self.engine_gates(req)?;
+        }
+        let now_ns = self.clock.now_ns();
+        let ctx = RiskContext {
+            protective,
+            ..self.risk_context(req.instrument, now_ns)
+        };
+        self.risk.check(req, &ctx)?;
+        Ok(now_ns)
+    }
+
     /// Engine gates, risk, pool, gateway: the one path every order takes. A protective order
     /// (the engine's own close) skips the engine gates (halt, back-pressure, stale book) and
     /// is checked by risk as protective.
@@ -291,19 +315,10 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         if req.instrument.get() >= self.books.len() {
             return Err(SubmitError::UnknownInstrument(req.instrument));
         }
-        if !protective {
-            if let Err(d) = self.engine_gates(&req) {
-                return Err(self.deny(req.instrument, d));
-            }
-        }
-        let now_ns = self.clock.now_ns();
-        let ctx = RiskContext {
-            protective,
-            ..self.risk_context(req.instrument, now_ns)
+        let now_ns = match self.vet(&req, protective) {
+            Ok(now_ns) => now_ns,
+            Err(d) => return Err(self.deny(req.instrument, d)),
         };
-        if let Err(d) = self.risk.check(&req, &ctx) {
-            return Err(self.deny(req.instrument, d));
-        }
         let id = match self.pool.take(req, now_ns) {
             Ok(id) => id,
             Err(PoolError::Exhausted { .. } | PoolError::NotInUse(_)) => {
@@ -372,30 +387,70 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         let Some(side) = self.stops.take(trigger) else {
             return false;
         };
-        let i = trigger.instrument.get();
+        let fired = match self.stop_request(trigger.instrument, side, trigger.price) {
+            None => false,
+            Some(req) => match self.submit_inner(req, true) {
+                Ok(_) => {
+                    self.counters.stops_fired += 1;
+                    true
+                }
+                Err(_) => {
+                    self.counters.stops_failed += 1;
+                    false
+                }
+            },
+        };
+        // The closing order is out: now tell the feed threads the stop is disarmed.
+        self.stops.publish(trigger.instrument);
+        fired
+    }
+
+    /// A stop's closing order: reduce-only, at market, for the whole position (none when
+    /// flat), priced for the risk gate at the reference price, or at `fallback` before
+    /// there is one.
+    #[inline]
+    fn stop_request(
+        &self,
+        instrument: InstrumentIndex,
+        side: Side,
+        fallback: Price,
+    ) -> Option<OrderRequest> {
+        let i = instrument.get();
         let qty = self.positions[i].qty.abs();
         if qty.is_zero() {
-            return false;
+            return None;
         }
         let reference = if self.reference[i].raw() > 0 {
             self.reference[i]
         } else {
-            trigger.price
+            fallback
         };
-        let req = OrderRequest {
+        Some(OrderRequest {
             reduce_only: true,
-            ..OrderRequest::market(trigger.instrument, side, reference, qty)
+            ..OrderRequest::market(instrument, side, reference, qty)
+        })
+    }
+
+    /// Rehearses the next armed stop (round robin over instruments) without acting on it:
+    /// builds its closing order as [`Self::fire_stop`] would, runs it through [`Self::vet`]
+    /// (the protective risk check changes no state) and reads the pool slot it would take.
+    /// Nothing is sent, counted as a denial, recorded or disarmed. A stop fires rarely, so
+    /// without this its code and data are cold when it does: run every few thousand events
+    /// while one is armed, this keeps them in cache (`engine.stop_warm_events`).
+    #[cold]
+    #[inline(never)]
+    fn rehearse_stop(&mut self) {
+        let Some((instrument, side, level)) = self.stops.next_armed(self.rehearse_from) else {
+            return;
         };
-        match self.submit_inner(req, true) {
-            Ok(_) => {
-                self.counters.stops_fired += 1;
-                true
-            }
-            Err(_) => {
-                self.counters.stops_failed += 1;
-                false
-            }
+        self.rehearse_from = instrument.get() + 1;
+        let Some(req) = self.stop_request(instrument, side, level) else {
+            return;
+        };
+        if self.vet(&req, true).is_ok() {
+            core::hint::black_box(self.pool.next_free());
         }
+        self.counters.stop_rehearsals += 1;
     }
 
     fn add_working(&mut self, req: &OrderRequest, qty: Qty, sign: i64) {
@@ -501,9 +556,6 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         Some(OrderUpdate { report, order })
     }
 
-    /// Re-marks instrument `i`'s net PnL for the PnL breakers after its reference price moved
-    /// (only while a position is open: a flat instrument's net PnL does not move with price).
-    #[inline]
     /// Adopts a live venue's position (reconciliation: the venue wins).
     #[cold]
     fn sync_position(&mut self, sync: &PositionSync, now_ns: u64) {
@@ -534,6 +586,9 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         });
     }
 
+    /// Re-marks instrument `i`'s net PnL for the PnL breakers after its reference price moved
+    /// (only while a position is open: a flat instrument's net PnL does not move with price).
+    #[inline]
     fn mark_pnl(&mut self, i: usize, now_ns: u64) {
         if self.breakers.tracks_pnl() && !self.positions[i].qty.is_zero() {
             let net = self.positions[i].net_pnl(self.reference[i]);
@@ -780,6 +835,8 @@ pub struct Engine<S, R, G, C> {
     /// On stop: cancel every working order and wait this long for the venue to confirm.
     cancel_on_stop: Option<std::time::Duration>,
     critical_slots: usize,
+    /// NORMAL events handled at which the next stop rehearsal is due.
+    next_warm: u64,
 }
 
 impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
@@ -824,6 +881,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 pool: OrderPool::new(config.order_slots),
                 flatten_on_kill: false,
                 stops: StopBook::new(StopParams::default(), Arc::new(StopGuard::new(n))),
+                rehearse_from: 0,
                 breakers: Breakers::new(BreakerSettings::default(), n, now),
                 operator_state: TradingState::Active,
                 instruments,
@@ -846,6 +904,10 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             shutdown_requested: false,
             cancel_on_stop: None,
             critical_slots: lanes_capacity,
+            next_warm: match config.stop_warm_events {
+                0 => u64::MAX,
+                n => u64::from(n),
+            },
         }
     }
 
@@ -1250,6 +1312,9 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 break;
             };
             self.handle(Lane::Normal, e);
+            if self.core.counters.events[Lane::Normal as usize] >= self.next_warm {
+                self.warm_stop();
+            }
             n += 1 + self.serve_higher(&mut high_left);
         }
         for _ in 0..self.config.low_budget {
@@ -1260,6 +1325,17 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             n += 1 + self.serve_higher(&mut high_left);
         }
         n
+    }
+
+    /// Due every `stop_warm_events` NORMAL events: rehearses an armed stop, if any.
+    #[cold]
+    #[inline(never)]
+    fn warm_stop(&mut self) {
+        self.next_warm = self.core.counters.events[Lane::Normal as usize]
+            .saturating_add(u64::from(self.config.stop_warm_events));
+        if self.core.stops.any_armed() {
+            self.core.rehearse_stop();
+        }
     }
 
     /// Publishes telemetry if the interval has passed.
@@ -1316,6 +1392,12 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                             self.notify_unsent();
                         }
                     }
+                }
+                if idle_turns & 1023 == 0
+                    && self.config.stop_warm_events != 0
+                    && self.core.stops.any_armed()
+                {
+                    self.core.rehearse_stop();
                 }
                 self.idle(idle_turns);
                 self.maybe_publish();

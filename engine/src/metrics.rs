@@ -155,6 +155,9 @@ pub struct EngineCounters {
     pub stops_fired: u64,
     /// Stops whose closing order was refused.
     pub stops_failed: u64,
+    /// Rehearsals of an armed stop's path (see `engine.stop_warm_events`): the closing order
+    /// built and checked, nothing sent.
+    pub stop_rehearsals: u64,
     /// Trips per circuit breaker (by `BreakerKind` code).
     pub breaker_trips: [u64; BreakerKind::COUNT],
     /// Recoveries (back to closed) per circuit breaker.
@@ -244,6 +247,7 @@ pub struct Telemetry {
     flatten_failed: AtomicU64,
     stops_fired: AtomicU64,
     stops_failed: AtomicU64,
+    stop_rehearsals: AtomicU64,
     breaker_trips: [AtomicU64; BreakerKind::COUNT],
     breaker_recoveries: [AtomicU64; BreakerKind::COUNT],
     breaker_states: [AtomicU8; BreakerKind::COUNT],
@@ -373,6 +377,7 @@ impl Telemetry {
         self.flatten_failed.store(c.flatten_failed, r);
         self.stops_fired.store(c.stops_fired, r);
         self.stops_failed.store(c.stops_failed, r);
+        self.stop_rehearsals.store(c.stop_rehearsals, r);
         for k in 0..BreakerKind::COUNT {
             self.breaker_trips[k].store(c.breaker_trips[k], r);
             self.breaker_recoveries[k].store(c.breaker_recoveries[k], r);
@@ -419,6 +424,7 @@ impl Telemetry {
                 flatten_failed: self.flatten_failed.load(r),
                 stops_fired: self.stops_fired.load(r),
                 stops_failed: self.stops_failed.load(r),
+                stop_rehearsals: self.stop_rehearsals.load(r),
                 breaker_trips: core::array::from_fn(|k| self.breaker_trips[k].load(r)),
                 breaker_recoveries: core::array::from_fn(|k| self.breaker_recoveries[k].load(r)),
                 breaker_states: core::array::from_fn(|k| self.breaker_states[k].load(r)),

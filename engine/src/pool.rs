@@ -124,6 +124,16 @@ impl OrderPool {
         Ok(id)
     }
 
+    /// The slot the next [`Self::take`] will use (its last order, or the blank it started
+    /// as), if any is free. Reading it brings that slot into cache ahead of an order that
+    /// must not wait (the engine's stop rehearsal).
+    #[inline]
+    #[must_use]
+    pub fn next_free(&self) -> Option<&Order> {
+        let slot = *self.free.get(self.free_len.checked_sub(1)?)?;
+        self.slots.get(slot as usize).map(|s| &s.order)
+    }
+
     /// Returns a slot to the free list.
     ///
     /// # Errors
@@ -273,13 +283,18 @@ mod property_tests {
             let req = OrderRequest::limit(InstrumentIndex(0), Side::Buy, Price::from_units(1), Qty::from_units(1));
             for (take, pick) in ops {
                 if take {
+                    let next = pool.next_free().map(core::ptr::from_ref);
                     match pool.take(req, 0) {
                         Ok(id) => {
+                            prop_assert_eq!(next, pool.get(id).map(core::ptr::from_ref), "next_free named another slot");
                             prop_assert!(live.iter().all(|l| l.slot() != id.slot()), "slot handed out twice");
                             prop_assert!(ever.insert(id), "client id reused");
                             live.push(id);
                         }
-                        Err(PoolError::Exhausted { .. }) => prop_assert_eq!(live.len(), cap),
+                        Err(PoolError::Exhausted { .. }) => {
+                            prop_assert_eq!(live.len(), cap);
+                            prop_assert!(next.is_none());
+                        }
                         Err(e) => prop_assert!(false, "unexpected {e:?}"),
                     }
                 } else if !live.is_empty() {

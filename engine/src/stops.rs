@@ -208,6 +208,8 @@ impl StopState {
 pub struct StopBook {
     state: Box<[StopState]>,
     guard: std::sync::Arc<StopGuard>,
+    /// Stops armed now.
+    armed: usize,
 }
 
 impl StopBook {
@@ -227,6 +229,7 @@ impl StopBook {
             ]
             .into_boxed_slice(),
             guard,
+            armed: 0,
         }
     }
 
@@ -263,11 +266,11 @@ impl StopBook {
         let Some(s) = self.state.get_mut(i) else {
             return;
         };
+        let was_armed = s.armed;
         let (b, a) = (before.raw(), after.raw());
         let sign = a.signum();
         if sign == 0 {
             s.sign = 0;
-            s.armed = false;
         } else if b.signum() != sign {
             // Opened or flipped: the entry is this fill's price.
             s.sign = sign;
@@ -283,6 +286,7 @@ impl StopBook {
         }
         s.generation = s.generation.wrapping_add(1).max(1);
         s.armed = sign != 0 && !s.params.is_off();
+        self.armed = self.armed + usize::from(s.armed) - usize::from(was_armed);
         if s.armed {
             s.levels();
         } else {
@@ -349,6 +353,11 @@ impl StopBook {
     /// Takes a trigger (from the guard or [`Self::on_trade`]) if it is for the armed stop's
     /// current generation: disarms it and returns the closing side. Every later trigger of
     /// the same generation returns `None` — a stop fires once.
+    ///
+    /// The guard still shows the old levels until [`Self::publish`]: the engine sends the
+    /// closing order first and then tells the feed threads, so that store (to a cache line
+    /// the feeds read on every trade) is not on the stop's path. Meanwhile a feed may raise
+    /// this generation once more; `take` refuses it.
     pub fn take(&mut self, trigger: &StopTrigger) -> Option<Side> {
         let i = trigger.instrument.get();
         let s = self.state.get_mut(i)?;
@@ -356,11 +365,61 @@ impl StopBook {
             return None;
         }
         s.armed = false;
+        self.armed -= 1;
         s.generation = s.generation.wrapping_add(1).max(1);
         s.lower = NO_LOWER;
         s.upper = NO_UPPER;
-        self.guard.publish(i, NO_LOWER, NO_UPPER, 0, s.generation);
         Some(if s.sign > 0 { Side::Sell } else { Side::Buy })
+    }
+
+    /// Publishes `instrument`'s current levels to the guard (after [`Self::take`]).
+    pub fn publish(&self, instrument: InstrumentIndex) {
+        let i = instrument.get();
+        if let Some(s) = self.state.get(i) {
+            self.guard
+                .publish(i, s.lower, s.upper, s.sign, s.generation);
+        }
+    }
+
+    /// `true` if any stop is armed.
+    #[inline]
+    #[must_use]
+    pub fn any_armed(&self) -> bool {
+        self.armed > 0
+    }
+
+    /// The first armed stop at or after instrument index `from` (wrapping): its instrument,
+    /// the side its closing order takes, and the level nearest to firing on the losing side
+    /// (the stop-loss or trailing level; the take-profit level if that is all there is).
+    #[must_use]
+    pub fn next_armed(&self, from: usize) -> Option<(InstrumentIndex, Side, Price)> {
+        let n = self.state.len();
+        (0..n).map(|k| (from + k) % n).find_map(|i| {
+            let s = &self.state[i];
+            if !s.armed {
+                return None;
+            }
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "the book has one state per registered instrument (u16 indices)"
+            )]
+            let instrument = InstrumentIndex(i as u16);
+            Some(if s.sign > 0 {
+                let level = if s.lower == NO_LOWER {
+                    s.upper
+                } else {
+                    s.lower
+                };
+                (instrument, Side::Sell, Price(level))
+            } else {
+                let level = if s.upper == NO_UPPER {
+                    s.lower
+                } else {
+                    s.upper
+                };
+                (instrument, Side::Buy, Price(level))
+            })
+        })
     }
 }
 
@@ -530,13 +589,28 @@ mod tests {
             "TC5 the guard's trigger fires"
         );
         assert_eq!(b.take(&own), None, "TC6 the engine's duplicate is ignored");
+        // Until the engine publishes (after its closing order is out), another feed may raise
+        // the old generation once more; the book refuses it.
+        let mut other_feed = [0u32; 1];
+        let late = guard
+            .check(I, p(90), &mut other_feed)
+            .expect("TC7 not yet published");
+        assert_eq!(b.take(&late), None, "TC8 the late trigger is refused");
+        b.publish(I);
+        assert!(
+            guard.check(I, p(90), &mut [0u32; 1]).is_none(),
+            "TC9 disarmed in the guard once published"
+        );
         assert!(
             guard.check(I, p(90), &mut raised).is_none(),
-            "TC7 disarmed in the guard"
+            "TC10 disarmed in the guard"
         );
         // A new position is a new generation: the guard raises again.
         b.on_fill(I, q(0), q(1), p(100));
-        assert!(guard.check(I, p(98), &mut raised).is_some(), "TC8 re-armed");
+        assert!(
+            guard.check(I, p(98), &mut raised).is_some(),
+            "TC11 re-armed"
+        );
     }
 
     proptest::proptest! {
@@ -561,6 +635,13 @@ mod tests {
                         proptest::prop_assert!(fired.insert(t.stop_id), "generation fired twice");
                     }
                     proptest::prop_assert!(b.take(&t2).is_none());
+                }
+                // The armed count agrees with the stop itself.
+                let armed = b.levels(I).is_some();
+                proptest::prop_assert_eq!(b.any_armed(), armed);
+                proptest::prop_assert_eq!(b.next_armed(0).is_some(), armed);
+                if let Some((_, side, _)) = b.next_armed(0) {
+                    proptest::prop_assert_eq!(side, if pos > 0 { Side::Sell } else { Side::Buy });
                 }
             }
         }

@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{registry, trade, AllowAll, Answer, LaneGateway, BTC};
-use tradeloop_engine::api::{Context, Strategy};
+use tradeloop_engine::api::{Context, Deny, RiskContext, RiskGate, Strategy};
 use tradeloop_engine::clock::SimClock;
 use tradeloop_engine::event::{Event, EventKind, Side, Trade};
 use tradeloop_engine::event_loop::{Engine, LoopConfig};
@@ -41,7 +41,7 @@ impl Strategy for BuyOnce {
     }
 }
 
-type StopEngine<S = BuyOnce> = Engine<S, AllowAll, LaneGateway, SimClock>;
+type StopEngine<S = BuyOnce, R = AllowAll> = Engine<S, R, LaneGateway, SimClock>;
 
 fn long_engine() -> (StopEngine, Arc<Lanes>, Arc<StopGuard>) {
     long_engine_with(BuyOnce::default())
@@ -49,17 +49,26 @@ fn long_engine() -> (StopEngine, Arc<Lanes>, Arc<StopGuard>) {
 
 /// An engine with a 1 % default stop-loss whose `strategy` has bought 1 at 100.00.
 fn long_engine_with<S: Strategy>(strategy: S) -> (StopEngine<S>, Arc<Lanes>, Arc<StopGuard>) {
+    long_engine_full(strategy, AllowAll, LoopConfig::default())
+}
+
+/// As [`long_engine_with`], with a risk gate and loop settings.
+fn long_engine_full<S: Strategy, R: RiskGate>(
+    strategy: S,
+    risk: R,
+    config: LoopConfig,
+) -> (StopEngine<S, R>, Arc<Lanes>, Arc<StopGuard>) {
     let lanes = Arc::new(Lanes::new(LaneConfig {
         normal_slots: 1 << 14,
         ..LaneConfig::default()
     }));
     let guard = Arc::new(StopGuard::new(1));
     let mut engine = Engine::new(
-        LoopConfig::default(),
+        config,
         Arc::clone(&lanes),
         registry(),
         strategy,
-        AllowAll,
+        risk,
         LaneGateway::new(Arc::clone(&lanes), Answer::Fill),
         SimClock::new(1),
     )
@@ -239,4 +248,124 @@ fn a_strategy_sets_its_stops_and_a_quote_through_the_guard_fires_them() {
         "TC3 the engine's own quote check did not refire"
     );
     assert_eq!(engine.core().position(BTC).qty, Qty::ZERO, "TC4 closed");
+}
+
+/// Allows the strategy's orders and denies every protective one (a stop's close).
+struct DenyProtective;
+
+impl RiskGate for DenyProtective {
+    fn check(&mut self, _: &OrderRequest, ctx: &RiskContext) -> Result<(), Deny> {
+        if ctx.protective {
+            Err(Deny::Halted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// 5,000 trades above the stop with rehearsals every `every` NORMAL events: returns the
+/// engine, its lanes and guard afterwards.
+fn rehearsed<R: RiskGate>(
+    risk: R,
+    every: u32,
+) -> (StopEngine<BuyOnce, R>, Arc<Lanes>, Arc<StopGuard>) {
+    let config = LoopConfig {
+        stop_warm_events: every,
+        ..LoopConfig::default()
+    };
+    let (mut engine, lanes, guard) = long_engine_full(BuyOnce::default(), risk, config);
+    let before = *engine.counters();
+    for k in 0..5_000 {
+        lanes.push_normal(trade(10 + k, 100_50, 10 + k));
+    }
+    while engine.poll() > 0 {}
+    let c = engine.counters();
+    assert_eq!(
+        c.orders_sent, before.orders_sent,
+        "a rehearsal sends nothing"
+    );
+    assert_eq!(c.denials, before.denials, "a rehearsal is never a denial");
+    assert_eq!((c.stops_fired, c.stops_failed), (0, 0));
+    assert_eq!(engine.core().position(BTC).qty, Qty::from_units(1));
+    (engine, lanes, guard)
+}
+
+#[test]
+fn rehearsals_keep_the_stop_armed_and_send_nothing() {
+    let (mut engine, lanes, guard) = rehearsed(AllowAll, 256);
+    assert_eq!(
+        engine.counters().stop_rehearsals,
+        19,
+        "TC1 one rehearsal per 256 NORMAL events (5,001 handled)"
+    );
+    assert!(
+        engine.core().stop_levels(BTC).is_some(),
+        "TC2 still armed in the engine"
+    );
+    let mut raised = [0u32; 1];
+    let t = guard
+        .check(
+            BTC,
+            tradeloop_engine::fixed::Price(98_00 * 1_000_000),
+            &mut raised,
+        )
+        .expect("TC3 still armed in the guard");
+    // The stop still fires, once, from the guard's trigger.
+    lanes
+        .push_critical(Event::new(1, 0, EventKind::StopTriggered(t)))
+        .unwrap();
+    while engine.poll() > 0 {}
+    assert_eq!(engine.counters().stops_fired, 1, "TC4 fired");
+    assert_eq!(engine.core().position(BTC).qty, Qty::ZERO, "TC5 closed");
+    let n2 = engine.counters().stop_rehearsals;
+    for k in 0..2_000 {
+        lanes.push_normal(trade(20_000 + k, 97_00, 20_000 + k));
+    }
+    while engine.poll() > 0 {}
+    assert_eq!(
+        engine.counters().stop_rehearsals,
+        n2,
+        "TC6 nothing armed when flat: no rehearsal"
+    );
+    assert_eq!(engine.counters().stops_fired, 1, "TC7 fired once");
+}
+
+#[test]
+fn a_denied_rehearsal_is_not_counted_and_off_means_off() {
+    let (engine, _, _) = rehearsed(DenyProtective, 512);
+    assert_eq!(
+        engine.counters().stop_rehearsals,
+        9,
+        "TC1 rehearsed though the close would be denied"
+    );
+    let (engine, _, _) = rehearsed(AllowAll, 0);
+    assert_eq!(engine.counters().stop_rehearsals, 0, "TC2 0 = never");
+}
+
+/// An idle engine (`Engine::run` with every lane empty) rehearses too: every 1,024 idle turns.
+#[test]
+fn an_idle_engine_rehearses_the_armed_stop() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Too rare to be due by events in this test: what it counts comes from idle turns.
+    let (engine, _, _) = rehearsed(AllowAll, 1 << 30);
+    assert_eq!(engine.counters().stop_rehearsals, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut engine = engine;
+            engine.run(&stop);
+            engine
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    stop.store(true, Ordering::SeqCst);
+    let engine = thread.join().expect("engine thread");
+    let c = engine.counters();
+    assert!(c.stop_rehearsals > 0, "TC1 rehearsed while idle");
+    assert_eq!(
+        (c.orders_sent, c.stops_fired),
+        (1, 0),
+        "TC2 and sent nothing"
+    );
 }
