@@ -153,6 +153,7 @@ impl MarketSink for LaneSink {
     #[inline]
     fn push(&mut self, event: Event) {
         if let Some((guard, raised)) = &mut self.guard {
+            self.lanes.warm_critical();
             let stop = match &event.kind {
                 EventKind::Trade(t) => guard.check(t.instrument, t.price, raised),
                 EventKind::Quote(q) => {

@@ -387,56 +387,16 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         let Some(side) = self.stops.take(trigger) else {
             return false;
         };
-        let fired = match self.stop_request(trigger.instrument, side, trigger.price) {
-            None => false,
-            Some(req) => match self.submit_inner(req, true) {
-                Ok(_) => {
-                    self.counters.stops_fired += 1;
-                    true
-                }
-                Err(_) => {
-                    self.counters.stops_failed += 1;
-                    false
-                }
-            },
-        };
+        let fired = self.close_stop(trigger.instrument, side, trigger.price, false);
         // The closing order is out: now tell the feed threads the stop is disarmed.
         self.stops.publish(trigger.instrument);
         fired
     }
 
-    /// A stop's closing order: reduce-only, at market, for the whole position (none when
-    /// flat), priced for the risk gate at the reference price, or at `fallback` before
-    /// there is one.
-    #[inline]
-    fn stop_request(
-        &self,
-        instrument: InstrumentIndex,
-        side: Side,
-        fallback: Price,
-    ) -> Option<OrderRequest> {
-        let i = instrument.get();
-        let qty = self.positions[i].qty.abs();
-        if qty.is_zero() {
-            return None;
-        }
-        let reference = if self.reference[i].raw() > 0 {
-            self.reference[i]
-        } else {
-            fallback
-        };
-        Some(OrderRequest {
-            reduce_only: true,
-            ..OrderRequest::market(instrument, side, reference, qty)
-        })
-    }
-
-    /// Rehearses the next armed stop (round robin over instruments) without acting on it:
-    /// builds its closing order as [`Self::fire_stop`] would, runs it through [`Self::vet`]
-    /// (the protective risk check changes no state) and reads the pool slot it would take.
-    /// Nothing is sent, counted as a denial, recorded or disarmed. A stop fires rarely, so
-    /// without this its code and data are cold when it does: run every few thousand events
-    /// while one is armed, this keeps them in cache (`engine.stop_warm_events`).
+    /// Rehearses the next armed stop (round robin over instruments) without acting on it;
+    /// see [`Self::close_stop`]. A stop fires rarely, so without this its code and data are
+    /// cold when it does: run every few thousand events while one is armed, this keeps them
+    /// in cache (`engine.stop_warm_events`).
     #[cold]
     #[inline(never)]
     fn rehearse_stop(&mut self) {
@@ -444,13 +404,56 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             return;
         };
         self.rehearse_from = instrument.get() + 1;
-        let Some(req) = self.stop_request(instrument, side, level) else {
-            return;
-        };
-        if self.vet(&req, true).is_ok() {
-            core::hint::black_box(self.pool.next_free());
+        self.close_stop(instrument, side, level, true);
+    }
+
+    /// A fired stop's closing order — reduce-only, at market, for the whole position, priced
+    /// for the risk gate at the reference price (at `fallback` before there is one) — through
+    /// the protective order path. Returns `true` if it was sent.
+    ///
+    /// With `rehearse` it goes only as far as [`Self::vet`] (the protective risk check changes
+    /// no state) and a read of the pool slot it would take: nothing is sent, counted as a
+    /// denial, recorded or disarmed; it counts in `stop_rehearsals`. Out of line, so that the
+    /// rehearsal runs the very code a firing stop runs.
+    #[inline(never)]
+    fn close_stop(
+        &mut self,
+        instrument: InstrumentIndex,
+        side: Side,
+        fallback: Price,
+        rehearse: bool,
+    ) -> bool {
+        let i = instrument.get();
+        let qty = self.positions[i].qty.abs();
+        if qty.is_zero() {
+            return false;
         }
-        self.counters.stop_rehearsals += 1;
+        let reference = if self.reference[i].raw() > 0 {
+            self.reference[i]
+        } else {
+            fallback
+        };
+        let req = OrderRequest {
+            reduce_only: true,
+            ..OrderRequest::market(instrument, side, reference, qty)
+        };
+        if rehearse {
+            self.counters.stop_rehearsals += 1;
+            if self.vet(&req, true).is_ok() {
+                core::hint::black_box(self.pool.next_free());
+            }
+            return false;
+        }
+        match self.submit_inner(req, true) {
+            Ok(_) => {
+                self.counters.stops_fired += 1;
+                true
+            }
+            Err(_) => {
+                self.counters.stops_failed += 1;
+                false
+            }
+        }
     }
 
     fn add_working(&mut self, req: &OrderRequest, qty: Qty, sign: i64) {

@@ -144,7 +144,6 @@ pub enum NormalPush {
 /// Per-lane counters, updated by producers and the consumer (relaxed atomics, one cache line).
 #[derive(Default, Debug)]
 struct LaneCounters {
-    pushed: AtomicU64,
     dropped: AtomicU64,
     /// CRITICAL/HIGH: pushes that found the lane full at least once.
     alarms: AtomicU64,
@@ -340,10 +339,7 @@ impl Lanes {
     fn push_once(&self, lane: Lane, event: Event) -> Result<(), Full<Event>> {
         let counters = self.counters(lane);
         match self.queue(lane).push(event) {
-            Ok(()) => {
-                counters.pushed.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(back) => {
                 counters.alarms.fetch_add(1, Ordering::Relaxed);
                 Err(Full(back))
@@ -356,7 +352,6 @@ impl Lanes {
         let counters = self.counters(lane);
         match queue.push(event) {
             Ok(()) => {
-                counters.pushed.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
             Err(back) => event = back,
@@ -379,7 +374,6 @@ impl Lanes {
             }
             match queue.push(event) {
                 Ok(()) => {
-                    counters.pushed.fetch_add(1, Ordering::Relaxed);
                     if halted {
                         self.high_backpressure.store(false, Ordering::Release);
                     }
@@ -405,7 +399,6 @@ impl Lanes {
         loop {
             match queue.push(event) {
                 Ok(()) => {
-                    counters.pushed.fetch_add(1, Ordering::Relaxed);
                     return if dropped == 0 {
                         NormalPush::Pushed
                     } else {
@@ -436,10 +429,7 @@ impl Lanes {
     pub fn push_low(&self, event: Event) -> Result<(), Full<Event>> {
         let counters = self.counters(Lane::Low);
         match self.queue(Lane::Low).push(event) {
-            Ok(()) => {
-                counters.pushed.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(back) => {
                 counters.dropped.fetch_add(1, Ordering::Relaxed);
                 Err(Full(back))
@@ -460,6 +450,14 @@ impl Lanes {
     #[must_use]
     pub fn is_empty(&self, lane: Lane) -> bool {
         self.queue(lane).is_empty()
+    }
+
+    /// Reads the cache lines the next CRITICAL push will write (the tail and the slot at
+    /// it), so that they are in this thread's cache when a stop must go out. A feed thread with
+    /// the stop guard calls this with every event it pushes; it changes nothing.
+    #[inline]
+    pub fn warm_critical(&self) {
+        self.queue(Lane::Critical).warm();
     }
 
     /// Events queued in one lane right now.
@@ -519,7 +517,7 @@ impl Lanes {
     pub fn stats(&self, lane: Lane) -> LaneStats {
         let c = self.counters(lane);
         LaneStats {
-            pushed: c.pushed.load(Ordering::Relaxed),
+            pushed: self.queue(lane).pushed(),
             dropped: c.dropped.load(Ordering::Relaxed),
             alarms: c.alarms.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),

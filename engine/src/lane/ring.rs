@@ -187,6 +187,20 @@ impl<T: Copy> Ring<T> {
         self.head.load(Ordering::Acquire) == self.tail.load(Ordering::Acquire)
     }
 
+    /// Values pushed since the ring was made: the tail position, which only a successful
+    /// push moves (so the lanes keep no separate count to update on every push).
+    #[inline]
+    pub(crate) fn pushed(&self) -> u64 {
+        self.tail.load(Ordering::Relaxed) as u64
+    }
+
+    /// Reads what the next push reads first: the tail and the sequence of the slot at it.
+    #[inline]
+    pub(crate) fn warm(&self) {
+        let pos = self.tail.load(Ordering::Relaxed);
+        core::hint::black_box(self.slot(pos).seq.load(Ordering::Relaxed));
+    }
+
     /// Slots.
     pub(crate) fn capacity(&self) -> usize {
         self.mask + 1
@@ -221,6 +235,24 @@ mod tests {
             assert_eq!(r.push(i), Ok(()));
             assert_eq!(r.pop(), Some(i));
         }
+        // 5 pushes above (the refused one does not count), then 10,000.
+        assert_eq!(r.pushed(), 10_005);
+    }
+
+    #[test]
+    fn warming_changes_nothing() {
+        let r = Ring::new(4);
+        for i in 0..3u64 {
+            r.warm();
+            assert_eq!(r.push(i), Ok(()));
+        }
+        r.warm();
+        assert_eq!((r.len(), r.pushed()), (3, 3));
+        for i in 0..3u64 {
+            r.warm();
+            assert_eq!(r.pop(), Some(i));
+        }
+        assert!(r.is_empty());
     }
 
     #[test]
