@@ -196,14 +196,20 @@ pub struct RiskContext {
     pub trading_state: TradingState,
     /// Clock time.
     pub now_ns: u64,
-    /// The engine's own closing order (kill-switch flatten): it must reduce the position, and
-    /// is never blocked by the trading state, size, open-order or rate limits.
+    /// The engine's own closing order (a fired stop, the kill switch's flatten): it must reduce
+    /// the position, and is never blocked by the trading state, size, open-order or rate
+    /// limits.
     pub protective: bool,
 }
 
 /// Pre-trade checks, called for every order before it reaches a gateway.
 pub trait RiskGate {
     /// Accepts or denies one order.
+    ///
+    /// A check of a protective order (`ctx.protective`) must leave the gate's state as it
+    /// was: besides real closes, the engine runs an armed stop's close through this check
+    /// every `engine.stop_warm_events` events without sending it (a rehearsal that keeps the
+    /// path in cache).
     ///
     /// # Errors
     /// A [`Deny`] with the numbers that decided it.
