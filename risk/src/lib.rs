@@ -696,6 +696,27 @@ mod tests {
             Err(Deny::Halted),
             "TC5 the same order from a strategy"
         );
+        // Protective checks change no state (the engine's stop rehearsals rely on it): after
+        // all of the above, the one-token buckets still hold their token.
+        let active = RiskContext {
+            trading_state: TradingState::Active,
+            open_orders_total: 0,
+            open_orders_instrument: 0,
+            ..normal
+        };
+        let small = OrderRequest {
+            qty: q("0.1"),
+            ..close
+        };
+        assert_eq!(
+            gate.check(&small, &active),
+            Ok(()),
+            "TC6 the rate buckets were not drawn on"
+        );
+        assert!(
+            matches!(gate.check(&small, &active), Err(Deny::RateLimited { .. })),
+            "TC7 and now they are empty"
+        );
     }
 
     #[test]
