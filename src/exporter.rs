@@ -431,6 +431,10 @@ fn describe(recorder: &PrometheusRecorder) {
             "tradeloop_stops_failed_total",
             "Stops whose closing order was refused"
         );
+        describe_counter!(
+            "tradeloop_stop_rehearsals_total",
+            "Rehearsals of an armed stop's close (engine.stop_warm_events; nothing sent)"
+        );
         describe_counter!("tradeloop_kill_switch_trips_total", "Kill-switch trips");
         describe_counter!(
             "tradeloop_books_stale_total",
@@ -567,6 +571,7 @@ fn record(v: &RunView<'_>) {
     counter!("tradeloop_pool_exhausted_total").absolute(c.pool_exhausted);
     counter!("tradeloop_stops_fired_total").absolute(c.stops_fired);
     counter!("tradeloop_stops_failed_total").absolute(c.stops_failed);
+    counter!("tradeloop_stop_rehearsals_total").absolute(c.stop_rehearsals);
     counter!("tradeloop_kill_switch_trips_total").absolute(c.kills);
     counter!("tradeloop_books_stale_total").absolute(c.books_stale);
     counter!("tradeloop_records_lost_total").absolute(c.records_lost);
@@ -690,6 +695,7 @@ mod tests {
         let mut counters = EngineCounters {
             orders_sent: 5,
             fills: 4,
+            stop_rehearsals: 12,
             ..EngineCounters::default()
         };
         counters.denials[9] = 2; // price_band
@@ -724,6 +730,7 @@ mod tests {
         assert_eq!(value(body, "tradeloop_lane_depth{lane=\"critical\"}"), 0.0);
         assert_eq!(value(body, "tradeloop_orders_sent_total"), 5.0);
         assert_eq!(value(body, "tradeloop_fills_total"), 4.0);
+        assert_eq!(value(body, "tradeloop_stop_rehearsals_total"), 12.0);
         assert_eq!(
             value(body, "tradeloop_orders_denied_total{reason=\"price_band\"}"),
             2.0
