@@ -28,7 +28,7 @@ use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
 use tradeloop_adapters::tardis::{is_tardis_csv, TardisReader};
 use tradeloop_adapters::tle::{TleItem, TleReader};
-use tradeloop_engine::api::Context;
+use tradeloop_engine::api::{Context, Strategy};
 use tradeloop_engine::breakers::BreakerEvent;
 use tradeloop_engine::clock::{Clock, SimClock};
 use tradeloop_engine::event::{Event, EventKind, Side};
@@ -79,9 +79,25 @@ pub struct FillRow {
     pub maker: bool,
 }
 
-/// Everything a backtest produced.
+/// The strategy's name and parameters as `summary.json` states them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StrategyLabel {
+    /// Name (a registered strategy's name, or the type name of a user's own).
+    pub name: String,
+    /// Parameters (`null` when none were given).
+    pub params: serde_json::Value,
+}
+
+/// Everything a backtest produced: what `summary.json`, `fills.csv` and `equity.svg` hold
+/// ([`Report::write`] writes them; [`Report::stats`] computes the summary statistics).
 #[derive(Debug)]
-pub struct Backtest {
+pub struct Report {
+    /// The strategy that ran.
+    pub strategy: StrategyLabel,
+    /// Input files.
+    pub inputs: Vec<PathBuf>,
+    /// Simulated-execution settings in force (fees and latencies).
+    pub execution: serde_json::Value,
     /// Symbols by instrument index.
     pub symbols: Vec<String>,
     /// Fills in order.
@@ -113,20 +129,22 @@ pub struct Backtest {
     pub stops: (u64, u64),
     /// Circuit-breaker transitions, with their clock time.
     pub breaker_events: Vec<(u64, BreakerEvent)>,
+    /// Strategy timers that fired.
+    pub timers_fired: u64,
 }
 
 /// Records last trade prices on the way to the lanes.
 /// Hands each market-data event straight to the engine (one thread produces and consumes, so
 /// the NORMAL lane would only add two atomic operations per event; see
 /// `Engine::handle_market`). The sim venue's reports still travel on the HIGH lane.
-struct Sink {
+struct Sink<S> {
     lanes: Arc<Lanes>,
     last_trade: Vec<Price>,
-    engine: BtEngine,
+    engine: BtEngine<S>,
     handed: u64,
 }
 
-impl Sink {
+impl<S: Strategy> Sink<S> {
     /// Runs the engine until every lane is empty (a turn only when it has something to do:
     /// most steps leave nothing queued).
     #[inline]
@@ -135,9 +153,22 @@ impl Sink {
             while self.engine.poll() > 0 {}
         }
     }
+
+    /// Fires the timers due before the next recorded event at `next_ns`, each at its own due
+    /// time: the clock moves to it, the simulated venue releases what is due by then, and the
+    /// engine runs. One load when no timer is pending.
+    #[inline]
+    fn fire_timers_before(&mut self, next_ns: u64, clock: &SimClock) {
+        while let Some(due) = self.engine.next_timer_due().filter(|&d| d < next_ns) {
+            let at = due.max(clock.now_ns());
+            clock.set(at);
+            self.engine.poll_gateway(at);
+            self.drain_engine();
+        }
+    }
 }
 
-impl MarketSink for Sink {
+impl<S: Strategy> MarketSink for Sink<S> {
     fn push(&mut self, event: Event) {
         self.handed += 1;
         if let EventKind::Trade(t) = event.kind {
@@ -430,6 +461,7 @@ impl Steps for TleSteps {
 
 /// The input of a backtest: a converted `.tle` file (or its bytes, shared between the
 /// replays of a sweep), or recordings and CSV to parse.
+#[derive(Clone, Debug)]
 pub enum Input {
     /// One `.tle` file held in memory.
     Tle(Arc<[u8]>),
@@ -460,51 +492,233 @@ impl Input {
     }
 }
 
-/// Replays the inputs.
+/// A backtest to run: the configuration, the inputs, a time window and the strategy; built
+/// step by step and run with [`Backtest::run`]. The replay is single-threaded on a simulated
+/// clock and deterministic: the same inputs, configuration and strategy give the same
+/// [`Report`] (its wall-clock figures aside).
 ///
-/// # Errors
-/// Unreadable inputs, or a strategy symbol that is not an instrument.
-pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Backtest> {
-    let input = Input::from_paths(&options.data)?;
-    replay_input(config, options, &input)
+/// ```no_run
+/// use tradeloop::backtest::Backtest;
+/// use tradeloop::config::Config;
+/// use tradeloop::engine::strategies::MaCross;
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let config = Config::load("config.toml".as_ref(), &Default::default())?;
+/// let report = Backtest::from_config(&config)?
+///     .data(["binance_usdm_btcusdt_20240808.gz"])
+///     .strategy_with(|instruments| {
+///         let btc = instruments.by_symbol("BTCUSDT").expect("configured");
+///         Ok(MaCross::new(&config.strategy.ma_cross, btc.index, btc.tick_size))
+///     })?
+///     .run()?;
+/// println!("{} fills, net PnL {}", report.fills.len(), report.stats().net_pnl);
+/// report.write("results/my-backtest".as_ref())?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Allocation
+/// Building and the start of [`Backtest::run`] allocate (books, pool, readers); the replay
+/// loop allocates only to append fills and equity samples to the report.
+pub struct Backtest<S = ()> {
+    config: Config,
+    registry: InstrumentRegistry,
+    options: BacktestOptions,
+    input: Option<Input>,
+    strategy: S,
+    label: StrategyLabel,
 }
 
-/// Replays an already classified input.
-///
-/// # Errors
-/// Unreadable or corrupt inputs, or a strategy symbol that is not an instrument.
-pub fn replay_input(
-    config: &Config,
-    options: &BacktestOptions,
-    input: &Input,
-) -> anyhow::Result<Backtest> {
-    let registry: InstrumentRegistry = config.registry()?;
-    match input {
-        Input::Raw(paths) => {
-            let steps = RawSteps::open(config, &registry, paths)?;
-            drive(config, options, registry, steps)
+impl Backtest<()> {
+    /// A backtest on `config`'s instruments, risk limits, stops, breakers and simulated
+    /// execution, with no inputs and no strategy yet.
+    ///
+    /// # Errors
+    /// A [`ConfigError`](crate::config::ConfigError) if the instruments cannot be registered.
+    pub fn from_config(config: &Config) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            registry: config.registry()?,
+            config: config.clone(),
+            options: BacktestOptions {
+                data: Vec::new(),
+                from_ns: None,
+                to_ns: None,
+                progress: false,
+            },
+            input: None,
+            strategy: (),
+            label: StrategyLabel {
+                name: String::new(),
+                params: serde_json::Value::Null,
+            },
+        })
+    }
+
+    /// The strategy to run. Its instrument indices are those of [`Self::instruments`].
+    #[must_use]
+    pub fn strategy<S: Strategy>(self, strategy: S) -> Backtest<S> {
+        let name = std::any::type_name::<S>().to_owned();
+        Backtest {
+            config: self.config,
+            registry: self.registry,
+            options: self.options,
+            input: self.input,
+            strategy,
+            label: StrategyLabel {
+                name,
+                params: serde_json::Value::Null,
+            },
         }
-        Input::TleFile(path) => {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let reader = TleReader::from_reader(Box::new(file))
-                .with_context(|| format!("{}", path.display()))?;
-            let steps = TleSteps::new(reader, &registry);
-            drive(config, options, registry, steps)
-        }
-        Input::Tle(bytes) => {
-            let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry);
-            drive(config, options, registry, steps)
-        }
+    }
+
+    /// The strategy, built from the backtest's instruments (look a symbol up with
+    /// [`InstrumentRegistry::by_symbol`]).
+    ///
+    /// # Errors
+    /// What `build` returns.
+    pub fn strategy_with<S: Strategy>(
+        self,
+        build: impl FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
+    ) -> anyhow::Result<Backtest<S>> {
+        let strategy = build(&self.registry)?;
+        Ok(self.strategy(strategy))
     }
 }
 
-fn drive<S: Steps>(
+impl<S> Backtest<S> {
+    /// The instruments, by index, as the strategy sees them.
+    #[must_use]
+    pub fn instruments(&self) -> &InstrumentRegistry {
+        &self.registry
+    }
+
+    /// Input files: `<recv_ns> <frame>` recordings (gzip or plain) and Tardis CSV, merged in
+    /// time order, or one converted `.tle` file.
+    #[must_use]
+    pub fn data<P: Into<PathBuf>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.options.data = paths.into_iter().map(Into::into).collect();
+        self.input = None;
+        self
+    }
+
+    /// An already classified input (a sweep shares one in-memory `.tle` image between runs).
+    #[must_use]
+    pub fn input(mut self, input: Input) -> Self {
+        self.input = Some(input);
+        self
+    }
+
+    /// Only events received in `[from_ns, to_ns)` (ns since the epoch; `None`: unbounded).
+    #[must_use]
+    pub fn window(mut self, from_ns: Option<u64>, to_ns: Option<u64>) -> Self {
+        self.options.from_ns = from_ns;
+        self.options.to_ns = to_ns;
+        self
+    }
+
+    /// Shows a progress spinner on stderr while it runs.
+    #[must_use]
+    pub fn progress(mut self, on: bool) -> Self {
+        self.options.progress = on;
+        self
+    }
+
+    /// How `summary.json` names the strategy and its parameters (default: the type name and
+    /// `null`).
+    #[must_use]
+    pub fn label(mut self, name: impl Into<String>, params: serde_json::Value) -> Self {
+        self.label = StrategyLabel {
+            name: name.into(),
+            params,
+        };
+        self
+    }
+}
+
+impl<S: Strategy> Backtest<S> {
+    /// Runs the replay and returns the report.
+    ///
+    /// # Errors
+    /// No input, unreadable or corrupt inputs.
+    pub fn run(self) -> anyhow::Result<Report> {
+        self.run_into_parts().map(|(report, _)| report)
+    }
+
+    /// Runs the replay and returns the report and the strategy as it ended (to read its own
+    /// state).
+    ///
+    /// # Errors
+    /// No input, unreadable or corrupt inputs.
+    pub fn run_into_parts(self) -> anyhow::Result<(Report, S)> {
+        let Self {
+            config,
+            registry,
+            options,
+            input,
+            strategy,
+            label,
+        } = self;
+        let input = match input {
+            Some(input) => input,
+            None => {
+                anyhow::ensure!(!options.data.is_empty(), "a backtest needs input data");
+                Input::from_paths(&options.data)?
+            }
+        };
+        let (mut report, strategy) = match &input {
+            Input::Raw(paths) => {
+                let steps = RawSteps::open(&config, &registry, paths)?;
+                drive(&config, &options, registry, steps, strategy)?
+            }
+            Input::TleFile(path) => {
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let reader = TleReader::from_reader(Box::new(file))
+                    .with_context(|| format!("{}", path.display()))?;
+                let steps = TleSteps::new(reader, &registry);
+                drive(&config, &options, registry, steps, strategy)?
+            }
+            Input::Tle(bytes) => {
+                let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry);
+                drive(&config, &options, registry, steps, strategy)?
+            }
+        };
+        report.strategy = label;
+        report.inputs = options.data;
+        Ok((report, strategy))
+    }
+}
+
+/// The configured built-in strategy (`[strategy]`), labelled as `summary.json` names it.
+///
+/// # Errors
+/// A strategy symbol that is not an instrument.
+pub fn configured(config: &Config) -> anyhow::Result<Backtest<MaCross>> {
+    let label = serde_json::to_value(&config.strategy.ma_cross)?;
+    Ok(Backtest::from_config(config)?
+        .strategy_with(|registry| Ok(config.strategy(registry)?))?
+        .label("ma_cross", label))
+}
+
+/// Replays the inputs with the configured strategy.
+///
+/// # Errors
+/// Unreadable inputs, or a strategy symbol that is not an instrument.
+pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Report> {
+    configured(config)?
+        .data(options.data.clone())
+        .window(options.from_ns, options.to_ns)
+        .progress(options.progress)
+        .run()
+}
+
+fn drive<St: Steps, S: Strategy>(
     config: &Config,
     options: &BacktestOptions,
     registry: InstrumentRegistry,
-    mut steps: S,
-) -> anyhow::Result<Backtest> {
+    mut steps: St,
+    strategy: S,
+) -> anyhow::Result<(Report, S)> {
     let n = registry.len();
     let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
     // Market data goes straight to the engine (see `Sink`); the NORMAL lane stays empty.
@@ -515,7 +729,6 @@ fn drive<S: Steps>(
     let clock = SimClock::new(0);
     let x = &config.execution;
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes));
-    let strategy = config.strategy(&registry)?;
     let outbox = Arc::new(Outbox::new(1 << 16));
     let engine = Engine::new(
         config.engine,
@@ -563,6 +776,12 @@ fn drive<S: Steps>(
     let mut span = (0u64, 0u64);
     let started = Instant::now();
     while let Some(ns) = steps.next_in(options.from_ns, options.to_ns)? {
+        if events == 0 {
+            clock.set(ns);
+            sink.engine.start();
+            sink.drain_engine();
+        }
+        sink.fire_timers_before(ns, &clock);
         clock.set(ns);
         refused += u64::from(steps.feed(&mut sink)?);
         events += 1;
@@ -606,7 +825,18 @@ fn drive<S: Steps>(
         .collect();
     let report = sink.engine.shutdown();
     refused += steps.extra_refused();
-    Ok(Backtest {
+    let strategy = sink.engine.into_strategy();
+    let execution = serde_json::json!({
+        "maker_fee_bps": x.maker_fee_bps, "taker_fee_bps": x.taker_fee_bps,
+        "entry_latency_us": x.entry_latency_us, "response_latency_us": x.response_latency_us,
+    });
+    let report = Report {
+        strategy: StrategyLabel {
+            name: String::new(),
+            params: serde_json::Value::Null,
+        },
+        inputs: options.data.clone(),
+        execution,
         symbols: names,
         fills,
         equity,
@@ -622,7 +852,9 @@ fn drive<S: Steps>(
         wall,
         stops: (report.counters.stops_fired, report.counters.stops_failed),
         breaker_events,
-    })
+        timers_fired: report.counters.timers_fired,
+    };
+    Ok((report, strategy))
 }
 
 fn drain(
@@ -664,9 +896,9 @@ fn drain(
 /// NORMAL lane slots in a backtest, where market data bypasses the lane.
 const BACKTEST_NORMAL_SLOTS: usize = 1024;
 
-type BtEngine = Engine<MaCross, PreTradeRisk, SimGateway, SimClock>;
+type BtEngine<S> = Engine<S, PreTradeRisk, SimGateway, SimClock>;
 
-fn mark(engine: &BtEngine, last_trade: &[Price], i: usize) -> Price {
+fn mark<S: Strategy>(engine: &BtEngine<S>, last_trade: &[Price], i: usize) -> Price {
     #[allow(
         clippy::cast_possible_truncation,
         reason = "bounded by MAX_INSTRUMENTS"
@@ -680,7 +912,7 @@ fn mark(engine: &BtEngine, last_trade: &[Price], i: usize) -> Price {
         .unwrap_or(last_trade[i])
 }
 
-fn equity_now(engine: &BtEngine, last_trade: &[Price]) -> (Money, bool) {
+fn equity_now<S: Strategy>(engine: &BtEngine<S>, last_trade: &[Price]) -> (Money, bool) {
     let mut total = Money::ZERO;
     let mut open = false;
     for i in 0..last_trade.len() {
@@ -724,7 +956,7 @@ pub struct Stats {
 
 /// Computes the statistics (and the slow `Decimal` PnL cross-check).
 #[must_use]
-pub fn stats(bt: &Backtest) -> Stats {
+pub fn stats(bt: &Report) -> Stats {
     let mut realized = Money::ZERO;
     let mut unrealized = Money::ZERO;
     let mut fees = Money::ZERO;
@@ -824,24 +1056,31 @@ pub fn stats(bt: &Backtest) -> Stats {
     }
 }
 
-/// Writes `summary.json`, `fills.csv` and `equity.svg` into `dir` and returns the stats.
-///
-/// # Errors
-/// If the directory or a file cannot be written.
-pub fn write_outputs(
-    bt: &Backtest,
-    config: &Config,
-    options: &BacktestOptions,
-    dir: &Path,
-) -> anyhow::Result<Stats> {
+impl Report {
+    /// The summary statistics (and the slow `Decimal` PnL cross-check).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        stats(self)
+    }
+
+    /// Writes `summary.json`, `fills.csv` and `equity.svg` into `dir` (created if missing)
+    /// and returns the stats.
+    ///
+    /// # Errors
+    /// If the directory or a file cannot be written.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Stats> {
+        write_outputs(self, dir)
+    }
+}
+
+fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let s = stats(bt);
     let secs = bt.wall.as_secs_f64().max(1e-9);
     let summary = serde_json::json!({
-        "inputs": options.data.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "strategy": { "name": "ma_cross", "params": config.strategy.ma_cross },
-        "execution": { "maker_fee_bps": config.execution.maker_fee_bps, "taker_fee_bps": config.execution.taker_fee_bps,
-                        "entry_latency_us": config.execution.entry_latency_us, "response_latency_us": config.execution.response_latency_us },
+        "inputs": bt.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "strategy": bt.strategy,
+        "execution": bt.execution,
         "span_ns": [bt.span_ns.0, bt.span_ns.1],
         "events_processed": bt.events,
         "market_events": bt.market_events,
@@ -851,6 +1090,7 @@ pub fn write_outputs(
         "fills": bt.fills.len(),
         "stats": s,
         "stops": { "fired": bt.stops.0, "refused": bt.stops.1 },
+        "timers_fired": bt.timers_fired,
         "breaker_events": bt.breaker_events.iter().map(|(ts, e)| serde_json::json!({
             "ts_ns": ts, "breaker": e.kind.name(), "state": e.state.name(), "action": e.action.name(),
             "value": e.value, "limit": e.limit, "unit": e.kind.unit(),

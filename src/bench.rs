@@ -1045,16 +1045,10 @@ fn backtest_recording(
 }
 
 fn backtest_replay(config: &Config, file: &std::path::Path) -> anyhow::Result<Figure> {
-    let options = crate::backtest::BacktestOptions {
-        data: vec![file.to_path_buf()],
-        from_ns: None,
-        to_ns: None,
-        progress: false,
-    };
     let mut rates = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        let bt = crate::backtest::replay(config, &options)?;
+        let bt = crate::backtest::configured(config)?.data([file]).run()?;
         count = bt.events;
         rates.push((bt.events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }
@@ -1142,17 +1136,13 @@ fn repeat_tle(bytes: &[u8], min_events: u64, trades_only: bool) -> anyhow::Resul
 /// backtest). Unit `events/s` (market events handed to the engine); `p50` is the median run,
 /// `max` the best, `p90`..`p999` the worst.
 fn binary_rate(config: &Config, image: &Arc<[u8]>) -> anyhow::Result<Figure> {
-    let options = crate::backtest::BacktestOptions {
-        data: Vec::new(),
-        from_ns: None,
-        to_ns: None,
-        progress: false,
-    };
     let input = crate::backtest::Input::Tle(Arc::clone(image));
     let mut rates = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        let bt = crate::backtest::replay_input(config, &options, &input)?;
+        let bt = crate::backtest::configured(config)?
+            .input(input.clone())
+            .run()?;
         count = bt.market_events;
         rates.push((bt.market_events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }

@@ -435,6 +435,11 @@ fn describe(recorder: &PrometheusRecorder) {
             "tradeloop_stop_rehearsals_total",
             "Rehearsals of an armed stop's close (engine.stop_warm_events; nothing sent)"
         );
+        describe_counter!("tradeloop_timers_fired_total", "Strategy timers fired");
+        describe_counter!(
+            "tradeloop_timers_refused_total",
+            "Timers a strategy could not schedule: every engine.timer_slots slot in use"
+        );
         describe_counter!("tradeloop_kill_switch_trips_total", "Kill-switch trips");
         describe_counter!(
             "tradeloop_books_stale_total",
@@ -572,6 +577,8 @@ fn record(v: &RunView<'_>) {
     counter!("tradeloop_stops_fired_total").absolute(c.stops_fired);
     counter!("tradeloop_stops_failed_total").absolute(c.stops_failed);
     counter!("tradeloop_stop_rehearsals_total").absolute(c.stop_rehearsals);
+    counter!("tradeloop_timers_fired_total").absolute(c.timers_fired);
+    counter!("tradeloop_timers_refused_total").absolute(c.timers_refused);
     counter!("tradeloop_kill_switch_trips_total").absolute(c.kills);
     counter!("tradeloop_books_stale_total").absolute(c.books_stale);
     counter!("tradeloop_records_lost_total").absolute(c.records_lost);
@@ -696,6 +703,8 @@ mod tests {
             orders_sent: 5,
             fills: 4,
             stop_rehearsals: 12,
+            timers_fired: 31,
+            timers_refused: 2,
             ..EngineCounters::default()
         };
         counters.denials[9] = 2; // price_band
@@ -731,6 +740,8 @@ mod tests {
         assert_eq!(value(body, "tradeloop_orders_sent_total"), 5.0);
         assert_eq!(value(body, "tradeloop_fills_total"), 4.0);
         assert_eq!(value(body, "tradeloop_stop_rehearsals_total"), 12.0);
+        assert_eq!(value(body, "tradeloop_timers_fired_total"), 31.0);
+        assert_eq!(value(body, "tradeloop_timers_refused_total"), 2.0);
         assert_eq!(
             value(body, "tradeloop_orders_denied_total{reason=\"price_band\"}"),
             2.0

@@ -1,21 +1,7 @@
-//! The `tradeloop` binary: command line, config loading, wiring. The only crate that uses
-//! anyhow; mimalloc is the global allocator.
+//! The `tradeloop` binary: the command line over the `tradeloop` library. With the library, the
+//! only crate that uses anyhow; mimalloc is the global allocator.
 
 #![forbid(unsafe_code)]
-
-mod backtest;
-mod bench;
-mod config;
-mod convert;
-mod exporter;
-mod hdrlog;
-mod hotpath;
-mod persistence;
-mod record;
-mod run;
-mod status;
-mod sweep;
-mod venues;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::config::{process_env, Config};
+use tradeloop::config::{self, process_env, Config};
+use tradeloop::{backtest, bench, convert, hdrlog, hotpath, record, run, status, sweep};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -334,11 +321,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .iter()
                     .map(|a| sweep::parse_param(a, &strategy))
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                sweep::run(&cli.config, &env, &config, &params, &options, sort_by, &out)?;
+                sweep::run(
+                    &cli.config,
+                    &env,
+                    &config,
+                    &params,
+                    &options,
+                    sort_by,
+                    &out,
+                    |c, registry| Ok(c.strategy(registry)?),
+                )?;
                 return Ok(());
             }
             let bt = backtest::replay(&config, &options)?;
-            let s = backtest::write_outputs(&bt, &config, &options, &out)?;
+            let s = bt.write(&out)?;
             let secs = bt.wall.as_secs_f64().max(1e-9);
             eprintln!(
                 "backtest: {} frames/rows, {} market events in {:.3} s ({:.0} frames/s, {:.0} events/s), {} refused; {} orders ({} denied), {} fills",

@@ -13,7 +13,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use rust_decimal::Decimal;
 
-use crate::backtest::{self, BacktestOptions, Input};
+use tradeloop_engine::api::Strategy;
+use tradeloop_engine::instrument::InstrumentRegistry;
+
+use crate::backtest::{self, Backtest, BacktestOptions, Input};
 use crate::config::{Config, ENV_PREFIX};
 
 /// Most combinations one sweep may run.
@@ -164,11 +167,17 @@ pub fn sort_rows(rows: &mut [Row], by: SortBy) {
     });
 }
 
-/// Runs the sweep and writes `sweep.csv` into `out`.
+/// Runs the sweep and writes `sweep.csv` into `out`. Every combination's strategy comes from
+/// `factory`, called with that combination's configuration and the instruments (on the
+/// thread that runs it); [`crate::backtest::configured`]'s strategy is the built-in one.
 ///
 /// # Errors
 /// A bad parameter or value (named), unreadable inputs, or a failed run.
-pub fn run(
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the CLI's options, passed through"
+)]
+pub fn run<S, F>(
     config_path: &Path,
     env: &BTreeMap<String, String>,
     base: &Config,
@@ -176,7 +185,12 @@ pub fn run(
     options: &BacktestOptions,
     sort_by: SortBy,
     out: &Path,
-) -> anyhow::Result<Vec<Row>> {
+    factory: F,
+) -> anyhow::Result<Vec<Row>>
+where
+    S: Strategy,
+    F: Fn(&Config, &InstrumentRegistry) -> anyhow::Result<S> + Sync,
+{
     let combos = combinations(params);
     anyhow::ensure!(
         combos.len() <= MAX_COMBINATIONS,
@@ -239,12 +253,20 @@ pub fn run(
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some(config) = configs.get(k) else { break };
-                let row = backtest::replay_input(config, &run_options, &input).map(|bt| Row {
-                    combo: combos[k].clone(),
-                    stats: backtest::stats(&bt),
-                    fills: bt.fills.len(),
-                    orders: bt.orders,
-                });
+                let row = Backtest::from_config(config)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|bt| bt.strategy_with(|registry| factory(config, registry)))
+                    .and_then(|bt| {
+                        bt.input(input.clone())
+                            .window(run_options.from_ns, run_options.to_ns)
+                            .run()
+                    })
+                    .map(|bt| Row {
+                        combo: combos[k].clone(),
+                        stats: bt.stats(),
+                        fills: bt.fills.len(),
+                        orders: bt.orders,
+                    });
                 results.lock().expect("no panics while held")[k] = Some(row);
             });
         }

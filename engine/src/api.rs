@@ -11,6 +11,7 @@ use crate::fixed::{Money, Price, Qty};
 use crate::instrument::{ContractKind, InstrumentIndex};
 use crate::order::{Order, OrderRequest};
 use crate::position::Position;
+use crate::timers::TimerError;
 
 /// Whether new orders may be sent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -333,12 +334,36 @@ pub trait Context {
     /// The armed stop's trigger levels `(lower, upper)` of an instrument, if a position is open
     /// and a stop is set (`i64::MIN`/`i64::MAX` raw = no level on that side).
     fn stop_levels(&self, instrument: InstrumentIndex) -> Option<(Price, Price)>;
+    /// Schedules timer `id` to fire ([`Strategy::on_timer`]) once the clock reaches `at_ns`,
+    /// replacing a pending timer with the same id. A time in the past fires at once (in this
+    /// loop turn); from inside `on_timer` the earliest is one nanosecond later, so a timer
+    /// cannot re-fire within one instant. Timers run in LOW's place in the loop turn (after
+    /// CRITICAL and HIGH), on the simulated clock in backtests; see [`crate::timers`].
+    ///
+    /// # Errors
+    /// [`TimerError::Full`] when `engine.timer_slots` timers are pending.
+    fn schedule_timer_at(&mut self, at_ns: u64, id: u32) -> Result<(), TimerError>;
+    /// Schedules timer `id` `after_ns` from now (see [`Self::schedule_timer_at`]).
+    ///
+    /// # Errors
+    /// [`TimerError::Full`] when `engine.timer_slots` timers are pending.
+    fn schedule_timer_after(&mut self, after_ns: u64, id: u32) -> Result<(), TimerError> {
+        let at_ns = self.now_ns().saturating_add(after_ns);
+        self.schedule_timer_at(at_ns, id)
+    }
+    /// Cancels timer `id`; `true` if it was pending (a cancelled timer never fires).
+    fn cancel_timer(&mut self, id: u32) -> bool;
+    /// When timer `id` is due, if it is pending.
+    fn timer_due(&self, id: u32) -> Option<u64>;
 }
 
 /// A trading strategy. Every callback has a do-nothing default so a strategy implements only
 /// what it uses. Callbacks run on the engine thread and must not block or allocate.
 #[allow(unused_variables, reason = "default callbacks ignore their input")]
 pub trait Strategy {
+    /// Called once before the first event (at the first event's time in a backtest): schedule
+    /// the first timers, read the instruments' books and positions (restored ones included).
+    fn on_start<C: Context>(&mut self, ctx: &mut C) {}
     /// A public trade.
     fn on_trade<C: Context>(&mut self, ctx: &mut C, trade: &Trade) {}
     /// A best bid/offer update.
@@ -357,7 +382,8 @@ pub trait Strategy {
     fn on_stop<C: Context>(&mut self, ctx: &mut C, stop: &StopTrigger) {}
     /// A feed changed state.
     fn on_feed<C: Context>(&mut self, ctx: &mut C, feed: u16, state: FeedState) {}
-    /// A timer fired.
+    /// Timer `id` fired (see [`Context::schedule_timer_at`]; also any `Timer` event pushed to
+    /// the LOW lane from outside).
     fn on_timer<C: Context>(&mut self, ctx: &mut C, id: u32) {}
     /// The persistence store failed (`healthy: false`) or recovered. Orders keep flowing while
     /// the writer holds and retries records; a strategy may choose to reduce risk meanwhile.

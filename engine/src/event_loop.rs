@@ -32,6 +32,7 @@ use crate::persist::{Outbox, Record, Spill};
 use crate::pool::{OrderPool, PoolError};
 use crate::position::Position;
 use crate::stops::{StopBook, StopGuard, StopParams};
+use crate::timers::{TimerError, Timers};
 
 /// What the loop does when every lane is empty.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize, serde::Serialize)]
@@ -72,10 +73,20 @@ pub struct LoopConfig {
     /// NORMAL events between two rehearsals of an armed stop's path, which keep its code and
     /// data in cache (also every 1,024 idle turns); 0 = never.
     pub stop_warm_events: u32,
+    /// Timers a strategy may have pending at once (see [`crate::timers`]).
+    #[serde(default = "default_timer_slots")]
+    pub timer_slots: usize,
     /// Telemetry publication interval, milliseconds.
     pub publish_interval_ms: u64,
     /// Capacities of the lanes the wiring creates (`[engine.lanes]`).
     pub lanes: LaneConfig,
+}
+
+/// Default of [`LoopConfig::timer_slots`].
+pub const DEFAULT_TIMER_SLOTS: usize = 256;
+
+fn default_timer_slots() -> usize {
+    DEFAULT_TIMER_SLOTS
 }
 
 impl Default for LoopConfig {
@@ -91,6 +102,7 @@ impl Default for LoopConfig {
             book_levels: 4096,
             book_window: 32_768,
             stop_warm_events: 1024,
+            timer_slots: DEFAULT_TIMER_SLOTS,
             publish_interval_ms: 1000,
             lanes: LaneConfig::default(),
         }
@@ -121,6 +133,12 @@ impl LoopConfig {
                     "must be a power of two in 1..=16777216, got {}",
                     self.order_slots
                 ),
+            ));
+        }
+        if !(1..=65_536).contains(&self.timer_slots) {
+            return Err((
+                "timer_slots",
+                format!("must be within 1..=65536, got {}", self.timer_slots),
             ));
         }
         if !self.book_levels.is_power_of_two() || self.book_levels > 1 << 16 {
@@ -224,6 +242,10 @@ pub struct Core<R, G, C> {
     /// Record latency histograms: per-lane wait and service, and `tick_to_trade` (off on a
     /// simulated clock, where every sample would be zero).
     timed: bool,
+    /// The strategy's pending timers.
+    timers: Timers,
+    /// `on_timer` is running (a timer it schedules for now or earlier is due 1 ns later).
+    in_timer: bool,
 }
 
 impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
@@ -765,6 +787,27 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
     fn stop_levels(&self, instrument: InstrumentIndex) -> Option<(Price, Price)> {
         self.stops.levels(instrument)
     }
+
+    fn schedule_timer_at(&mut self, at_ns: u64, id: u32) -> Result<(), TimerError> {
+        let due_ns = if self.in_timer {
+            at_ns.max(self.clock.now_ns().saturating_add(1))
+        } else {
+            at_ns
+        };
+        let scheduled = self.timers.schedule(due_ns, id);
+        if scheduled.is_err() {
+            self.counters.timers_refused += 1;
+        }
+        scheduled
+    }
+
+    fn cancel_timer(&mut self, id: u32) -> bool {
+        self.timers.cancel(id)
+    }
+
+    fn timer_due(&self, id: u32) -> Option<u64> {
+        self.timers.due_of(id)
+    }
 }
 
 /// Marks the books whose feeds lost data (a dropped NORMAL delta or a venue sequence gap) as
@@ -840,6 +883,8 @@ pub struct Engine<S, R, G, C> {
     critical_slots: usize,
     /// NORMAL events handled at which the next stop rehearsal is due.
     next_warm: u64,
+    /// The strategy's `on_start` has run.
+    started: bool,
 }
 
 impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
@@ -899,6 +944,8 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 publish_soon: false,
                 tick_to_trade: crate::metrics::latency_histogram(),
                 timed: true,
+                timers: Timers::new(config.timer_slots),
+                in_timer: false,
             },
             config,
             histograms: LoopHistograms::new(),
@@ -911,7 +958,26 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 0 => u64::MAX,
                 n => u64::from(n),
             },
+            started: false,
         }
+    }
+
+    /// Calls the strategy's [`Strategy::on_start`], once: [`Self::run`] does it before its
+    /// first turn; a caller that drives [`Self::poll`] itself (a backtest) calls it before
+    /// the first event. Later calls do nothing.
+    pub fn start(&mut self) {
+        if !self.started {
+            self.started = true;
+            self.core.current_recv_ns = 0;
+            self.strategy.on_start(&mut self.core);
+        }
+    }
+
+    /// When the earliest pending timer is due, if any (a backtest advances its clock to it).
+    #[must_use]
+    pub fn next_timer_due(&self) -> Option<u64> {
+        let due = self.core.timers.next_due();
+        (due != u64::MAX).then_some(due)
     }
 
     /// Attaches the persistence outbox: from now on orders, fills and positions are recorded
@@ -1047,6 +1113,13 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
     /// The strategy, mutably (wiring and tests; the loop owns it while running).
     pub fn strategy_mut(&mut self) -> &mut S {
         &mut self.strategy
+    }
+
+    /// Ends the engine and hands the strategy back (after [`Self::shutdown`], to read what it
+    /// kept).
+    #[must_use]
+    pub fn into_strategy(self) -> S {
+        self.strategy
     }
 
     /// Lets the gateway release what is due at `now_ns` (a backtest's final settle).
@@ -1215,7 +1288,13 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 strategy.on_feed(core, feed, state);
             }
             EventKind::Breaker(ev) => strategy.on_breaker(core, &ev),
-            EventKind::Timer { id } => strategy.on_timer(core, id),
+            EventKind::Timer { id } => {
+                // A timer is not market data: an order it sends has no tick-to-trade.
+                core.current_recv_ns = 0;
+                core.in_timer = true;
+                strategy.on_timer(core, id);
+                core.in_timer = false;
+            }
             EventKind::StoreStatus { healthy, .. } => {
                 if !healthy {
                     core.counters.store_outages += 1;
@@ -1297,6 +1376,34 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
         self.core.spill.held() == 0
             && !self.core.lanes.stale_books_pending()
             && Lane::ALL.iter().all(|&l| self.core.lanes.is_empty(l))
+            && !self.timer_due()
+    }
+
+    /// `true` if a pending timer is due now (one load when none is pending).
+    #[inline]
+    fn timer_due(&self) -> bool {
+        let due = self.core.timers.next_due();
+        due != u64::MAX && due <= self.core.clock.now_ns()
+    }
+
+    /// Fires the timers due now, at most `low_budget` of them, each handled as a LOW event
+    /// (its lateness is LOW's wait) with CRITICAL and HIGH served between them.
+    #[inline(never)]
+    fn fire_timers(&mut self, high_left: &mut u32) -> usize {
+        let now = self.core.clock.now_ns();
+        let mut n = 0;
+        for _ in 0..self.config.low_budget {
+            let Some((due_ns, id)) = self.core.timers.pop_due(now) else {
+                break;
+            };
+            self.core.counters.timers_fired += 1;
+            self.handle(
+                Lane::Low,
+                Event::new(due_ns, due_ns, EventKind::Timer { id }),
+            );
+            n += 1 + self.serve_higher(high_left);
+        }
+        n
     }
 
     /// Runs one loop turn (see the module docs) and returns how many events it handled.
@@ -1319,6 +1426,9 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
                 self.warm_stop();
             }
             n += 1 + self.serve_higher(&mut high_left);
+        }
+        if self.timer_due() {
+            n += self.fire_timers(&mut high_left);
         }
         for _ in 0..self.config.low_budget {
             let Some(e) = self.core.lanes.pop(Lane::Low) else {
@@ -1380,6 +1490,7 @@ impl<S: Strategy, R: RiskGate, G: Gateway, C: Clock> Engine<S, R, G, C> {
             // Best effort: a failed pin is reported by the caller's config check, not fatal.
             let _ = pin_current_thread(core);
         }
+        self.start();
         let mut idle_turns: u32 = 0;
         while !stop.load(Ordering::Relaxed) && !self.shutdown_requested {
             if self.poll() == 0 {

@@ -208,6 +208,34 @@ impl InstrumentRegistry {
             .map(|i| i.index)
     }
 
+    /// The first instrument with this symbol, on any venue (exact match first, then ignoring
+    /// ASCII case). Start-up only: a strategy looks its instruments up once and keeps the
+    /// [`InstrumentIndex`].
+    ///
+    /// ```
+    /// use tradeloop_engine::fixed::{Price, Qty};
+    /// use tradeloop_engine::instrument::{ContractKind, InstrumentRegistry};
+    ///
+    /// let mut r = InstrumentRegistry::new();
+    /// let tick = Price::parse("0.1").unwrap();
+    /// let lot = Qty::parse("0.001").unwrap();
+    /// r.add("binance-usdm", "BTCUSDT", tick, lot, ContractKind::Spot).unwrap();
+    /// let btc = r.by_symbol("btcusdt").expect("registered");
+    /// assert_eq!((btc.venue.as_str(), btc.tick_size), ("binance-usdm", tick));
+    /// assert!(r.by_symbol("ETHUSDT").is_none());
+    /// ```
+    #[must_use]
+    pub fn by_symbol(&self, symbol: &str) -> Option<&Instrument> {
+        self.instruments
+            .iter()
+            .find(|i| i.symbol == symbol)
+            .or_else(|| {
+                self.instruments
+                    .iter()
+                    .find(|i| i.symbol.eq_ignore_ascii_case(symbol))
+            })
+    }
+
     /// The instrument at `index`.
     ///
     /// # Panics

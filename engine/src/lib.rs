@@ -25,3 +25,4 @@ pub mod pool;
 pub mod position;
 pub mod stops;
 pub mod strategies;
+pub mod timers;

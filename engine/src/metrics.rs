@@ -158,6 +158,10 @@ pub struct EngineCounters {
     /// Rehearsals of an armed stop's path (see `engine.stop_warm_events`): the closing order
     /// built and checked, nothing sent.
     pub stop_rehearsals: u64,
+    /// Strategy timers fired (see [`crate::timers`]).
+    pub timers_fired: u64,
+    /// Timers a strategy could not schedule because every slot was in use.
+    pub timers_refused: u64,
     /// Trips per circuit breaker (by `BreakerKind` code).
     pub breaker_trips: [u64; BreakerKind::COUNT],
     /// Recoveries (back to closed) per circuit breaker.
@@ -248,6 +252,8 @@ pub struct Telemetry {
     stops_fired: AtomicU64,
     stops_failed: AtomicU64,
     stop_rehearsals: AtomicU64,
+    timers_fired: AtomicU64,
+    timers_refused: AtomicU64,
     breaker_trips: [AtomicU64; BreakerKind::COUNT],
     breaker_recoveries: [AtomicU64; BreakerKind::COUNT],
     breaker_states: [AtomicU8; BreakerKind::COUNT],
@@ -378,6 +384,8 @@ impl Telemetry {
         self.stops_fired.store(c.stops_fired, r);
         self.stops_failed.store(c.stops_failed, r);
         self.stop_rehearsals.store(c.stop_rehearsals, r);
+        self.timers_fired.store(c.timers_fired, r);
+        self.timers_refused.store(c.timers_refused, r);
         for k in 0..BreakerKind::COUNT {
             self.breaker_trips[k].store(c.breaker_trips[k], r);
             self.breaker_recoveries[k].store(c.breaker_recoveries[k], r);
@@ -425,6 +433,8 @@ impl Telemetry {
                 stops_fired: self.stops_fired.load(r),
                 stops_failed: self.stops_failed.load(r),
                 stop_rehearsals: self.stop_rehearsals.load(r),
+                timers_fired: self.timers_fired.load(r),
+                timers_refused: self.timers_refused.load(r),
                 breaker_trips: core::array::from_fn(|k| self.breaker_trips[k].load(r)),
                 breaker_recoveries: core::array::from_fn(|k| self.breaker_recoveries[k].load(r)),
                 breaker_states: core::array::from_fn(|k| self.breaker_states[k].load(r)),
