@@ -508,7 +508,8 @@ impl Input {
 ///     .data(["binance_usdm_btcusdt_20240808.gz"])
 ///     .strategy_with(|instruments| {
 ///         let btc = instruments.by_symbol("BTCUSDT").expect("configured");
-///         Ok(MaCross::new(&config.strategy.ma_cross, btc.index, btc.tick_size))
+///         let params = tradeloop::engine::strategies::MaCrossConfig::default();
+///         Ok(MaCross::new(&params, btc.index, btc.tick_size))
 ///     })?
 ///     .run()?;
 /// println!("{} fills, net PnL {}", report.fills.len(), report.stats().net_pnl);
@@ -689,27 +690,37 @@ impl<S: Strategy> Backtest<S> {
     }
 }
 
-/// The configured built-in strategy (`[strategy]`), labelled as `summary.json` names it.
+/// The moving-average crossover from `[strategy.ma_cross]` (its defaults when the section is
+/// absent) and its parameters: the strategy `bench` measures with, whatever strategy the
+/// configuration runs.
 ///
 /// # Errors
-/// A strategy symbol that is not an instrument.
-pub fn configured(config: &Config) -> anyhow::Result<Backtest<MaCross>> {
-    let label = serde_json::to_value(&config.strategy.ma_cross)?;
-    Ok(Backtest::from_config(config)?
-        .strategy_with(|registry| Ok(config.strategy(registry)?))?
-        .label("ma_cross", label))
+/// Bad `[strategy.ma_cross]` parameters, named.
+pub fn ma_cross(
+    config: &Config,
+    registry: &InstrumentRegistry,
+) -> anyhow::Result<(MaCross, tradeloop_engine::strategies::MaCrossConfig)> {
+    use crate::strategy::Configurable as _;
+    let params = if config.strategy.sections.contains_key(MaCross::NAME) {
+        crate::strategy::params::<MaCross>(config)?
+    } else {
+        tradeloop_engine::strategies::MaCrossConfig::default()
+    };
+    let strategy = MaCross::build(&params, registry)
+        .map_err(|e| anyhow::anyhow!("config key `strategy.ma_cross.{}`: {}", e.key, e.reason))?;
+    Ok((strategy, params))
 }
 
-/// Replays the inputs with the configured strategy.
+/// A backtest of [`ma_cross`], labelled as `summary.json` names it.
 ///
 /// # Errors
-/// Unreadable inputs, or a strategy symbol that is not an instrument.
-pub fn replay(config: &Config, options: &BacktestOptions) -> anyhow::Result<Report> {
-    configured(config)?
-        .data(options.data.clone())
-        .window(options.from_ns, options.to_ns)
-        .progress(options.progress)
-        .run()
+/// Bad `[strategy.ma_cross]` parameters, named.
+pub fn with_ma_cross(config: &Config) -> anyhow::Result<Backtest<MaCross>> {
+    let bt = Backtest::from_config(config)?;
+    let (strategy, params) = ma_cross(config, bt.instruments())?;
+    Ok(bt
+        .strategy(strategy)
+        .label("ma_cross", serde_json::to_value(&params)?))
 }
 
 fn drive<St: Steps, S: Strategy>(

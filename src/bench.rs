@@ -261,13 +261,11 @@ fn lane_hop(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<F
 fn dispatch(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<(Figure, u64)> {
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
     let registry = config.registry()?;
-    let symbol = &config.strategy.ma_cross.symbol;
+    let (strategy, params) = crate::backtest::ma_cross(config, &registry)?;
     let instrument = registry
-        .iter()
-        .find(|i| &i.symbol == symbol)
+        .by_symbol(&params.symbol)
         .context("strategy symbol is configured")?
         .clone();
-    let strategy = config.strategy(&registry)?;
     let gateway = InstantFillGateway {
         lanes: Arc::clone(&lanes),
         clock: clock.clone(),
@@ -1048,7 +1046,7 @@ fn backtest_replay(config: &Config, file: &std::path::Path) -> anyhow::Result<Fi
     let mut rates = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        let bt = crate::backtest::configured(config)?.data([file]).run()?;
+        let bt = crate::backtest::with_ma_cross(config)?.data([file]).run()?;
         count = bt.events;
         rates.push((bt.events as f64 / bt.wall.as_secs_f64().max(1e-9)) as u64);
     }
@@ -1140,7 +1138,7 @@ fn binary_rate(config: &Config, image: &Arc<[u8]>) -> anyhow::Result<Figure> {
     let mut rates = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        let bt = crate::backtest::configured(config)?
+        let bt = crate::backtest::with_ma_cross(config)?
             .input(input.clone())
             .run()?;
         count = bt.market_events;

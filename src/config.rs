@@ -12,7 +12,6 @@ use tradeloop_engine::breakers::{BreakerAction, BreakerSettings, Trip};
 use tradeloop_engine::event_loop::LoopConfig;
 use tradeloop_engine::fixed::{Money, Price, Qty};
 use tradeloop_engine::instrument::{ContractKind, InstrumentRegistry};
-use tradeloop_engine::strategies::MaCrossConfig;
 use tradeloop_risk::RiskLimits;
 
 /// Prefix of environment overrides; path segments are separated by `__`.
@@ -59,22 +58,18 @@ pub struct InstrumentConfig {
     pub contract: ContractKind,
 }
 
-/// Strategies that `tradeloop` can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyName {
-    /// Moving-average crossover (see `[strategy.ma_cross]`).
-    MaCross,
-}
-
-/// `[strategy]`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// `[strategy]`: which strategy runs (`name`) and every strategy's parameters in its own
+/// `[strategy.NAME]` table. The tables are kept as TOML here and deserialised by the strategy
+/// that runs ([`crate::strategy::params`]), so a binary's own strategies need no change to
+/// this type; a table for a strategy that is not registered is refused by
+/// [`crate::strategy::validate`].
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct StrategySection {
-    /// Which strategy runs.
-    pub name: StrategyName,
-    /// Settings of `ma_cross`.
-    pub ma_cross: MaCrossConfig,
+    /// Which strategy runs (a registered name, e.g. `ma_cross`).
+    pub name: String,
+    /// `[strategy.NAME]` tables by name.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, toml::Value>,
 }
 
 /// Storage backends.
@@ -685,10 +680,6 @@ impl Config {
         self.engine.validate().map_err(at("engine"))?;
         self.engine.lanes.validate().map_err(at("engine.lanes"))?;
         self.risk.validate().map_err(at("risk"))?;
-        self.strategy
-            .ma_cross
-            .validate()
-            .map_err(at("strategy.ma_cross"))?;
         if self.instruments.is_empty() {
             return Err(err("instruments", "at least one instrument is required"));
         }
@@ -701,19 +692,16 @@ impl Config {
             }
         }
         self.registry()?;
-        if self.strategy.name == StrategyName::MaCross
-            && !self
-                .instruments
-                .iter()
-                .any(|i| i.symbol == self.strategy.ma_cross.symbol)
-        {
-            return Err(err(
-                "strategy.ma_cross.symbol",
-                format!(
-                    "{:?} is not one of the configured instruments",
-                    self.strategy.ma_cross.symbol
-                ),
-            ));
+        if self.strategy.name.is_empty() {
+            return Err(err("strategy.name", "must name the strategy to run"));
+        }
+        for (name, section) in &self.strategy.sections {
+            if !section.is_table() {
+                return Err(err(
+                    format!("strategy.{name}"),
+                    "must be a table of the strategy's parameters ([strategy.NAME])",
+                ));
+            }
         }
         let p = &self.persistence;
         if p.batch_size == 0 {
@@ -949,20 +937,6 @@ impl Config {
             };
             return Err(err("live.venue", reason));
         };
-        if self.strategy.name == StrategyName::MaCross
-            && !self
-                .instruments
-                .iter()
-                .any(|i| i.venue == venue.name && i.symbol == self.strategy.ma_cross.symbol)
-        {
-            return Err(err(
-                "strategy.ma_cross.symbol",
-                format!(
-                    "{:?} is not an instrument of the live venue {:?}",
-                    self.strategy.ma_cross.symbol, venue.name
-                ),
-            ));
-        }
         if !(1..=60_000).contains(&l.recv_window_ms) {
             return Err(err(
                 "live.recv_window_ms",
@@ -1023,31 +997,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// The configured strategy, on its instrument in `registry`.
-    ///
-    /// # Errors
-    /// [`ConfigError`] if the strategy's symbol is not an instrument (validation prevents it).
-    pub fn strategy(
-        &self,
-        registry: &InstrumentRegistry,
-    ) -> Result<tradeloop_engine::strategies::MaCross, ConfigError> {
-        let c = &self.strategy.ma_cross;
-        let i = registry
-            .iter()
-            .find(|i| i.symbol == c.symbol)
-            .ok_or_else(|| {
-                err(
-                    "strategy.ma_cross.symbol",
-                    format!("{:?} is not one of the configured instruments", c.symbol),
-                )
-            })?;
-        Ok(tradeloop_engine::strategies::MaCross::new(
-            c,
-            i.index,
-            i.tick_size,
-        ))
     }
 
     /// Settings of the simulated venue (paper trading, backtests) for `instruments` instruments.
@@ -1328,11 +1277,11 @@ mod tests {
                 "not an address",
             ),
             (
-                "TC9 strategy symbol unknown",
-                DEFAULT.replace("symbol = \"BTCUSDT\"\nfast", "symbol = \"DOGEUSDT\"\nfast"),
+                "TC9 strategy section not a table",
+                DEFAULT.replace("[strategy.ma_cross]", "ma_cross = 3\n[strategy.other]"),
                 &[],
-                "strategy.ma_cross.symbol",
-                "not one of",
+                "strategy.ma_cross",
+                "must be a table",
             ),
             (
                 "TC10 secret in file refused",

@@ -18,6 +18,7 @@ pub use tradeloop_store as store;
 
 pub mod backtest;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod exporter;
@@ -27,5 +28,6 @@ pub mod persistence;
 pub mod record;
 pub mod run;
 pub mod status;
+pub mod strategy;
 pub mod sweep;
 pub mod venues;

@@ -22,13 +22,14 @@ use tradeloop_adapters::runner::{spawn_feed, FeedHandle, FeedSettings};
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::sim::server::{ReplaySource, SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_adapters::symbols::SymbolMap;
-use tradeloop_engine::api::{Books, Gateway, GatewayError};
+use tradeloop_engine::api::{Books, Gateway, GatewayError, Strategy};
 use tradeloop_engine::breakers::{BreakerKind, BreakerState};
 use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::event::{Control, Event, EventKind, FeedState};
 use tradeloop_engine::event_loop::Engine;
 use tradeloop_engine::fixed::{Money, Price};
+use tradeloop_engine::instrument::InstrumentRegistry;
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
 use tradeloop_engine::order::Order;
@@ -44,6 +45,106 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Save the run's latency histograms here (HdrHistogram interval log).
     pub histograms: Option<std::path::PathBuf>,
+}
+
+/// A strategy's constructor, called once at start-up with the instruments as the run trades
+/// them (in live mode with the venue's own tick and lot sizes).
+type BuildStrategy<S> = Box<dyn FnOnce(&InstrumentRegistry) -> anyhow::Result<S> + Send>;
+
+/// The trading bot, paper or live as `config.mode` says: the configured venues' feeds, the
+/// engine thread with the strategy, risk, stops and breakers, persistence, `/metrics`, the
+/// kill switch and the status display, until a stop flag is set. What the `run` command runs.
+///
+/// ```no_run
+/// use std::sync::atomic::AtomicBool;
+/// use std::sync::Arc;
+/// use tradeloop::config::Config;
+/// use tradeloop::engine::strategies::{MaCross, MaCrossConfig};
+/// use tradeloop::run::Bot;
+///
+/// # fn main() -> anyhow::Result<()> {
+/// let config = Config::load("config.toml".as_ref(), &Default::default())?;
+/// let stop = Arc::new(AtomicBool::new(false)); // set it (from a signal handler) to stop
+/// Bot::from_config(&config)
+///     .strategy_with(|instruments| {
+///         let btc = instruments.by_symbol("BTCUSDT").expect("configured");
+///         Ok(MaCross::new(&MaCrossConfig::default(), btc.index, btc.tick_size))
+///     })
+///     .duration(std::time::Duration::from_secs(30))
+///     .run_until(&stop)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Allocation
+/// At start-up and in the status thread; the engine thread allocates nothing per event.
+pub struct Bot<S = ()> {
+    config: Config,
+    options: RunOptions,
+    build: Option<BuildStrategy<S>>,
+}
+
+impl Bot<()> {
+    /// A bot on `config` (validated by [`Config::load`]), with no strategy yet.
+    #[must_use]
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
+            options: RunOptions {
+                duration: None,
+                histograms: None,
+            },
+            build: None,
+        }
+    }
+
+    /// The strategy to run; its instrument indices are those of `config.registry()`.
+    #[must_use]
+    pub fn strategy<S: Strategy + Send + 'static>(self, strategy: S) -> Bot<S> {
+        self.strategy_with(move |_| Ok(strategy))
+    }
+
+    /// The strategy, built at start-up from the instruments as the run trades them.
+    #[must_use]
+    pub fn strategy_with<S: Strategy + Send + 'static>(
+        self,
+        build: impl FnOnce(&InstrumentRegistry) -> anyhow::Result<S> + Send + 'static,
+    ) -> Bot<S> {
+        Bot {
+            config: self.config,
+            options: self.options,
+            build: Some(Box::new(build)),
+        }
+    }
+}
+
+impl<S> Bot<S> {
+    /// Stops by itself after `duration`.
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.options.duration = Some(duration);
+        self
+    }
+
+    /// Saves the engine's latency histograms (HdrHistogram interval log) here at the end.
+    #[must_use]
+    pub fn histograms(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.options.histograms = Some(path.into());
+        self
+    }
+}
+
+impl<S: Strategy + Send + 'static> Bot<S> {
+    /// Runs until `stop` is set (or the duration ends, or the engine stops), then shuts down
+    /// cleanly and prints the summary.
+    ///
+    /// # Errors
+    /// If a venue cannot start, a thread cannot be spawned, the strategy cannot be built, or
+    /// live execution fails its start-up checks.
+    pub fn run_until(self, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+        let build = self.build.context("the bot has no strategy")?;
+        run(&self.config, self.options, stop, build)
+    }
 }
 
 /// Starts a venue's feed thread.
@@ -70,7 +171,16 @@ struct RunningFeed {
 /// # Errors
 /// If a venue cannot start (port in use), a thread cannot be spawned, or the config names a
 /// strategy symbol that is not an instrument.
-pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+pub fn run<S, F>(
+    config: &Config,
+    options: RunOptions,
+    stop: &Arc<AtomicBool>,
+    build: F,
+) -> anyhow::Result<()>
+where
+    S: Strategy + Send + 'static,
+    F: FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
+{
     tradeloop_adapters::install_tls_provider();
     let mut registry = config.registry()?;
     let lanes = Arc::new(Lanes::new(config.engine.lanes));
@@ -178,7 +288,7 @@ pub fn run(config: &Config, options: RunOptions, stop: &Arc<AtomicBool>) -> anyh
     let (persistence, restored) =
         crate::persistence::start(config, &registry, started_unix_ns, &lanes, &clock)?;
     report_recovery(&persistence.target, &restored, &registry);
-    let strategy = config.strategy(&registry)?;
+    let strategy = build(&registry)?;
     let instrument_names: Vec<String> = registry
         .iter()
         .map(|i| format!("{}:{}", i.venue, i.symbol))

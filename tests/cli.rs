@@ -56,6 +56,67 @@ fn config_check_accepts_the_shipped_config_and_names_bad_keys() {
 }
 
 #[test]
+fn unknown_strategies_and_bad_strategy_params_are_refused_by_name() {
+    let check = |env: &[(&str, &str)]| {
+        let mut c = tradeloop();
+        c.args(["config", "check"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success(), "{env:?} was accepted");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 3] = [
+        (
+            "TC0 unknown name lists the registered ones",
+            &[("TRADELOOP__STRATEGY__NAME", "\"nope\"")],
+            &[
+                "strategy.name",
+                "no strategy named \"nope\"",
+                "registered: ma_cross",
+            ],
+        ),
+        (
+            "TC1 a bad parameter names its key",
+            &[("TRADELOOP__STRATEGY__MA_CROSS__SLOW", "5")],
+            &["strategy.ma_cross.slow", "greater than fast"],
+        ),
+        (
+            "TC2 a misspelt parameter is named",
+            &[("TRADELOOP__STRATEGY__MA_CROSS__SLOWW", "5")],
+            &["strategy.ma_cross.sloww", "unknown field"],
+        ),
+    ];
+    for (label, env, want) in cases {
+        let err = check(env);
+        for w in want {
+            assert!(err.contains(w), "{label}: {w:?} not in {err}");
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("tl-unknown-strategy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("empty.jsonl");
+    std::fs::write(&data, "").unwrap();
+    let o = tradeloop()
+        .args(["backtest", "--strategy", "market_wizard", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "TC3 {err}");
+    assert!(
+        err.contains("--strategy") && err.contains("registered: ma_cross"),
+        "TC3 {err}"
+    );
+    assert!(!dir.join("out").exists(), "TC4 nothing was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn config_print_never_shows_secrets() {
     let out = tradeloop()
         .args(["config", "print"])
