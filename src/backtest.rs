@@ -131,6 +131,13 @@ pub struct Report {
     pub breaker_events: Vec<(u64, BreakerEvent)>,
     /// Strategy timers that fired.
     pub timers_fired: u64,
+    /// Amends sent.
+    pub amends: u64,
+    /// Cancels sent.
+    pub cancels: u64,
+    /// Orders (and amends) denied, by reason ([`Deny::NAMES`](tradeloop_engine::api::Deny::NAMES)),
+    /// reasons with none left out.
+    pub denials: Vec<(&'static str, u64)>,
 }
 
 /// Records last trade prices on the way to the lanes.
@@ -864,6 +871,14 @@ fn drive<St: Steps, S: Strategy>(
         stops: (report.counters.stops_fired, report.counters.stops_failed),
         breaker_events,
         timers_fired: report.counters.timers_fired,
+        amends: report.counters.amends_sent,
+        cancels: report.counters.cancels_sent,
+        denials: tradeloop_engine::api::Deny::NAMES
+            .iter()
+            .zip(report.counters.denials)
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (*name, n))
+            .collect(),
     };
     Ok((report, strategy))
 }
@@ -1102,6 +1117,9 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         "stats": s,
         "stops": { "fired": bt.stops.0, "refused": bt.stops.1 },
         "timers_fired": bt.timers_fired,
+        "amends": bt.amends,
+        "cancels": bt.cancels,
+        "orders_denied_by_reason": bt.denials.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
         "breaker_events": bt.breaker_events.iter().map(|(ts, e)| serde_json::json!({
             "ts_ns": ts, "breaker": e.kind.name(), "state": e.state.name(), "action": e.action.name(),
             "value": e.value, "limit": e.limit, "unit": e.kind.unit(),

@@ -348,7 +348,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             let s = bt.write(&out)?;
             let secs = bt.wall.as_secs_f64().max(1e-9);
             eprintln!(
-                "backtest: {} frames/rows, {} market events in {:.3} s ({:.0} frames/s, {:.0} events/s), {} refused; {} orders ({} denied), {} fills",
+                "backtest: {} frames/rows, {} market events in {:.3} s ({:.0} frames/s, {:.0} events/s), {} refused; {} orders ({} denied{}), {} amends, {} cancels, {} fills",
                 bt.events,
                 bt.market_events,
                 secs,
@@ -357,6 +357,14 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 bt.refused,
                 bt.orders,
                 bt.denied,
+                if bt.denials.is_empty() {
+                    String::new()
+                } else {
+                    let by: Vec<String> = bt.denials.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                    format!(": {}", by.join(", "))
+                },
+                bt.amends,
+                bt.cancels,
                 bt.fills.len()
             );
             eprintln!(

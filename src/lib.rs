@@ -7,12 +7,13 @@
 //! thread. The per-event path is the engine's (`tradeloop_engine`), reached through generics.
 //!
 //! The crates underneath are re-exported, so a user crate needs only this one dependency:
-//! [`engine`], [`adapters`], [`risk`] and [`store`].
+//! [`engine`], [`adapters`], [`risk`], [`store`] and the example strategies, [`examples`].
 
 #![forbid(unsafe_code)]
 
 pub use tradeloop_adapters as adapters;
 pub use tradeloop_engine as engine;
+pub use tradeloop_examples as examples;
 pub use tradeloop_risk as risk;
 pub use tradeloop_store as store;
 

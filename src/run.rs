@@ -597,6 +597,20 @@ impl Gateway for ExecGateway {
         }
     }
 
+    fn amend(
+        &mut self,
+        order: &Order,
+        price: Price,
+        qty: tradeloop_engine::fixed::Qty,
+        now_ns: u64,
+        books: &Books,
+    ) -> Result<(), GatewayError> {
+        match self {
+            Self::Sim(g) => g.amend(order, price, qty, now_ns, books),
+            Self::Live(g) => g.amend(order, price, qty, now_ns, books),
+        }
+    }
+
     #[inline]
     fn on_market(&mut self, event: &Event, now_ns: u64, books: &Books) {
         if let Self::Sim(g) = self {

@@ -1,8 +1,8 @@
-//! Strategies the command line can run by name: [`Configurable`] ties a [`Strategy`] to its
-//! name and its `[strategy.NAME]` parameters, and a [`Registry`] (made with [`strategies!`])
-//! lists the ones a binary offers. The built-in `tradeloop` binary offers [`Bundled`]; a user's
-//! own binary lists theirs and gets the same `run`, `backtest`, `--sweep` and `config check`
-//! through [`crate::cli::main`].
+//! Strategies the command line can run by name: [`Configurable`] ties a
+//! [`Strategy`](tradeloop_engine::api::Strategy) to its name and its `[strategy.NAME]`
+//! parameters, and a [`Registry`] (made with [`strategies!`]) lists the ones a binary offers.
+//! The built-in `tradeloop` binary offers [`Bundled`]; a user's own binary lists theirs and
+//! gets the same `run`, `backtest`, `--sweep` and `config check` through [`crate::cli::main`].
 //!
 //! Dispatch is static: a registry hands each strategy type to a generic [`UseStrategy`]
 //! visitor, so the engine is monomorphised for every registered strategy and nothing on the
@@ -50,49 +50,13 @@
 //! assert_eq!(Mine::names(), ["ma_cross", "counter"]);
 //! ```
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use tradeloop_engine::api::Strategy;
 use tradeloop_engine::instrument::InstrumentRegistry;
-use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
+use tradeloop_engine::strategies::MaCross;
 
 use crate::backtest::StrategyLabel;
 use crate::config::{Config, ConfigError};
 
-/// A bad strategy parameter: the key below `strategy.NAME` (empty for the section as a whole)
-/// and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamError {
-    /// Key below `strategy.NAME`, e.g. `symbol` or `quote.levels`.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl ParamError {
-    /// An error naming `key`.
-    #[must_use]
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// A strategy that can be built from configuration.
-pub trait Configurable: Strategy + Sized + Send + 'static {
-    /// Its name: `[strategy] name`, `--strategy`, and the `[strategy.NAME]` section.
-    const NAME: &'static str;
-    /// Its parameters, deserialised from `[strategy.NAME]` (an absent section is an empty
-    /// table). Use `#[serde(deny_unknown_fields)]` so that a misspelt key is refused.
-    type Params: DeserializeOwned + Serialize + Clone + Send + Sync + 'static;
-    /// Builds the strategy on the configured instruments, checking the parameters.
-    ///
-    /// # Errors
-    /// A [`ParamError`] naming the offending key.
-    fn build(params: &Self::Params, instruments: &InstrumentRegistry) -> Result<Self, ParamError>;
-}
+pub use tradeloop_engine::configurable::{Configurable, ParamError};
 
 /// What to do with the strategy a name resolved to (see [`Registry::dispatch`]).
 pub trait UseStrategy {
@@ -146,28 +110,12 @@ macro_rules! strategies {
 }
 
 strategies! {
-    /// The strategies the `tradeloop` binary offers.
-    pub struct Bundled { MaCross }
-}
-
-impl Configurable for MaCross {
-    const NAME: &'static str = "ma_cross";
-    type Params = MaCrossConfig;
-
-    fn build(params: &MaCrossConfig, instruments: &InstrumentRegistry) -> Result<Self, ParamError> {
-        params
-            .validate()
-            .map_err(|(key, reason)| ParamError::new(key, reason))?;
-        let i = instruments.by_symbol(&params.symbol).ok_or_else(|| {
-            ParamError::new(
-                "symbol",
-                format!(
-                    "{:?} is not one of the configured instruments",
-                    params.symbol
-                ),
-            )
-        })?;
-        Ok(Self::new(params, i.index, i.tick_size))
+    /// The strategies the `tradeloop` binary offers: the moving-average crossover and the
+    /// examples crate's (`examples/README.md`).
+    pub struct Bundled {
+        MaCross,
+        tradeloop_examples::market_maker::MarketMaker,
+        tradeloop_examples::imbalance::Imbalance,
     }
 }
 

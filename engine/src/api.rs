@@ -229,6 +229,9 @@ pub enum GatewayError {
     /// No execution venue is configured: the order is an intent only.
     #[error("no execution venue: order not sent")]
     NoExecutionVenue,
+    /// The gateway cannot amend orders (cancel and send a new one instead).
+    #[error("this gateway does not amend orders")]
+    AmendUnsupported,
 }
 
 impl GatewayError {
@@ -257,6 +260,25 @@ pub trait Gateway {
     /// # Errors
     /// [`GatewayError`] if it cannot be sent now.
     fn cancel(&mut self, order: &Order, now_ns: u64, books: &Books) -> Result<(), GatewayError>;
+
+    /// Requests an amend of a working limit order to `price` and the total quantity `qty`
+    /// (filled part included). Must not block. The venue answers with `Amended` or
+    /// `AmendRejected` on HIGH; until then the order works on its old terms.
+    ///
+    /// # Errors
+    /// [`GatewayError`] if it cannot be sent now; [`GatewayError::AmendUnsupported`] (the
+    /// default) where the venue or gateway has no amend.
+    fn amend(
+        &mut self,
+        order: &Order,
+        price: Price,
+        qty: Qty,
+        now_ns: u64,
+        books: &Books,
+    ) -> Result<(), GatewayError> {
+        let _ = (order, price, qty, now_ns, books);
+        Err(GatewayError::AmendUnsupported)
+    }
 
     /// Sees each market-data event before the strategy does and before the engine applies it
     /// to `books` (a simulated venue matches against it; a live gateway ignores it).
@@ -291,6 +313,41 @@ pub enum SubmitError {
     /// Unknown instrument index.
     #[error("unknown instrument {0}")]
     UnknownInstrument(InstrumentIndex),
+    /// The amend cannot be asked for (see the reason); nothing was sent.
+    #[error("amend of {id:?} refused: {reason}")]
+    AmendRefused {
+        /// Order.
+        id: ClientOrderId,
+        /// Why.
+        reason: AmendRefusal,
+    },
+}
+
+/// Why [`Context::amend`] refused to send an amend.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum AmendRefusal {
+    /// The venue has not acknowledged the order yet.
+    #[error("not acknowledged yet")]
+    NotAcknowledged,
+    /// A cancel or another amend of the order is unanswered.
+    #[error("a cancel or amend is pending")]
+    Pending,
+    /// Only resting limit orders can be amended.
+    #[error("not a resting limit order")]
+    NotALimit,
+    /// The new total quantity is not above what has filled, or the price is not positive.
+    #[error("total {qty} at {price} with {filled} filled")]
+    BadTerms {
+        /// Requested total quantity.
+        qty: Qty,
+        /// Requested price.
+        price: Price,
+        /// Filled so far.
+        filled: Qty,
+    },
+    /// The new terms are the old ones.
+    #[error("nothing to change")]
+    NoChange,
 }
 
 /// An order report as a strategy sees it: the report and the order after it was applied.
@@ -319,6 +376,18 @@ pub trait Context {
     /// # Errors
     /// [`SubmitError`] for an unknown order or a gateway refusal.
     fn cancel(&mut self, id: ClientOrderId) -> Result<(), SubmitError>;
+    /// Requests an amend of a working limit order to `price` and the total quantity `qty`
+    /// (filled part included), checked by the engine's gates and the risk gate as the order it
+    /// becomes. The answer arrives in [`Strategy::on_order`] as `OrderReport::Amended` (the
+    /// order then carries the new terms) or `AmendRejected`. In the simulated venue a lower
+    /// quantity at the same price keeps the order's place in the queue; a new price or a
+    /// higher quantity puts it at the back of its (new) level, as venues do.
+    ///
+    /// # Errors
+    /// [`SubmitError::UnknownOrder`] for an order that is not working (filled, cancelled,
+    /// rejected), [`SubmitError::AmendRefused`] with the reason, a denial, or a gateway
+    /// refusal ([`GatewayError::AmendUnsupported`] where the venue has no amend).
+    fn amend(&mut self, id: ClientOrderId, price: Price, qty: Qty) -> Result<(), SubmitError>;
     /// The position of an instrument.
     fn position(&self, instrument: InstrumentIndex) -> &Position;
     /// The L2 book of an instrument.

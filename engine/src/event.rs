@@ -200,6 +200,22 @@ pub enum OrderReport {
         /// Why.
         reason: RejectReason,
     },
+    /// The order was amended: it works on these terms from now on.
+    Amended {
+        /// Order.
+        client_id: ClientOrderId,
+        /// Limit price now.
+        price: Price,
+        /// Total quantity now (filled part included).
+        qty: Qty,
+    },
+    /// An amend was refused: the order works on its old terms.
+    AmendRejected {
+        /// Order.
+        client_id: ClientOrderId,
+        /// Why.
+        reason: RejectReason,
+    },
 }
 
 /// State of one market-data feed.

@@ -15,7 +15,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::api::{
-    Context, Deny, Gateway, OrderUpdate, RiskContext, RiskGate, Strategy, SubmitError, TradingState,
+    AmendRefusal, Context, Deny, Gateway, OrderUpdate, RiskContext, RiskGate, Strategy,
+    SubmitError, TradingState,
 };
 use crate::book::{Applied, OrderBook};
 use crate::breakers::{BreakerAction, BreakerSettings, BreakerState, Breakers};
@@ -27,7 +28,7 @@ use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentIndex, InstrumentRegistry};
 use crate::lane::{Lane, LaneConfig, Lanes};
 use crate::metrics::{EngineCounters, LoopHistograms, Telemetry};
-use crate::order::{OrderInput, OrderRequest, OrderStatus};
+use crate::order::{OrderInput, OrderKind, OrderRequest, OrderStatus, TimeInForce};
 use crate::persist::{Outbox, Record, Spill};
 use crate::pool::{OrderPool, PoolError};
 use crate::position::Position;
@@ -497,6 +498,12 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             OrderReport::CancelRejected { client_id, .. } => {
                 (client_id, OrderInput::CancelRejected)
             }
+            OrderReport::Amended {
+                client_id,
+                price,
+                qty,
+            } => (client_id, OrderInput::Amended { price, qty }),
+            OrderReport::AmendRejected { client_id, .. } => (client_id, OrderInput::AmendRejected),
         };
         let Some(order) = self.pool.get_mut(id) else {
             self.counters.unknown_reports += 1;
@@ -699,7 +706,10 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             left -= 1;
             if matches!(
                 order.status,
-                OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
+                OrderStatus::PendingNew
+                    | OrderStatus::Open
+                    | OrderStatus::PartiallyFilled
+                    | OrderStatus::PendingAmend
             ) && self.gateway.cancel(&order, now_ns, &self.books).is_ok()
             {
                 self.counters.cancels_sent += 1;
@@ -742,7 +752,10 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
         };
         if !matches!(
             order.status,
-            OrderStatus::PendingNew | OrderStatus::Open | OrderStatus::PartiallyFilled
+            OrderStatus::PendingNew
+                | OrderStatus::Open
+                | OrderStatus::PartiallyFilled
+                | OrderStatus::PendingAmend
         ) {
             return Err(SubmitError::UnknownOrder(id));
         }
@@ -756,6 +769,78 @@ impl<R: RiskGate, G: Gateway, C: Clock> Context for Core<R, G, C> {
                 applied.is_ok(),
                 "Invariant: working order accepts a cancel request"
             );
+        }
+        Ok(())
+    }
+
+    fn amend(&mut self, id: ClientOrderId, price: Price, qty: Qty) -> Result<(), SubmitError> {
+        let Some(order) = self.pool.get(id).copied() else {
+            return Err(SubmitError::UnknownOrder(id));
+        };
+        let refuse = |reason| Err(SubmitError::AmendRefused { id, reason });
+        match order.status {
+            OrderStatus::Open | OrderStatus::PartiallyFilled => {}
+            OrderStatus::PendingNew => return refuse(AmendRefusal::NotAcknowledged),
+            OrderStatus::PendingCancel | OrderStatus::PendingAmend => {
+                return refuse(AmendRefusal::Pending)
+            }
+            OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected => {
+                return Err(SubmitError::UnknownOrder(id))
+            }
+        }
+        if order.request.kind != OrderKind::Limit || order.request.tif != TimeInForce::Gtc {
+            return refuse(AmendRefusal::NotALimit);
+        }
+        if qty <= order.filled || price.raw() <= 0 {
+            return refuse(AmendRefusal::BadTerms {
+                qty,
+                price,
+                filled: order.filled,
+            });
+        }
+        if price == order.request.price && qty == order.request.qty {
+            return refuse(AmendRefusal::NoChange);
+        }
+        // Vetted as the order it becomes: its new remaining quantity, with its current one
+        // taken out of the working totals it would otherwise count twice in.
+        let req = OrderRequest {
+            price,
+            qty: qty - order.filled,
+            ..order.request
+        };
+        let i = req.instrument.get();
+        let vetted = self.engine_gates(&req).and_then(|()| {
+            let now_ns = self.clock.now_ns();
+            let mut ctx = self.risk_context(req.instrument, now_ns);
+            let remaining = order.remaining();
+            match req.side {
+                Side::Buy => ctx.working_buy -= remaining,
+                Side::Sell => ctx.working_sell -= remaining,
+            }
+            ctx.open_orders_instrument = ctx.open_orders_instrument.saturating_sub(1);
+            ctx.open_orders_total = ctx.open_orders_total.saturating_sub(1);
+            self.risk.check(&req, &ctx).map(|()| now_ns)
+        });
+        let now_ns = match vetted {
+            Ok(now_ns) => now_ns,
+            Err(d) => return Err(self.deny(req.instrument, d)),
+        };
+        debug_assert!(
+            i < self.books.len(),
+            "Invariant: a pooled order's instrument exists"
+        );
+        self.gateway
+            .amend(&order, price, qty, now_ns, &self.books)
+            .map_err(SubmitError::Gateway)?;
+        self.counters.amends_sent += 1;
+        if let Some(o) = self.pool.get_mut(id) {
+            let applied = o.apply(OrderInput::AmendRequest { price, qty }, now_ns);
+            debug_assert!(applied.is_ok(), "Invariant: checked above");
+            let order = *o;
+            self.record(Record::Order {
+                order,
+                ts_ns: now_ns,
+            });
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod book;
 pub mod breakers;
 pub mod clock;
+pub mod configurable;
 pub mod event;
 pub mod event_loop;
 pub mod fixed;

@@ -121,6 +121,8 @@ pub struct EngineCounters {
     pub orders_sent: u64,
     /// Cancels handed to the gateway.
     pub cancels_sent: u64,
+    /// Amends handed to the gateway.
+    pub amends_sent: u64,
     /// Fills applied.
     pub fills: u64,
     /// Orders rejected by the venue or the gateway.
@@ -234,6 +236,7 @@ pub struct Telemetry {
     events: [AtomicU64; 4],
     orders_sent: AtomicU64,
     cancels_sent: AtomicU64,
+    amends_sent: AtomicU64,
     fills: AtomicU64,
     rejects: AtomicU64,
     denials: [AtomicU64; Deny::COUNT],
@@ -367,6 +370,7 @@ impl Telemetry {
         }
         self.orders_sent.store(c.orders_sent, r);
         self.cancels_sent.store(c.cancels_sent, r);
+        self.amends_sent.store(c.amends_sent, r);
         self.fills.store(c.fills, r);
         self.rejects.store(c.rejects, r);
         self.pool_exhausted.store(c.pool_exhausted, r);
@@ -415,6 +419,7 @@ impl Telemetry {
                 events: core::array::from_fn(|i| self.events[i].load(r)),
                 orders_sent: self.orders_sent.load(r),
                 cancels_sent: self.cancels_sent.load(r),
+                amends_sent: self.amends_sent.load(r),
                 fills: self.fills.load(r),
                 rejects: self.rejects.load(r),
                 denials: core::array::from_fn(|i| self.denials[i].load(r)),

@@ -148,6 +148,9 @@ pub enum OrderStatus {
     Canceled = 5,
     /// Terminal: refused by the venue.
     Rejected = 6,
+    /// An amend (new price and/or quantity) was requested and not yet answered; the order
+    /// works on its old terms meanwhile.
+    PendingAmend = 7,
 }
 
 impl OrderStatus {
@@ -181,6 +184,22 @@ pub enum OrderInput {
     Reject,
     /// The venue refused the cancel.
     CancelRejected,
+    /// The engine asked to amend the order to this price and total quantity.
+    AmendRequest {
+        /// New limit price.
+        price: Price,
+        /// New total quantity (filled part included).
+        qty: Qty,
+    },
+    /// The venue amended the order to these terms.
+    Amended {
+        /// Limit price now.
+        price: Price,
+        /// Total quantity now (filled part included).
+        qty: Qty,
+    },
+    /// The venue refused the amend: the order works on its old terms.
+    AmendRejected,
 }
 
 /// A transition the state machine refuses.
@@ -205,6 +224,26 @@ pub enum TransitionError {
     /// A fill of zero or negative quantity.
     #[error("fill quantity must be positive, got {0}")]
     NonPositiveFill(Qty),
+    /// An amend to a total quantity at or below what has already filled, or a non-positive
+    /// price.
+    #[error("amend to {qty} at {price} with {filled} already filled")]
+    BadAmend {
+        /// Requested or reported total quantity.
+        qty: Qty,
+        /// Requested or reported price.
+        price: Price,
+        /// Filled so far.
+        filled: Qty,
+    },
+}
+
+/// Terms an amend asked for, kept while it is pending.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PendingTerms {
+    /// New limit price.
+    pub price: Price,
+    /// New total quantity.
+    pub qty: Qty,
 }
 
 /// One order, stored in a pool slot and mutated in place.
@@ -224,6 +263,9 @@ pub struct Order {
     pub created_ns: u64,
     /// Clock time of the last transition.
     pub updated_ns: u64,
+    /// An amend asked for and not yet answered (while `PendingAmend`, or `PendingCancel` when
+    /// a cancel followed the amend).
+    pub amend: Option<PendingTerms>,
 }
 
 impl Order {
@@ -238,6 +280,7 @@ impl Order {
             filled_notional: Money::ZERO,
             created_ns: now_ns,
             updated_ns: now_ns,
+            amend: None,
         }
     }
 
@@ -262,6 +305,14 @@ impl Order {
         use OrderStatus as S;
         let from = self.status;
         let illegal = Err(TransitionError::Illegal { from, input });
+        // Where an answered cancel or amend leaves a working order.
+        let working = if self.filled.is_zero() {
+            S::Open
+        } else {
+            S::PartiallyFilled
+        };
+        let mut amend = self.amend;
+        let mut request = self.request;
         let next = match (from, input) {
             (S::Filled | S::Canceled | S::Rejected, _) => return illegal,
             (_, I::Fill(q)) => {
@@ -273,9 +324,10 @@ impl Order {
                     return Err(TransitionError::Overfill { fill: q, remaining });
                 }
                 if q == remaining {
+                    amend = None;
                     S::Filled
-                } else if from == S::PendingCancel {
-                    S::PendingCancel
+                } else if matches!(from, S::PendingCancel | S::PendingAmend) {
+                    from
                 } else {
                     S::PartiallyFilled
                 }
@@ -284,20 +336,66 @@ impl Order {
             // A late ack after a cancel was requested: the cancel is still pending.
             (S::PendingCancel, I::Ack) => S::PendingCancel,
             (S::PendingNew, I::Reject) => S::Rejected,
-            (S::PendingNew | S::Open | S::PartiallyFilled, I::CancelRequest) => S::PendingCancel,
-            (S::PendingNew | S::Open | S::PartiallyFilled | S::PendingCancel, I::Canceled) => {
+            (S::PendingNew | S::Open | S::PartiallyFilled | S::PendingAmend, I::CancelRequest) => {
+                S::PendingCancel
+            }
+            (
+                S::PendingNew | S::Open | S::PartiallyFilled | S::PendingCancel | S::PendingAmend,
+                I::Canceled,
+            ) => {
+                amend = None;
                 S::Canceled
             }
             (S::PendingCancel, I::CancelRejected) => {
-                if self.filled.is_zero() {
-                    S::Open
+                if amend.is_some() {
+                    S::PendingAmend
                 } else {
-                    S::PartiallyFilled
+                    working
+                }
+            }
+            (S::Open | S::PartiallyFilled, I::AmendRequest { price, qty }) => {
+                if qty <= self.filled || price.raw() <= 0 {
+                    return Err(TransitionError::BadAmend {
+                        qty,
+                        price,
+                        filled: self.filled,
+                    });
+                }
+                amend = Some(PendingTerms { price, qty });
+                S::PendingAmend
+            }
+            (S::PendingAmend | S::PendingCancel, I::Amended { price, qty }) if amend.is_some() => {
+                if qty < self.filled || price.raw() <= 0 {
+                    return Err(TransitionError::BadAmend {
+                        qty,
+                        price,
+                        filled: self.filled,
+                    });
+                }
+                amend = None;
+                request.price = price;
+                request.qty = qty;
+                if qty == self.filled {
+                    S::Filled
+                } else if from == S::PendingCancel {
+                    S::PendingCancel
+                } else {
+                    working
+                }
+            }
+            (S::PendingAmend | S::PendingCancel, I::AmendRejected) if amend.is_some() => {
+                amend = None;
+                if from == S::PendingCancel {
+                    S::PendingCancel
+                } else {
+                    working
                 }
             }
             _ => return illegal,
         };
         self.status = next;
+        self.amend = amend;
+        self.request = request;
         self.updated_ns = now_ns;
         Ok(next)
     }
@@ -326,20 +424,34 @@ mod tests {
         let mut o = Order::new(ClientOrderId::new(1, 0), req, 0);
         o.status = status;
         o.filled = Qty::from_units(filled_units);
+        if status == S::PendingAmend {
+            o.amend = Some(amend_terms());
+        }
         o
     }
 
-    const ALL_STATES: [S; 7] = [
-        S::PendingNew,
-        S::Open,
-        S::PartiallyFilled,
-        S::PendingCancel,
-        S::Filled,
-        S::Canceled,
-        S::Rejected,
+    fn amend_terms() -> PendingTerms {
+        PendingTerms {
+            price: Price::from_units(99),
+            qty: Qty::from_units(6),
+        }
+    }
+
+    /// Every state, plus `PendingCancel` with an amend still pending (`true`).
+    const ALL_STATES: [(S, bool); 9] = [
+        (S::PendingNew, false),
+        (S::Open, false),
+        (S::PartiallyFilled, false),
+        (S::PendingCancel, false),
+        (S::PendingCancel, true),
+        (S::PendingAmend, true),
+        (S::Filled, false),
+        (S::Canceled, false),
+        (S::Rejected, false),
     ];
 
-    fn all_inputs() -> [I; 7] {
+    fn all_inputs() -> [I; 11] {
+        let t = amend_terms();
         [
             I::Ack,
             I::Fill(Qty::from_units(3)),
@@ -348,26 +460,49 @@ mod tests {
             I::Canceled,
             I::Reject,
             I::CancelRejected,
+            I::AmendRequest {
+                price: t.price,
+                qty: t.qty,
+            },
+            I::AmendRequest {
+                price: t.price,
+                qty: Qty::ZERO,
+            },
+            I::Amended {
+                price: t.price,
+                qty: t.qty,
+            },
+            I::AmendRejected,
         ]
     }
 
     /// The complete transition table, from an order with nothing filled yet (10 ordered).
-    /// `None` = illegal.
-    fn expected(from: S, input: I) -> Option<S> {
+    /// `None` = illegal (`Err(Illegal)`); `Some(Err(()))` = refused as a bad amend.
+    fn expected(from: S, amending: bool, input: I) -> Option<Result<S, ()>> {
         let full = matches!(input, I::Fill(q) if q == Qty::from_units(10));
+        let ok = |s| Some(Ok(s));
         match (from, input) {
             (S::Filled | S::Canceled | S::Rejected, _) => None,
-            (_, I::Fill(_)) if full => Some(S::Filled),
-            (S::PendingCancel, I::Fill(_)) => Some(S::PendingCancel),
-            (_, I::Fill(_)) => Some(S::PartiallyFilled),
-            (S::PendingNew, I::Ack) => Some(S::Open),
-            (S::PendingCancel, I::Ack) => Some(S::PendingCancel),
-            (S::PendingNew, I::Reject) => Some(S::Rejected),
-            (S::PendingNew | S::Open | S::PartiallyFilled, I::CancelRequest) => {
-                Some(S::PendingCancel)
+            (_, I::Fill(_)) if full => ok(S::Filled),
+            (S::PendingCancel | S::PendingAmend, I::Fill(_)) => ok(from),
+            (_, I::Fill(_)) => ok(S::PartiallyFilled),
+            (S::PendingNew, I::Ack) => ok(S::Open),
+            (S::PendingCancel, I::Ack) => ok(S::PendingCancel),
+            (S::PendingNew, I::Reject) => ok(S::Rejected),
+            (S::PendingNew | S::Open | S::PartiallyFilled | S::PendingAmend, I::CancelRequest) => {
+                ok(S::PendingCancel)
             }
-            (_, I::Canceled) => Some(S::Canceled),
-            (S::PendingCancel, I::CancelRejected) => Some(S::Open),
+            (_, I::Canceled) => ok(S::Canceled),
+            (S::PendingCancel, I::CancelRejected) if amending => ok(S::PendingAmend),
+            (S::PendingCancel, I::CancelRejected) => ok(S::Open),
+            (S::Open | S::PartiallyFilled, I::AmendRequest { qty, .. }) if qty.is_zero() => {
+                Some(Err(()))
+            }
+            (S::Open | S::PartiallyFilled, I::AmendRequest { .. }) => ok(S::PendingAmend),
+            (S::PendingAmend, I::Amended { .. } | I::AmendRejected) => ok(S::Open),
+            (S::PendingCancel, I::Amended { .. } | I::AmendRejected) if amending => {
+                ok(S::PendingCancel)
+            }
             _ => None,
         }
     }
@@ -375,22 +510,45 @@ mod tests {
     #[test]
     fn every_state_and_input_matches_the_table() {
         let mut n = 0;
-        for from in ALL_STATES {
+        for (from, amending) in ALL_STATES {
             for input in all_inputs() {
                 let mut o = order_in(from, 0);
+                if amending {
+                    o.amend = Some(amend_terms());
+                }
                 let before = o;
                 let got = o.apply(input, 7);
-                match expected(from, input) {
-                    Some(to) => {
-                        assert_eq!(got, Ok(to), "TC{n}: {from:?} + {input:?}");
+                match expected(from, amending, input) {
+                    Some(Ok(to)) => {
+                        assert_eq!(got, Ok(to), "TC{n}: {from:?}/{amending} + {input:?}");
                         assert_eq!(o.status, to, "TC{n}");
                         assert_eq!(o.updated_ns, 7, "TC{n}");
+                        let amend_left = match input {
+                            I::AmendRequest { .. } => Some(amend_terms()),
+                            I::Amended { .. } | I::AmendRejected | I::Canceled => None,
+                            I::Fill(_) if to == S::Filled => None,
+                            _ => before.amend,
+                        };
+                        assert_eq!(o.amend, amend_left, "TC{n}: pending terms");
+                        let terms = (o.request.price, o.request.qty);
+                        if matches!(input, I::Amended { .. }) {
+                            assert_eq!(terms, (amend_terms().price, amend_terms().qty), "TC{n}");
+                        } else {
+                            assert_eq!(terms, (before.request.price, before.request.qty), "TC{n}");
+                        }
+                    }
+                    Some(Err(())) => {
+                        assert!(
+                            matches!(got, Err(TransitionError::BadAmend { .. })),
+                            "TC{n}: {from:?} + {input:?}: {got:?}"
+                        );
+                        assert_eq!(o, before, "TC{n}: refused input leaves the order unchanged");
                     }
                     None => {
                         assert_eq!(
                             got,
                             Err(TransitionError::Illegal { from, input }),
-                            "TC{n}: {from:?} + {input:?}"
+                            "TC{n}: {from:?}/{amending} + {input:?}"
                         );
                         assert_eq!(o, before, "TC{n}: refused input leaves the order unchanged");
                     }
@@ -398,7 +556,60 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 49);
+        assert_eq!(n, 99);
+    }
+
+    #[test]
+    fn amends_with_fills_in_between() {
+        // TC0: a partial fill while the amend is pending; the amend then lands: terms change,
+        // the filled part stays.
+        let mut o = order_in(S::Open, 0);
+        let up = |qty| I::AmendRequest {
+            price: Price::from_units(101),
+            qty: Qty::from_units(qty),
+        };
+        assert_eq!(o.apply(up(12), 1), Ok(S::PendingAmend));
+        assert_eq!(o.apply(I::Fill(Qty::from_units(4)), 2), Ok(S::PendingAmend));
+        o.record_fill(Price::from_units(100), Qty::from_units(4));
+        let done = I::Amended {
+            price: Price::from_units(101),
+            qty: Qty::from_units(12),
+        };
+        assert_eq!(o.apply(done, 3), Ok(S::PartiallyFilled), "TC0");
+        assert_eq!(
+            (o.request.qty, o.remaining()),
+            (Qty::from_units(12), Qty::from_units(8))
+        );
+        // TC1: an amend below what filled is refused.
+        assert!(
+            matches!(o.apply(up(4), 4), Err(TransitionError::BadAmend { .. })),
+            "TC1"
+        );
+        // TC2: the old terms fill completely while an amend is pending: filled, and the late
+        // answer is illegal.
+        assert_eq!(o.apply(up(20), 5), Ok(S::PendingAmend));
+        assert_eq!(
+            o.apply(I::Fill(Qty::from_units(8)), 6),
+            Ok(S::Filled),
+            "TC2"
+        );
+        assert!(o.amend.is_none());
+        assert!(o.apply(I::AmendRejected, 7).is_err(), "TC2 late answer");
+        // TC3: a cancel after an amend, refused: back to the amend.
+        let mut o = order_in(S::Open, 0);
+        assert_eq!(o.apply(up(6), 1), Ok(S::PendingAmend));
+        assert_eq!(o.apply(I::CancelRequest, 2), Ok(S::PendingCancel));
+        assert_eq!(o.apply(I::CancelRejected, 3), Ok(S::PendingAmend), "TC3");
+        // TC4: a venue amend down to what filled completes the order.
+        let mut o = order_in(S::Open, 0);
+        assert_eq!(o.apply(up(6), 1), Ok(S::PendingAmend));
+        assert_eq!(o.apply(I::Fill(Qty::from_units(5)), 2), Ok(S::PendingAmend));
+        o.record_fill(Price::from_units(100), Qty::from_units(5));
+        let to_filled = I::Amended {
+            price: Price::from_units(101),
+            qty: Qty::from_units(5),
+        };
+        assert_eq!(o.apply(to_filled, 3), Ok(S::Filled), "TC4");
     }
 
     #[test]
@@ -450,6 +661,15 @@ mod property_tests {
             Just(OrderInput::Canceled),
             Just(OrderInput::Reject),
             Just(OrderInput::CancelRejected),
+            (1i64..14).prop_map(|u| OrderInput::AmendRequest {
+                price: Price::from_units(6),
+                qty: Qty::from_units(u)
+            }),
+            (1i64..14).prop_map(|u| OrderInput::Amended {
+                price: Price::from_units(6),
+                qty: Qty::from_units(u)
+            }),
+            Just(OrderInput::AmendRejected),
         ]
     }
 
@@ -474,6 +694,13 @@ mod property_tests {
                 }
                 prop_assert!(o.filled <= o.request.qty && o.filled >= Qty::ZERO);
                 prop_assert_eq!(o.status == OrderStatus::Filled, o.filled == o.request.qty);
+                // Pending terms exist exactly while an amend is unanswered.
+                if o.status == OrderStatus::PendingAmend {
+                    prop_assert!(o.amend.is_some());
+                }
+                if !matches!(o.status, OrderStatus::PendingAmend | OrderStatus::PendingCancel) {
+                    prop_assert!(o.amend.is_none());
+                }
             }
         }
     }

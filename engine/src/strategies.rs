@@ -247,6 +247,31 @@ impl Strategy for MaCross {
     }
 }
 
+impl crate::configurable::Configurable for MaCross {
+    const NAME: &'static str = "ma_cross";
+    type Params = MaCrossConfig;
+
+    fn build(
+        params: &MaCrossConfig,
+        instruments: &crate::instrument::InstrumentRegistry,
+    ) -> Result<Self, crate::configurable::ParamError> {
+        use crate::configurable::ParamError;
+        params
+            .validate()
+            .map_err(|(key, reason)| ParamError::new(key, reason))?;
+        let i = instruments.by_symbol(&params.symbol).ok_or_else(|| {
+            ParamError::new(
+                "symbol",
+                format!(
+                    "{:?} is not one of the configured instruments",
+                    params.symbol
+                ),
+            )
+        })?;
+        Ok(Self::new(params, i.index, i.tick_size))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,8 @@ impl Strategy for Recorder {
             OrderReport::Canceled { .. } => "canceled",
             OrderReport::Rejected { .. } => "rejected",
             OrderReport::CancelRejected { .. } => "cancel_rejected",
+            OrderReport::Amended { .. } => "amended",
+            OrderReport::AmendRejected { .. } => "amend_rejected",
         };
         self.seen.push(tag.into());
     }

@@ -134,8 +134,8 @@ const UPSERT_ORDERS: &str = "INSERT INTO orders (client_id, run_id, instrument, 
     $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bool[], \
     $11::bool[], $12::text[], $13::bigint[], $14::text[]::numeric[], $15::bigint[], \
     $16::bigint[]) AS u(c, r, i, s, k, t, p, g, q, ro, po, st, f, n, cr, up) \
-    ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, filled = excluded.filled, \
-    filled_notional = excluded.filled_notional, updated_ns = excluded.updated_ns";
+    ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, price = excluded.price, \
+    qty = excluded.qty, filled = excluded.filled, filled_notional = excluded.filled_notional, updated_ns = excluded.updated_ns";
 const INSERT_FILLS: &str = "INSERT INTO fills (run_id, client_id, instrument, side, price, qty, \
     fee, maker, ts_ns) SELECT r, c, i, s, p * 0.00000001, q * 0.00000001, f * 0.00000001, m, t \
     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \

@@ -123,7 +123,7 @@ const UPSERT_ORDER: &str = "INSERT INTO orders (client_id, run_id, instrument, s
     price_e8, trigger_e8, qty_e8, reduce_only, post_only, status, filled_e8, filled_notional, \
     created_ns, updated_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
     ?15, ?16) ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, \
-    filled_e8 = excluded.filled_e8, filled_notional = excluded.filled_notional, \
+    price_e8 = excluded.price_e8, qty_e8 = excluded.qty_e8, filled_e8 = excluded.filled_e8, filled_notional = excluded.filled_notional, \
     updated_ns = excluded.updated_ns";
 const INSERT_FILL: &str = "INSERT INTO fills (run_id, client_id, instrument, side, price_e8, \
     qty_e8, fee_e8, maker, ts_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tradeloop_engine::api::{Books, Gateway, GatewayError};
 use tradeloop_engine::event::{Event, EventKind, OrderReport};
+use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::lane::Lanes;
 use tradeloop_engine::order::Order;
 
@@ -122,6 +123,20 @@ impl Gateway for SimGateway {
     fn cancel(&mut self, order: &Order, now_ns: u64, _: &Books) -> Result<(), GatewayError> {
         self.with_out(now_ns, |m, out| {
             m.cancel(order.client_id, now_ns, &mut |r| out(r))
+        });
+        Ok(())
+    }
+
+    fn amend(
+        &mut self,
+        order: &Order,
+        price: Price,
+        qty: Qty,
+        now_ns: u64,
+        _: &Books,
+    ) -> Result<(), GatewayError> {
+        self.with_out(now_ns, |m, out| {
+            m.amend(order.client_id, price, qty, now_ns, &mut |r| out(r))
         });
         Ok(())
     }

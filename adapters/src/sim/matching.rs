@@ -5,7 +5,8 @@
 //! event.
 //!
 //! Supported: market, limit, stop-market, stop-limit; GTC, IOC, FOK; post-only (limit GTC only);
-//! reduce-only; cancel. Refused with a reason: post-only on anything but a GTC limit, FOK or
+//! reduce-only; cancel; amend of a resting limit (price and/or total quantity). Refused with a
+//! reason: post-only on anything but a GTC limit, FOK or
 //! IOC on a stop, a reduce-only order that would not reduce the simulated position.
 //!
 //! Fill model:
@@ -31,6 +32,13 @@
 //!   to come from behind first — the conservative reading).
 //! - Stops trigger on trades: a buy stop when a trade prints at or above its trigger, a sell
 //!   stop at or below.
+//! - An amend arrives like a cancel (after the entry latency) and applies to a resting limit
+//!   order only. A lower quantity at the same price keeps the order's place (`queue_ahead`
+//!   unchanged); a higher quantity puts it at the back of its level (`queue_ahead` = the
+//!   level's size); a new price takes it off its level and treats it as arriving at the new
+//!   price: it takes what it crosses, then rests at the back of the new level. A post-only
+//!   order whose new price would cross, or a total quantity not above what has filled, is
+//!   refused (`AmendRejected`) and the order works on as it was.
 
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -96,12 +104,15 @@ struct SimOrder {
     /// Arrived and working (resting limit or untriggered stop).
     working: bool,
     queue_ahead: i64,
+    /// Filled so far (an amend names the new total quantity).
+    filled: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Arrive(u32),
     Cancel(ClientOrderId),
+    Amend(ClientOrderId, Price, Qty),
     Report(ReportKey),
 }
 
@@ -131,6 +142,10 @@ pub struct ExecStats {
     pub rejected: u64,
     /// Orders cancelled or expired.
     pub canceled: u64,
+    /// Amends applied.
+    pub amended: u64,
+    /// Amends refused.
+    pub amends_rejected: u64,
     /// Actions that found the schedule full and were applied without latency.
     pub schedule_full: u64,
 }
@@ -207,6 +222,10 @@ impl Matching {
                 // `submit` checks for room first, so an arrival never lands here.
                 Action::Arrive(slot) => self.expire(slot, due_ns, out),
                 Action::Cancel(id) => self.cancel_now(id, due_ns, out),
+                // Without the books at hand it cannot be applied: refused, counted.
+                Action::Amend(id, ..) => {
+                    self.refuse_amend(id, RejectReason::GatewayUnavailable, due_ns, out)
+                }
             }
             return;
         }
@@ -258,6 +277,7 @@ impl Matching {
             reduce_only: r.reduce_only,
             working: false,
             queue_ahead: 0,
+            filled: 0,
         });
         let jitter = if self.cfg.jitter_ns > 0 {
             self.rng.below(self.cfg.jitter_ns + 1)
@@ -277,6 +297,22 @@ impl Matching {
         self.schedule(
             now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns,
             Action::Cancel(id),
+            out,
+        );
+    }
+
+    /// An amend of `id` to `price` and the total quantity `qty` was sent at `now_ns`.
+    pub fn amend(
+        &mut self,
+        id: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        self.schedule(
+            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns,
+            Action::Amend(id, price, qty),
             out,
         );
     }
@@ -303,6 +339,7 @@ impl Matching {
                 Action::Report(ReportKey(r)) => out(r),
                 Action::Arrive(slot) => self.arrive(slot, due, books, out),
                 Action::Cancel(id) => self.cancel_now(id, due, out),
+                Action::Amend(id, price, qty) => self.amend_now(id, price, qty, due, books, out),
             }
         }
     }
@@ -398,6 +435,7 @@ impl Matching {
             return;
         };
         o.remaining -= qty;
+        o.filled += qty.raw();
         let (id, side, i) = (o.id, o.side, o.instrument);
         self.position[i] += qty.raw() * side.sign();
         self.stats.fills += 1;
@@ -777,6 +815,88 @@ impl Matching {
         }
     }
 
+    fn refuse_amend(
+        &mut self,
+        id: ClientOrderId,
+        reason: RejectReason,
+        now_ns: u64,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        self.stats.amends_rejected += 1;
+        self.report(
+            now_ns,
+            OrderReport::AmendRejected {
+                client_id: id,
+                reason,
+            },
+            out,
+        );
+    }
+
+    /// An amend arrives (see the fill model in the module docs).
+    fn amend_now(
+        &mut self,
+        id: ClientOrderId,
+        price: Price,
+        qty: Qty,
+        now_ns: u64,
+        books: &Books,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        let slot = id.slot();
+        let resting = self
+            .orders
+            .get(slot as usize)
+            .copied()
+            .flatten()
+            .filter(|o| o.id == id && o.working && o.kind == OrderKind::Limit);
+        let Some(o) = resting else {
+            return self.refuse_amend(id, RejectReason::UnknownOrder, now_ns, out);
+        };
+        let remaining = qty.raw() - o.filled;
+        if remaining <= 0 || price.raw() <= 0 {
+            return self.refuse_amend(id, RejectReason::InvalidOrder, now_ns, out);
+        }
+        let moved = price != o.price;
+        let amended = SimOrder {
+            price,
+            remaining: Qty(remaining),
+            ..o
+        };
+        if moved && o.post_only && self.would_cross(&amended, books) {
+            return self.refuse_amend(id, RejectReason::PostOnlyWouldCross, now_ns, out);
+        }
+        self.stats.amended += 1;
+        self.orders[slot as usize] = Some(amended);
+        self.report(
+            now_ns,
+            OrderReport::Amended {
+                client_id: id,
+                price,
+                qty,
+            },
+            out,
+        );
+        if moved {
+            // Off its level: it arrives anew at the new price (taking what it crosses) and
+            // rests at the back of that level.
+            if let Some(pos) = self.working.iter().position(|&s| s == slot) {
+                self.working.swap_remove(pos);
+            }
+            self.orders[slot as usize]
+                .as_mut()
+                .expect("just stored")
+                .working = false;
+            self.execute(slot, now_ns, books, out);
+        } else if remaining > o.remaining.raw() {
+            let level = self.level(books, o.instrument, o.side, price);
+            self.orders[slot as usize]
+                .as_mut()
+                .expect("just stored")
+                .queue_ahead = level;
+        }
+    }
+
     fn cancel_now(&mut self, id: ClientOrderId, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
         let slot = id.slot();
         match self.orders.get(slot as usize).copied().flatten() {
@@ -950,6 +1070,8 @@ mod tests {
             Some(OrderReport::Canceled { .. }) => "canceled",
             Some(OrderReport::Rejected { .. }) => "rejected",
             Some(OrderReport::CancelRejected { .. }) => "cancel_rejected",
+            Some(OrderReport::Amended { .. }) => "amended",
+            Some(OrderReport::AmendRejected { .. }) => "amend_rejected",
             None => "none",
         }
     }
@@ -1145,6 +1267,132 @@ mod tests {
         trade(&mut m, 400, 98, 5, &mut out);
         m.advance(500, &mut |r| out.push(r));
         assert_eq!(fills(&out), vec![(99, 1, true), (99, 2, true)]);
+    }
+
+    /// Amends of a resting buy of 3 at 99 that joined behind 5 (bids 99×5, 98×5; asks from
+    /// 101) and moved up to 2 ahead when 3 traded at 99. Each case amends at t=100, then 6
+    /// trade at 99 at t=200 and 10 at 98 at t=300, and the fills show where the queue put it.
+    #[test]
+    fn amend_keeps_or_loses_queue_priority_table() {
+        // (label, new price, new total qty, answer, fills (price, qty, maker))
+        type Case = (&'static str, i64, i64, &'static str, Vec<(i64, i64, bool)>);
+        let cases: [Case; 6] = [
+            // Same price, smaller: keeps its place (2 ahead): both of ours fill from the 6.
+            (
+                "TC0 decrease keeps priority",
+                99,
+                2,
+                "amended",
+                vec![(99, 2, true)],
+            ),
+            // Same price, larger: back of the level (5 ahead): 1 fills from the 6, the other 3
+            // from the trade through at 98. Kept priority would have filled 4 at once.
+            (
+                "TC1 increase loses priority",
+                99,
+                4,
+                "amended",
+                vec![(99, 1, true), (99, 3, true)],
+            ),
+            // New price 98: back of 98 (5 ahead); the trades at 99 do not reach it; 10 at 98
+            // fill the 5 ahead, then all 3 of ours.
+            (
+                "TC2 new price loses priority",
+                98,
+                3,
+                "amended",
+                vec![(98, 3, true)],
+            ),
+            // New price 101 crosses the ask 101×2: takes 2, rests 1 at 101; the trade at 99 is
+            // through its price and fills the rest.
+            (
+                "TC3 crossing price takes liquidity",
+                101,
+                3,
+                "amended",
+                vec![(101, 1, true), (101, 2, false)],
+            ),
+            // A zero total is refused; the order keeps its place (2 ahead): 3 fill from the 6.
+            (
+                "TC4 zero total refused",
+                99,
+                0,
+                "amend_rejected",
+                vec![(99, 3, true)],
+            ),
+            // An order the venue does not have.
+            ("TC5 not working", 99, 2, "amend_rejected", vec![]),
+        ];
+        for (label, price, qty, answer, want) in cases {
+            let mut m = venue();
+            let req = OrderRequest::limit(I, Side::Buy, p(99), q(3));
+            let mut out = run(&mut m, &order(0, req), 40);
+            assert_eq!(last(&out), "accepted", "{label}");
+            trade(&mut m, 60, 99, 3, &mut out);
+            assert!(fills(&out).is_empty(), "{label}: 5 ahead, 3 traded");
+            let id = if label.starts_with("TC5") {
+                ClientOrderId::new(9, 5)
+            } else {
+                ClientOrderId::new(1, 0)
+            };
+            m.m.amend(id, p(price), q(qty), 100, &mut |r| out.push(r));
+            m.advance(100 + ENTRY + RESPONSE, &mut |r| out.push(r));
+            let answered = out
+                .iter()
+                .rev()
+                .find(|r| {
+                    matches!(
+                        r,
+                        OrderReport::Amended { .. } | OrderReport::AmendRejected { .. }
+                    )
+                })
+                .copied();
+            let got = match answered {
+                Some(OrderReport::Amended { .. }) => "amended",
+                Some(OrderReport::AmendRejected { .. }) => "amend_rejected",
+                _ => "none",
+            };
+            assert_eq!(got, answer, "{label}: {out:?}");
+            if label.starts_with("TC5") {
+                continue;
+            }
+            trade(&mut m, 200, 99, 6, &mut out);
+            trade(&mut m, 300, 98, 10, &mut out);
+            m.advance(1_000, &mut |r| out.push(r));
+            let mut got = fills(&out);
+            got.sort_unstable();
+            let mut want = want;
+            want.sort_unstable();
+            assert_eq!(got, want, "{label}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn a_post_only_amend_that_would_cross_is_refused_and_the_order_stays() {
+        let mut m = venue();
+        let req = OrderRequest {
+            post_only: true,
+            ..OrderRequest::limit(I, Side::Buy, p(99), q(3))
+        };
+        let mut out = run(&mut m, &order(0, req), 50);
+        let id = ClientOrderId::new(1, 0);
+        m.m.amend(id, p(101), q(3), 100, &mut |r| out.push(r));
+        m.advance(200, &mut |r| out.push(r));
+        assert!(
+            matches!(
+                out.last(),
+                Some(OrderReport::AmendRejected {
+                    reason: RejectReason::PostOnlyWouldCross,
+                    ..
+                })
+            ),
+            "TC0 {out:?}"
+        );
+        // Still resting at 99 with its place: 5 ahead, 6 trade, 1 of ours fills.
+        trade(&mut m, 300, 99, 6, &mut out);
+        m.advance(400, &mut |r| out.push(r));
+        assert_eq!(fills(&out), vec![(99, 1, true)], "TC1");
+        assert_eq!(m.m.stats().amends_rejected, 1, "TC2");
     }
 
     #[test]

@@ -1,0 +1,19 @@
+//! Real strategies built on tradeloop's engine API, each bundled in the `tradeloop` binary by
+//! name and documented with its config in `examples/configs/` (see `examples/README.md`):
+//!
+//! - [`market_maker::MarketMaker`] (`market_maker`): post-only quotes on both sides of the
+//!   mid with inventory skew, requoted by amend on book changes and on a timer;
+//! - [`imbalance::Imbalance`] (`imbalance`): takes liquidity when the top of book leans
+//!   heavily to one side, and leaves after a holding time.
+//!
+//! The smallest example is the moving-average crossover in the engine crate
+//! (`tradeloop_engine::strategies::MaCross`, `ma_cross`).
+//!
+//! Hot path: every callback runs on the engine thread with integer arithmetic only and no
+//! allocation (`tests/zero_alloc.rs` counts).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod imbalance;
+pub mod market_maker;
