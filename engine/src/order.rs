@@ -237,15 +237,6 @@ pub enum TransitionError {
     },
 }
 
-/// Terms an amend asked for, kept while it is pending.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct PendingTerms {
-    /// New limit price.
-    pub price: Price,
-    /// New total quantity.
-    pub qty: Qty,
-}
-
 /// One order, stored in a pool slot and mutated in place.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Order {
@@ -263,9 +254,10 @@ pub struct Order {
     pub created_ns: u64,
     /// Clock time of the last transition.
     pub updated_ns: u64,
-    /// An amend asked for and not yet answered (while `PendingAmend`, or `PendingCancel` when
-    /// a cancel followed the amend).
-    pub amend: Option<PendingTerms>,
+    /// An amend was asked for and not yet answered (while `PendingAmend`, or `PendingCancel`
+    /// when a cancel followed the amend). Its terms travel in the request and in the venue's
+    /// `Amended` report; a flag keeps the order as small as before (it is copied per report).
+    pub amend_pending: bool,
 }
 
 impl Order {
@@ -280,7 +272,7 @@ impl Order {
             filled_notional: Money::ZERO,
             created_ns: now_ns,
             updated_ns: now_ns,
-            amend: None,
+            amend_pending: false,
         }
     }
 
@@ -306,13 +298,15 @@ impl Order {
         let from = self.status;
         let illegal = Err(TransitionError::Illegal { from, input });
         // Where an answered cancel or amend leaves a working order.
-        let working = if self.filled.is_zero() {
-            S::Open
-        } else {
-            S::PartiallyFilled
+        let working = |filled: Qty| {
+            if filled.is_zero() {
+                S::Open
+            } else {
+                S::PartiallyFilled
+            }
         };
-        let mut amend = self.amend;
-        let mut request = self.request;
+        let mut amend = self.amend_pending;
+        let mut terms = None;
         let next = match (from, input) {
             (S::Filled | S::Canceled | S::Rejected, _) => return illegal,
             (_, I::Fill(q)) => {
@@ -324,7 +318,7 @@ impl Order {
                     return Err(TransitionError::Overfill { fill: q, remaining });
                 }
                 if q == remaining {
-                    amend = None;
+                    amend = false;
                     S::Filled
                 } else if matches!(from, S::PendingCancel | S::PendingAmend) {
                     from
@@ -343,14 +337,14 @@ impl Order {
                 S::PendingNew | S::Open | S::PartiallyFilled | S::PendingCancel | S::PendingAmend,
                 I::Canceled,
             ) => {
-                amend = None;
+                amend = false;
                 S::Canceled
             }
             (S::PendingCancel, I::CancelRejected) => {
-                if amend.is_some() {
+                if amend {
                     S::PendingAmend
                 } else {
-                    working
+                    working(self.filled)
                 }
             }
             (S::Open | S::PartiallyFilled, I::AmendRequest { price, qty }) => {
@@ -361,10 +355,10 @@ impl Order {
                         filled: self.filled,
                     });
                 }
-                amend = Some(PendingTerms { price, qty });
+                amend = true;
                 S::PendingAmend
             }
-            (S::PendingAmend | S::PendingCancel, I::Amended { price, qty }) if amend.is_some() => {
+            (S::PendingAmend | S::PendingCancel, I::Amended { price, qty }) if amend => {
                 if qty < self.filled || price.raw() <= 0 {
                     return Err(TransitionError::BadAmend {
                         qty,
@@ -372,30 +366,32 @@ impl Order {
                         filled: self.filled,
                     });
                 }
-                amend = None;
-                request.price = price;
-                request.qty = qty;
+                amend = false;
+                terms = Some((price, qty));
                 if qty == self.filled {
                     S::Filled
                 } else if from == S::PendingCancel {
                     S::PendingCancel
                 } else {
-                    working
+                    working(self.filled)
                 }
             }
-            (S::PendingAmend | S::PendingCancel, I::AmendRejected) if amend.is_some() => {
-                amend = None;
+            (S::PendingAmend | S::PendingCancel, I::AmendRejected) if amend => {
+                amend = false;
                 if from == S::PendingCancel {
                     S::PendingCancel
                 } else {
-                    working
+                    working(self.filled)
                 }
             }
             _ => return illegal,
         };
         self.status = next;
-        self.amend = amend;
-        self.request = request;
+        self.amend_pending = amend;
+        if let Some((price, qty)) = terms {
+            self.request.price = price;
+            self.request.qty = qty;
+        }
         self.updated_ns = now_ns;
         Ok(next)
     }
@@ -424,17 +420,13 @@ mod tests {
         let mut o = Order::new(ClientOrderId::new(1, 0), req, 0);
         o.status = status;
         o.filled = Qty::from_units(filled_units);
-        if status == S::PendingAmend {
-            o.amend = Some(amend_terms());
-        }
+        o.amend_pending = status == S::PendingAmend;
         o
     }
 
-    fn amend_terms() -> PendingTerms {
-        PendingTerms {
-            price: Price::from_units(99),
-            qty: Qty::from_units(6),
-        }
+    /// The terms the table's amends ask for and the venue grants: 6 at 99.
+    fn amend_terms() -> (Price, Qty) {
+        (Price::from_units(99), Qty::from_units(6))
     }
 
     /// Every state, plus `PendingCancel` with an amend still pending (`true`).
@@ -451,7 +443,7 @@ mod tests {
     ];
 
     fn all_inputs() -> [I; 11] {
-        let t = amend_terms();
+        let (price, qty) = amend_terms();
         [
             I::Ack,
             I::Fill(Qty::from_units(3)),
@@ -460,18 +452,12 @@ mod tests {
             I::Canceled,
             I::Reject,
             I::CancelRejected,
+            I::AmendRequest { price, qty },
             I::AmendRequest {
-                price: t.price,
-                qty: t.qty,
-            },
-            I::AmendRequest {
-                price: t.price,
+                price,
                 qty: Qty::ZERO,
             },
-            I::Amended {
-                price: t.price,
-                qty: t.qty,
-            },
+            I::Amended { price, qty },
             I::AmendRejected,
         ]
     }
@@ -513,9 +499,7 @@ mod tests {
         for (from, amending) in ALL_STATES {
             for input in all_inputs() {
                 let mut o = order_in(from, 0);
-                if amending {
-                    o.amend = Some(amend_terms());
-                }
+                o.amend_pending |= amending;
                 let before = o;
                 let got = o.apply(input, 7);
                 match expected(from, amending, input) {
@@ -524,15 +508,15 @@ mod tests {
                         assert_eq!(o.status, to, "TC{n}");
                         assert_eq!(o.updated_ns, 7, "TC{n}");
                         let amend_left = match input {
-                            I::AmendRequest { .. } => Some(amend_terms()),
-                            I::Amended { .. } | I::AmendRejected | I::Canceled => None,
-                            I::Fill(_) if to == S::Filled => None,
-                            _ => before.amend,
+                            I::AmendRequest { .. } => true,
+                            I::Amended { .. } | I::AmendRejected | I::Canceled => false,
+                            I::Fill(_) if to == S::Filled => false,
+                            _ => before.amend_pending,
                         };
-                        assert_eq!(o.amend, amend_left, "TC{n}: pending terms");
+                        assert_eq!(o.amend_pending, amend_left, "TC{n}: amend pending");
                         let terms = (o.request.price, o.request.qty);
                         if matches!(input, I::Amended { .. }) {
-                            assert_eq!(terms, (amend_terms().price, amend_terms().qty), "TC{n}");
+                            assert_eq!(terms, amend_terms(), "TC{n}");
                         } else {
                             assert_eq!(terms, (before.request.price, before.request.qty), "TC{n}");
                         }
@@ -593,7 +577,7 @@ mod tests {
             Ok(S::Filled),
             "TC2"
         );
-        assert!(o.amend.is_none());
+        assert!(!o.amend_pending);
         assert!(o.apply(I::AmendRejected, 7).is_err(), "TC2 late answer");
         // TC3: a cancel after an amend, refused: back to the amend.
         let mut o = order_in(S::Open, 0);
@@ -696,10 +680,10 @@ mod property_tests {
                 prop_assert_eq!(o.status == OrderStatus::Filled, o.filled == o.request.qty);
                 // Pending terms exist exactly while an amend is unanswered.
                 if o.status == OrderStatus::PendingAmend {
-                    prop_assert!(o.amend.is_some());
+                    prop_assert!(o.amend_pending);
                 }
                 if !matches!(o.status, OrderStatus::PendingAmend | OrderStatus::PendingCancel) {
-                    prop_assert!(o.amend.is_none());
+                    prop_assert!(!o.amend_pending);
                 }
             }
         }

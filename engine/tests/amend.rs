@@ -270,8 +270,8 @@ fn risk_sees_the_order_as_it_becomes_and_working_totals_follow_the_venue() {
     drain(&mut e);
     let o = e.core().order(id).copied().unwrap();
     assert_eq!(
-        (o.status, o.request.qty, o.amend),
-        (OrderStatus::Open, units(8), None),
+        (o.status, o.request.qty, o.amend_pending),
+        (OrderStatus::Open, units(8), false),
         "TC2"
     );
     assert!(
