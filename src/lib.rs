@@ -32,3 +32,8 @@ pub mod status;
 pub mod strategy;
 pub mod sweep;
 pub mod venues;
+
+/// The README's Rust examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
