@@ -748,25 +748,14 @@ fn drive<St: Steps, S: Strategy>(
     let x = &config.execution;
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes));
     let outbox = Arc::new(Outbox::new(1 << 16));
-    let engine = Engine::new(
-        config.engine,
-        Arc::clone(&lanes),
-        registry,
-        strategy,
-        PreTradeRisk::new(config.risk.clone()),
-        gateway,
-        clock.clone(),
-    )
-    .with_outbox(Arc::clone(&outbox))
-    // The backtest reads fills and breaker transitions; orders, positions, denials and lane
-    // metrics would only be copied and dropped.
-    .with_record_kinds(Record::FILL | Record::BREAKER)
-    .with_stops(
-        config.stops.params(),
-        Arc::new(tradeloop_engine::stops::StopGuard::new(n)),
-    )
-    .with_breakers(config.breakers.settings())
-    .without_latency_histograms();
+    let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(n));
+    let engine = config
+        .engine(Arc::clone(&lanes), registry, strategy, gateway, clock.clone(), guard)
+        .with_outbox(Arc::clone(&outbox))
+        // The backtest reads fills and breaker transitions; orders, positions, denials and
+        // lane metrics would only be copied and dropped.
+        .with_record_kinds(Record::FILL | Record::BREAKER)
+        .without_latency_histograms();
     let mut sink = Sink {
         lanes: Arc::clone(&lanes),
         last_trade: vec![Price::ZERO; n],

@@ -492,6 +492,7 @@ impl UseStrategy for RunWith<'_> {
         run::run(config, self.options, self.stop, |instruments| {
             Ok(crate::strategy::build::<S>(config, instruments)?.0)
         })
+        .map(drop)
     }
 }
 

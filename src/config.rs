@@ -999,6 +999,39 @@ impl Config {
         Ok(())
     }
 
+    /// The engine as this configuration makes it, for `run` and backtests alike: the loop and
+    /// lane settings, pre-trade risk, per-position stops publishing their levels to `guard`,
+    /// the circuit breakers and the kill switch's flatten. The caller adds what differs by use
+    /// (outbox, record kinds, cancel on stop, latency histograms).
+    #[must_use]
+    pub fn engine<S, G, C>(
+        &self,
+        lanes: std::sync::Arc<tradeloop_engine::lane::Lanes>,
+        registry: InstrumentRegistry,
+        strategy: S,
+        gateway: G,
+        clock: C,
+        guard: std::sync::Arc<tradeloop_engine::stops::StopGuard>,
+    ) -> tradeloop_engine::event_loop::Engine<S, tradeloop_risk::PreTradeRisk, G, C>
+    where
+        S: tradeloop_engine::api::Strategy,
+        G: tradeloop_engine::api::Gateway,
+        C: tradeloop_engine::clock::Clock,
+    {
+        tradeloop_engine::event_loop::Engine::new(
+            self.engine,
+            lanes,
+            registry,
+            strategy,
+            tradeloop_risk::PreTradeRisk::new(self.risk.clone()),
+            gateway,
+            clock,
+        )
+        .with_kill_flatten(self.kill_switch.flatten)
+        .with_stops(self.stops.params(), guard)
+        .with_breakers(self.breakers.settings())
+    }
+
     /// Settings of the simulated venue (paper trading, backtests) for `instruments` instruments.
     #[must_use]
     pub fn exec_config(&self, instruments: usize) -> tradeloop_adapters::sim::matching::ExecConfig {

@@ -27,13 +27,11 @@ use tradeloop_engine::breakers::{BreakerKind, BreakerState};
 use tradeloop_engine::clock::Clock;
 use tradeloop_engine::clock::LiveClock;
 use tradeloop_engine::event::{Control, Event, EventKind, FeedState};
-use tradeloop_engine::event_loop::Engine;
 use tradeloop_engine::fixed::{Money, Price};
 use tradeloop_engine::instrument::InstrumentRegistry;
 use tradeloop_engine::lane::{Lane, Lanes};
 use tradeloop_engine::metrics::Telemetry;
 use tradeloop_engine::order::Order;
-use tradeloop_risk::PreTradeRisk;
 
 use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
 use crate::venues::{with_feed, Wire, WithFeed};
@@ -136,12 +134,12 @@ impl<S> Bot<S> {
 
 impl<S: Strategy + Send + 'static> Bot<S> {
     /// Runs until `stop` is set (or the duration ends, or the engine stops), then shuts down
-    /// cleanly and prints the summary.
+    /// cleanly, prints the summary on stderr and returns it.
     ///
     /// # Errors
     /// If a venue cannot start, a thread cannot be spawned, the strategy cannot be built, or
     /// live execution fails its start-up checks.
-    pub fn run_until(self, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    pub fn run_until(self, stop: &Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
         let build = self.build.context("the bot has no strategy")?;
         run(&self.config, self.options, stop, build)
     }
@@ -166,7 +164,8 @@ struct RunningFeed {
     handle: FeedHandle,
 }
 
-/// Runs the bot until Ctrl-C or the duration ends.
+/// Runs the bot until the stop flag is set or the duration ends, prints its summary on stderr
+/// and returns it.
 ///
 /// # Errors
 /// If a venue cannot start (port in use), a thread cannot be spawned, or the config names a
@@ -176,7 +175,24 @@ pub fn run<S, F>(
     options: RunOptions,
     stop: &Arc<AtomicBool>,
     build: F,
-) -> anyhow::Result<()>
+) -> anyhow::Result<RunSummary>
+where
+    S: Strategy + Send + 'static,
+    F: FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
+{
+    let summary = start_and_supervise(config, options, stop, build)?;
+    eprint!("{summary}");
+    Ok(summary)
+}
+
+/// [`run`] up to its summary: starts every part, supervises the engine until the stop flag,
+/// the duration or the engine ends it, and shuts everything down in order.
+fn start_and_supervise<S, F>(
+    config: &Config,
+    options: RunOptions,
+    stop: &Arc<AtomicBool>,
+    build: F,
+) -> anyhow::Result<RunSummary>
 where
     S: Strategy + Send + 'static,
     F: FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
@@ -294,19 +310,16 @@ where
         .map(|i| format!("{}:{}", i.venue, i.symbol))
         .collect();
     let main_clock = clock.clone();
-    let mut engine = Engine::new(
-        config.engine,
-        Arc::clone(&lanes),
-        registry,
-        strategy,
-        PreTradeRisk::new(config.risk.clone()),
-        gateway,
-        clock,
-    )
-    .with_outbox(persistence.outbox())
-    .with_kill_flatten(config.kill_switch.flatten)
-    .with_stops(config.stops.params(), Arc::clone(&stop_guard))
-    .with_breakers(config.breakers.settings());
+    let mut engine = config
+        .engine(
+            Arc::clone(&lanes),
+            registry,
+            strategy,
+            gateway,
+            clock,
+            Arc::clone(&stop_guard),
+        )
+        .with_outbox(persistence.outbox());
     if config.mode == Mode::Live && config.live.cancel_on_exit {
         engine = engine.with_cancel_on_stop(Duration::from_millis(config.live.exit_grace_ms));
     }
@@ -441,102 +454,8 @@ where
         );
     }
     // The engine has shut down and flushed its spill: the writer writes what is queued.
-    let target = persistence.target.clone();
+    let persistence_target = persistence.target.clone();
     let flushed = persistence.finish()?;
-    let c = &report.counters;
-    eprintln!(
-        "run ended after {:.1}s: events critical {} high {} normal {} low {}; orders sent {}, fills {}, rejects {}, denied {}, still working {}",
-        started.elapsed().as_secs_f64(),
-        c.events[0],
-        c.events[1],
-        c.events[2],
-        c.events[3],
-        c.orders_sent,
-        c.fills,
-        c.rejects,
-        c.denials.iter().sum::<u64>(),
-        report.working_orders,
-    );
-    if c.stops_fired + c.stops_failed > 0 {
-        eprintln!(
-            "stops: {} fired (closing orders sent), {} refused",
-            c.stops_fired, c.stops_failed
-        );
-    }
-    for kind in BreakerKind::ALL {
-        let k = kind as usize;
-        if c.breaker_trips[k] > 0 {
-            eprintln!(
-                "breaker {}: tripped {} times, recovered {} times, now {}",
-                kind.name(),
-                c.breaker_trips[k],
-                c.breaker_recoveries[k],
-                BreakerState::from_code(c.breaker_states[k]).name()
-            );
-        }
-    }
-    if c.kills > 0 {
-        eprintln!(
-            "kill switch: tripped {} times, {} closing orders sent, {} positions left open (no reference price or refused); new orders stayed halted",
-            c.kills, c.flatten_orders, c.flatten_failed
-        );
-    }
-    if let Some((exec, lost_reports)) = sim_exec {
-        eprintln!(
-            "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} reports lost",
-            exec.arrived, exec.fills, exec.rejected, exec.canceled, lost_reports
-        );
-    }
-    if let Some(s) = live_stats {
-        eprintln!(
-            "live venue: {} orders sent, {} refused by exchange filters, {} rejected, {} cancels sent, {} unknown outcomes resolved; {} reconciliations ({} orphans cancelled, {} foreign orders, {} positions checked); user stream {} connects, {} stale and {} unknown reports ignored, {} bad messages; REST {} requests, {} held back, {} 429, {} 418, {} dry-run",
-            s.orders_sent,
-            s.refused_by_filter,
-            s.rejected,
-            s.cancels_sent,
-            s.unknown_outcomes,
-            s.reconciliations,
-            s.orphans_cancelled,
-            s.foreign_orders,
-            s.positions_synced,
-            s.stream_connects,
-            s.stream_stale_reports,
-            s.stream_unknown_orders,
-            s.stream_bad_messages,
-            s.rest_sent,
-            s.held_back,
-            s.http_429,
-            s.http_418,
-            s.dry_run,
-        );
-    }
-    for (name, p) in instrument_names.iter().zip(&report.positions) {
-        if p.fills > 0 {
-            let mark = telemetry
-                .instrument(p.instrument.get())
-                .and_then(|x| x.best_bid.zip(x.best_ask))
-                .map(|(b, a)| Price((b.raw() + a.raw()) / 2));
-            let unrealized = mark.map_or(Money::ZERO, |m| p.unrealized(m));
-            eprintln!(
-                "position {name}: qty {}, realised {}, unrealised {}, fees {}, net {} ({} fills)",
-                p.qty,
-                p.realized.to_decimal().round_dp(8),
-                unrealized.to_decimal().round_dp(8),
-                p.fees.to_decimal().round_dp(8),
-                (p.realized + unrealized - p.fees).to_decimal().round_dp(8),
-                p.fills
-            );
-        }
-    }
-    eprintln!(
-        "persistence ({target}, run {}): queued {} records, wrote {} in {} batches, {} failed attempts, {} telemetry records dropped",
-        restored.run_id,
-        flushed.queued,
-        flushed.report.written,
-        flushed.report.batches,
-        flushed.report.failures,
-        flushed.telemetry_dropped,
-    );
     if flushed.report.written != flushed.queued {
         tracing::error!(
             queued = flushed.queued,
@@ -544,30 +463,198 @@ where
             "records queued but not written"
         );
     }
-    for (name, s) in &feed_stats {
-        eprintln!(
-            "feed {name}: {} frames, {} trades, {} quotes, {} diffs, {} snapshots, {} gaps, {} refused",
-            s.frames,
-            s.trades,
-            s.quotes,
-            s.diffs_applied,
-            s.snapshots,
-            s.gaps,
-            s.errors_total()
-        );
-    }
-    for lane in Lane::ALL {
-        let st = lanes.stats(lane);
-        if st.dropped > 0 || st.refused > 0 {
-            eprintln!(
-                "lane {}: {} dropped, {} refused",
-                lane.name(),
-                st.dropped,
-                st.refused
-            );
+    let marks = (0..instrument_names.len())
+        .map(|i| {
+            telemetry
+                .instrument(i)
+                .and_then(|x| x.best_bid.zip(x.best_ask))
+                .map(|(b, a)| Price((b.raw() + a.raw()) / 2))
+        })
+        .collect();
+    Ok(RunSummary {
+        elapsed: started.elapsed(),
+        report,
+        instruments: instrument_names,
+        marks,
+        sim: sim_exec,
+        live: live_stats,
+        persistence_target,
+        run_id: restored.run_id,
+        flushed,
+        feeds: feed_stats,
+        lanes: Lane::ALL.map(|lane| (lane, lanes.stats(lane))),
+    })
+}
+
+/// What a run did: the engine's final counters and positions, and the venues', feeds',
+/// lanes' and store's figures. `run` prints it ([`fmt::Display`]) when it ends.
+#[derive(Debug)]
+pub struct RunSummary {
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// The engine's final counters, positions and working orders.
+    pub report: tradeloop_engine::event_loop::RunReport,
+    /// `venue:symbol` by instrument index.
+    pub instruments: Vec<String>,
+    /// Last published mid per instrument, if the book had both sides.
+    pub marks: Vec<Option<Price>>,
+    /// The simulated venue's counters and reports lost (paper mode).
+    pub sim: Option<(tradeloop_adapters::sim::matching::ExecStats, u64)>,
+    /// The live venue's counters (live mode).
+    pub live: Option<tradeloop_adapters::binance::exec::gateway::LiveStats>,
+    /// Where records were persisted (secrets redacted).
+    pub persistence_target: String,
+    /// This run's id in the store.
+    pub run_id: i64,
+    /// What the persistence writer did.
+    pub flushed: crate::persistence::Flushed,
+    /// Each feed's final counters.
+    pub feeds: Vec<(String, tradeloop_adapters::feed::FeedStats)>,
+    /// Each lane's final counters.
+    pub lanes: [(Lane, tradeloop_engine::lane::LaneStats); 4],
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let report = &self.report;
+        let c = &report.counters;
+        writeln!(
+            f,
+            "run ended after {:.1}s: events critical {} high {} normal {} low {}; orders sent {}, fills {}, rejects {}, denied {}, still working {}",
+            self.elapsed.as_secs_f64(),
+            c.events[0],
+            c.events[1],
+            c.events[2],
+            c.events[3],
+            c.orders_sent,
+            c.fills,
+            c.rejects,
+            c.denials.iter().sum::<u64>(),
+            report.working_orders,
+        )?;
+        if c.amends_sent + c.timers_fired > 0 {
+            writeln!(
+                f,
+                "amends sent {}, timers fired {}",
+                c.amends_sent, c.timers_fired
+            )?;
         }
+        if c.stops_fired + c.stops_failed > 0 {
+            writeln!(
+                f,
+                "stops: {} fired (closing orders sent), {} refused",
+                c.stops_fired, c.stops_failed
+            )?;
+        }
+        for kind in BreakerKind::ALL {
+            let k = kind as usize;
+            if c.breaker_trips[k] > 0 {
+                writeln!(
+                    f,
+                    "breaker {}: tripped {} times, recovered {} times, now {}",
+                    kind.name(),
+                    c.breaker_trips[k],
+                    c.breaker_recoveries[k],
+                    BreakerState::from_code(c.breaker_states[k]).name()
+                )?;
+            }
+        }
+        if c.kills > 0 {
+            writeln!(
+                f,
+                "kill switch: tripped {} times, {} closing orders sent, {} positions left open (no reference price or refused); new orders stayed halted",
+                c.kills, c.flatten_orders, c.flatten_failed
+            )?;
+        }
+        if let Some((exec, lost_reports)) = self.sim {
+            writeln!(
+                f,
+                "simulated venue: {} orders arrived, {} fills, {} rejected, {} cancelled/expired, {} amended, {} reports lost",
+                exec.arrived, exec.fills, exec.rejected, exec.canceled, exec.amended, lost_reports
+            )?;
+        }
+        if let Some(s) = self.live {
+            writeln!(
+                f,
+                "live venue: {} orders sent, {} refused by exchange filters, {} rejected, {} cancels sent, {} unknown outcomes resolved; {} reconciliations ({} orphans cancelled, {} foreign orders, {} positions checked); user stream {} connects, {} stale and {} unknown reports ignored, {} bad messages; REST {} requests, {} held back, {} 429, {} 418, {} dry-run",
+                s.orders_sent,
+                s.refused_by_filter,
+                s.rejected,
+                s.cancels_sent,
+                s.unknown_outcomes,
+                s.reconciliations,
+                s.orphans_cancelled,
+                s.foreign_orders,
+                s.positions_synced,
+                s.stream_connects,
+                s.stream_stale_reports,
+                s.stream_unknown_orders,
+                s.stream_bad_messages,
+                s.rest_sent,
+                s.held_back,
+                s.http_429,
+                s.http_418,
+                s.dry_run,
+            )?;
+        }
+        for ((name, p), mark) in self
+            .instruments
+            .iter()
+            .zip(&report.positions)
+            .zip(&self.marks)
+        {
+            if p.fills > 0 {
+                let unrealized = mark.map_or(Money::ZERO, |m| p.unrealized(m));
+                writeln!(
+                    f,
+                    "position {name}: qty {}, realised {}, unrealised {}, fees {}, net {} ({} fills)",
+                    p.qty,
+                    p.realized.to_decimal().round_dp(8),
+                    unrealized.to_decimal().round_dp(8),
+                    p.fees.to_decimal().round_dp(8),
+                    (p.realized + unrealized - p.fees).to_decimal().round_dp(8),
+                    p.fills
+                )?;
+            }
+        }
+        let w = &self.flushed;
+        writeln!(
+            f,
+            "persistence ({}, run {}): queued {} records, wrote {} in {} batches, {} failed attempts, {} telemetry records dropped",
+            self.persistence_target,
+            self.run_id,
+            w.queued,
+            w.report.written,
+            w.report.batches,
+            w.report.failures,
+            w.telemetry_dropped,
+        )?;
+        for (name, s) in &self.feeds {
+            writeln!(
+                f,
+                "feed {name}: {} frames, {} trades, {} quotes, {} diffs, {} snapshots, {} gaps, {} refused",
+                s.frames,
+                s.trades,
+                s.quotes,
+                s.diffs_applied,
+                s.snapshots,
+                s.gaps,
+                s.errors_total()
+            )?;
+        }
+        for (lane, st) in &self.lanes {
+            if st.dropped > 0 || st.refused > 0 {
+                writeln!(
+                    f,
+                    "lane {}: {} dropped, {} refused",
+                    lane.name(),
+                    st.dropped,
+                    st.refused
+                )?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Where orders go: the simulated matching engine (paper) or Binance (live).
