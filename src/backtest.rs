@@ -77,6 +77,8 @@ pub struct FillRow {
     pub fee: Qty,
     /// Resting (maker) fill.
     pub maker: bool,
+    /// The strategy whose order filled (its portfolio member index; 0 for one strategy).
+    pub strategy: tradeloop_engine::event::StrategyId,
 }
 
 /// The strategy's name and parameters as `summary.json` states them.
@@ -750,7 +752,14 @@ fn drive<St: Steps, S: Strategy>(
     let outbox = Arc::new(Outbox::new(1 << 16));
     let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(n));
     let engine = config
-        .engine(Arc::clone(&lanes), registry, strategy, gateway, clock.clone(), guard)
+        .engine(
+            Arc::clone(&lanes),
+            registry,
+            strategy,
+            gateway,
+            clock.clone(),
+            guard,
+        )
         .with_outbox(Arc::clone(&outbox))
         // The backtest reads fills and breaker transitions; orders, positions, denials and
         // lane metrics would only be copied and dropped.
@@ -891,6 +900,7 @@ fn drain(
             qty,
             fee,
             maker,
+            strategy,
             ts_ns,
         } = r
         {
@@ -903,6 +913,7 @@ fn drain(
                 qty,
                 fee,
                 maker,
+                strategy,
             });
         }
     }

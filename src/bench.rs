@@ -857,6 +857,7 @@ fn persist_records(n: u64) -> Vec<Record> {
             qty,
             fee: Qty(1_000),
             maker: k.is_multiple_of(3),
+            strategy: tradeloop_engine::event::StrategyId::default(),
             ts_ns: u64::from(k),
         });
         out.push(Record::Position {

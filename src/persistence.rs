@@ -355,6 +355,7 @@ mod tests {
             qty: Qty::from_units(1),
             fee: Qty::ZERO,
             maker: false,
+            strategy: tradeloop_engine::event::StrategyId::default(),
             ts_ns: 1,
         };
         let blocker = SqliteStore::open(&path, vec![]).unwrap();

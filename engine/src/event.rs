@@ -37,6 +37,31 @@ impl Side {
     }
 }
 
+/// Which strategy of a [`Portfolio`](crate::portfolio::Portfolio) an order belongs to (its
+/// member index; 0 for an engine running a single strategy; [`StrategyId::ENGINE`] for the
+/// engine's own closing orders).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+#[repr(transparent)]
+pub struct StrategyId(pub u8);
+
+impl StrategyId {
+    /// The engine's own closing orders: a fired stop, the kill switch's flatten.
+    pub const ENGINE: Self = Self(u8::MAX);
+
+    /// The member index.
+    #[inline]
+    #[must_use]
+    pub const fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl core::fmt::Display for StrategyId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Run-unique client order id. The low 32 bits are the order's pool slot, the high 32 bits a
 /// per-run sequence, so a venue report maps back to its slot in O(1) and a stale report for a
 /// recycled slot is recognised.

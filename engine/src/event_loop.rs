@@ -23,6 +23,7 @@ use crate::breakers::{BreakerAction, BreakerSettings, BreakerState, Breakers};
 use crate::clock::Clock;
 use crate::event::{
     ClientOrderId, Control, Event, EventKind, OrderReport, PositionSync, Side, StopTrigger,
+    StrategyId,
 };
 use crate::fixed::{Price, Qty};
 use crate::instrument::{InstrumentIndex, InstrumentRegistry};
@@ -395,6 +396,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
             let side = if qty.raw() > 0 { Side::Sell } else { Side::Buy };
             let req = OrderRequest {
                 reduce_only: true,
+                strategy: StrategyId::ENGINE,
                 ..OrderRequest::market(instrument, side, reference, qty.abs())
             };
             match self.submit_inner(req, true) {
@@ -458,6 +460,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         };
         let req = OrderRequest {
             reduce_only: true,
+            strategy: StrategyId::ENGINE,
             ..OrderRequest::market(instrument, side, reference, qty)
         };
         if rehearse {
@@ -559,6 +562,7 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
                 qty,
                 fee,
                 maker,
+                strategy: req.strategy,
                 ts_ns: now_ns,
             });
             self.record(Record::Position {

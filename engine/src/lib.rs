@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod order;
 pub mod persist;
 pub mod pool;
+pub mod portfolio;
 pub mod position;
 pub mod stops;
 pub mod strategies;

@@ -1,7 +1,7 @@
 //! Orders and their lifecycle as an explicit state machine. Hot path: transitions run per order
 //! report on the engine thread; illegal transitions are returned as errors, never ignored.
 
-use crate::event::{ClientOrderId, Side};
+use crate::event::{ClientOrderId, Side, StrategyId};
 use crate::fixed::{Money, Price, Qty};
 use crate::instrument::InstrumentIndex;
 
@@ -68,6 +68,9 @@ pub struct OrderRequest {
     pub reduce_only: bool,
     /// Must rest as a maker; rejected if it would cross.
     pub post_only: bool,
+    /// The strategy it belongs to (set by a [`Portfolio`](crate::portfolio::Portfolio)'s
+    /// context; 0 with a single strategy).
+    pub strategy: StrategyId,
 }
 
 impl OrderRequest {
@@ -84,6 +87,7 @@ impl OrderRequest {
             qty,
             reduce_only: false,
             post_only: false,
+            strategy: StrategyId(0),
         }
     }
 

@@ -46,6 +46,8 @@ pub enum Record {
         fee: Qty,
         /// Maker or taker.
         maker: bool,
+        /// The strategy whose order filled.
+        strategy: crate::event::StrategyId,
         /// Clock time applied.
         ts_ns: u64,
     },
@@ -406,6 +408,7 @@ mod tests {
             qty: Qty::from_units(1),
             fee: Qty::ZERO,
             maker: false,
+            strategy: crate::event::StrategyId::default(),
             ts_ns: n,
         }
     }

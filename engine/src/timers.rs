@@ -23,6 +23,14 @@ pub enum TimerError {
         /// Slots configured.
         capacity: usize,
     },
+    /// A portfolio member's timer id above the range it may use.
+    #[error("timer id {id} above {max} (a portfolio member's ids are 24 bits)")]
+    IdOutOfRange {
+        /// Requested id.
+        id: u32,
+        /// Largest allowed.
+        max: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -494,6 +494,7 @@ impl Store for PgStore {
                         qty,
                         fee,
                         maker,
+                        strategy: _,
                         ts_ns,
                     } = *r
                     {

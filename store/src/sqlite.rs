@@ -348,6 +348,7 @@ impl Store for SqliteStore {
                         qty,
                         fee,
                         maker,
+                        strategy: _,
                         ts_ns,
                     } => {
                         fill.execute(params![

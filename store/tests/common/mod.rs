@@ -89,6 +89,7 @@ pub fn records(seq0: u32, n: u32) -> (Vec<Record>, Vec<Position>) {
                 qty,
                 fee,
                 maker: k % 2 == 0,
+                strategy: tradeloop_engine::event::StrategyId::default(),
                 ts_ns: u64::from(k),
             });
             out.push(Record::Position {
