@@ -88,6 +88,86 @@ pub struct StrategyLabel {
     pub name: String,
     /// Parameters (`null` when none were given).
     pub params: serde_json::Value,
+    /// A portfolio's members' names, by [`StrategyId`](tradeloop_engine::event::StrategyId)
+    /// (empty for a single strategy). With members, `fills.csv` has a `strategy` column.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// What is attributed to one strategy of a backtest (one row of `by_strategy`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StrategyAttribution {
+    /// Member index (`255`: the engine's own closing orders, a stop or a flatten).
+    pub id: u8,
+    /// Its name, if known.
+    pub name: String,
+    /// Fills of its orders.
+    pub fills: u64,
+    /// Realised PnL of its fills, at their prices (before fees).
+    pub realized: Decimal,
+    /// Fees of its fills.
+    pub fees: Decimal,
+    /// Unrealised PnL of what its fills leave open, at the final marks.
+    pub unrealized: Decimal,
+    /// realised + unrealised − fees.
+    pub net_pnl: Decimal,
+}
+
+impl Report {
+    /// Fills, PnL and fees attributed to each strategy that had a fill, by id: each
+    /// strategy's fills booked on positions of its own. The engine's own closing orders (a
+    /// fired stop, the kill switch) are their own row, `255`. Fees and total PnL (realised +
+    /// unrealised) add up to the account's; realised alone need not, since members' positions
+    /// net in the account (one member's sell against another's long realises there, while the
+    /// seller's own book opens a short).
+    #[must_use]
+    pub fn by_strategy(&self) -> Vec<StrategyAttribution> {
+        use std::collections::BTreeMap;
+        let mut books: BTreeMap<u8, Vec<tradeloop_engine::position::Position>> = BTreeMap::new();
+        for f in &self.fills {
+            let positions = books.entry(f.strategy.0).or_insert_with(|| {
+                self.positions
+                    .iter()
+                    .map(|p| tradeloop_engine::position::Position::new(p.instrument, p.kind))
+                    .collect()
+            });
+            if let Some(p) = positions.get_mut(f.instrument.get()) {
+                // The engine applied the same fill, so it cannot be refused here.
+                let _ = p.apply_fill(f.side, f.price, f.qty, f.fee);
+            }
+        }
+        books
+            .into_iter()
+            .map(|(id, positions)| {
+                let (mut realized, mut fees, mut unrealized, mut fills) =
+                    (Money::ZERO, Money::ZERO, Money::ZERO, 0u64);
+                for (p, mark) in positions.iter().zip(&self.marks) {
+                    realized += p.realized;
+                    fees += p.fees;
+                    unrealized += p.unrealized(*mark);
+                    fills += p.fills;
+                }
+                let name = if id == tradeloop_engine::event::StrategyId::ENGINE.0 {
+                    "engine".to_owned()
+                } else {
+                    self.strategy
+                        .members
+                        .get(usize::from(id))
+                        .cloned()
+                        .unwrap_or_else(|| self.strategy.name.clone())
+                };
+                StrategyAttribution {
+                    id,
+                    name,
+                    fills,
+                    realized: realized.to_decimal().round_dp(8),
+                    fees: fees.to_decimal().round_dp(8),
+                    unrealized: unrealized.to_decimal().round_dp(8),
+                    net_pnl: (realized + unrealized - fees).to_decimal().round_dp(8),
+                }
+            })
+            .collect()
+    }
 }
 
 /// Everything a backtest produced: what `summary.json`, `fills.csv` and `equity.svg` hold
@@ -560,6 +640,7 @@ impl Backtest<()> {
             label: StrategyLabel {
                 name: String::new(),
                 params: serde_json::Value::Null,
+                members: Vec::new(),
             },
         })
     }
@@ -577,6 +658,7 @@ impl Backtest<()> {
             label: StrategyLabel {
                 name,
                 params: serde_json::Value::Null,
+                members: Vec::new(),
             },
         }
     }
@@ -640,7 +722,16 @@ impl<S> Backtest<S> {
         self.label = StrategyLabel {
             name: name.into(),
             params,
+            members: Vec::new(),
         };
+        self
+    }
+
+    /// Names a portfolio's members, by id (`summary.json`'s `by_strategy`, and a `strategy`
+    /// column in `fills.csv`).
+    #[must_use]
+    pub fn members(mut self, names: Vec<String>) -> Self {
+        self.label.members = names;
         self
     }
 }
@@ -850,6 +941,7 @@ fn drive<St: Steps, S: Strategy>(
         strategy: StrategyLabel {
             name: String::new(),
             params: serde_json::Value::Null,
+            members: Vec::new(),
         },
         inputs: options.data.clone(),
         execution,
@@ -1124,6 +1216,7 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
             "ts_ns": ts, "breaker": e.kind.name(), "state": e.state.name(), "action": e.action.name(),
             "value": e.value, "limit": e.limit, "unit": e.kind.unit(),
         })).collect::<Vec<_>>(),
+        "by_strategy": bt.by_strategy(),
         "positions": bt.positions.iter().zip(&bt.symbols).map(|(p, sym)| serde_json::json!({
             "symbol": sym, "qty": p.qty.to_string(), "realized": p.realized.to_decimal().round_dp(8), "fees": p.fees.to_decimal().round_dp(8), "fills": p.fills,
         })).collect::<Vec<_>>(),
@@ -1135,10 +1228,15 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
     let mut csv = std::io::BufWriter::new(std::fs::File::create(dir.join("fills.csv"))?);
-    writeln!(csv, "ts_ns,client_order_id,symbol,side,price,qty,fee,maker")?;
+    let portfolio = !bt.strategy.members.is_empty();
+    writeln!(
+        csv,
+        "ts_ns,client_order_id,symbol,side,price,qty,fee,maker{}",
+        if portfolio { ",strategy" } else { "" }
+    )?;
     for f in &bt.fills {
         let side = if f.side == Side::Buy { "buy" } else { "sell" };
-        writeln!(
+        write!(
             csv,
             "{},{},{},{side},{},{},{},{}",
             f.ts_ns,
@@ -1149,6 +1247,15 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
             f.fee,
             f.maker
         )?;
+        if portfolio {
+            let name = bt
+                .strategy
+                .members
+                .get(f.strategy.get())
+                .map_or("engine", String::as_str);
+            write!(csv, ",{name}")?;
+        }
+        writeln!(csv)?;
     }
     csv.flush()?;
     std::fs::write(dir.join("equity.svg"), equity_svg(&bt.equity))?;

@@ -465,8 +465,14 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves the strategy `name` (default `[strategy] name`) in `R` and hands it to `job`.
-fn dispatch<R: Registry, V: UseStrategy<Output = anyhow::Result<T>>, T>(
+/// Resolves the strategy `name` (default `[strategy] name`) in `R` — or, for
+/// [`PORTFOLIO`](crate::strategy::PORTFOLIO), the members of `[strategy.portfolio]` — and
+/// hands it to `job`.
+fn dispatch<
+    R: Registry,
+    V: UseStrategy<Output = anyhow::Result<T>> + Job<Output = anyhow::Result<T>>,
+    T,
+>(
     config: &Config,
     name: Option<&str>,
     job: V,
@@ -475,7 +481,27 @@ fn dispatch<R: Registry, V: UseStrategy<Output = anyhow::Result<T>>, T>(
         Some(n) => ("--strategy", n),
         None => ("strategy.name", config.strategy.name.as_str()),
     };
+    if name == crate::strategy::PORTFOLIO {
+        return job.run(crate::strategy::build_portfolio::<R>);
+    }
     R::dispatch(name, job).unwrap_or_else(|| Err(crate::strategy::unknown::<R>(key, name).into()))
+}
+
+/// A command's work with a strategy built by `build` (from the configuration it is given and
+/// the instruments).
+trait Job {
+    type Output;
+    fn run<S, B>(self, build: B) -> Self::Output
+    where
+        S: tradeloop_engine::api::Strategy + Send + 'static,
+        B: Fn(
+                &Config,
+                &tradeloop_engine::instrument::InstrumentRegistry,
+            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
+            + Send
+            + Sync
+            + Copy
+            + 'static;
 }
 
 /// `run` with the strategy a name resolved to.
@@ -485,14 +511,32 @@ struct RunWith<'a> {
     stop: &'a Arc<AtomicBool>,
 }
 
+impl Job for RunWith<'_> {
+    type Output = anyhow::Result<()>;
+    fn run<S, B>(self, build: B) -> Self::Output
+    where
+        S: tradeloop_engine::api::Strategy + Send + 'static,
+        B: Fn(
+                &Config,
+                &tradeloop_engine::instrument::InstrumentRegistry,
+            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
+            + Send
+            + Sync
+            + Copy
+            + 'static,
+    {
+        let config = self.config;
+        run::run(config, self.options, self.stop, |instruments| {
+            Ok(build(config, instruments)?.0)
+        })
+        .map(drop)
+    }
+}
+
 impl UseStrategy for RunWith<'_> {
     type Output = anyhow::Result<()>;
     fn with<S: Configurable>(self) -> Self::Output {
-        let config = self.config;
-        run::run(config, self.options, self.stop, |instruments| {
-            Ok(crate::strategy::build::<S>(config, instruments)?.0)
-        })
-        .map(drop)
+        Job::run(self, crate::strategy::build::<S>)
     }
 }
 
@@ -507,9 +551,20 @@ struct BacktestWith<'a> {
     out: &'a std::path::Path,
 }
 
-impl UseStrategy for BacktestWith<'_> {
+impl Job for BacktestWith<'_> {
     type Output = anyhow::Result<Option<backtest::Report>>;
-    fn with<S: Configurable>(self) -> Self::Output {
+    fn run<S, B>(self, build: B) -> Self::Output
+    where
+        S: tradeloop_engine::api::Strategy + Send + 'static,
+        B: Fn(
+                &Config,
+                &tradeloop_engine::instrument::InstrumentRegistry,
+            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
+            + Send
+            + Sync
+            + Copy
+            + 'static,
+    {
         let config = self.config;
         if !self.sweep.is_empty() {
             sweep::run(
@@ -520,19 +575,27 @@ impl UseStrategy for BacktestWith<'_> {
                 self.options,
                 self.sort_by,
                 self.out,
-                |c, instruments| Ok(crate::strategy::build::<S>(c, instruments)?.0),
+                move |c, instruments| Ok(build(c, instruments)?.0),
             )?;
             return Ok(None);
         }
         let bt = backtest::Backtest::from_config(config)?;
-        let (strategy, label) = crate::strategy::build::<S>(config, bt.instruments())?;
+        let (strategy, label) = build(config, bt.instruments())?;
         let report = bt
             .strategy(strategy)
             .label(label.name, label.params)
+            .members(label.members)
             .data(self.options.data.clone())
             .window(self.options.from_ns, self.options.to_ns)
             .progress(self.options.progress)
             .run()?;
         Ok(Some(report))
+    }
+}
+
+impl UseStrategy for BacktestWith<'_> {
+    type Output = anyhow::Result<Option<backtest::Report>>;
+    fn with<S: Configurable>(self) -> Self::Output {
+        Job::run(self, crate::strategy::build::<S>)
     }
 }

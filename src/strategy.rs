@@ -51,6 +51,7 @@
 //! ```
 
 use tradeloop_engine::instrument::InstrumentRegistry;
+use tradeloop_engine::portfolio::{MemberLimits, Portfolio};
 use tradeloop_engine::strategies::MaCross;
 
 use crate::backtest::StrategyLabel;
@@ -68,10 +69,56 @@ pub trait UseStrategy {
 
 /// The strategies a binary offers by name. Made with [`strategies!`].
 pub trait Registry: Send + Sync + 'static {
+    /// Any one of the registered strategies: the nested
+    /// [`Either`](tradeloop_engine::portfolio::Either) of them all, so that members of a
+    /// [`Portfolio`](tradeloop_engine::portfolio::Portfolio) may be of different types.
+    type Any: tradeloop_engine::api::Strategy + Send + 'static;
     /// Registered names, in registration order.
     fn names() -> Vec<&'static str>;
     /// Calls `visitor.with::<S>()` for the strategy named `name`; `None` if none is.
     fn dispatch<V: UseStrategy>(name: &str, visitor: V) -> Option<V::Output>;
+    /// Builds the strategy named `name` as [`Self::Any`], its parameters from
+    /// `[strategy.SECTION]`; `None` if no strategy has that name.
+    fn build_any(
+        name: &str,
+        section: &str,
+        config: &Config,
+        instruments: &InstrumentRegistry,
+    ) -> Option<Result<(Self::Any, StrategyLabel), ConfigError>>;
+}
+
+/// [`strategies!`]'s nested `Either` of the registered types.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strategies_any {
+    ($t:ty) => { $t };
+    ($t:ty, $($rest:ty),+) => {
+        $crate::engine::portfolio::Either<$t, $crate::__strategies_any!($($rest),+)>
+    };
+}
+
+/// [`strategies!`]'s `build_any`: the strategy at its place in the nested `Either`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __strategies_build_any {
+    ($name:ident, $section:ident, $config:ident, $instruments:ident; $t:ty) => {
+        if $name == <$t as $crate::strategy::Configurable>::NAME {
+            ::core::option::Option::Some($crate::strategy::build_section::<$t>($config, $section, $instruments))
+        } else {
+            ::core::option::Option::None
+        }
+    };
+    ($name:ident, $section:ident, $config:ident, $instruments:ident; $t:ty, $($rest:ty),+) => {
+        if $name == <$t as $crate::strategy::Configurable>::NAME {
+            ::core::option::Option::Some(
+                $crate::strategy::build_section::<$t>($config, $section, $instruments)
+                    .map(|(s, l)| ($crate::engine::portfolio::Either::Left(s), l)),
+            )
+        } else {
+            $crate::__strategies_build_any!($name, $section, $config, $instruments; $($rest),+)
+                .map(|r| r.map(|(s, l)| ($crate::engine::portfolio::Either::Right(s), l)))
+        }
+    };
 }
 
 /// Declares a [`Registry`] of strategy types (each [`Configurable`]), in the order their
@@ -91,6 +138,22 @@ macro_rules! strategies {
         $vis struct $name;
 
         impl $crate::strategy::Registry for $name {
+            type Any = $crate::__strategies_any!($($s),+);
+
+            fn build_any(
+                name: &str,
+                section: &str,
+                config: &$crate::config::Config,
+                instruments: &$crate::engine::instrument::InstrumentRegistry,
+            ) -> ::core::option::Option<
+                ::core::result::Result<
+                    (Self::Any, $crate::backtest::StrategyLabel),
+                    $crate::config::ConfigError,
+                >,
+            > {
+                $crate::__strategies_build_any!(name, section, config, instruments; $($s),+)
+            }
+
             fn names() -> ::std::vec::Vec<&'static str> {
                 ::std::vec![$(<$s as $crate::strategy::Configurable>::NAME),+]
             }
@@ -125,18 +188,30 @@ strategies! {
 /// # Errors
 /// A [`ConfigError`] for a missing, misspelt or mistyped key.
 pub fn params<S: Configurable>(config: &Config) -> Result<S::Params, ConfigError> {
-    let section = config
+    params_from::<S>(config, S::NAME)
+}
+
+/// `S`'s parameters from `[strategy.SECTION]` (a portfolio may run one strategy twice with
+/// two sections).
+///
+/// # Errors
+/// A [`ConfigError`] for a missing, misspelt or mistyped key.
+pub fn params_from<S: Configurable>(
+    config: &Config,
+    section: &str,
+) -> Result<S::Params, ConfigError> {
+    let table = config
         .strategy
         .sections
-        .get(S::NAME)
+        .get(section)
         .cloned()
         .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    serde_path_to_error::deserialize(section).map_err(|e| {
+    serde_path_to_error::deserialize(table).map_err(|e| {
         let path = e.path().to_string();
         let key = if path == "." {
-            format!("strategy.{}", S::NAME)
+            format!("strategy.{section}")
         } else {
-            format!("strategy.{}.{path}", S::NAME)
+            format!("strategy.{section}.{path}")
         };
         ConfigError {
             key,
@@ -153,20 +228,127 @@ pub fn build<S: Configurable>(
     config: &Config,
     instruments: &InstrumentRegistry,
 ) -> Result<(S, StrategyLabel), ConfigError> {
-    let p = params::<S>(config)?;
+    build_section::<S>(config, S::NAME, instruments)
+}
+
+/// Builds `S` with its parameters from `[strategy.SECTION]`.
+///
+/// # Errors
+/// A [`ConfigError`] naming the key.
+pub fn build_section<S: Configurable>(
+    config: &Config,
+    section: &str,
+    instruments: &InstrumentRegistry,
+) -> Result<(S, StrategyLabel), ConfigError> {
+    let p = params_from::<S>(config, section)?;
     let strategy = S::build(&p, instruments).map_err(|e| ConfigError {
         key: if e.key.is_empty() {
-            format!("strategy.{}", S::NAME)
+            format!("strategy.{section}")
         } else {
-            format!("strategy.{}.{}", S::NAME, e.key)
+            format!("strategy.{section}.{}", e.key)
         },
         reason: e.reason,
     })?;
     let label = StrategyLabel {
         name: S::NAME.to_owned(),
         params: serde_json::to_value(&p).unwrap_or(serde_json::Value::Null),
+        members: Vec::new(),
     };
     Ok((strategy, label))
+}
+
+/// The name under which `[strategy] name` (or `--strategy`) runs several registered strategies
+/// in one engine, listed in `[strategy.portfolio] members`.
+pub const PORTFOLIO: &str = "portfolio";
+
+/// `[strategy.portfolio]`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioParams {
+    /// The members, in [`StrategyId`](tradeloop_engine::event::StrategyId) order.
+    pub members: Vec<MemberParams>,
+}
+
+/// One `[[strategy.portfolio.members]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberParams {
+    /// A registered strategy's name.
+    pub strategy: String,
+    /// The `[strategy.SECTION]` its parameters are in (default: its name), so that one
+    /// strategy can run twice with different parameters.
+    #[serde(default)]
+    pub params: Option<String>,
+    /// Its largest absolute attributed position per instrument, counting the order sent.
+    #[serde(default)]
+    pub max_position: Option<tradeloop_engine::fixed::Qty>,
+    /// Its most working orders at once.
+    #[serde(default)]
+    pub max_open_orders: Option<u32>,
+}
+
+/// The portfolio `[strategy.portfolio]` describes, with each member built as `R::Any`.
+///
+/// # Errors
+/// A [`ConfigError`] naming the key: no members, an unknown member strategy, or a member's
+/// bad parameters.
+pub fn build_portfolio<R: Registry>(
+    config: &Config,
+    instruments: &InstrumentRegistry,
+) -> Result<(Portfolio<R::Any>, StrategyLabel), ConfigError> {
+    let table = config
+        .strategy
+        .sections
+        .get(PORTFOLIO)
+        .cloned()
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    let p: PortfolioParams = serde_path_to_error::deserialize(table).map_err(|e| ConfigError {
+        key: format!("strategy.{PORTFOLIO}.{}", e.path()),
+        reason: e.into_inner().to_string(),
+    })?;
+    if p.members.is_empty() || p.members.len() > tradeloop_engine::portfolio::MAX_MEMBERS {
+        return Err(ConfigError {
+            key: format!("strategy.{PORTFOLIO}.members"),
+            reason: format!(
+                "a portfolio holds 1 to {} strategies, got {}",
+                tradeloop_engine::portfolio::MAX_MEMBERS,
+                p.members.len()
+            ),
+        });
+    }
+    let mut members = Vec::with_capacity(p.members.len());
+    let mut names = Vec::with_capacity(p.members.len());
+    let mut labels = Vec::with_capacity(p.members.len());
+    for (k, m) in p.members.iter().enumerate() {
+        let section = m.params.as_deref().unwrap_or(&m.strategy);
+        let (strategy, label) = R::build_any(&m.strategy, section, config, instruments)
+            .unwrap_or_else(|| {
+                Err(unknown::<R>(
+                    &format!("strategy.{PORTFOLIO}.members[{k}].strategy"),
+                    &m.strategy,
+                ))
+            })?;
+        let limits = MemberLimits {
+            max_position: m.max_position,
+            max_open_orders: m.max_open_orders,
+        };
+        members.push((strategy, limits));
+        names.push(section.to_owned());
+        labels.push(
+            serde_json::json!({ "strategy": label.name, "section": section, "params": label.params,
+            "max_position": m.max_position, "max_open_orders": m.max_open_orders }),
+        );
+    }
+    let portfolio = Portfolio::new(members, instruments).map_err(|e| ConfigError {
+        key: format!("strategy.{PORTFOLIO}.members"),
+        reason: e.to_string(),
+    })?;
+    let label = StrategyLabel {
+        name: PORTFOLIO.to_owned(),
+        params: serde_json::Value::Array(labels),
+        members: names,
+    };
+    Ok((portfolio, label))
 }
 
 /// The error for a name no strategy in `R` has, listing the registered ones.
@@ -175,7 +357,7 @@ pub fn unknown<R: Registry>(key: &str, name: &str) -> ConfigError {
     ConfigError {
         key: key.to_owned(),
         reason: format!(
-            "no strategy named {name:?}; registered: {}",
+            "no strategy named {name:?}; registered: {} (and {PORTFOLIO}, to run several)",
             R::names().join(", ")
         ),
     }
@@ -199,6 +381,9 @@ pub fn validate<R: Registry>(config: &Config, name: Option<&str>) -> Result<(), 
         Some(n) => ("--strategy", n),
         None => ("strategy.name", config.strategy.name.as_str()),
     };
+    if name == PORTFOLIO {
+        return build_portfolio::<R>(config, &registry).map(drop);
+    }
     R::dispatch(name, Check(config, &registry)).unwrap_or_else(|| Err(unknown::<R>(key, name)))
 }
 

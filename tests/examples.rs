@@ -129,3 +129,124 @@ fn the_imbalance_taker_enters_on_a_lopsided_book_and_leaves_after_its_hold() {
     }
     assert!(report.stats().pnl_check, "TC5");
 }
+
+#[test]
+fn a_portfolio_attributes_fills_and_pnl_to_each_member() {
+    use tradeloop::strategy::{build_portfolio, Bundled};
+    let Some(data) = capture() else { return };
+    let config = config("portfolio");
+    let bt = Backtest::from_config(&config).unwrap();
+    let (portfolio, label) = build_portfolio::<Bundled>(&config, bt.instruments()).unwrap();
+    let (report, portfolio) = bt
+        .strategy(portfolio)
+        .label(label.name, label.params)
+        .members(label.members)
+        .data([&data])
+        .run_into_parts()
+        .unwrap();
+    let rows = report.by_strategy();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["market_maker", "imbalance"],
+        "TC0 both members traded"
+    );
+    // Attribution adds up to the account, fill for fill and cent for cent: fees, and total PnL
+    // (realised + unrealised). Realised alone does not add up: when one member's sell meets
+    // another's long, the account realises while the seller's own book opens a short.
+    let s = report.stats();
+    let sum = |f: fn(&tradeloop::backtest::StrategyAttribution) -> rust_decimal::Decimal| {
+        rows.iter().map(f).sum::<rust_decimal::Decimal>()
+    };
+    assert_eq!(
+        rows.iter().map(|r| r.fills).sum::<u64>(),
+        report.fills.len() as u64,
+        "TC1"
+    );
+    assert_eq!(
+        sum(|r| r.realized + r.unrealized),
+        s.realized + s.unrealized,
+        "TC2 total PnL"
+    );
+    assert_eq!(sum(|r| r.fees), s.fees, "TC3 fees");
+    assert_eq!(sum(|r| r.net_pnl), s.net_pnl, "TC4 net");
+    // The engine's view of each member agrees with the fills tagged with its id.
+    for (k, m) in portfolio.members().iter().enumerate() {
+        let tagged = report
+            .fills
+            .iter()
+            .filter(|f| f.strategy.get() == k)
+            .count() as u64;
+        assert_eq!(m.counters.fills, tagged, "TC5 member {k}");
+        let qty: Qty =
+            report
+                .fills
+                .iter()
+                .filter(|f| f.strategy.get() == k)
+                .fold(Qty::ZERO, |q, f| {
+                    if f.side == Side::Buy {
+                        q + f.qty
+                    } else {
+                        q - f.qty
+                    }
+                });
+        assert_eq!(
+            m.positions[0].qty, qty,
+            "TC6 member {k}'s attributed position"
+        );
+    }
+    // The market maker's own limit holds on its attributed position.
+    let mm = &portfolio.members()[0];
+    assert!(
+        mm.positions[0].qty.abs() <= Qty::parse("0.01").unwrap(),
+        "TC7"
+    );
+    // Members' reduce-only exits are judged on their own positions, never refused for the
+    // account's (the market maker often holds the other side).
+    assert!(
+        !report
+            .denials
+            .iter()
+            .any(|(k, _)| *k == "reduce_only_would_increase"),
+        "TC8 {:?}",
+        report.denials
+    );
+    // fills.csv names each fill's member.
+    let dir = std::env::temp_dir().join(format!("tl-portfolio-{}", std::process::id()));
+    report.write(&dir).unwrap();
+    let csv = std::fs::read_to_string(dir.join("fills.csv")).unwrap();
+    assert!(
+        csv.starts_with("ts_ns,client_order_id,symbol,side,price,qty,fee,maker,strategy\n"),
+        "TC9"
+    );
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.ends_with(",market_maker") || l.ends_with(",imbalance")),
+        "TC10"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_portfolio_member_that_is_not_registered_is_named() {
+    use tradeloop::strategy::{validate, Bundled};
+    let mut config = config("portfolio");
+    let members = config
+        .strategy
+        .sections
+        .get_mut("portfolio")
+        .and_then(|t| t.get_mut("members"))
+        .and_then(|m| m.as_array_mut())
+        .unwrap();
+    members[1]
+        .as_table_mut()
+        .unwrap()
+        .insert("strategy".into(), toml::Value::String("scalper".into()));
+    let e = validate::<Bundled>(&config, None).unwrap_err();
+    assert_eq!(e.key, "strategy.portfolio.members[1].strategy", "TC0 {e}");
+    assert!(
+        e.reason.contains("\"scalper\"") && e.reason.contains("market_maker"),
+        "TC1 {e}"
+    );
+}

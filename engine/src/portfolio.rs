@@ -8,6 +8,8 @@
 //!   ([`Context::position`] answers with them), so PnL is attributed per member;
 //! - checks the member's own limits ([`MemberLimits`]: open orders, and the attributed
 //!   position plus the order) before the engine's gates and the global risk gate see it;
+//! - reads reduce-only against the member's own position: such an order must reduce it, and
+//!   reaches the venue flagged reduce-only only if it also reduces the account's;
 //! - gives it its own timer ids (24 bits each: the member index rides in the top byte).
 //!
 //! Stops, the kill switch and the circuit breakers stay account-wide: they act on the
@@ -324,6 +326,17 @@ impl<S: Strategy> Strategy for Portfolio<S> {
     }
 }
 
+/// `true` if `request` reduces `position` (same rule as the risk gate's reduce-only check:
+/// the opposite side, at most its size).
+fn reduces(position: Qty, request: &OrderRequest) -> bool {
+    let p = position.raw();
+    let q = request.qty.raw();
+    match request.side {
+        crate::event::Side::Buy => p < 0 && q <= -p,
+        crate::event::Side::Sell => p > 0 && q <= p,
+    }
+}
+
 /// A member's view of the engine (see the module docs).
 pub struct Scoped<'a, C> {
     inner: &'a mut C,
@@ -394,8 +407,23 @@ impl<C: Context> Context for Scoped<'_, C> {
                 }));
             }
         }
+        // Reduce-only means reducing this member's position; the venue's flag (account-wide)
+        // stays only when the order reduces the account's position too.
+        let mut reduce_only = request.reduce_only;
+        if reduce_only {
+            let i = request.instrument.get();
+            let mine = self.positions.get(i).map_or(Qty::ZERO, |p| p.qty);
+            if !reduces(mine, &request) {
+                self.counters.denied += 1;
+                return Err(SubmitError::Denied(Deny::ReduceOnlyWouldIncrease {
+                    position: mine,
+                }));
+            }
+            reduce_only = reduces(self.inner.position(request.instrument).qty, &request);
+        }
         let id = self.inner.submit(OrderRequest {
             strategy: self.id,
+            reduce_only,
             ..request
         })?;
         *self.open_orders += 1;

@@ -391,3 +391,83 @@ fn the_engines_flatten_is_attributed_to_the_members_that_held_the_position() {
         "TC4 each saw only its own entry fill"
     );
 }
+
+/// Sends a reduce-only sell of `qty_units` on trade `on_trade`.
+#[derive(Default)]
+struct Closer {
+    on_trade: u64,
+    qty_units: i64,
+    sent: Vec<Result<ClientOrderId, SubmitError>>,
+}
+
+impl Strategy for Closer {
+    fn on_trade<C: Context>(&mut self, ctx: &mut C, t: &Trade) {
+        if t.trade_id == self.on_trade {
+            let req = OrderRequest {
+                reduce_only: true,
+                ..OrderRequest::ioc(BTC, Side::Sell, t.price, Qty::from_units(self.qty_units))
+            };
+            self.sent.push(ctx.submit(req));
+        }
+    }
+}
+
+#[test]
+fn reduce_only_means_the_members_own_position() {
+    // Member 0 buys 2 (trade 1); member 1 sells reduce-only 1 (trade 2) holding nothing: refused
+    // although the account is long. Member 0 then closes 1 (trade 3): reduces both its own and
+    // the account's position, so it reaches the venue reduce-only.
+    let members = vec![
+        (
+            Either::Left(Buyer {
+                on_trade: 1,
+                qty_units: 2,
+                ..Buyer::default()
+            }),
+            MemberLimits::default(),
+        ),
+        (
+            Either::Right(Closer {
+                on_trade: 2,
+                qty_units: 1,
+                ..Closer::default()
+            }),
+            MemberLimits::default(),
+        ),
+        (
+            Either::Right(Closer {
+                on_trade: 3,
+                qty_units: 1,
+                ..Closer::default()
+            }),
+            MemberLimits::default(),
+        ),
+    ];
+    let p = Portfolio::new(members, &registry()).unwrap();
+    let (mut e, lanes, _clock) = engine_of(p, Answer::Fill);
+    e.start();
+    for id in 1..=3 {
+        lanes.push_normal(trade(1_000 + id, 10_000, id));
+        while e.poll() > 0 {}
+    }
+    let m = e.strategy().members();
+    let Either::Right(c1) = &m[1].strategy else {
+        unreachable!()
+    };
+    assert!(
+        matches!(c1.sent[..], [Err(SubmitError::Denied(Deny::ReduceOnlyWouldIncrease { position }))] if position.is_zero()),
+        "TC0 {:?}",
+        c1.sent
+    );
+    // Member 2 holds nothing either: refused the same way.
+    let Either::Right(c2) = &m[2].strategy else {
+        unreachable!()
+    };
+    assert!(c2.sent[0].is_err(), "TC1 {:?}", c2.sent);
+    assert_eq!(
+        e.core().position(BTC).qty,
+        units(2),
+        "TC2 the account still holds member 0's 2"
+    );
+    assert_eq!((m[1].counters.denied, m[2].counters.denied), (1, 1), "TC3");
+}
