@@ -34,8 +34,10 @@ use tradeloop_engine::order::{OrderKind, OrderStatus, TimeInForce};
 use tradeloop_engine::position::Position;
 
 /// Schema version written to `meta`; a database from a newer version is refused. Version 2
-/// added `breaker_events` (created on open, so a version 1 database migrates by itself).
-pub const SCHEMA_VERSION: i64 = 2;
+/// added `breaker_events` (created on open, so a version 1 database migrates by itself);
+/// version 3 added `orders.strategy`, the portfolio member an order (and so its fills, joined
+/// on `client_id`) belongs to, added to older databases on open with 0 for their orders.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A fill read back from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]

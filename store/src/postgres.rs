@@ -70,8 +70,11 @@ CREATE TABLE IF NOT EXISTS orders (
     filled NUMERIC(38, 8) NOT NULL,
     filled_notional NUMERIC(60, 16) NOT NULL,
     created_ns BIGINT NOT NULL,
-    updated_ns BIGINT NOT NULL
+    updated_ns BIGINT NOT NULL,
+    strategy SMALLINT NOT NULL DEFAULT 0
 );
+-- Version 3: a table created before it lacks the column.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS strategy SMALLINT NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS orders_status_time ON orders (status, updated_ns);
 CREATE TABLE IF NOT EXISTS fills (
     fill_id BIGSERIAL PRIMARY KEY,
@@ -129,11 +132,12 @@ CREATE TABLE IF NOT EXISTS breaker_events (
 
 const UPSERT_ORDERS: &str = "INSERT INTO orders (client_id, run_id, instrument, side, kind, tif, \
     price, trigger, qty, reduce_only, post_only, status, filled, filled_notional, created_ns, \
-    updated_ns) SELECT c, r, i, s, k, t, p * 0.00000001, g * 0.00000001, q * 0.00000001, ro, po, \
-    st, f * 0.00000001, n, cr, up FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], \
-    $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bool[], \
-    $11::bool[], $12::text[], $13::bigint[], $14::text[]::numeric[], $15::bigint[], \
-    $16::bigint[]) AS u(c, r, i, s, k, t, p, g, q, ro, po, st, f, n, cr, up) \
+    updated_ns, strategy) SELECT c, r, i, s, k, t, p * 0.00000001, g * 0.00000001, \
+    q * 0.00000001, ro, po, st, f * 0.00000001, n, cr, up, sg FROM UNNEST($1::bigint[], \
+    $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], \
+    $9::bigint[], $10::bool[], $11::bool[], $12::text[], $13::bigint[], $14::text[]::numeric[], \
+    $15::bigint[], $16::bigint[], $17::smallint[]) \
+    AS u(c, r, i, s, k, t, p, g, q, ro, po, st, f, n, cr, up, sg) \
     ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, price = excluded.price, \
     qty = excluded.qty, filled = excluded.filled, filled_notional = excluded.filled_notional, updated_ns = excluded.updated_ns";
 const INSERT_FILLS: &str = "INSERT INTO fills (run_id, client_id, instrument, side, price, qty, \
@@ -465,11 +469,13 @@ impl Store for PgStore {
                     o.iter().map(|x| money_text(x.filled_notional)).collect();
                 let created: Vec<i64> = o.iter().map(|x| i64_col(x.created_ns)).collect();
                 let updated: Vec<i64> = o.iter().map(|x| i64_col(x.updated_ns)).collect();
+                let strategy: Vec<i16> =
+                    o.iter().map(|x| i16::from(x.request.strategy.0)).collect();
                 tx.execute(
                     &stmts[0],
                     &[
                         &ids, &runs, &inst, &side, &kind, &tif, &price, &trig, &qty, &ro, &po, &st,
-                        &filled, &notional, &created, &updated,
+                        &filled, &notional, &created, &updated, &strategy,
                     ],
                 )
                 .await?;

@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS orders (
     filled_e8 INTEGER NOT NULL,
     filled_notional TEXT NOT NULL,
     created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL
+    updated_ns INTEGER NOT NULL,
+    strategy INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS orders_status_time ON orders (status, updated_ns);
 CREATE TABLE IF NOT EXISTS fills (
@@ -121,8 +122,8 @@ CREATE TABLE IF NOT EXISTS breaker_events (
 
 const UPSERT_ORDER: &str = "INSERT INTO orders (client_id, run_id, instrument, side, kind, tif, \
     price_e8, trigger_e8, qty_e8, reduce_only, post_only, status, filled_e8, filled_notional, \
-    created_ns, updated_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-    ?15, ?16) ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, \
+    created_ns, updated_ns, strategy) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+    ?13, ?14, ?15, ?16, ?17) ON CONFLICT (client_id) DO UPDATE SET status = excluded.status, \
     price_e8 = excluded.price_e8, qty_e8 = excluded.qty_e8, filled_e8 = excluded.filled_e8, filled_notional = excluded.filled_notional, \
     updated_ns = excluded.updated_ns";
 const INSERT_FILL: &str = "INSERT INTO fills (run_id, client_id, instrument, side, price_e8, \
@@ -168,6 +169,15 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Version 3: `orders.strategy` (a table created before it lacks the column).
+        let has_strategy: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'strategy'")?
+            .exists([])?;
+        if !has_strategy {
+            conn.execute_batch(
+                "ALTER TABLE orders ADD COLUMN strategy INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         let found: Option<i64> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -338,6 +348,7 @@ impl Store for SqliteStore {
                             money_text(o.filled_notional),
                             i64_col(o.created_ns),
                             i64_col(o.updated_ns),
+                            i64::from(q.strategy.0),
                         ])?;
                     }
                     Record::Fill {

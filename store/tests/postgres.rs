@@ -162,3 +162,83 @@ fn sustained_write_rate() {
         report.batches
     );
 }
+
+/// Runs one query on its own connection and returns the rows' first two integer columns.
+fn pairs(url: &str, sql: &str) -> Vec<(i64, i64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), i64::from(r.get::<_, i16>(1))))
+            .collect()
+    })
+}
+
+#[test]
+fn a_version_2_schema_gains_orders_strategy_and_orders_keep_their_strategy() {
+    use tradeloop_engine::event::{ClientOrderId, Side, StrategyId};
+    use tradeloop_engine::fixed::{Price, Qty};
+    use tradeloop_engine::instrument::InstrumentIndex;
+    use tradeloop_engine::order::{Order, OrderRequest};
+    use tradeloop_engine::persist::{Record, Store};
+    let Some(url) = url() else { return };
+    let url = fresh(&url, "tl_strategy");
+    {
+        // A version 2 schema: orders without the column.
+        let _ = PgStore::connect(&url, vec![]).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            c.batch_execute("ALTER TABLE orders DROP COLUMN strategy; UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+                .await
+                .unwrap();
+        });
+    }
+    let mut store = PgStore::connect(&url, vec!["BTCUSDT".into()]).unwrap();
+    store.begin_run(1, "paper").unwrap();
+    let order = |seq, strategy| {
+        let req = OrderRequest {
+            strategy: StrategyId(strategy),
+            ..OrderRequest::limit(
+                InstrumentIndex(0),
+                Side::Buy,
+                Price::from_units(100),
+                Qty::from_units(1),
+            )
+        };
+        Record::Order {
+            order: Order::new(ClientOrderId::new(seq, 0), req, 5),
+            ts_ns: 5,
+        }
+    };
+    store
+        .write_batch(&[order(1, 0), order(2, 3), order(3, StrategyId::ENGINE.0)])
+        .unwrap();
+    let rows = pairs(
+        &url,
+        "SELECT client_id >> 32, strategy FROM orders ORDER BY client_id",
+    );
+    assert_eq!(
+        rows,
+        [(1, 0), (2, 3), (3, 255)],
+        "TC0 each order's strategy"
+    );
+}

@@ -239,3 +239,65 @@ fn a_newer_schema_is_refused() {
     let err = SqliteStore::open(&path, vec![]).unwrap_err();
     assert!(err.to_string().contains("99"), "{err}");
 }
+
+#[test]
+fn a_version_2_database_gains_orders_strategy_and_orders_keep_their_strategy() {
+    use tradeloop_engine::event::{ClientOrderId, Side, StrategyId};
+    use tradeloop_engine::fixed::{Price, Qty};
+    use tradeloop_engine::instrument::InstrumentIndex;
+    use tradeloop_engine::order::{Order, OrderRequest};
+    use tradeloop_engine::persist::Store;
+    let path = temp_db("strategy");
+    {
+        // A version 2 file: orders without the column.
+        let store = SqliteStore::open(&path, vec![]).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "ALTER TABLE orders DROP COLUMN strategy; UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+    }
+    let mut store = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
+    store.begin_run(1, "paper").unwrap();
+    let order = |seq, strategy| {
+        let req = OrderRequest {
+            strategy: StrategyId(strategy),
+            ..OrderRequest::limit(
+                InstrumentIndex(0),
+                Side::Buy,
+                Price::from_units(100),
+                Qty::from_units(1),
+            )
+        };
+        Record::Order {
+            order: Order::new(ClientOrderId::new(seq, 0), req, 5),
+            ts_ns: 5,
+        }
+    };
+    store
+        .write_batch(&[order(1, 0), order(2, 3), order(3, StrategyId::ENGINE.0)])
+        .unwrap();
+    let rows: Vec<(i64, i64)> = store
+        .connection()
+        .prepare("SELECT client_id >> 32, strategy FROM orders ORDER BY client_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [(1, 0), (2, 3), (3, 255)],
+        "TC0 each order's strategy"
+    );
+    let version: String = store
+        .connection()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "3", "TC1");
+}
