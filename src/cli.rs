@@ -487,6 +487,32 @@ fn dispatch<
     R::dispatch(name, job).unwrap_or_else(|| Err(crate::strategy::unknown::<R>(key, name).into()))
 }
 
+/// Builds a strategy from a configuration and the instruments, with its label: a registered
+/// strategy's [`crate::strategy::build`] or [`crate::strategy::build_portfolio`].
+trait BuildWith<S>:
+    Fn(
+        &Config,
+        &tradeloop_engine::instrument::InstrumentRegistry,
+    ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
+    + Send
+    + Sync
+    + Copy
+    + 'static
+{
+}
+
+impl<S, F> BuildWith<S> for F where
+    F: Fn(
+            &Config,
+            &tradeloop_engine::instrument::InstrumentRegistry,
+        ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
+        + Send
+        + Sync
+        + Copy
+        + 'static
+{
+}
+
 /// A command's work with a strategy built by `build` (from the configuration it is given and
 /// the instruments).
 trait Job {
@@ -494,14 +520,7 @@ trait Job {
     fn run<S, B>(self, build: B) -> Self::Output
     where
         S: tradeloop_engine::api::Strategy + Send + 'static,
-        B: Fn(
-                &Config,
-                &tradeloop_engine::instrument::InstrumentRegistry,
-            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
-            + Send
-            + Sync
-            + Copy
-            + 'static;
+        B: BuildWith<S>;
 }
 
 /// `run` with the strategy a name resolved to.
@@ -516,20 +535,14 @@ impl Job for RunWith<'_> {
     fn run<S, B>(self, build: B) -> Self::Output
     where
         S: tradeloop_engine::api::Strategy + Send + 'static,
-        B: Fn(
-                &Config,
-                &tradeloop_engine::instrument::InstrumentRegistry,
-            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
-            + Send
-            + Sync
-            + Copy
-            + 'static,
+        B: BuildWith<S>,
     {
         let config = self.config;
-        run::run(config, self.options, self.stop, |instruments| {
+        let summary = run::run(config, self.options, self.stop, |instruments| {
             Ok(build(config, instruments)?.0)
-        })
-        .map(drop)
+        })?;
+        eprint!("{summary}");
+        Ok(())
     }
 }
 
@@ -556,14 +569,7 @@ impl Job for BacktestWith<'_> {
     fn run<S, B>(self, build: B) -> Self::Output
     where
         S: tradeloop_engine::api::Strategy + Send + 'static,
-        B: Fn(
-                &Config,
-                &tradeloop_engine::instrument::InstrumentRegistry,
-            ) -> Result<(S, backtest::StrategyLabel), config::ConfigError>
-            + Send
-            + Sync
-            + Copy
-            + 'static,
+        B: BuildWith<S>,
     {
         let config = self.config;
         if !self.sweep.is_empty() {

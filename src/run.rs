@@ -141,7 +141,9 @@ impl<S: Strategy + Send + 'static> Bot<S> {
     /// live execution fails its start-up checks.
     pub fn run_until(self, stop: &Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
         let build = self.build.context("the bot has no strategy")?;
-        run(&self.config, self.options, stop, build)
+        let summary = run(&self.config, self.options, stop, build)?;
+        eprint!("{summary}");
+        Ok(summary)
     }
 }
 
@@ -164,30 +166,14 @@ struct RunningFeed {
     handle: FeedHandle,
 }
 
-/// Runs the bot until the stop flag is set or the duration ends, prints its summary on stderr
-/// and returns it.
+/// Runs the bot until the stop flag is set or the duration ends: starts every part,
+/// supervises the engine, shuts everything down in order, and returns what the run did (the
+/// command prints it).
 ///
 /// # Errors
-/// If a venue cannot start (port in use), a thread cannot be spawned, or the config names a
-/// strategy symbol that is not an instrument.
+/// If a venue cannot start (port in use), a thread cannot be spawned, the strategy cannot be
+/// built, or live execution fails its start-up checks.
 pub fn run<S, F>(
-    config: &Config,
-    options: RunOptions,
-    stop: &Arc<AtomicBool>,
-    build: F,
-) -> anyhow::Result<RunSummary>
-where
-    S: Strategy + Send + 'static,
-    F: FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
-{
-    let summary = start_and_supervise(config, options, stop, build)?;
-    eprint!("{summary}");
-    Ok(summary)
-}
-
-/// [`run`] up to its summary: starts every part, supervises the engine until the stop flag,
-/// the duration or the engine ends it, and shuts everything down in order.
-fn start_and_supervise<S, F>(
     config: &Config,
     options: RunOptions,
     stop: &Arc<AtomicBool>,

@@ -18,11 +18,11 @@
 //! use tradeloop::strategy::{Configurable, ParamError};
 //!
 //! /// Counts trades on one symbol.
-//! struct Counter { instrument: InstrumentIndex, seen: u64 }
+//! pub struct Counter { instrument: InstrumentIndex, seen: u64 }
 //!
 //! #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 //! #[serde(deny_unknown_fields)]
-//! struct CounterParams { symbol: String }
+//! pub struct CounterParams { symbol: String }
 //!
 //! impl Strategy for Counter {
 //!     fn on_trade<C: Context>(&mut self, _ctx: &mut C, trade: &Trade) {

@@ -119,6 +119,29 @@ pub enum PortfolioError {
     Size(usize),
 }
 
+impl<S> Member<S> {
+    /// The strategy and its scoped context as member `id`.
+    #[inline]
+    fn scoped<'a, C>(&'a mut self, ctx: &'a mut C, id: StrategyId) -> (&'a mut S, Scoped<'a, C>) {
+        let Self {
+            strategy,
+            limits,
+            positions,
+            open_orders,
+            counters,
+        } = self;
+        let scoped = Scoped {
+            inner: ctx,
+            id,
+            limits: *limits,
+            positions,
+            open_orders,
+            counters,
+        };
+        (strategy, scoped)
+    }
+}
+
 impl<S: Strategy> Portfolio<S> {
     /// A portfolio of `members` (member `k` is [`StrategyId`]`(k)`) on `instruments`.
     ///
@@ -200,22 +223,7 @@ impl<S: Strategy> Portfolio<S> {
     fn each<C: Context>(&mut self, ctx: &mut C, mut f: impl FnMut(&mut S, &mut Scoped<'_, C>)) {
         for (k, m) in self.members.iter_mut().enumerate() {
             #[allow(clippy::cast_possible_truncation, reason = "at most MAX_MEMBERS")]
-            let id = StrategyId(k as u8);
-            let Member {
-                strategy,
-                limits,
-                positions,
-                open_orders,
-                counters,
-            } = m;
-            let mut scoped = Scoped {
-                inner: ctx,
-                id,
-                limits: *limits,
-                positions,
-                open_orders,
-                counters,
-            };
+            let (strategy, mut scoped) = m.scoped(ctx, StrategyId(k as u8));
             f(strategy, &mut scoped);
         }
     }
@@ -282,21 +290,7 @@ impl<S: Strategy> Strategy for Portfolio<S> {
         if update.order.status.is_terminal() {
             m.open_orders = m.open_orders.saturating_sub(1);
         }
-        let Member {
-            strategy,
-            limits,
-            positions,
-            open_orders,
-            counters,
-        } = m;
-        let mut scoped = Scoped {
-            inner: ctx,
-            id,
-            limits: *limits,
-            positions,
-            open_orders,
-            counters,
-        };
+        let (strategy, mut scoped) = m.scoped(ctx, id);
         strategy.on_order(&mut scoped, update);
     }
 
@@ -306,22 +300,8 @@ impl<S: Strategy> Strategy for Portfolio<S> {
         let Some(m) = self.members.get_mut(member) else {
             return;
         };
-        let Member {
-            strategy,
-            limits,
-            positions,
-            open_orders,
-            counters,
-        } = m;
         #[allow(clippy::cast_possible_truncation, reason = "below MAX_MEMBERS")]
-        let mut scoped = Scoped {
-            inner: ctx,
-            id: StrategyId(member as u8),
-            limits: *limits,
-            positions,
-            open_orders,
-            counters,
-        };
+        let (strategy, mut scoped) = m.scoped(ctx, StrategyId(member as u8));
         strategy.on_timer(&mut scoped, own);
     }
 }

@@ -221,21 +221,8 @@ impl Configurable for Imbalance {
     type Params = ImbalanceParams;
 
     fn build(p: &ImbalanceParams, instruments: &InstrumentRegistry) -> Result<Self, ParamError> {
-        let i = instruments.by_symbol(&p.symbol).ok_or_else(|| {
-            ParamError::new(
-                "symbol",
-                format!("{:?} is not one of the configured instruments", p.symbol),
-            )
-        })?;
-        if p.qty.raw() <= 0 || !p.qty.is_multiple_of(i.lot_size) {
-            return Err(ParamError::new(
-                "qty",
-                format!(
-                    "must be a positive multiple of the lot size {}, got {}",
-                    i.lot_size, p.qty
-                ),
-            ));
-        }
+        let i = crate::instrument(instruments, &p.symbol)?;
+        crate::check_qty(p.qty, i)?;
         if !(51..=99).contains(&p.threshold_pct) {
             return Err(ParamError::new(
                 "threshold_pct",

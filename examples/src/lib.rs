@@ -17,3 +17,34 @@
 
 pub mod imbalance;
 pub mod market_maker;
+
+/// The configured instrument named `symbol` (the `symbol` parameter).
+fn instrument<'a>(
+    instruments: &'a tradeloop_engine::instrument::InstrumentRegistry,
+    symbol: &str,
+) -> Result<&'a tradeloop_engine::instrument::Instrument, tradeloop_engine::configurable::ParamError>
+{
+    instruments.by_symbol(symbol).ok_or_else(|| {
+        tradeloop_engine::configurable::ParamError::new(
+            "symbol",
+            format!("{symbol:?} is not one of the configured instruments"),
+        )
+    })
+}
+
+/// A positive multiple of the instrument's lot size (the `qty` parameter).
+fn check_qty(
+    qty: tradeloop_engine::fixed::Qty,
+    instrument: &tradeloop_engine::instrument::Instrument,
+) -> Result<(), tradeloop_engine::configurable::ParamError> {
+    if qty.raw() <= 0 || !qty.is_multiple_of(instrument.lot_size) {
+        return Err(tradeloop_engine::configurable::ParamError::new(
+            "qty",
+            format!(
+                "must be a positive multiple of the lot size {}, got {qty}",
+                instrument.lot_size
+            ),
+        ));
+    }
+    Ok(())
+}

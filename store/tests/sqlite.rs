@@ -242,10 +242,8 @@ fn a_newer_schema_is_refused() {
 
 #[test]
 fn a_version_2_database_gains_orders_strategy_and_orders_keep_their_strategy() {
-    use tradeloop_engine::event::{ClientOrderId, Side, StrategyId};
-    use tradeloop_engine::fixed::{Price, Qty};
-    use tradeloop_engine::instrument::InstrumentIndex;
-    use tradeloop_engine::order::{Order, OrderRequest};
+    use common::order_of_strategy;
+    use tradeloop_engine::event::StrategyId;
     use tradeloop_engine::persist::Store;
     let path = temp_db("strategy");
     {
@@ -260,23 +258,12 @@ fn a_version_2_database_gains_orders_strategy_and_orders_keep_their_strategy() {
     }
     let mut store = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
     store.begin_run(1, "paper").unwrap();
-    let order = |seq, strategy| {
-        let req = OrderRequest {
-            strategy: StrategyId(strategy),
-            ..OrderRequest::limit(
-                InstrumentIndex(0),
-                Side::Buy,
-                Price::from_units(100),
-                Qty::from_units(1),
-            )
-        };
-        Record::Order {
-            order: Order::new(ClientOrderId::new(seq, 0), req, 5),
-            ts_ns: 5,
-        }
-    };
     store
-        .write_batch(&[order(1, 0), order(2, 3), order(3, StrategyId::ENGINE.0)])
+        .write_batch(&[
+            order_of_strategy(1, 0),
+            order_of_strategy(2, 3),
+            order_of_strategy(3, StrategyId::ENGINE.0),
+        ])
         .unwrap();
     let rows: Vec<(i64, i64)> = store
         .connection()

@@ -132,3 +132,23 @@ pub fn config() -> WriterConfig {
         retry_max: Duration::from_millis(50),
     }
 }
+
+/// An order record of a one-lot buy of instrument 0 with client sequence `seq`, for
+/// `strategy`.
+pub fn order_of_strategy(seq: u32, strategy: u8) -> Record {
+    use tradeloop_engine::event::{ClientOrderId, StrategyId};
+    use tradeloop_engine::order::{Order, OrderRequest};
+    let req = OrderRequest {
+        strategy: StrategyId(strategy),
+        ..OrderRequest::limit(
+            InstrumentIndex(0),
+            Side::Buy,
+            Price::from_units(100),
+            Qty::from_units(1),
+        )
+    };
+    Record::Order {
+        order: Order::new(ClientOrderId::new(seq, 0), req, 5),
+        ts_ns: 5,
+    }
+}
