@@ -377,13 +377,53 @@ pub trait Steps {
 }
 
 /// Recorded frames and Tardis CSV, merged in time order and parsed through the venue parser
-/// and book sync.
+/// and book sync. Frame files are grouped by the protocol and book-sync rule detected in each
+/// (Binance spot, Binance USD-M, Bybit, Kraken, Coinbase, OKX) and by the venue named with
+/// `VENUE=PATH`; each group has its own reader, feed and symbol map, so recordings of several
+/// venues replay together — the spot and the USD-M BTCUSDT captures into two instruments, for
+/// example. A group's symbols map to the instruments of its named venue, else of the
+/// configured venues of its kind (`binance`, `binance-usdm`, …), else (no venue of that kind,
+/// e.g. only `sim` venues) of every venue.
 pub struct RawSteps {
-    frames: FrameReader,
+    groups: Vec<FrameGroup>,
     tardis: TardisReader,
+    /// Which input the next step comes from: a group index, or `None` for the CSV.
+    next: Option<usize>,
+}
+
+/// The frame files of one protocol, with their feed.
+struct FrameGroup {
+    frames: FrameReader,
     feed: RawFeed,
     recorded: Recorded,
-    next_is_frame: bool,
+}
+
+/// `VENUE=PATH` names the configured venue a recording is of; a plain path names none. A path
+/// that is itself a file is never split (a file name may hold `=`).
+#[must_use]
+pub fn venue_binding(arg: &Path) -> (Option<&str>, &Path) {
+    if arg.is_file() {
+        return (None, arg);
+    }
+    match arg.to_str().and_then(|s| s.split_once('=')) {
+        Some((venue, path)) if !venue.is_empty() && !venue.contains('/') => {
+            (Some(venue), Path::new(path))
+        }
+        _ => (None, arg),
+    }
+}
+
+/// The configured venue kind whose recordings `recorded` are.
+fn venue_kind_of(recorded: Recorded) -> crate::config::VenueKind {
+    use crate::config::VenueKind;
+    match recorded {
+        Recorded::Binance(Market::Spot) => VenueKind::Binance,
+        Recorded::Binance(Market::UsdM) => VenueKind::BinanceUsdm,
+        Recorded::Bybit(_) => VenueKind::Bybit,
+        Recorded::Kraken => VenueKind::Kraken,
+        Recorded::Coinbase => VenueKind::Coinbase,
+        Recorded::Okx => VenueKind::Okx,
+    }
 }
 
 impl RawSteps {
@@ -396,98 +436,169 @@ impl RawSteps {
         registry: &InstrumentRegistry,
         data: &[PathBuf],
     ) -> anyhow::Result<Self> {
-        let mut symbols = SymbolMap::default();
+        let mut all = SymbolMap::default();
         for i in registry.iter() {
-            if symbols.find(&i.symbol).is_none() {
-                symbols.insert(&i.symbol, i.index);
+            if all.find(&i.symbol).is_none() {
+                all.insert(&i.symbol, i.index);
             }
         }
-        let (tardis_files, frame_files): (Vec<PathBuf>, Vec<PathBuf>) =
-            data.iter().cloned().partition(|p| is_tardis_csv(p));
-        let recorded = match frame_files.first() {
-            Some(f) => detect_protocol(f)?,
-            None => Recorded::Binance(Market::Spot),
-        };
-        let max_frame = config.feed.max_frame_bytes;
-        let feed = match recorded {
-            Recorded::Binance(market) => RawFeed::Binance(BinanceFeed::new(
-                BinanceCodec::new(symbols.clone(), max_frame),
-                market,
-                config.feed.max_buffered_diffs,
-            )),
-            Recorded::Bybit(depth) => RawFeed::Bybit(BybitFeed::new(
-                BybitCodec::new(symbols.clone(), max_frame),
-                depth,
-            )),
-            Recorded::Okx => RawFeed::Okx(OkxFeed::new(OkxCodec::new(symbols.clone(), max_frame))),
-            Recorded::Coinbase => RawFeed::Coinbase(
-                CoinbaseFeed::new(CoinbaseCodec::new(symbols.clone(), max_frame)).for_replay(),
-            ),
-            Recorded::Kraken => {
-                let precision: Vec<(InstrumentIndex, Precision)> = registry
-                    .iter()
-                    .map(|i| (i.index, Precision::of(i.tick_size, i.lot_size)))
-                    .collect();
-                RawFeed::Kraken(KrakenFeed::new(
-                    KrakenCodec::new(symbols.clone(), max_frame),
-                    config.feed.kraken_depth,
-                    &precision,
-                ))
+        let mut tardis_files = Vec::new();
+        // Frame files by (protocol, venue named with VENUE=PATH).
+        let mut by_protocol: Vec<(Recorded, Option<String>, Vec<PathBuf>)> = Vec::new();
+        for arg in data {
+            let (venue, f) = venue_binding(arg);
+            if let Some(v) = venue {
+                anyhow::ensure!(
+                    config.venues.iter().any(|c| c.name == v),
+                    "--data {}: no [[venues]] entry named {v:?} (configured: {})",
+                    arg.display(),
+                    config
+                        .venues
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
             }
-        };
+            if is_tardis_csv(f) {
+                tardis_files.push(f.to_path_buf());
+                continue;
+            }
+            let recorded = detect_protocol(f)?;
+            let venue = venue.map(str::to_owned);
+            match by_protocol
+                .iter_mut()
+                .find(|(r, v, _)| *r == recorded && *v == venue)
+            {
+                Some((_, _, files)) => files.push(f.to_path_buf()),
+                None => by_protocol.push((recorded, venue, vec![f.to_path_buf()])),
+            }
+        }
+        let max_frame = config.feed.max_frame_bytes;
+        let mut groups = Vec::with_capacity(by_protocol.len());
+        for (recorded, bound, files) in by_protocol {
+            let kind = venue_kind_of(recorded);
+            let venues: Vec<&str> = match &bound {
+                Some(v) => vec![v.as_str()],
+                None => config
+                    .venues
+                    .iter()
+                    .filter(|v| v.kind == kind)
+                    .map(|v| v.name.as_str())
+                    .collect(),
+            };
+            let symbols = if venues.is_empty() {
+                all.clone()
+            } else {
+                let mut m = SymbolMap::default();
+                for i in registry
+                    .iter()
+                    .filter(|i| venues.contains(&i.venue.as_str()))
+                {
+                    if m.find(&i.symbol).is_none() {
+                        m.insert(&i.symbol, i.index);
+                    }
+                }
+                m
+            };
+            let feed = match recorded {
+                Recorded::Binance(market) => RawFeed::Binance(BinanceFeed::new(
+                    BinanceCodec::new(symbols, max_frame),
+                    market,
+                    config.feed.max_buffered_diffs,
+                )),
+                Recorded::Bybit(depth) => {
+                    RawFeed::Bybit(BybitFeed::new(BybitCodec::new(symbols, max_frame), depth))
+                }
+                Recorded::Okx => RawFeed::Okx(OkxFeed::new(OkxCodec::new(symbols, max_frame))),
+                Recorded::Coinbase => RawFeed::Coinbase(
+                    CoinbaseFeed::new(CoinbaseCodec::new(symbols, max_frame)).for_replay(),
+                ),
+                Recorded::Kraken => {
+                    let precision: Vec<(InstrumentIndex, Precision)> = registry
+                        .iter()
+                        .map(|i| (i.index, Precision::of(i.tick_size, i.lot_size)))
+                        .collect();
+                    RawFeed::Kraken(KrakenFeed::new(
+                        KrakenCodec::new(symbols, max_frame),
+                        config.feed.kraken_depth,
+                        &precision,
+                    ))
+                }
+            };
+            groups.push(FrameGroup {
+                frames: FrameReader::open(&files)?,
+                feed,
+                recorded,
+            });
+        }
         Ok(Self {
-            frames: FrameReader::open(&frame_files)?,
-            tardis: TardisReader::open(&tardis_files, symbols)?,
-            feed,
-            recorded,
-            next_is_frame: false,
+            groups,
+            tardis: TardisReader::open(&tardis_files, all)?,
+            next: None,
         })
     }
 
-    /// The venue protocol and book sync rule in use (from the first frame file).
+    /// The venue protocols and book sync rules in use, one per group of frame files (none for
+    /// CSV alone).
     #[must_use]
-    pub fn recorded(&self) -> Recorded {
-        self.recorded
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.groups.iter().map(|g| g.recorded).collect()
     }
 }
 
 impl Steps for RawSteps {
     fn peek_ns(&mut self) -> anyhow::Result<Option<u64>> {
-        let f_ns = self.frames.peek_ns()?;
-        let t_ns = self.tardis.peek_ns();
-        let (take_frame, ns) = match (f_ns, t_ns) {
-            (None, None) => return Ok(None),
-            (Some(f), Some(t)) => (f <= t, f.min(t)),
-            (Some(f), None) => (true, f),
-            (None, Some(t)) => (false, t),
-        };
-        self.next_is_frame = take_frame;
-        Ok(Some(ns))
+        // The earliest input; ties go to frames before CSV, and to the group listed first.
+        let mut best: Option<(u64, Option<usize>)> = None;
+        for (k, g) in self.groups.iter_mut().enumerate() {
+            if let Some(ns) = g.frames.peek_ns()? {
+                if best.is_none_or(|(b, _)| ns < b) {
+                    best = Some((ns, Some(k)));
+                }
+            }
+        }
+        if let Some(ns) = self.tardis.peek_ns() {
+            if best.is_none_or(|(b, _)| ns < b) {
+                best = Some((ns, None));
+            }
+        }
+        Ok(best.map(|(ns, next)| {
+            self.next = next;
+            ns
+        }))
     }
 
     fn feed(&mut self, sink: &mut impl MarketSink) -> anyhow::Result<bool> {
-        if self.next_is_frame {
-            let (ns, frame) = self.frames.next_frame()?.context("no frame left")?;
-            let outcome = match &mut self.feed {
-                RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
-                RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
-                RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
-                RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
-                RawFeed::Okx(f) => f.on_frame(ns, frame, sink),
-            };
-            Ok(matches!(outcome, FrameOutcome::Refused(_)))
-        } else {
-            let event = self.tardis.next_event()?.context("no row left")?;
-            sink.push(event);
-            Ok(false)
+        match self.next {
+            Some(k) => {
+                let g = &mut self.groups[k];
+                let (ns, frame) = g.frames.next_frame()?.context("no frame left")?;
+                let outcome = match &mut g.feed {
+                    RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
+                    RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
+                    RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
+                    RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
+                    RawFeed::Okx(f) => f.on_frame(ns, frame, sink),
+                };
+                Ok(matches!(outcome, FrameOutcome::Refused(_)))
+            }
+            None => {
+                let event = self.tardis.next_event()?.context("no row left")?;
+                sink.push(event);
+                Ok(false)
+            }
         }
     }
 
     fn skip(&mut self) -> anyhow::Result<()> {
-        if self.next_is_frame {
-            self.frames.next_frame()?;
-        } else {
-            self.tardis.next_event()?;
+        match self.next {
+            Some(k) => {
+                self.groups[k].frames.next_frame()?;
+            }
+            None => {
+                self.tardis.next_event()?;
+            }
         }
         Ok(())
     }
@@ -507,10 +618,12 @@ impl TleSteps {
     /// configuration lacks are dropped, as the raw replay's parser drops them).
     #[must_use]
     pub fn new(mut reader: TleReader, registry: &InstrumentRegistry) -> Self {
+        // By venue and symbol; by symbol alone for a file converted under other venue names.
         reader.map_instruments(|x| {
             registry
                 .iter()
-                .find(|i| i.symbol == x.symbol)
+                .find(|i| i.venue == x.venue && i.symbol == x.symbol)
+                .or_else(|| registry.iter().find(|i| i.symbol == x.symbol))
                 .map(|i| i.index)
         });
         Self { reader }
@@ -567,7 +680,12 @@ impl Input {
     /// A missing file, or a `.tle` file mixed with other inputs.
     pub fn from_paths(data: &[PathBuf]) -> anyhow::Result<Self> {
         for p in data {
-            anyhow::ensure!(p.is_file(), "--data {}: not a readable file", p.display());
+            let (_, file) = venue_binding(p);
+            anyhow::ensure!(
+                file.is_file(),
+                "--data {}: not a readable file",
+                p.display()
+            );
         }
         let tle: Vec<&PathBuf> = data.iter().filter(|p| TleReader::is_tle(p)).collect();
         match (tle.len(), data.len()) {

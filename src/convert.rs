@@ -41,13 +41,17 @@ pub struct Converted {
     pub wall: Duration,
 }
 
-fn describe(path: &Path) -> String {
+fn describe(arg: &Path) -> String {
+    let (venue, path) = crate::backtest::venue_binding(arg);
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     let name = path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    format!("{name} ({size} bytes)")
+    match venue {
+        Some(v) => format!("{v}={name} ({size} bytes)"),
+        None => format!("{name} ({size} bytes)"),
+    }
 }
 
 /// Converts `data` into a `.tle` stream on `out` (see [`convert`]); returns the totals, the
@@ -102,8 +106,9 @@ pub fn write_tle<W: std::io::Write>(
 /// # Errors
 /// Unreadable inputs, an unwritable output, or inputs that are already `.tle` files.
 pub fn convert(config: &Config, options: &ConvertOptions) -> anyhow::Result<Converted> {
-    for p in &options.data {
-        anyhow::ensure!(p.is_file(), "--data {}: not a readable file", p.display());
+    for arg in &options.data {
+        let (_, p) = crate::backtest::venue_binding(arg);
+        anyhow::ensure!(p.is_file(), "--data {}: not a readable file", arg.display());
         anyhow::ensure!(
             !tradeloop_adapters::tle::TleReader::is_tle(p),
             "--data {}: already a .tle file",

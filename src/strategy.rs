@@ -179,6 +179,7 @@ strategies! {
         MaCross,
         tradeloop_examples::market_maker::MarketMaker,
         tradeloop_examples::imbalance::Imbalance,
+        tradeloop_examples::basis::Basis,
     }
 }
 

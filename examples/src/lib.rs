@@ -4,7 +4,9 @@
 //! - [`market_maker::MarketMaker`] (`market_maker`): post-only quotes on both sides of the
 //!   mid with inventory skew, requoted by amend on book changes and on a timer;
 //! - [`imbalance::Imbalance`] (`imbalance`): takes liquidity when the top of book leans
-//!   heavily to one side, and leaves after a holding time.
+//!   heavily to one side, and leaves after a holding time;
+//! - [`basis::Basis`] (`basis`): trades a spot market against its perpetual when the basis
+//!   strays from its moving average, both legs at once.
 //!
 //! The smallest example is the moving-average crossover in the engine crate
 //! (`tradeloop_engine::strategies::MaCross`, `ma_cross`).
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod basis;
 pub mod imbalance;
 pub mod market_maker;
 
