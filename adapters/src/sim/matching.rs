@@ -38,7 +38,11 @@
 //!   level's size); a new price takes it off its level and treats it as arriving at the new
 //!   price: it takes what it crosses, then rests at the back of the new level. A post-only
 //!   order whose new price would cross, or a total quantity not above what has filled, is
-//!   refused (`AmendRejected`) and the order works on as it was.
+//!   refused (`AmendRejected`) and the order works on as it was. These are the common venue
+//!   rules (Bybit, OKX, Kraken keep priority on a decrease). Binance USD-M's `PUT
+//!   /fapi/v1/order` differs: every modified order is re-queued, and a post-only order whose
+//!   new price would cross, or a partly filled one amended to at most its filled quantity, is
+//!   cancelled rather than refused.
 
 use core::cmp::Reverse;
 use std::collections::BinaryHeap;
