@@ -473,7 +473,8 @@ where
 }
 
 /// What a run did: the engine's final counters and positions, and the venues', feeds',
-/// lanes' and store's figures. `run` prints it ([`fmt::Display`]) when it ends.
+/// lanes' and store's figures. the `run` command prints it
+/// ([`Display`](std::fmt::Display)) when it ends.
 #[derive(Debug)]
 pub struct RunSummary {
     /// How long it ran.

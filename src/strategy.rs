@@ -1,12 +1,13 @@
 //! Strategies the command line can run by name: [`Configurable`] ties a
 //! [`Strategy`](tradeloop_engine::api::Strategy) to its name and its `[strategy.NAME]`
-//! parameters, and a [`Registry`] (made with [`strategies!`]) lists the ones a binary offers.
-//! The built-in `tradeloop` binary offers [`Bundled`]; a user's own binary lists theirs and
-//! gets the same `run`, `backtest`, `--sweep` and `config check` through [`crate::cli::main`].
+//! parameters, and a [`Registry`] (made with [`strategies!`](crate::strategies!)) lists the
+//! ones a binary offers. The built-in `tradeloop` binary offers [`Bundled`]; a user's own
+//! binary lists theirs and gets the same `run`, `backtest`, `--sweep` and `config check`
+//! through [`crate::cli::main`].
 //!
 //! Dispatch is static: a registry hands each strategy type to a generic [`UseStrategy`]
 //! visitor, so the engine is monomorphised for every registered strategy and nothing on the
-//! per-event path goes through `dyn` ([`Strategy`]'s methods are generic over the context and
+//! per-event path goes through `dyn` (a strategy's methods are generic over the context and
 //! so not object-safe, by design). Off the hot path: names and parameters are resolved once at
 //! start-up.
 //!
@@ -67,11 +68,11 @@ pub trait UseStrategy {
     fn with<S: Configurable>(self) -> Self::Output;
 }
 
-/// The strategies a binary offers by name. Made with [`strategies!`].
+/// The strategies a binary offers by name. Made with [`strategies!`](crate::strategies!).
 pub trait Registry: Send + Sync + 'static {
     /// Any one of the registered strategies: the nested
     /// [`Either`](tradeloop_engine::portfolio::Either) of them all, so that members of a
-    /// [`Portfolio`](tradeloop_engine::portfolio::Portfolio) may be of different types.
+    /// [`Portfolio`] may be of different types.
     type Any: tradeloop_engine::api::Strategy + Send + 'static;
     /// Registered names, in registration order.
     fn names() -> Vec<&'static str>;
@@ -87,7 +88,7 @@ pub trait Registry: Send + Sync + 'static {
     ) -> Option<Result<(Self::Any, StrategyLabel), ConfigError>>;
 }
 
-/// [`strategies!`]'s nested `Either` of the registered types.
+/// [`strategies!`](crate::strategies!)'s nested `Either` of the registered types.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __strategies_any {
@@ -97,13 +98,18 @@ macro_rules! __strategies_any {
     };
 }
 
-/// [`strategies!`]'s `build_any`: the strategy at its place in the nested `Either`.
+/// [`strategies!`](crate::strategies!)'s `build_any`: the strategy at its place in the nested
+/// `Either`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __strategies_build_any {
     ($name:ident, $section:ident, $config:ident, $instruments:ident; $t:ty) => {
         if $name == <$t as $crate::strategy::Configurable>::NAME {
-            ::core::option::Option::Some($crate::strategy::build_section::<$t>($config, $section, $instruments))
+            ::core::option::Option::Some($crate::strategy::build_section::<$t>(
+                $config,
+                $section,
+                $instruments,
+            ))
         } else {
             ::core::option::Option::None
         }

@@ -169,7 +169,7 @@ pub fn sort_rows(rows: &mut [Row], by: SortBy) {
 
 /// Runs the sweep and writes `sweep.csv` into `out`. Every combination's strategy comes from
 /// `factory`, called with that combination's configuration and the instruments (on the
-/// thread that runs it); [`crate::backtest::configured`]'s strategy is the built-in one.
+/// thread that runs it); the CLI passes [`crate::strategy::build`] of the strategy it runs.
 ///
 /// # Errors
 /// A bad parameter or value (named), unreadable inputs, or a failed run.
