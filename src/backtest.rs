@@ -94,6 +94,18 @@ pub struct StrategyLabel {
     pub members: Vec<String>,
 }
 
+impl StrategyLabel {
+    /// A single strategy's label (no portfolio members).
+    #[must_use]
+    pub fn new(name: impl Into<String>, params: serde_json::Value) -> Self {
+        Self {
+            name: name.into(),
+            params,
+            members: Vec::new(),
+        }
+    }
+}
+
 /// What is attributed to one strategy of a backtest (one row of `by_strategy`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct StrategyAttribution {
@@ -755,11 +767,7 @@ impl Backtest<()> {
             },
             input: None,
             strategy: (),
-            label: StrategyLabel {
-                name: String::new(),
-                params: serde_json::Value::Null,
-                members: Vec::new(),
-            },
+            label: StrategyLabel::new("", serde_json::Value::Null),
         })
     }
 
@@ -773,11 +781,7 @@ impl Backtest<()> {
             options: self.options,
             input: self.input,
             strategy,
-            label: StrategyLabel {
-                name,
-                params: serde_json::Value::Null,
-                members: Vec::new(),
-            },
+            label: StrategyLabel::new(name, serde_json::Value::Null),
         }
     }
 
@@ -837,11 +841,7 @@ impl<S> Backtest<S> {
     /// `null`).
     #[must_use]
     pub fn label(mut self, name: impl Into<String>, params: serde_json::Value) -> Self {
-        self.label = StrategyLabel {
-            name: name.into(),
-            params,
-            members: Vec::new(),
-        };
+        self.label = StrategyLabel::new(name, params);
         self
     }
 
@@ -884,10 +884,10 @@ impl<S: Strategy> Backtest<S> {
                 Input::from_paths(&options.data)?
             }
         };
-        let (mut report, strategy) = match &input {
+        let (report, strategy) = match &input {
             Input::Raw(paths) => {
                 let steps = RawSteps::open(&config, &registry, paths)?;
-                drive(&config, &options, registry, steps, strategy)?
+                drive(&config, &options, registry, steps, strategy, label)?
             }
             Input::TleFile(path) => {
                 let file = std::fs::File::open(path)
@@ -895,15 +895,13 @@ impl<S: Strategy> Backtest<S> {
                 let reader = TleReader::from_reader(Box::new(file))
                     .with_context(|| format!("{}", path.display()))?;
                 let steps = TleSteps::new(reader, &registry);
-                drive(&config, &options, registry, steps, strategy)?
+                drive(&config, &options, registry, steps, strategy, label)?
             }
             Input::Tle(bytes) => {
                 let steps = TleSteps::new(TleReader::from_memory(Arc::clone(bytes))?, &registry);
-                drive(&config, &options, registry, steps, strategy)?
+                drive(&config, &options, registry, steps, strategy, label)?
             }
         };
-        report.strategy = label;
-        report.inputs = options.data;
         Ok((report, strategy))
     }
 }
@@ -947,6 +945,7 @@ fn drive<St: Steps, S: Strategy>(
     registry: InstrumentRegistry,
     mut steps: St,
     strategy: S,
+    label: StrategyLabel,
 ) -> anyhow::Result<(Report, S)> {
     let n = registry.len();
     let names: Vec<String> = registry.iter().map(|i| i.symbol.clone()).collect();
@@ -1056,11 +1055,7 @@ fn drive<St: Steps, S: Strategy>(
         "entry_latency_us": x.entry_latency_us, "response_latency_us": x.response_latency_us,
     });
     let report = Report {
-        strategy: StrategyLabel {
-            name: String::new(),
-            params: serde_json::Value::Null,
-            members: Vec::new(),
-        },
+        strategy: label,
         inputs: options.data.clone(),
         execution,
         symbols: names,

@@ -256,11 +256,10 @@ pub fn build_section<S: Configurable>(
         },
         reason: e.reason,
     })?;
-    let label = StrategyLabel {
-        name: S::NAME.to_owned(),
-        params: serde_json::to_value(&p).unwrap_or(serde_json::Value::Null),
-        members: Vec::new(),
-    };
+    let label = StrategyLabel::new(
+        S::NAME,
+        serde_json::to_value(&p).unwrap_or(serde_json::Value::Null),
+    );
     Ok((strategy, label))
 }
 
