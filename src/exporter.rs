@@ -52,7 +52,7 @@ pub struct RunView<'a> {
 /// The live-execution series: name, help, value.
 fn live_series(
     s: &tradeloop_adapters::binance::exec::gateway::LiveStats,
-) -> [(&'static str, &'static str, u64); 15] {
+) -> [(&'static str, &'static str, u64); 17] {
     [
         (
             "tradeloop_live_orders_sent_total",
@@ -73,6 +73,16 @@ fn live_series(
             "tradeloop_live_cancels_sent_total",
             "Cancels sent to the live venue",
             s.cancels_sent,
+        ),
+        (
+            "tradeloop_live_amends_sent_total",
+            "Amends (USD-M modifies) sent to the live venue",
+            s.amends_sent,
+        ),
+        (
+            "tradeloop_live_amends_rejected_total",
+            "Amends the live venue refused or that could not be sent",
+            s.amends_rejected,
         ),
         (
             "tradeloop_live_unknown_outcomes_total",

@@ -563,11 +563,13 @@ impl std::fmt::Display for RunSummary {
         if let Some(s) = self.live {
             writeln!(
                 f,
-                "live venue: {} orders sent, {} refused by exchange filters, {} rejected, {} cancels sent, {} unknown outcomes resolved; {} reconciliations ({} orphans cancelled, {} foreign orders, {} positions checked); user stream {} connects, {} stale and {} unknown reports ignored, {} bad messages; REST {} requests, {} held back, {} 429, {} 418, {} dry-run",
+                "live venue: {} orders sent, {} refused by exchange filters, {} rejected, {} cancels sent, {} amends sent ({} rejected), {} unknown outcomes resolved; {} reconciliations ({} orphans cancelled, {} foreign orders, {} positions checked); user stream {} connects, {} stale and {} unknown reports ignored, {} bad messages; REST {} requests, {} held back, {} 429, {} 418, {} dry-run",
                 s.orders_sent,
                 s.refused_by_filter,
                 s.rejected,
                 s.cancels_sent,
+                s.amends_sent,
+                s.amends_rejected,
                 s.unknown_outcomes,
                 s.reconciliations,
                 s.orphans_cancelled,

@@ -310,3 +310,162 @@ fn live_check_reports_the_account_without_trading() {
     assert!(!bad.status.success());
     assert!(err.contains("-1022") && err.contains("Signature"), "{err}");
 }
+
+/// The sim venue's mid for `symbol`, from its REST depth snapshot.
+fn sim_mid(sim: &SimVenue, symbol: &str) -> Option<Price> {
+    use std::io::{Read as _, Write as _};
+    let addr = sim.rest_url().trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET /fapi/v1/depth?symbol={symbol}&limit=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = &text[text.find("\r\n\r\n")? + 4..];
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let best = |side: &str| -> Option<Price> { v[side][0][0].as_str()?.parse().ok() };
+    let (bid, ask) = (best("bids")?, best("asks")?);
+    Some(Price((bid.raw() + ask.raw()) / 2 / 10_000_000 * 10_000_000))
+}
+
+#[test]
+fn live_market_maker_amends_its_quotes_in_place_on_usdm() {
+    let sim = Arc::new(sim_venue());
+    let mock = Arc::new(
+        MockBinance::start(MockConfig {
+            market: Market::UsdM,
+            api_key: KEY.into(),
+            secret: SECRET.into(),
+            symbols: vec![
+                MockSymbol {
+                    tick: p("0.1"),
+                    step: q("0.001"),
+                    min_qty: q("0.001"),
+                    ..MockSymbol::usdt("BTCUSDT", "BTC", "60000")
+                },
+                MockSymbol::usdt("ETHUSDT", "ETH", "3000"),
+            ],
+            skew_ms: 0,
+            balances: vec![("USDT".into(), q("10000000"))],
+            weight_limit: 6000,
+            orders_10s_limit: 100_000,
+            check_balances: false,
+        })
+        .unwrap(),
+    );
+    let db = std::env::temp_dir().join(format!("tradeloop-live-mm-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    // The venue's last price follows the sim market; every half second a resting quote fills.
+    let stop = Arc::new(AtomicBool::new(false));
+    let market = {
+        let (mock, stop, sim) = (Arc::clone(&mock), Arc::clone(&stop), Arc::clone(&sim));
+        std::thread::spawn(move || {
+            let mut turn = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(mid) = sim_mid(&sim, "BTCUSDT") {
+                    mock.trade("BTCUSDT", mid);
+                }
+                turn += 1;
+                if turn.is_multiple_of(25) {
+                    // Buys and sells in turn, so the position stays inside the limits.
+                    let buy = turn.is_multiple_of(50);
+                    let working = mock
+                        .orders()
+                        .into_iter()
+                        .find(|o| o.buy == buy && matches!(o.status, "NEW" | "PARTIALLY_FILLED"));
+                    if let Some(o) = working {
+                        mock.fill(&o.client_id, Qty(o.qty.raw() - o.executed.raw()));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let mut c = tradeloop();
+    c.args([
+        "-c",
+        "examples/configs/market_maker.toml",
+        "run",
+        "--duration",
+        "6",
+        "--no-histograms",
+    ]);
+    live_env(&mut c, &sim, &mock, &db);
+    c.env("TRADELOOP__VENUES__0__KIND", "\"binance-usdm\"")
+        // The sim market moves a few ticks in a run: requote on every tick it moves.
+        .env("TRADELOOP__STRATEGY__MARKET_MAKER__REQUOTE_TICKS", "1")
+        .env("TRADELOOP__STRATEGY__MARKET_MAKER__HALF_SPREAD_TICKS", "2");
+    let out = c.output().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    market.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if std::env::var_os("TL_SHOW").is_some() {
+        eprintln!("{err}");
+    }
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("live venue: "))
+        .unwrap_or_else(|| panic!("no live venue summary:\n{err}"));
+    let figure = |after: &str| -> u64 {
+        let at = line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after:?} in {line}"));
+        line[..at]
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{after:?} in {line}"))
+    };
+    let (sent, rejected, amends) = (
+        figure(" orders sent"),
+        figure(" rejected,"),
+        figure(" amends sent"),
+    );
+    let orders = mock.orders();
+    // A post-only quote the venue's last price crosses is refused (-5022) and not recorded.
+    assert_eq!(
+        orders.len() as u64,
+        sent - rejected,
+        "every order the venue took is one of the run's, once"
+    );
+    assert!(
+        orders.iter().all(|o| o.tif == "GTX" && o.kind == "LIMIT"),
+        "the quotes are post-only limits"
+    );
+    let modified: u64 = orders.iter().map(|o| u64::from(o.amends)).sum();
+    assert!(modified > 0, "quotes were modified in place:\n{err}");
+    assert!(amends >= modified, "{line}");
+    // The books: the run's fills are the venue's executions; its position is the venue's.
+    let store = SqliteStore::open(&db, vec!["BTCUSDT".into(), "ETHUSDT".into()]).unwrap();
+    let fills = store.recover().unwrap().fills;
+    let executed: Qty = Qty(orders.iter().map(|o| o.executed.raw()).sum());
+    assert!(executed.raw() > 0, "some quotes filled:\n{err}");
+    assert_eq!(
+        Qty(fills.iter().map(|f| f.qty.raw()).sum()),
+        executed,
+        "{err}"
+    );
+    let engine_net: i64 = fills
+        .iter()
+        .map(|f| f.qty.raw() * if f.side == Side::Buy { 1 } else { -1 })
+        .sum();
+    assert_eq!(Qty(engine_net), mock.position("BTCUSDT"));
+    for f in &fills {
+        let o = orders
+            .iter()
+            .find(|o| o.client_id == format!("tl-{}", f.client_id.0))
+            .expect("a persisted fill belongs to a venue order");
+        assert_eq!(f.side == Side::Buy, o.buy);
+    }
+    assert!(
+        orders
+            .iter()
+            .all(|o| !matches!(o.status, "NEW" | "PARTIALLY_FILLED")),
+        "cancel on exit leaves no quote working"
+    );
+    let _ = std::fs::remove_file(&db);
+}

@@ -130,6 +130,12 @@ impl Rig {
         id
     }
 
+    fn amend(&mut self, id: ClientOrderId, request: OrderRequest, price: &str, qty: &str) {
+        self.gateway
+            .amend(&Order::new(id, request, 0), p(price), q(qty), 0, &[])
+            .unwrap();
+    }
+
     fn cancel(&mut self, id: ClientOrderId, request: OrderRequest) {
         self.gateway
             .cancel(&Order::new(id, request, 0), 0, &[])
@@ -798,4 +804,181 @@ fn periodic_reconciliation_finds_a_silently_lost_fill() {
             r.venue().stats().reconciliations >= 3
         });
     }
+}
+
+fn maker(price: &str, qty: &str) -> OrderRequest {
+    let mut r = buy(price, qty);
+    r.post_only = true;
+    r
+}
+
+fn amended(client_id: ClientOrderId, price: &str, qty: &str) -> OrderReport {
+    OrderReport::Amended {
+        client_id,
+        price: p(price),
+        qty: q(qty),
+    }
+}
+
+fn count(events: &[EventKind], f: impl Fn(&OrderReport) -> bool) -> usize {
+    reports(events).iter().filter(|r| f(r)).count()
+}
+
+#[test]
+fn usdm_modifies_in_place_and_reports_each_amend_once() {
+    let mut r = rig(Market::UsdM);
+    let id = r.submit(maker("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    // Up in price and size: one PUT, one Amended although the stream also says AMENDMENT.
+    r.amend(id, maker("49000", "0.01"), "49100", "0.02");
+    r.collect(|e| has(e, &amended(id, "49100", "0.02")));
+    let more = r.drain(Duration::from_millis(200));
+    assert_eq!(
+        count(&more, |x| matches!(x, OrderReport::Amended { .. })),
+        0,
+        "the stream's AMENDMENT adds nothing: {more:?}"
+    );
+    let at_venue = &r.mock.orders()[0];
+    assert_eq!(
+        (
+            at_venue.price,
+            at_venue.qty,
+            at_venue.amends,
+            at_venue.tif.as_str()
+        ),
+        (p("49100"), q("0.02"), 1, "GTX")
+    );
+    let put = r
+        .mock
+        .requests()
+        .into_iter()
+        .find(|x| x.method == "PUT")
+        .expect("a PUT was sent");
+    assert_eq!(put.path, "/fapi/v1/order");
+    assert!(
+        put.params
+            .starts_with("symbol=BTCUSDT&origClientOrderId=tl-")
+            && put.params.contains("&side=BUY&quantity=0.02&price=49100&"),
+        "{put:?}"
+    );
+    assert_eq!(put.status, 200);
+    // A partial fill, then down to 0.015 in all: the rest (0.005) fills at the new terms.
+    let venue_id = at_venue.client_id.clone();
+    r.mock.fill(&venue_id, q("0.01"));
+    r.collect(|e| filled(e, id) == q("0.01"));
+    r.amend(id, maker("49100", "0.02"), "49100", "0.015");
+    r.collect(|e| has(e, &amended(id, "49100", "0.015")));
+    r.mock.trade("BTCUSDT", p("49000"));
+    let ev = r.collect(|e| filled(e, id) == q("0.005"));
+    assert!(!has(&ev, &OrderReport::Canceled { client_id: id }));
+    assert_eq!(r.mock.orders()[0].status, "FILLED");
+    // The order is done: an amend now is refused without a request.
+    let puts = |r: &Rig| {
+        r.mock
+            .requests()
+            .iter()
+            .filter(|x| x.method == "PUT")
+            .count()
+    };
+    let before = puts(&r);
+    r.amend(id, maker("49100", "0.015"), "49000", "0.015");
+    r.collect(|e| {
+        has(
+            e,
+            &OrderReport::AmendRejected {
+                client_id: id,
+                reason: RejectReason::UnknownOrder,
+            },
+        )
+    });
+    assert_eq!(puts(&r), before);
+    let s = r.venue().stats();
+    assert_eq!((s.amends_sent, s.amends_rejected), (2, 1));
+}
+
+#[test]
+fn usdm_refused_and_cancelling_modifies() {
+    let mut r = rig(Market::UsdM);
+    let id = r.submit(maker("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    let refused = |reason| OrderReport::AmendRejected {
+        client_id: id,
+        reason,
+    };
+    // Off the tick: refused locally, nothing sent, the order works on.
+    r.amend(id, maker("49000", "0.01"), "49000.005", "0.01");
+    r.collect(|e| has(e, &refused(RejectReason::InvalidOrder)));
+    assert!(!r.mock.requests().iter().any(|x| x.method == "PUT"));
+    // The venue's own refusal (same terms: "No need to modify the order").
+    r.amend(id, maker("49000", "0.01"), "49000", "0.01");
+    r.collect(|e| has(e, &refused(RejectReason::InvalidOrder)));
+    assert_eq!(r.mock.orders()[0].amends, 0);
+    assert_eq!(r.mock.orders()[0].status, "NEW");
+    // A post-only order moved through the market is cancelled by the venue: Canceled, no
+    // Amended.
+    r.amend(id, maker("49000", "0.01"), "50500", "0.01");
+    let ev = r.collect(|e| has(e, &OrderReport::Canceled { client_id: id }));
+    let ev = [ev, r.drain(Duration::from_millis(200))].concat();
+    assert_eq!(
+        count(&ev, |x| matches!(x, OrderReport::Amended { .. })),
+        0,
+        "{ev:?}"
+    );
+    assert_eq!(count(&ev, |x| matches!(x, OrderReport::Canceled { .. })), 1);
+    assert_eq!(filled(&ev, id), Qty::ZERO);
+    assert_eq!(r.mock.orders()[0].status, "CANCELED");
+    let s = r.venue().stats();
+    assert_eq!((s.amends_sent, s.amends_rejected), (2, 2));
+}
+
+#[test]
+fn usdm_lost_modify_answers_are_resolved_by_querying() {
+    let mut r = rig(Market::UsdM);
+    let id = r.submit(maker("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    // It took effect, but the answer is a 500 and the stream's AMENDMENT is lost.
+    r.mock.inject(Fault::Lose(1));
+    r.mock.inject(Fault::PlacedThen500);
+    r.amend(id, maker("49000", "0.01"), "48900", "0.01");
+    r.collect(|e| has(e, &amended(id, "48900", "0.01")));
+    assert_eq!(r.venue().stats().unknown_outcomes, 1);
+    // It never reached the matching engine (503 before it): the query shows the old terms.
+    r.mock.inject(Fault::Status {
+        status: 503,
+        retry_after_s: 0,
+    });
+    r.amend(id, maker("48900", "0.01"), "48800", "0.01");
+    let ev = r.collect(|e| {
+        has(
+            e,
+            &OrderReport::AmendRejected {
+                client_id: id,
+                reason: RejectReason::GatewayUnavailable,
+            },
+        )
+    });
+    assert!(!reports(&ev)
+        .iter()
+        .any(|x| matches!(x, OrderReport::Amended { .. })));
+    assert_eq!(r.mock.orders()[0].price, p("48900"));
+    assert_eq!(r.venue().stats().unknown_outcomes, 2);
+}
+
+#[test]
+fn spot_has_no_in_place_amend() {
+    let mut r = rig(Market::Spot);
+    let id = r.submit(buy("49000", "0.01"));
+    r.collect(|e| has(e, &OrderReport::Accepted { client_id: id }));
+    let got = r.gateway.amend(
+        &Order::new(id, buy("49000", "0.01"), 0),
+        p("48000"),
+        q("0.01"),
+        0,
+        &[],
+    );
+    assert_eq!(
+        got,
+        Err(tradeloop_engine::api::GatewayError::AmendUnsupported)
+    );
+    assert!(!r.mock.requests().iter().any(|x| x.method == "PUT"));
 }

@@ -449,9 +449,14 @@ impl SimSymbol {
                 s = self.symbol,
             ));
         }
+        // `pu` (the previous diff's `u`; ids are contiguous here) is what USD-M adds; spot
+        // clients ignore it, so one stream serves `binance` and `binance-usdm` venues alike.
         Some(format!(
-            r#"{{"stream":"{}@depth@100ms","data":{{"e":"depthUpdate","E":{now_ms},"s":"{}","U":{first},"u":{},"b":[{bids}],"a":[{asks}]}}}}"#,
-            self.stream_prefix, self.symbol, self.update_id,
+            r#"{{"stream":"{}@depth@100ms","data":{{"e":"depthUpdate","E":{now_ms},"s":"{}","U":{first},"u":{},"pu":{},"b":[{bids}],"a":[{asks}]}}}}"#,
+            self.stream_prefix,
+            self.symbol,
+            self.update_id,
+            first.saturating_sub(1),
         ))
     }
 

@@ -9,6 +9,16 @@
 //! - The user-stream thread: creates, keeps alive and renews the listen key, streams order
 //!   events, reconnects with back-off, and asks for a reconciliation after every (re)connect.
 //!
+//! **Amends.** On USD-M, [`Gateway::amend`] becomes Binance's modify (`PUT /fapi/v1/order`:
+//! price and total quantity, LIMIT orders only; the venue re-queues every modified order,
+//! and cancels it if a post-only (GTX) order's new price would cross or a partly filled
+//! order's new quantity is not above what has filled). The [`Tracker`] reports `Amended` when
+//! the first venue report shows the new terms (REST answer or the user stream's `AMENDMENT`),
+//! `AmendRejected` when the venue refuses. An answer lost to a timeout is resolved by querying
+//! the order a second later: on the new terms it was amended, otherwise it was not. Spot has no
+//! in-place amend of price (only a priority-keeping size-down, not used here), so the spot
+//! gateway answers [`GatewayError::AmendUnsupported`] and strategies cancel and replace.
+//!
 //! Both threads feed venue reports through one [`Tracker`], which turns them into exactly the
 //! engine reports that keep the engine's books true, and push those on the HIGH lane (waiting
 //! for room, never dropping).
@@ -108,6 +118,10 @@ enum Command {
     New(Order),
     Cancel(ClientOrderId, InstrumentIndex),
     Refuse(ClientOrderId, FilterViolation),
+    /// Amend the order (as the engine holds it) to this price and total quantity.
+    Amend(Order, Price, Qty),
+    /// The amend's terms break an exchange filter: refuse it, the order works on.
+    RefuseAmend(ClientOrderId, FilterViolation),
 }
 
 /// Counters of the live venue.
@@ -121,6 +135,10 @@ pub struct LiveCounters {
     pub rejected: AtomicU64,
     /// Cancels sent.
     pub cancels_sent: AtomicU64,
+    /// Amends (USD-M modifies) sent.
+    pub amends_sent: AtomicU64,
+    /// Amends the venue refused or that could not be sent (filters included).
+    pub amends_rejected: AtomicU64,
     /// Answers whose outcome was unknown (timeout, 5xx), resolved by a query.
     pub unknown_outcomes: AtomicU64,
     /// Reconciliations completed.
@@ -157,6 +175,10 @@ pub struct LiveStats {
     pub rejected: u64,
     /// See [`LiveCounters`].
     pub cancels_sent: u64,
+    /// See [`LiveCounters`].
+    pub amends_sent: u64,
+    /// See [`LiveCounters`].
+    pub amends_rejected: u64,
     /// See [`LiveCounters`].
     pub unknown_outcomes: u64,
     /// See [`LiveCounters`].
@@ -413,6 +435,29 @@ impl Gateway for LiveGateway {
         self.inner
             .enqueue(Command::Cancel(order.client_id, order.request.instrument))
     }
+
+    fn amend(
+        &mut self,
+        order: &Order,
+        price: Price,
+        qty: Qty,
+        _now_ns: u64,
+        _: &tradeloop_engine::api::Books,
+    ) -> Result<(), GatewayError> {
+        if self.inner.settings.rest.market != Market::UsdM {
+            return Err(GatewayError::AmendUnsupported);
+        }
+        let Some(Some(filters)) = self.filters.get(order.request.instrument.get()) else {
+            return Err(GatewayError::NoExecutionVenue);
+        };
+        let mut terms = order.request;
+        (terms.price, terms.qty) = (price, qty);
+        let command = match filters.check(&terms) {
+            Ok(()) => Command::Amend(*order, price, qty),
+            Err(v) => Command::RefuseAmend(order.client_id, v),
+        };
+        self.inner.enqueue(command)
+    }
 }
 
 impl Inner {
@@ -435,6 +480,8 @@ impl Inner {
             refused_by_filter: get(&c.refused_by_filter),
             rejected: get(&c.rejected),
             cancels_sent: get(&c.cancels_sent),
+            amends_sent: get(&c.amends_sent),
+            amends_rejected: get(&c.amends_rejected),
             unknown_outcomes: get(&c.unknown_outcomes),
             reconciliations: get(&c.reconciliations),
             orphans_cancelled: get(&c.orphans_cancelled),
@@ -516,6 +563,7 @@ impl Inner {
 
     fn work(&self) {
         let mut unresolved: Vec<(ClientOrderId, InstrumentIndex, Instant)> = Vec::new();
+        let mut unresolved_amends: Vec<(ClientOrderId, InstrumentIndex, Instant)> = Vec::new();
         let mut last_reconcile = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             if self
@@ -543,6 +591,21 @@ impl Inner {
                             reason: RejectReason::InvalidOrder,
                         }));
                     }
+                    Command::Amend(order, price, qty) => {
+                        if let Some(u) = self.send_amend(&order, price, qty) {
+                            unresolved_amends.push((u, order.request.instrument, Instant::now()));
+                        }
+                    }
+                    Command::RefuseAmend(id, violation) => {
+                        self.counters
+                            .amends_rejected
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(client_id = id.0, %violation, "amend refused locally: its terms break a Binance exchange filter");
+                        self.push(EventKind::Order(OrderReport::AmendRejected {
+                            client_id: id,
+                            reason: RejectReason::InvalidOrder,
+                        }));
+                    }
                 }
             }
             if self.reconcile_requested.swap(false, Ordering::SeqCst) {
@@ -557,6 +620,9 @@ impl Inner {
             }
             unresolved.retain(|&(id, instrument, since)| {
                 since.elapsed() < Duration::from_secs(1) || !self.resolve(id, instrument)
+            });
+            unresolved_amends.retain(|&(id, instrument, since)| {
+                since.elapsed() < Duration::from_secs(1) || !self.resolve_amend(id, instrument)
             });
             self.parked.store(true, Ordering::SeqCst);
             if self.queue.is_empty() && !self.reconcile_requested.load(Ordering::SeqCst) {
@@ -706,6 +772,107 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Sends a modify (USD-M); returns the order's id if the outcome is still unknown.
+    fn send_amend(&self, order: &Order, price: Price, qty: Qty) -> Option<ClientOrderId> {
+        let id = order.client_id;
+        let refuse = |reason| {
+            self.counters
+                .amends_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            self.push(EventKind::Order(OrderReport::AmendRejected {
+                client_id: id,
+                reason,
+            }));
+        };
+        let Some(symbol) = self.symbol_of(order.request.instrument) else {
+            refuse(RejectReason::GatewayUnavailable);
+            return None;
+        };
+        if !self.tracker.lock().amend_sent(id, price, qty) {
+            // Ended meanwhile (its terminal report is on its way) or never sent.
+            refuse(RejectReason::UnknownOrder);
+            return None;
+        }
+        let [symbol_param, id_param] = self.order_ref(symbol, id);
+        let params = [
+            symbol_param,
+            id_param,
+            (
+                "side",
+                if order.request.side == Side::Buy {
+                    "BUY"
+                } else {
+                    "SELL"
+                }
+                .to_owned(),
+            ),
+            ("quantity", qty.to_string()),
+            ("price", price.to_string()),
+        ];
+        self.counters.amends_sent.fetch_add(1, Ordering::Relaxed);
+        match self
+            .rest
+            .call::<RestOrder>(Method::Put, Endpoint::Order, &params, Auth::Signed)
+        {
+            Ok(o) => {
+                match o.to_report() {
+                    Ok(report) => self.apply_report(id, &report),
+                    Err(e) => {
+                        tracing::error!(client_id = id.0, error = %e, "amend: bad answer; querying");
+                        return (!self.resolve_amend(id, order.request.instrument)).then_some(id);
+                    }
+                }
+                // An answer on other terms than asked (it should not happen): the amend did
+                // not take; the order's state came with the answer.
+                let mut t = self.tracker.lock();
+                if t.get(id).is_some_and(|o| o.pending_amend.is_some()) {
+                    tracing::warn!(client_id = id.0, "amend: the venue answered on other terms");
+                    t.amend_refused(id, RejectReason::Venue, &mut |r| {
+                        self.push(EventKind::Order(r));
+                    });
+                }
+                None
+            }
+            Err(e) if e.outcome_unknown() => {
+                self.counters
+                    .unknown_outcomes
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(client_id = id.0, error = %e, "amend: outcome unknown; querying the order");
+                (!self.resolve_amend(id, order.request.instrument)).then_some(id)
+            }
+            Err(e) => {
+                let reason = reason_for_error(&e);
+                tracing::warn!(client_id = id.0, error = %e, ?reason, "amend refused");
+                self.counters
+                    .amends_rejected
+                    .fetch_add(1, Ordering::Relaxed);
+                self.tracker.lock().amend_refused(id, reason, &mut |r| {
+                    self.push(EventKind::Order(r));
+                });
+                if e.code() == Some(-2013) {
+                    // The venue no longer has it: learn how it ended.
+                    self.resolve(id, order.request.instrument);
+                }
+                None
+            }
+        }
+    }
+
+    /// Queries an order with an amend whose answer was lost and applies what the venue says:
+    /// on the new terms it was amended (the tracker reports it); still on the old ones, it was
+    /// not. `true` once resolved.
+    fn resolve_amend(&self, id: ClientOrderId, instrument: InstrumentIndex) -> bool {
+        if !self.resolve(id, instrument) {
+            return false;
+        }
+        self.tracker
+            .lock()
+            .amend_refused(id, RejectReason::GatewayUnavailable, &mut |r| {
+                self.push(EventKind::Order(r));
+            });
+        true
     }
 
     // ---- reconciliation ----

@@ -116,7 +116,8 @@ pub enum Fault {
         /// `Retry-After`, s.
         retry_after_s: u64,
     },
-    /// The next new order is placed, but the answer is HTTP 500.
+    /// The next new order is placed (or the next modify takes effect), but the answer is
+    /// HTTP 500.
     PlacedThen500,
     /// The next `n` execution reports are each sent twice.
     Duplicate(u32),
@@ -166,6 +167,8 @@ pub struct MockOrder {
     pub quote: Money,
     /// Binance status name.
     pub status: &'static str,
+    /// Times modified (USD-M `PUT order`).
+    pub amends: u32,
 }
 
 impl MockOrder {
@@ -348,6 +351,17 @@ impl MockBinance {
             .insert(symbol.to_owned(), (qty, Money::notional(entry, qty)));
     }
 
+    /// A USD-M position's signed quantity (zero if none).
+    #[must_use]
+    pub fn position(&self, symbol: &str) -> Qty {
+        self.shared
+            .state
+            .lock()
+            .positions
+            .get(symbol)
+            .map_or(Qty::ZERO, |p| p.0)
+    }
+
     /// User-stream connections opened so far.
     #[must_use]
     pub fn streams_opened(&self) -> u64 {
@@ -379,6 +393,7 @@ impl MockBinance {
             executed: Qty::ZERO,
             quote: Money::ZERO,
             status: "NEW",
+            amends: 0,
         });
     }
 
@@ -667,7 +682,7 @@ fn handle(
     if st.orders_10s.0 != ten {
         st.orders_10s = (ten, 0);
     }
-    if method == "POST" && path.ends_with("/order") && reply.status == 200 {
+    if matches!(method, "POST" | "PUT") && path.ends_with("/order") && reply.status == 200 {
         st.orders_10s.1 += 1;
     }
     reply
@@ -844,6 +859,14 @@ fn route(
             "newOrderRespType",
             "reduceOnly",
         ],
+        ("PUT", "v1/order") => &[
+            "symbol",
+            "orderId",
+            "origClientOrderId",
+            "side",
+            "quantity",
+            "price",
+        ],
         ("GET" | "DELETE", "order" | "v1/order") => &["symbol", "orderId", "origClientOrderId"],
         ("GET", "openOrders" | "v1/openOrders") | ("GET", "v2/positionRisk") => &["symbol"],
         ("DELETE", "openOrders" | "v1/allOpenOrders") => &["symbol"],
@@ -862,6 +885,7 @@ fn route(
     }
     match (method, endpoint) {
         ("POST", _) => new_order(shared, st, &params),
+        ("PUT", _) => modify_order(shared, st, &params),
         ("GET", "order" | "v1/order") => match find(st, &params) {
             Ok(i) => ok(order_json(cfg.market, &st.orders[i], None)),
             Err(_) => error(400, -2013, "Order does not exist."),
@@ -1087,7 +1111,8 @@ fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
                 .map_err(|_| error(400, -1100, "Illegal characters found in parameter 'price'."))?;
             let tif = if kind == "LIMIT" {
                 let t = mandatory("timeInForce")?;
-                if !matches!(t, "GTC" | "IOC" | "FOK") {
+                let gtx = t == "GTX" && cfg.market == Market::UsdM;
+                if !(matches!(t, "GTC" | "IOC" | "FOK") || gtx) {
                     return Err(error(400, -1115, "Invalid timeInForce."));
                 }
                 t.to_owned()
@@ -1157,6 +1182,13 @@ fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
         if kind == "LIMIT_MAKER" && marketable {
             return Err(error(400, -2010, "Order would immediately match and take."));
         }
+        if tif == "GTX" && marketable {
+            return Err(error(
+                400,
+                -5022,
+                "Due to the order could not be executed as maker, the Post Only order will be rejected. The order will not be recorded in the order history",
+            ));
+        }
         let order_id = st.next_order_id;
         st.next_order_id += 1;
         st.orders.push(MockOrder {
@@ -1171,14 +1203,113 @@ fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
             executed: Qty::ZERO,
             quote: Money::ZERO,
             status: "NEW",
+            amends: 0,
         });
         let i = st.orders.len() - 1;
         report(shared, st, i, "NEW", None, None);
         if marketable {
             execute(shared, st, i, qty, market_px, false);
-        } else if tif != "GTC" {
+        } else if !matches!(tif.as_str(), "GTC" | "GTX") {
             st.orders[i].status = "EXPIRED";
             report(shared, st, i, "EXPIRED", None, None);
+        }
+        let answer = ok(order_json(cfg.market, &st.orders[i], None));
+        if let Some(at) = st.faults.iter().position(|f| *f == Fault::PlacedThen500) {
+            st.faults.remove(at);
+            return Ok(error(
+                500,
+                -1000,
+                "An unknown error occurred while processing the request.",
+            ));
+        }
+        Ok(answer)
+    })();
+    parsed.unwrap_or_else(|e| e)
+}
+
+/// Binance's most modifies of one order.
+const MAX_MODIFIES: u32 = 10_000;
+
+/// USD-M `PUT /fapi/v1/order`: a LIMIT order's price and total quantity, as the venue
+/// documents it: both and the side are mandatory; the order loses its queue place (here: it is
+/// re-checked against the last price, as a new order would be); a GTX order whose new price
+/// would cross, or a partly filled order modified to no more than has filled, is cancelled.
+fn modify_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
+    let cfg = &shared.config;
+    let mandatory = |name: &'static str| -> Result<&str, Reply> {
+        params.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            error(
+                400,
+                -1102,
+                &format!(
+                    "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                ),
+            )
+        })
+    };
+    let parsed = (|| -> Result<Reply, Reply> {
+        let symbol = mandatory("symbol")?;
+        let Some(sym) = cfg.symbols.iter().find(|s| s.symbol == symbol) else {
+            return Err(error(400, -1121, "Invalid symbol."));
+        };
+        let buy = match mandatory("side")? {
+            "BUY" => true,
+            "SELL" => false,
+            _ => return Err(error(400, -1117, "Invalid side.")),
+        };
+        let qty: Qty = mandatory("quantity")?.parse().map_err(|_| {
+            error(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'quantity'.",
+            )
+        })?;
+        let price: Price = mandatory("price")?
+            .parse()
+            .map_err(|_| error(400, -1100, "Illegal characters found in parameter 'price'."))?;
+        let i = find(st, params).map_err(|()| error(400, -2013, "Order does not exist."))?;
+        let o = &st.orders[i];
+        if !o.working() {
+            return Err(error(400, -2013, "Order does not exist."));
+        }
+        if o.kind != "LIMIT" {
+            return Err(error(400, -1116, "Invalid orderType."));
+        }
+        if o.buy != buy {
+            return Err(error(400, -1117, "Invalid side."));
+        }
+        if o.price == price && o.qty == qty {
+            return Err(error(400, -5027, "No need to modify the order."));
+        }
+        if o.amends >= MAX_MODIFIES {
+            return Err(error(400, -5026, "Exceed maximum modify order limit."));
+        }
+        if !price.is_multiple_of(sym.tick) || price < sym.tick {
+            return Err(error(400, -1013, "Filter failure: PRICE_FILTER"));
+        }
+        if !qty.is_multiple_of(sym.step) || qty < sym.min_qty || qty > sym.max_qty {
+            return Err(error(400, -1013, "Filter failure: LOT_SIZE"));
+        }
+        if Money::notional(price, qty) < Money::from_fixed_raw(sym.min_notional.raw()) {
+            return Err(error(400, -4164, "Order's notional must be no smaller than the minimum (unless you choose reduce only)."));
+        }
+        let market_px = st.prices.get(symbol).copied().unwrap_or(sym.price);
+        let marketable = if buy {
+            price >= market_px
+        } else {
+            price <= market_px
+        };
+        let o = &mut st.orders[i];
+        o.amends += 1;
+        (o.price, o.qty) = (price, qty);
+        if o.executed >= qty || (o.tif == "GTX" && marketable) {
+            cancel(shared, st, i);
+        } else {
+            report(shared, st, i, "AMENDMENT", None, None);
+            if marketable {
+                let rest = Qty(st.orders[i].qty.0 - st.orders[i].executed.0);
+                execute(shared, st, i, rest, market_px, false);
+            }
         }
         let answer = ok(order_json(cfg.market, &st.orders[i], None));
         if let Some(at) = st.faults.iter().position(|f| *f == Fault::PlacedThen500) {

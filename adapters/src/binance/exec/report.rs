@@ -58,6 +58,13 @@ pub struct ExecReport {
     pub status: VenueStatus,
     /// `true` if this event is an execution (`x == TRADE`).
     pub is_trade: bool,
+    /// `true` if this event is a USD-M modify (`x == AMENDMENT`): the order now works on
+    /// [`price`](Self::price) and [`orig_qty`](Self::orig_qty).
+    pub is_amendment: bool,
+    /// The order's limit price as the venue holds it now (zero where the report has none).
+    pub price: Price,
+    /// The order's total quantity as the venue holds it now (zero where the report has none).
+    pub orig_qty: Qty,
     /// Venue trade id of this execution (-1 if none).
     pub trade_id: i64,
     /// Quantity of this execution.
@@ -119,6 +126,8 @@ struct SpotReport<'a> {
     x: &'a str,
     #[serde(rename = "X")]
     status: &'a str,
+    q: &'a str,
+    p: &'a str,
     r: String,
     i: i64,
     l: &'a str,
@@ -144,6 +153,8 @@ struct FuturesEnvelope<'a> {
 struct FuturesOrder<'a> {
     s: String,
     c: String,
+    q: &'a str,
+    p: &'a str,
     x: &'a str,
     #[serde(rename = "X")]
     status: &'a str,
@@ -191,6 +202,9 @@ pub fn parse_user_event(text: &str) -> Result<UserEvent, ReportError> {
                 order_id: r.i,
                 status,
                 is_trade: r.x == "TRADE",
+                is_amendment: false,
+                price: fixed("p", r.p)?,
+                orig_qty: fixed("q", r.q)?,
                 trade_id: r.t,
                 last_qty: fixed("l", r.l)?,
                 last_price: fixed("L", r.last_price)?,
@@ -216,6 +230,9 @@ pub fn parse_user_event(text: &str) -> Result<UserEvent, ReportError> {
                 order_id: o.i,
                 status,
                 is_trade: o.x == "TRADE",
+                is_amendment: o.x == "AMENDMENT",
+                price: fixed("p", o.p)?,
+                orig_qty: fixed("q", o.q)?,
                 trade_id: o.t,
                 last_qty: fixed("l", o.l)?,
                 last_price: fixed("L", o.last_price)?,
@@ -243,8 +260,11 @@ pub struct RestOrder {
     pub order_id: i64,
     /// Client order id.
     pub client_order_id: String,
-    /// Original quantity.
+    /// Original quantity (after a modify: the quantity it was modified to).
     pub orig_qty: String,
+    /// Limit price (zero for a market order).
+    #[serde(default)]
+    pub price: Option<String>,
     /// Filled quantity.
     pub executed_qty: String,
     /// Spot: cumulative quote quantity.
@@ -277,6 +297,12 @@ impl RestOrder {
             order_id: self.order_id,
             status,
             is_trade: false,
+            is_amendment: false,
+            price: self
+                .price
+                .as_deref()
+                .map_or(Ok(Price::ZERO), |p| fixed("price", p))?,
+            orig_qty: fixed("origQty", &self.orig_qty)?,
             trade_id: -1,
             last_qty: Qty::ZERO,
             last_price: Price::ZERO,
@@ -311,6 +337,25 @@ mod tests {
         assert_eq!(r.status, VenueStatus::New);
         assert!(!r.is_trade);
         assert_eq!(r.cum_qty, Qty::ZERO);
+    }
+
+    #[test]
+    fn decodes_a_usdm_amendment_with_its_new_terms() {
+        let amend = USDM_DOC
+            .replace(r#""x":"NEW","X":"NEW""#, r#""x":"AMENDMENT","X":"NEW""#)
+            .replace(r#""q":"0.001","p":"0""#, r#""q":"0.002","p":"7100.1""#);
+        let UserEvent::Order(r) = parse_user_event(&amend).unwrap() else {
+            panic!()
+        };
+        assert!(r.is_amendment && !r.is_trade);
+        assert_eq!(r.price, "7100.1".parse().unwrap());
+        assert_eq!(r.orig_qty, "0.002".parse().unwrap());
+        let UserEvent::Order(new) = parse_user_event(USDM_DOC).unwrap() else {
+            panic!()
+        };
+        assert!(!new.is_amendment);
+        let bad = amend.replace(r#""p":"7100.1""#, r#""p":"x""#);
+        assert!(parse_user_event(&bad).is_err(), "a bad price is an error");
     }
 
     #[test]

@@ -479,7 +479,8 @@ impl RestClient {
         auth: Auth,
     ) -> Result<String, RestError> {
         let path = self.settings.market.path(endpoint);
-        let is_order = endpoint == Endpoint::Order && method == Method::Post;
+        // New orders and USD-M modifies count against the venue's order-rate limits.
+        let is_order = endpoint == Endpoint::Order && matches!(method, Method::Post | Method::Put);
         self.admit(is_order)?;
         let mut query = String::new();
         for (k, v) in params {

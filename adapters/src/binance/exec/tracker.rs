@@ -8,6 +8,12 @@
 //! out-of-order report) and adds no fill; one above it adds exactly the difference, at the
 //! average price of the difference. A terminal report ends the order once.
 //!
+//! **Amends** (USD-M modify): the terms asked for are held as the order's pending amend until a
+//! venue report shows the order on exactly those terms — the REST answer, the user stream's
+//! `AMENDMENT` event, a query or a reconciliation, whichever comes first — and `Amended` is
+//! reported then, once; the later copies find nothing pending and add nothing. A definite
+//! refusal reports `AmendRejected`; a terminal report ends the order (and its amend) once.
+//!
 //! Runs on the execution and user-stream threads (behind a mutex); never on the engine thread.
 
 use std::collections::HashMap;
@@ -51,6 +57,8 @@ pub struct Tracked {
     pub filled: Qty,
     /// Quote value of the reported fills.
     pub quote: Money,
+    /// Terms (limit price, total quantity) of an amend sent and not yet answered.
+    pub pending_amend: Option<(Price, Qty)>,
 }
 
 /// What applying a venue report did.
@@ -109,8 +117,36 @@ impl Tracker {
                 accepted: false,
                 filled: Qty::ZERO,
                 quote: Money::ZERO,
+                pending_amend: None,
             },
         );
+    }
+
+    /// An amend of the order to `price` and total `qty` is about to be sent. `false` if the
+    /// order is not tracked (it ended, or was never sent) or an amend is already pending.
+    pub fn amend_sent(&mut self, client_id: ClientOrderId, price: Price, qty: Qty) -> bool {
+        match self.orders.get_mut(&client_id) {
+            Some(t) if t.pending_amend.is_none() => {
+                t.pending_amend = Some((price, qty));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The venue refused the pending amend (or it is known not to have happened): reports
+    /// `AmendRejected` if it was still pending. The order works on as before.
+    pub fn amend_refused(
+        &mut self,
+        client_id: ClientOrderId,
+        reason: RejectReason,
+        out: &mut impl FnMut(OrderReport),
+    ) {
+        if let Some(t) = self.orders.get_mut(&client_id) {
+            if t.pending_amend.take().is_some() {
+                out(OrderReport::AmendRejected { client_id, reason });
+            }
+        }
     }
 
     /// The tracked order.
@@ -177,6 +213,20 @@ impl Tracker {
             t.accepted = true;
             changed = true;
             out(OrderReport::Accepted { client_id });
+        }
+        // The venue holds the order on the pending amend's terms: it was amended (reported
+        // before any fill at the new terms, so the engine never sees more filled than ordered).
+        if let Some((price, qty)) = t.pending_amend {
+            if !r.status.is_terminal() && r.price == price && r.orig_qty == qty {
+                t.pending_amend = None;
+                t.qty = qty;
+                changed = true;
+                out(OrderReport::Amended {
+                    client_id,
+                    price,
+                    qty,
+                });
+            }
         }
         if r.cum_qty > t.filled {
             let qty = Qty(r.cum_qty.0 - t.filled.0).min(Qty(t.qty.0 - t.filled.0));
@@ -278,6 +328,8 @@ pub fn reason_for_code(code: i64, msg: &str) -> RejectReason {
         -1003 | -1015 => RejectReason::RateLimited,
         -2018 | -2019 => RejectReason::InsufficientFunds,
         -2011 | -2013 => RejectReason::UnknownOrder,
+        // USD-M modify: "No need to modify the order" (same terms).
+        -5027 => RejectReason::InvalidOrder,
         -5022 => RejectReason::PostOnlyWouldCross,
         _ => reject_reason(msg),
     }
@@ -308,6 +360,9 @@ mod tests {
             order_id: 99,
             status,
             is_trade: trade.is_some(),
+            is_amendment: false,
+            price: p("100"),
+            orig_qty: q("2"),
             trade_id: 1,
             last_qty: trade.map_or(Qty::ZERO, |t| q(t.0)),
             last_price: trade.map_or(Price::ZERO, |t| p(t.1)),
@@ -489,6 +544,112 @@ mod tests {
                 OrderReport::Canceled { client_id: ID }
             ]
         );
+    }
+
+    fn amended(price: &str, qty: &str) -> OrderReport {
+        OrderReport::Amended {
+            client_id: ID,
+            price: p(price),
+            qty: q(qty),
+        }
+    }
+
+    #[test]
+    fn an_amend_is_reported_once_whichever_copy_comes_first() {
+        // The stream's AMENDMENT event first, then the REST answer and a query: one Amended.
+        let mut t = tracker();
+        run(&mut t, &[report(VenueStatus::New, None, "0", "0")]);
+        assert!(t.amend_sent(ID, p("101"), q("3")));
+        assert!(!t.amend_sent(ID, p("102"), q("3")), "one amend at a time");
+        let mut on_new_terms = report(VenueStatus::New, None, "0", "0");
+        (on_new_terms.price, on_new_terms.orig_qty) = (p("101"), q("3"));
+        let mut event = on_new_terms.clone();
+        event.is_amendment = true;
+        let out = run(&mut t, &[event, on_new_terms.clone(), on_new_terms]);
+        assert_eq!(out, [amended("101", "3")]);
+        assert_eq!(
+            t.get(ID).map(|o| (o.qty, o.pending_amend)),
+            Some((q("3"), None))
+        );
+        // A refusal arriving after the venue showed the new terms adds nothing.
+        let mut none = Vec::new();
+        t.amend_refused(ID, RejectReason::Venue, &mut |x| none.push(x));
+        assert!(none.is_empty(), "{none:?}");
+    }
+
+    #[test]
+    fn a_report_on_the_old_terms_leaves_the_amend_pending() {
+        let mut t = tracker();
+        run(&mut t, &[report(VenueStatus::New, None, "0", "0")]);
+        assert!(t.amend_sent(ID, p("99"), q("2")));
+        // A fill on the old terms (price 100) while the amend is in flight.
+        let fill = report(
+            VenueStatus::PartiallyFilled,
+            Some(("0.5", "100")),
+            "0.5",
+            "50",
+        );
+        let out = run(&mut t, &[fill]);
+        assert_eq!(filled(&out).0, q("0.5"));
+        assert!(!out.iter().any(|r| matches!(r, OrderReport::Amended { .. })));
+        assert_eq!(
+            t.get(ID).and_then(|o| o.pending_amend),
+            Some((p("99"), q("2")))
+        );
+        let mut out = Vec::new();
+        t.amend_refused(ID, RejectReason::InvalidOrder, &mut |x| out.push(x));
+        t.amend_refused(ID, RejectReason::InvalidOrder, &mut |x| out.push(x));
+        assert_eq!(
+            out,
+            [OrderReport::AmendRejected {
+                client_id: ID,
+                reason: RejectReason::InvalidOrder
+            }],
+            "refused once"
+        );
+    }
+
+    #[test]
+    fn a_larger_amend_is_reported_before_the_fills_it_allows() {
+        let mut t = tracker();
+        run(&mut t, &[report(VenueStatus::New, None, "0", "0")]);
+        assert!(t.amend_sent(ID, p("100"), q("3")));
+        // One report carries both the new terms and a fill of all 3 (beyond the old 2).
+        let mut r = report(VenueStatus::Filled, Some(("3", "100")), "3", "300");
+        r.orig_qty = q("3");
+        let out = run(&mut t, &[r]);
+        assert!(
+            !out.iter().any(|x| matches!(x, OrderReport::Amended { .. })),
+            "a terminal report ends the order; its amend is moot: {out:?}"
+        );
+        assert_eq!(filled(&out).0, q("2"), "clamped to what the engine ordered");
+        // Non-terminal: Amended first, then the whole fill fits.
+        let mut t = tracker();
+        run(&mut t, &[report(VenueStatus::New, None, "0", "0")]);
+        assert!(t.amend_sent(ID, p("100"), q("3")));
+        let mut r = report(
+            VenueStatus::PartiallyFilled,
+            Some(("2.5", "100")),
+            "2.5",
+            "250",
+        );
+        r.orig_qty = q("3");
+        let out = run(&mut t, &[r]);
+        assert_eq!(out[0], amended("100", "3"));
+        assert_eq!(filled(&out).0, q("2.5"));
+    }
+
+    #[test]
+    fn a_terminal_report_ends_an_amended_order_once() {
+        // USD-M cancels a GTX order whose new price would cross: the answer is CANCELED.
+        let mut t = tracker();
+        run(&mut t, &[report(VenueStatus::New, None, "0", "0")]);
+        assert!(t.amend_sent(ID, p("105"), q("2")));
+        let mut r = report(VenueStatus::Canceled, None, "0", "0");
+        r.price = p("105");
+        let out = run(&mut t, &[r.clone(), r]);
+        assert_eq!(out, [OrderReport::Canceled { client_id: ID }]);
+        assert!(!t.amend_sent(ID, p("106"), q("2")), "gone");
     }
 
     #[test]
