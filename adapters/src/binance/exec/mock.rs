@@ -971,6 +971,19 @@ fn route(
 struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// A parameter that must be sent and not be empty, or Binance's `-1102` naming it.
+    fn mandatory(&self, name: &str) -> Result<&str, Reply> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            error(
+                400,
+                -1102,
+                &format!(
+                    "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                ),
+            )
+        })
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -1067,17 +1080,7 @@ fn exchange_info(cfg: &MockConfig) -> String {
 fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
     let cfg = &shared.config;
     let get = |name: &str| params.get(name);
-    let mandatory = |name: &'static str| -> Result<&str, Reply> {
-        params.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            error(
-                400,
-                -1102,
-                &format!(
-                    "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-                ),
-            )
-        })
-    };
+    let mandatory = |name: &'static str| params.mandatory(name);
     let parsed = (|| -> Result<Reply, Reply> {
         let symbol = mandatory("symbol")?;
         let Some(sym) = cfg.symbols.iter().find(|s| s.symbol == symbol) else {
@@ -1214,17 +1217,23 @@ fn new_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
             report(shared, st, i, "EXPIRED", None, None);
         }
         let answer = ok(order_json(cfg.market, &st.orders[i], None));
-        if let Some(at) = st.faults.iter().position(|f| *f == Fault::PlacedThen500) {
-            st.faults.remove(at);
-            return Ok(error(
-                500,
-                -1000,
-                "An unknown error occurred while processing the request.",
-            ));
-        }
-        Ok(answer)
+        Ok(unless_placed_then_500(st, answer))
     })();
     parsed.unwrap_or_else(|e| e)
+}
+
+/// `answer`, or a 500 in its place if a [`Fault::PlacedThen500`] is pending (the request took
+/// effect; its answer is lost).
+fn unless_placed_then_500(st: &mut State, answer: Reply) -> Reply {
+    if let Some(at) = st.faults.iter().position(|f| *f == Fault::PlacedThen500) {
+        st.faults.remove(at);
+        return error(
+            500,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        );
+    }
+    answer
 }
 
 /// Binance's most modifies of one order.
@@ -1236,17 +1245,7 @@ const MAX_MODIFIES: u32 = 10_000;
 /// would cross, or a partly filled order modified to no more than has filled, is cancelled.
 fn modify_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
     let cfg = &shared.config;
-    let mandatory = |name: &'static str| -> Result<&str, Reply> {
-        params.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            error(
-                400,
-                -1102,
-                &format!(
-                    "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-                ),
-            )
-        })
-    };
+    let mandatory = |name: &'static str| params.mandatory(name);
     let parsed = (|| -> Result<Reply, Reply> {
         let symbol = mandatory("symbol")?;
         let Some(sym) = cfg.symbols.iter().find(|s| s.symbol == symbol) else {
@@ -1312,15 +1311,7 @@ fn modify_order(shared: &Shared, st: &mut State, params: &Params) -> Reply {
             }
         }
         let answer = ok(order_json(cfg.market, &st.orders[i], None));
-        if let Some(at) = st.faults.iter().position(|f| *f == Fault::PlacedThen500) {
-            st.faults.remove(at);
-            return Ok(error(
-                500,
-                -1000,
-                "An unknown error occurred while processing the request.",
-            ));
-        }
-        Ok(answer)
+        Ok(unless_placed_then_500(st, answer))
     })();
     parsed.unwrap_or_else(|e| e)
 }
