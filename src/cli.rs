@@ -291,10 +291,8 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             });
             let run_with = RunWith {
                 config: &config,
-                options: run::RunOptions {
-                    duration,
-                    histograms,
-                },
+                duration,
+                histograms,
                 stop: &stop,
             };
             dispatch::<R, _, _>(&config, None, run_with)?;
@@ -526,7 +524,8 @@ trait Job {
 /// `run` with the strategy a name resolved to.
 struct RunWith<'a> {
     config: &'a Config,
-    options: run::RunOptions,
+    duration: Option<std::time::Duration>,
+    histograms: Option<std::path::PathBuf>,
     stop: &'a Arc<AtomicBool>,
 }
 
@@ -537,10 +536,18 @@ impl Job for RunWith<'_> {
         S: tradeloop_engine::api::Strategy + Send + 'static,
         B: BuildWith<S>,
     {
-        let config = self.config;
-        let summary = run::run(config, self.options, self.stop, |instruments| {
-            Ok(build(config, instruments)?.0)
-        })?;
+        let config = self.config.clone();
+        let mut bot = run::Bot::from_config(self.config)
+            .strategy_with(move |instruments| Ok(build(&config, instruments)?.0));
+        if let Some(d) = self.duration {
+            bot = bot.duration(d);
+        }
+        if let Some(path) = self.histograms {
+            bot = bot.histograms(path);
+        }
+        let mut bot = bot.start()?;
+        bot.supervise(self.stop);
+        let summary = bot.shutdown()?;
         eprint!("{summary}");
         Ok(())
     }

@@ -36,13 +36,13 @@ use tradeloop_engine::order::Order;
 use crate::config::{sim_listen_addr, Config, Mode, VenueKind};
 use crate::venues::{with_feed, Wire, WithFeed};
 
-/// Options of `tradeloop run`.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// Stop after this long (`None`: until Ctrl-C).
-    pub duration: Option<Duration>,
+/// Options of a bot: how long it runs and where its histograms go.
+#[derive(Clone, Debug, Default)]
+struct RunOptions {
+    /// Stop after this long (`None`: until the stop flag).
+    duration: Option<Duration>,
     /// Save the run's latency histograms here (HdrHistogram interval log).
-    pub histograms: Option<std::path::PathBuf>,
+    histograms: Option<std::path::PathBuf>,
 }
 
 /// A strategy's constructor, called once at start-up with the instruments as the run trades
@@ -52,6 +52,11 @@ type BuildStrategy<S> = Box<dyn FnOnce(&InstrumentRegistry) -> anyhow::Result<S>
 /// The trading bot, paper or live as `config.mode` says: the configured venues' feeds, the
 /// engine thread with the strategy, risk, stops and breakers, persistence, `/metrics`, the
 /// kill switch and the status display, until a stop flag is set. What the `run` command runs.
+///
+/// A bot has three phases, each a call: [`Bot::start`] starts every part and returns a
+/// [`RunningBot`]; [`RunningBot::supervise`] watches it (kill switch, breakers, status) until
+/// it should stop; [`RunningBot::shutdown`] stops it in order and returns the [`RunSummary`].
+/// [`Bot::run_until`] does all three.
 ///
 /// ```no_run
 /// use std::sync::atomic::AtomicBool;
@@ -63,19 +68,23 @@ type BuildStrategy<S> = Box<dyn FnOnce(&InstrumentRegistry) -> anyhow::Result<S>
 /// # fn main() -> anyhow::Result<()> {
 /// let config = Config::load("config.toml".as_ref(), &Default::default())?;
 /// let stop = Arc::new(AtomicBool::new(false)); // set it (from a signal handler) to stop
-/// Bot::from_config(&config)
+/// let mut bot = Bot::from_config(&config)
 ///     .strategy_with(|instruments| {
 ///         let btc = instruments.by_symbol("BTCUSDT").expect("configured");
 ///         Ok(MaCross::new(&MaCrossConfig::default(), btc.index, btc.tick_size))
 ///     })
 ///     .duration(std::time::Duration::from_secs(30))
-///     .run_until(&stop)?;
+///     .start()?;
+/// let ended = bot.supervise(&stop);
+/// let summary = bot.shutdown()?;
+/// eprintln!("{ended}");
+/// eprint!("{summary}");
 /// # Ok(())
 /// # }
 /// ```
 ///
 /// # Allocation
-/// At start-up and in the status thread; the engine thread allocates nothing per event.
+/// At start-up and in the supervising thread; the engine thread allocates nothing per event.
 pub struct Bot<S = ()> {
     config: Config,
     options: RunOptions,
@@ -88,10 +97,7 @@ impl Bot<()> {
     pub fn from_config(config: &Config) -> Self {
         Self {
             config: config.clone(),
-            options: RunOptions {
-                duration: None,
-                histograms: None,
-            },
+            options: RunOptions::default(),
             build: None,
         }
     }
@@ -133,17 +139,31 @@ impl<S> Bot<S> {
 }
 
 impl<S: Strategy + Send + 'static> Bot<S> {
-    /// Runs until `stop` is set (or the duration ends, or the engine stops), then shuts down
-    /// cleanly, prints the summary on stderr and returns it.
+    /// Starts every part of the bot, in this order: live execution (which reconciles with the
+    /// venue before anything else runs), the simulated venues and the feeds, persistence (and
+    /// recovery from the store, printed on stderr), the strategy, the engine thread, the
+    /// kill-switch signal handlers and the metrics listener.
     ///
     /// # Errors
-    /// If a venue cannot start, a thread cannot be spawned, the strategy cannot be built, or
-    /// live execution fails its start-up checks.
-    pub fn run_until(self, stop: &Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
+    /// If a venue cannot start (port in use), a thread cannot be spawned, a signal handler
+    /// cannot be installed, the strategy cannot be built, or live execution fails its
+    /// start-up checks. What had started is stopped again.
+    pub fn start(self) -> anyhow::Result<RunningBot> {
         let build = self.build.context("the bot has no strategy")?;
-        let summary = run(&self.config, self.options, stop, build)?;
-        eprint!("{summary}");
-        Ok(summary)
+        start(&self.config, self.options, build)
+    }
+
+    /// Starts the bot, supervises it until `stop` is set (or the duration ends, or the engine
+    /// stops), then shuts down cleanly and returns the summary. Prints nothing but the
+    /// status display and the start-up lines; the caller prints the summary if it wants it.
+    ///
+    /// # Errors
+    /// Those of [`Bot::start`] and [`RunningBot::shutdown`].
+    pub fn run_until(self, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
+        let mut bot = self.start()?;
+        let ended = bot.supervise(stop);
+        tracing::info!(%ended, "the bot stops");
+        bot.shutdown()
     }
 }
 
@@ -166,19 +186,70 @@ struct RunningFeed {
     handle: FeedHandle,
 }
 
-/// Runs the bot until the stop flag is set or the duration ends: starts every part,
-/// supervises the engine, shuts everything down in order, and returns what the run did (the
-/// command prints it).
+/// What the engine thread hands back when it ends.
+type EngineOutput = (
+    tradeloop_engine::event_loop::RunReport,
+    Option<(tradeloop_adapters::sim::matching::ExecStats, u64)>,
+    (
+        tradeloop_engine::metrics::LoopHistograms,
+        hdrhistogram::Histogram<u64>,
+    ),
+);
+
+/// Why [`RunningBot::supervise`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The stop flag was set (Ctrl-C in the CLI).
+    Stopped,
+    /// The bot's [`Bot::duration`] passed.
+    Duration,
+    /// The engine thread ended by itself (its lanes closed, or it panicked: see
+    /// [`RunningBot::shutdown`]).
+    EngineStopped,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Stopped => "stop requested",
+            Self::Duration => "duration reached",
+            Self::EngineStopped => "the engine stopped by itself",
+        })
+    }
+}
+
+/// A started bot: its feeds, venues, engine thread, persistence and metrics listener are
+/// running. Watch it with [`RunningBot::supervise`] (or drive [`RunningBot::poll`] from a loop
+/// of your own), then stop it with [`RunningBot::shutdown`]. Dropping it without a shutdown
+/// leaves the threads running until the process ends.
 ///
-/// # Errors
-/// If a venue cannot start (port in use), a thread cannot be spawned, the strategy cannot be
-/// built, or live execution fails its start-up checks.
-pub fn run<S, F>(
-    config: &Config,
+/// # Allocation
+/// [`RunningBot::poll`] allocates only when a kill-switch trigger or a breaker change is
+/// logged; the status texts allocate their `String`.
+pub struct RunningBot {
     options: RunOptions,
-    stop: &Arc<AtomicBool>,
-    build: F,
-) -> anyhow::Result<RunSummary>
+    status_every: Duration,
+    lanes: Arc<Lanes>,
+    clock: LiveClock,
+    live: Option<LiveVenue>,
+    sims: Vec<SimVenue>,
+    feeds: Vec<RunningFeed>,
+    persistence: crate::persistence::Persistence,
+    run_id: i64,
+    instrument_names: Vec<String>,
+    telemetry: Arc<Telemetry>,
+    engine_stop: Arc<AtomicBool>,
+    engine_thread: std::thread::JoinHandle<EngineOutput>,
+    kill: KillSwitch,
+    breakers_seen: BreakerLog,
+    exporter: Option<crate::exporter::Exporter>,
+    next_export: Instant,
+    started: Instant,
+    started_wall: std::time::SystemTime,
+}
+
+/// Starts every part of a bot (see [`Bot::start`]).
+fn start<S, F>(config: &Config, options: RunOptions, build: F) -> anyhow::Result<RunningBot>
 where
     S: Strategy + Send + 'static,
     F: FnOnce(&InstrumentRegistry) -> anyhow::Result<S>,
@@ -203,12 +274,151 @@ where
             )),
         ),
     };
-
+    // From here on a failure stops what has started (the venues' sockets, the feeds).
+    let mut started = Started {
+        live,
+        sims: Vec::new(),
+        feeds: Vec::new(),
+    };
     let stop_guard = Arc::new(tradeloop_engine::stops::StopGuard::new(registry.len()));
-    let mut sims = Vec::new();
-    let mut feeds = Vec::new();
+    if let Err(e) = start_feeds(config, &registry, &lanes, &clock, &stop_guard, &mut started) {
+        started.stop();
+        return Err(e);
+    }
+    let started_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let (persistence, restored) =
+        match crate::persistence::start(config, &registry, started_unix_ns, &lanes, &clock) {
+            Ok(p) => p,
+            Err(e) => {
+                started.stop();
+                return Err(e);
+            }
+        };
+    report_recovery(&persistence.target, &restored, &registry);
+    let strategy = match build(&registry) {
+        Ok(s) => s,
+        Err(e) => {
+            started.stop();
+            let _ = persistence.finish();
+            return Err(e);
+        }
+    };
+    let instrument_names: Vec<String> = registry
+        .iter()
+        .map(|i| format!("{}:{}", i.venue, i.symbol))
+        .collect();
+    let main_clock = clock.clone();
+    let mut engine = config
+        .engine(
+            Arc::clone(&lanes),
+            registry,
+            strategy,
+            gateway,
+            clock,
+            Arc::clone(&stop_guard),
+        )
+        .with_outbox(persistence.outbox());
+    if config.mode == Mode::Live && config.live.cancel_on_exit {
+        engine = engine.with_cancel_on_stop(Duration::from_millis(config.live.exit_grace_ms));
+    }
+    engine.restore(&restored.positions, restored.next_sequence);
+    let telemetry = engine.telemetry();
+    let engine_stop = Arc::new(AtomicBool::new(false));
+    let spawned = {
+        let engine_stop = Arc::clone(&engine_stop);
+        std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let mut engine = engine;
+                let report = engine.run(&engine_stop);
+                let histograms = (engine.histograms().clone(), engine.tick_to_trade().clone());
+                let sim = match engine.gateway() {
+                    ExecGateway::Sim(g) => Some((g.stats(), g.lost_reports)),
+                    ExecGateway::Live(_) => None,
+                };
+                (report, sim, histograms)
+            })
+    };
+    let engine_thread = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            started.stop();
+            let _ = persistence.finish();
+            return Err(anyhow::Error::new(e).context("cannot spawn the engine thread"));
+        }
+    };
+    let mut bot = RunningBot {
+        options,
+        status_every: Duration::from_millis(config.metrics.status_interval_ms),
+        lanes,
+        clock: main_clock,
+        live: started.live.take(),
+        sims: std::mem::take(&mut started.sims),
+        feeds: std::mem::take(&mut started.feeds),
+        persistence,
+        run_id: restored.run_id,
+        instrument_names,
+        telemetry,
+        engine_stop,
+        engine_thread,
+        // Replaced below once the handlers are installed.
+        kill: KillSwitch {
+            file: config.kill_switch.file.clone(),
+            file_present: config.kill_switch.file.exists(),
+            usr1: Arc::default(),
+            usr2: Arc::default(),
+            http: crate::exporter::ControlFlags::default(),
+            flatten: config.kill_switch.flatten,
+        },
+        breakers_seen: BreakerLog::default(),
+        exporter: None,
+        next_export: Instant::now(),
+        started: Instant::now(),
+        started_wall: std::time::SystemTime::now(),
+    };
+    // A bot that cannot be stopped by its operator is not started: a failure here shuts the
+    // parts down again.
+    if let Err(e) = bot.install_controls(config) {
+        let _ = bot.shutdown();
+        return Err(e);
+    }
+    Ok(bot)
+}
+
+/// What has started so far, stopped again if a later part cannot start.
+struct Started {
+    live: Option<LiveVenue>,
+    sims: Vec<SimVenue>,
+    feeds: Vec<RunningFeed>,
+}
+
+impl Started {
+    fn stop(self) {
+        for f in self.feeds {
+            let _ = f.handle.stop();
+        }
+        for sim in self.sims {
+            sim.stop();
+        }
+        if let Some(venue) = self.live {
+            venue.shutdown();
+        }
+    }
+}
+
+/// Starts the simulated venues (for `sim` venues) and a feed per venue that trades something.
+fn start_feeds(
+    config: &Config,
+    registry: &InstrumentRegistry,
+    lanes: &Arc<Lanes>,
+    clock: &LiveClock,
+    stop_guard: &Arc<tradeloop_engine::stops::StopGuard>,
+    started: &mut Started,
+) -> anyhow::Result<()> {
     for (n, venue) in config.venues.iter().enumerate() {
-        let symbols = SymbolMap::for_venue(&registry, &venue.name);
+        let symbols = SymbolMap::for_venue(registry, &venue.name);
         if symbols.is_empty() {
             tracing::info!(venue = %venue.name, "no instruments on this venue; not connecting");
             continue;
@@ -257,10 +467,10 @@ where
                 )
             })?;
             tracing::info!(venue = %venue.name, ws = %sim.ws_url(), rest = %sim.rest_url(), "simulated venue listening");
-            sims.push(sim);
+            started.sims.push(sim);
         }
         let settings = FeedSettings {
-            stop_guard: config.stops.ingress_guard.then(|| Arc::clone(&stop_guard)),
+            stop_guard: config.stops.ingress_guard.then(|| Arc::clone(stop_guard)),
             feed_id: u16::try_from(n).unwrap_or(u16::MAX),
             name: venue.name.clone(),
             ws_url: venue.ws_url.clone(),
@@ -273,203 +483,223 @@ where
         };
         let spawn = Spawn {
             settings,
-            lanes: Arc::clone(&lanes),
+            lanes: Arc::clone(lanes),
             clock: clock.clone(),
         };
-        let handle = with_feed(wire, symbols, &registry, f, spawn)
+        let handle = with_feed(wire, symbols, registry, f, spawn)
             .with_context(|| format!("cannot start the feed of {:?}", venue.name))?;
-        feeds.push(RunningFeed {
+        started.feeds.push(RunningFeed {
             name: venue.name.clone(),
             handle,
         });
     }
+    Ok(())
+}
 
-    let started_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let (persistence, restored) =
-        crate::persistence::start(config, &registry, started_unix_ns, &lanes, &clock)?;
-    report_recovery(&persistence.target, &restored, &registry);
-    let strategy = build(&registry)?;
-    let instrument_names: Vec<String> = registry
-        .iter()
-        .map(|i| format!("{}:{}", i.venue, i.symbol))
-        .collect();
-    let main_clock = clock.clone();
-    let mut engine = config
-        .engine(
-            Arc::clone(&lanes),
-            registry,
-            strategy,
-            gateway,
-            clock,
-            Arc::clone(&stop_guard),
-        )
-        .with_outbox(persistence.outbox());
-    if config.mode == Mode::Live && config.live.cancel_on_exit {
-        engine = engine.with_cancel_on_stop(Duration::from_millis(config.live.exit_grace_ms));
+impl RunningBot {
+    /// Installs the kill switch's triggers (SIGUSR1/SIGUSR2, the kill file) and starts the
+    /// metrics listener with its control endpoints.
+    fn install_controls(&mut self, config: &Config) -> anyhow::Result<()> {
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&self.kill.usr1))
+            .context("cannot install the SIGUSR1 (kill switch) handler")?;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&self.kill.usr2))
+            .context("cannot install the SIGUSR2 (operator resume) handler")?;
+        if self.kill.file_present {
+            tracing::warn!(file = %self.kill.file.display(), "the kill file exists at start: it trips the kill switch only when it appears again");
+        }
+        self.started = Instant::now();
+        self.started_wall = std::time::SystemTime::now();
+        if config.metrics.enabled {
+            let e = crate::exporter::Exporter::start(
+                &config.metrics.listen,
+                Some(self.kill.http.clone()),
+            )?;
+            eprintln!("metrics: http://{}/metrics", e.addr());
+            self.exporter = Some(e);
+            self.export();
+        }
+        Ok(())
     }
-    engine.restore(&restored.positions, restored.next_sequence);
-    let telemetry = engine.telemetry();
-    let engine_stop = Arc::new(AtomicBool::new(false));
-    let engine_thread = {
-        let engine_stop = Arc::clone(&engine_stop);
-        std::thread::Builder::new()
-            .name("engine".into())
-            .spawn(move || {
-                let mut engine = engine;
-                let report = engine.run(&engine_stop);
-                let histograms = (engine.histograms().clone(), engine.tick_to_trade().clone());
-                let sim = match engine.gateway() {
-                    ExecGateway::Sim(g) => Some((g.stats(), g.lost_reports)),
-                    ExecGateway::Live(_) => None,
-                };
-                (report, sim, histograms)
-            })?
-    };
 
-    let usr1 = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&usr1))
-        .context("cannot install the SIGUSR1 (kill switch) handler")?;
-    let usr2 = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&usr2))
-        .context("cannot install the SIGUSR2 (operator resume) handler")?;
-    let mut kill = KillSwitch {
-        file: config.kill_switch.file.clone(),
-        file_present: config.kill_switch.file.exists(),
-        usr1,
-        usr2,
-        http: crate::exporter::ControlFlags::default(),
-        flatten: config.kill_switch.flatten,
-    };
-    if kill.file_present {
-        tracing::warn!(file = %kill.file.display(), "the kill file exists at start: it trips the kill switch only when it appears again");
-    }
-    let started = Instant::now();
-    let started_wall = std::time::SystemTime::now();
-    let exporter = if config.metrics.enabled {
-        let e = crate::exporter::Exporter::start(&config.metrics.listen, Some(kill.http.clone()))?;
-        eprintln!("metrics: http://{}/metrics", e.addr());
-        Some(e)
-    } else {
-        None
-    };
-    let export = |e: &crate::exporter::Exporter| {
+    /// Publishes the current figures to `/metrics`.
+    fn export(&mut self) {
+        let Some(e) = &self.exporter else { return };
         e.update(&crate::exporter::RunView {
-            started,
-            lanes: &lanes,
-            telemetry: &telemetry,
-            feeds: feeds
+            started: self.started,
+            lanes: &self.lanes,
+            telemetry: &self.telemetry,
+            feeds: self
+                .feeds
                 .iter()
                 .map(|f| (f.name.as_str(), &*f.handle.shared))
                 .collect(),
-            instruments: &instrument_names,
-            persistence_pending: persistence.pending(),
-            persistence_failures: persistence.failures(),
-            live: live.as_ref().map(LiveVenue::stats),
+            instruments: &self.instrument_names,
+            persistence_pending: self.persistence.pending(),
+            persistence_failures: self.persistence.failures(),
+            live: self.live.as_ref().map(LiveVenue::stats),
         });
-    };
-    if let Some(e) = &exporter {
-        export(e);
+        self.next_export = Instant::now() + self.status_every;
     }
-    let status_every = Duration::from_millis(config.metrics.status_interval_ms);
-    let screen = crate::status::Screen::start();
-    let mut next_status = started + status_every;
-    let mut breakers_seen = BreakerLog::default();
-    while !stop.load(Ordering::Relaxed)
-        && options.duration.is_none_or(|d| started.elapsed() < d)
-        && !engine_thread.is_finished()
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        kill.poll(&lanes, &main_clock);
-        breakers_seen.log_changes(&telemetry.snapshot().counters);
-        if Instant::now() >= next_status {
-            next_status += status_every;
-            if let Some(e) = &exporter {
-                export(e);
+
+    /// One supervision turn: acts on the kill switch's triggers (a signal, the kill file,
+    /// the control endpoints) by queueing the kill or the resume on CRITICAL, logs breaker
+    /// transitions, and refreshes `/metrics` once per `metrics.status_interval_ms`. Cheap:
+    /// call it every few tens of milliseconds if you supervise the bot yourself.
+    pub fn poll(&mut self) {
+        self.kill.poll(&self.lanes, &self.clock);
+        self.breakers_seen
+            .log_changes(&self.telemetry.snapshot().counters);
+        if self.exporter.is_some() && Instant::now() >= self.next_export {
+            self.export();
+        }
+    }
+
+    /// Why the bot should stop now, if it should: `stop` is set, its duration has passed, or
+    /// the engine thread has ended.
+    #[must_use]
+    pub fn should_stop(&self, stop: &AtomicBool) -> Option<Ended> {
+        if stop.load(Ordering::Relaxed) {
+            Some(Ended::Stopped)
+        } else if self.engine_thread.is_finished() {
+            Some(Ended::EngineStopped)
+        } else if self
+            .options
+            .duration
+            .is_some_and(|d| self.started.elapsed() >= d)
+        {
+            Some(Ended::Duration)
+        } else {
+            None
+        }
+    }
+
+    /// Supervises the bot until it should stop ([`RunningBot::should_stop`]): polls every
+    /// 20 ms and shows the status every `metrics.status_interval_ms` — a block redrawn in
+    /// place when stderr is a terminal, else one line. Returns why it stopped; the bot is
+    /// still running, [`RunningBot::shutdown`] stops it.
+    pub fn supervise(&mut self, stop: &AtomicBool) -> Ended {
+        let screen = crate::status::Screen::start();
+        let mut next_status = self.started + self.status_every;
+        loop {
+            if let Some(ended) = self.should_stop(stop) {
+                return ended;
             }
-            let store = (persistence.pending(), persistence.failures());
-            match &screen {
-                Some(screen) => screen.show(status_block(
-                    started,
-                    &feeds,
-                    &lanes,
-                    &telemetry,
-                    &instrument_names,
-                    store,
-                )),
-                None => eprintln!(
-                    "{} | store pending={} failures={}",
-                    status_line(started, &feeds, &lanes, &telemetry, &instrument_names),
-                    store.0,
-                    store.1
-                ),
+            std::thread::sleep(Duration::from_millis(20));
+            self.poll();
+            if Instant::now() >= next_status {
+                next_status += self.status_every;
+                match &screen {
+                    Some(screen) => screen.show(self.status_block()),
+                    None => eprintln!("{}", self.status_line()),
+                }
             }
         }
     }
-    drop(screen);
 
-    // Shutdown: stop intake first (feeds), then let the engine drain what is queued.
-    if let Some(e) = exporter {
-        e.stop();
+    /// How long the bot has run.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
-    eprintln!("shutting down: stopping feeds, draining the engine");
-    let feed_stats: Vec<_> = feeds
-        .into_iter()
-        .map(|f| (f.name, f.handle.stop()))
-        .collect();
-    engine_stop.store(true, Ordering::SeqCst);
-    let (report, sim_exec, (loop_histograms, tick_to_trade)) = engine_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
-    let live_stats = live.map(|venue| {
-        let stats = venue.stats();
-        venue.shutdown();
-        stats
-    });
-    for sim in sims {
-        sim.stop();
+
+    /// The status as one line: feeds, books, positions, lanes, order flow, the store.
+    #[must_use]
+    pub fn status_line(&self) -> String {
+        status_line(
+            self.started,
+            &self.feeds,
+            &self.lanes,
+            &self.telemetry,
+            &self.instrument_names,
+            (self.persistence.pending(), self.persistence.failures()),
+        )
     }
-    if let Some(path) = &options.histograms {
-        save_histograms(
-            path,
-            &loop_histograms,
-            &tick_to_trade,
-            started_wall,
-            started.elapsed(),
-        );
+
+    /// The status as a block of aligned lines (what a terminal shows).
+    #[must_use]
+    pub fn status_block(&self) -> String {
+        status_block(
+            self.started,
+            &self.feeds,
+            &self.lanes,
+            &self.telemetry,
+            &self.instrument_names,
+            (self.persistence.pending(), self.persistence.failures()),
+        )
     }
-    // The engine has shut down and flushed its spill: the writer writes what is queued.
-    let persistence_target = persistence.target.clone();
-    let flushed = persistence.finish()?;
-    if flushed.report.written != flushed.queued {
-        tracing::error!(
-            queued = flushed.queued,
-            written = flushed.report.written,
-            "records queued but not written"
-        );
-    }
-    let marks = (0..instrument_names.len())
-        .map(|i| {
-            telemetry
-                .instrument(i)
-                .and_then(|x| x.best_bid.zip(x.best_ask))
-                .map(|(b, a)| Price((b.raw() + a.raw()) / 2))
+
+    /// Shuts the bot down in order: the metrics listener, then intake (the feeds), then the
+    /// engine, which drains what is queued (and in live mode with `live.cancel_on_exit`
+    /// cancels its working orders), then live execution and the simulated venues; saves the
+    /// histograms if asked, lets the writer write what is queued, and returns what the run
+    /// did.
+    ///
+    /// # Errors
+    /// If the engine thread panicked or the store could not be finished.
+    pub fn shutdown(self) -> anyhow::Result<RunSummary> {
+        if let Some(e) = self.exporter {
+            e.stop();
+        }
+        eprintln!("shutting down: stopping feeds, draining the engine");
+        let feed_stats: Vec<_> = self
+            .feeds
+            .into_iter()
+            .map(|f| (f.name, f.handle.stop()))
+            .collect();
+        self.engine_stop.store(true, Ordering::SeqCst);
+        let joined = self.engine_thread.join();
+        let live_stats = self.live.map(|venue| {
+            let stats = venue.stats();
+            venue.shutdown();
+            stats
+        });
+        for sim in self.sims {
+            sim.stop();
+        }
+        let (report, sim_exec, (loop_histograms, tick_to_trade)) =
+            joined.map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        if let Some(path) = &self.options.histograms {
+            save_histograms(
+                path,
+                &loop_histograms,
+                &tick_to_trade,
+                self.started_wall,
+                self.started.elapsed(),
+            );
+        }
+        // The engine has shut down and flushed its spill: the writer writes what is queued.
+        let persistence_target = self.persistence.target.clone();
+        let flushed = self.persistence.finish()?;
+        if flushed.report.written != flushed.queued {
+            tracing::error!(
+                queued = flushed.queued,
+                written = flushed.report.written,
+                "records queued but not written"
+            );
+        }
+        let telemetry = &self.telemetry;
+        let marks = (0..self.instrument_names.len())
+            .map(|i| {
+                telemetry
+                    .instrument(i)
+                    .and_then(|x| x.best_bid.zip(x.best_ask))
+                    .map(|(b, a)| Price((b.raw() + a.raw()) / 2))
+            })
+            .collect();
+        Ok(RunSummary {
+            elapsed: self.started.elapsed(),
+            report,
+            instruments: self.instrument_names,
+            marks,
+            sim: sim_exec,
+            live: live_stats,
+            persistence_target,
+            run_id: self.run_id,
+            flushed,
+            feeds: feed_stats,
+            lanes: Lane::ALL.map(|lane| (lane, self.lanes.stats(lane))),
         })
-        .collect();
-    Ok(RunSummary {
-        elapsed: started.elapsed(),
-        report,
-        instruments: instrument_names,
-        marks,
-        sim: sim_exec,
-        live: live_stats,
-        persistence_target,
-        run_id: restored.run_id,
-        flushed,
-        feeds: feed_stats,
-        lanes: Lane::ALL.map(|lane| (lane, lanes.stats(lane))),
-    })
+    }
 }
 
 /// What a run did: the engine's final counters and positions, and the venues', feeds',
@@ -1162,6 +1392,7 @@ fn status_line(
     lanes: &Lanes,
     telemetry: &Telemetry,
     instruments: &[String],
+    (store_pending, store_failures): (usize, u64),
 ) -> String {
     use std::fmt::Write as _;
     let t = telemetry.snapshot();
@@ -1212,7 +1443,7 @@ fn status_line(
     let denied: u64 = t.counters.denials.iter().sum();
     let _ = write!(
         s,
-        " | orders={} fills={} rejects={} denied={denied}",
+        " | orders={} fills={} rejects={} denied={denied} | store pending={store_pending} failures={store_failures}",
         t.counters.orders_sent, t.counters.fills, t.counters.rejects
     );
     s
