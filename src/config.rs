@@ -1,6 +1,13 @@
 //! Loading and validating config.toml: unknown keys rejected, environment overrides
 //! (`TRADELOOP__SECTION__KEY=value`), every error naming the key and the reason, secrets only
 //! from environment variables. Off the hot path: read once at start-up.
+//!
+//! Each piece's section is declared and validated beside the piece and re-exported here:
+//! `[engine]` ([`LoopConfig`]), `[stops]` and `[breakers]` in the engine crate, `[risk]` in
+//! the risk crate, `[feed]`, `[execution]`, `[sim]` and `[live]` in the adapters crate. This
+//! module assembles them into [`Config`], applies the environment overrides, prefixes each
+//! piece's error with its section, and checks what spans sections (instruments against
+//! venues, the live venue, PnL breakers against inverse contracts).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,11 +15,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tradeloop_engine::breakers::{BreakerAction, BreakerSettings, Trip};
 use tradeloop_engine::event_loop::LoopConfig;
-use tradeloop_engine::fixed::{Money, Price, Qty};
+use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::{ContractKind, InstrumentRegistry};
 use tradeloop_risk::RiskLimits;
+
+pub use tradeloop_adapters::binance::exec::config::LiveSection;
+pub use tradeloop_adapters::runner::config::FeedSection;
+pub use tradeloop_adapters::sim::config::{ExecutionSection, SimProtocol, SimSection};
+pub use tradeloop_engine::breakers::config::{
+    BreakersSection, DurationBreakerSection, LatencyBreakerSection, MoneyBreakerSection,
+    RejectBreakerSection,
+};
+pub use tradeloop_engine::stops::StopsSection;
 
 /// Prefix of environment overrides; path segments are separated by `__`.
 pub const ENV_PREFIX: &str = "TRADELOOP__";
@@ -33,6 +48,11 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Maps a section's `(key, reason)` to a [`ConfigError`] whose key is below `section`.
+fn at<K: fmt::Display>(section: &'static str) -> impl Fn((K, String)) -> ConfigError {
+    move |(k, r)| err(format!("{section}.{k}"), r)
+}
 
 fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -100,259 +120,6 @@ pub struct PersistenceSection {
     pub queue_slots: usize,
 }
 
-/// `[stops]`: default stop distances for every position (strategies may override them per
-/// instrument) and the ingress guard switch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StopsSection {
-    /// Stop-loss distance from the entry, basis points (0 = off).
-    pub stop_loss_bps: u32,
-    /// Take-profit distance from the entry, basis points (0 = off).
-    pub take_profit_bps: u32,
-    /// Trailing distance from the best price since entry, basis points (0 = off).
-    pub trailing_bps: u32,
-    /// Feed threads check trades against the stop levels and raise triggers on CRITICAL.
-    pub ingress_guard: bool,
-}
-
-impl StopsSection {
-    /// The distances as the engine takes them.
-    #[must_use]
-    pub const fn params(&self) -> tradeloop_engine::stops::StopParams {
-        tradeloop_engine::stops::StopParams {
-            stop_loss_bps: self.stop_loss_bps,
-            take_profit_bps: self.take_profit_bps,
-            trailing_bps: self.trailing_bps,
-        }
-    }
-}
-
-/// `[breakers.drawdown]` and `[breakers.daily_loss]`: a money limit in the settlement currency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MoneyBreakerSection {
-    /// Loss that trips it (positive, settlement currency, decimal string).
-    pub max: Qty,
-    /// `reduce`, `halt` or `flatten`.
-    pub action: BreakerAction,
-    /// Time open before half-open.
-    pub cooldown_ms: u64,
-    /// Consecutive good checks in half-open before closing.
-    pub half_open_checks: u32,
-}
-
-/// `[breakers.reject_storm]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RejectBreakerSection {
-    /// Rejects within `window_ms` that trip it.
-    pub max_rejects: u32,
-    /// Sliding window.
-    pub window_ms: u64,
-    /// `reduce`, `halt` or `flatten`.
-    pub action: BreakerAction,
-    /// Time open before half-open.
-    pub cooldown_ms: u64,
-    /// Consecutive good checks in half-open before closing.
-    pub half_open_checks: u32,
-}
-
-/// `[breakers.feed_down]` and `[breakers.high_backpressure]`: a duration limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DurationBreakerSection {
-    /// How long the condition may last.
-    pub max_ms: u64,
-    /// `reduce`, `halt` or `flatten`.
-    pub action: BreakerAction,
-    /// Time open before half-open.
-    pub cooldown_ms: u64,
-    /// Consecutive good checks in half-open before closing.
-    pub half_open_checks: u32,
-}
-
-/// `[breakers.lane_latency]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyBreakerSection {
-    /// CRITICAL and HIGH queue-wait p99 limit per check interval, microseconds.
-    pub p99_us: u64,
-    /// Intervals with fewer events are not judged.
-    pub min_samples: u32,
-    /// `reduce`, `halt` or `flatten`.
-    pub action: BreakerAction,
-    /// Time open before half-open.
-    pub cooldown_ms: u64,
-    /// Consecutive good checks in half-open before closing.
-    pub half_open_checks: u32,
-}
-
-/// `[breakers]`: circuit breakers (see `tradeloop_engine::breakers`). A breaker whose table
-/// is absent is off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BreakersSection {
-    /// Periodic check interval (cool-downs, half-open checks, feeds, lanes).
-    pub check_interval_ms: u64,
-    /// Equity below its peak.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drawdown: Option<MoneyBreakerSection>,
-    /// Equity below the start of the UTC day.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daily_loss: Option<MoneyBreakerSection>,
-    /// Rejects in a sliding window.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reject_storm: Option<RejectBreakerSection>,
-    /// A feed out of `live` too long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feed_down: Option<DurationBreakerSection>,
-    /// CRITICAL/HIGH queue-wait p99.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lane_latency: Option<LatencyBreakerSection>,
-    /// HIGH lane back-pressure held too long.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub high_backpressure: Option<DurationBreakerSection>,
-}
-
-impl Default for BreakersSection {
-    /// Every breaker off.
-    fn default() -> Self {
-        Self {
-            check_interval_ms: 100,
-            drawdown: None,
-            daily_loss: None,
-            reject_storm: None,
-            feed_down: None,
-            lane_latency: None,
-            high_backpressure: None,
-        }
-    }
-}
-
-const NS_PER_MS: u64 = 1_000_000;
-
-fn trip(action: BreakerAction, cooldown_ms: u64, half_open_checks: u32) -> Trip {
-    Trip {
-        action,
-        cooldown_ns: cooldown_ms.saturating_mul(NS_PER_MS),
-        half_open_checks,
-    }
-}
-
-impl BreakersSection {
-    /// The limits as the engine takes them.
-    #[must_use]
-    pub fn settings(&self) -> BreakerSettings {
-        let money = |b: &MoneyBreakerSection| {
-            (
-                Money::from_fixed_raw(b.max.raw()),
-                trip(b.action, b.cooldown_ms, b.half_open_checks),
-            )
-        };
-        let duration = |b: &DurationBreakerSection| {
-            (
-                b.max_ms.saturating_mul(NS_PER_MS),
-                trip(b.action, b.cooldown_ms, b.half_open_checks),
-            )
-        };
-        BreakerSettings {
-            check_interval_ns: self.check_interval_ms.saturating_mul(NS_PER_MS),
-            drawdown: self.drawdown.as_ref().map(money),
-            daily_loss: self.daily_loss.as_ref().map(money),
-            reject_storm: self.reject_storm.map(|b| {
-                (
-                    (b.max_rejects, b.window_ms.saturating_mul(NS_PER_MS)),
-                    trip(b.action, b.cooldown_ms, b.half_open_checks),
-                )
-            }),
-            feed_down: self.feed_down.as_ref().map(duration),
-            lane_latency: self.lane_latency.map(|b| {
-                (
-                    (b.p99_us.saturating_mul(1_000), b.min_samples),
-                    trip(b.action, b.cooldown_ms, b.half_open_checks),
-                )
-            }),
-            high_backpressure: self.high_backpressure.as_ref().map(duration),
-        }
-    }
-
-    /// Checks the limits; `contracts` are the instruments' contract kinds.
-    ///
-    /// # Errors
-    /// The offending key below `breakers` and why.
-    pub fn validate(&self, contracts: &[ContractKind]) -> Result<(), ConfigError> {
-        if self.check_interval_ms == 0 {
-            return Err(err("breakers.check_interval_ms", "must be at least 1"));
-        }
-        let half_open = |name: &str, n: u32| {
-            if n == 0 {
-                Err(err(
-                    format!("breakers.{name}.half_open_checks"),
-                    "must be at least 1",
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let inverse = contracts.iter().filter(|c| c.is_inverse()).count();
-        let mixed = inverse > 0 && contracts.len() > 1;
-        for (name, b) in [("drawdown", self.drawdown), ("daily_loss", self.daily_loss)] {
-            let Some(b) = b else { continue };
-            if b.max.raw() <= 0 {
-                return Err(err(
-                    format!("breakers.{name}.max"),
-                    format!("must be a positive amount, got {}", b.max),
-                ));
-            }
-            if mixed {
-                return Err(err(
-                    format!("breakers.{name}"),
-                    "PnL breakers sum every instrument's PnL in its settlement currency; with an \
-                     inverse contract among several instruments the currencies differ",
-                ));
-            }
-            half_open(name, b.half_open_checks)?;
-        }
-        if let Some(b) = self.reject_storm {
-            if b.max_rejects == 0 || b.max_rejects > tradeloop_engine::breakers::MAX_REJECT_WINDOW {
-                return Err(err(
-                    "breakers.reject_storm.max_rejects",
-                    format!(
-                        "must be in 1..={}, got {}",
-                        tradeloop_engine::breakers::MAX_REJECT_WINDOW,
-                        b.max_rejects
-                    ),
-                ));
-            }
-            if b.window_ms == 0 {
-                return Err(err("breakers.reject_storm.window_ms", "must be at least 1"));
-            }
-            half_open("reject_storm", b.half_open_checks)?;
-        }
-        for (name, b) in [
-            ("feed_down", self.feed_down),
-            ("high_backpressure", self.high_backpressure),
-        ] {
-            if let Some(b) = b {
-                half_open(name, b.half_open_checks)?;
-            }
-        }
-        if let Some(b) = self.lane_latency {
-            if b.p99_us == 0 {
-                return Err(err("breakers.lane_latency.p99_us", "must be at least 1"));
-            }
-            if b.min_samples == 0 {
-                return Err(err(
-                    "breakers.lane_latency.min_samples",
-                    "must be at least 1",
-                ));
-            }
-            half_open("lane_latency", b.half_open_checks)?;
-        }
-        Ok(())
-    }
-}
-
 /// `[kill_switch]`: SIGUSR1 or the appearance of `file` trips it; a kill cancels every working
 /// order, halts new ones, and with `flatten` closes every position.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -400,23 +167,6 @@ pub enum VenueKind {
     Okx,
 }
 
-/// The wire format the built-in simulated venue speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SimProtocol {
-    /// Binance spot combined streams with REST depth snapshots.
-    #[default]
-    Binance,
-    /// Bybit v5 public topics with in-stream snapshots.
-    Bybit,
-    /// Kraken spot v2 channels with checksummed, depth-truncated books.
-    Kraken,
-    /// Coinbase Advanced Trade channels with connection-wide sequence numbers.
-    Coinbase,
-    /// OKX v5 channels with `seqId`/`prevSeqId` books.
-    Okx,
-}
-
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the
 /// environment variables that hold them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -436,152 +186,6 @@ pub struct VenueConfig {
     /// Environment variable holding the API secret (live trading only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_secret_env: Option<String>,
-}
-
-/// `[feed]`: the market-data runner, for every venue.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeedSection {
-    /// Depth stream suffix, e.g. `depth@100ms` (spot) or `depth@0ms` (USD-M).
-    pub depth_stream: String,
-    /// Levels requested in a REST depth snapshot.
-    pub snapshot_limit: u32,
-    /// No data frame for this long: reconnect.
-    pub idle_timeout_ms: u64,
-    /// First reconnect delay.
-    pub backoff_base_ms: u64,
-    /// Longest reconnect delay.
-    pub backoff_max_ms: u64,
-    /// Give up after this many failed attempts in a row (0 = never).
-    pub max_reconnect_attempts: u32,
-    /// Down for longer than this: CRITICAL `FeedStatus::Down`.
-    pub down_critical_after_ms: u64,
-    /// Frames larger than this are refused and counted.
-    pub max_frame_bytes: usize,
-    /// Depth diffs kept per instrument while a snapshot is awaited.
-    pub max_buffered_diffs: usize,
-    /// Bybit book topic depth: `orderbook.{bybit_depth}.{symbol}` (50, 200, 500 or 1000).
-    #[serde(default = "default_bybit_depth")]
-    pub bybit_depth: u16,
-    /// Kraken book depth (10, 25, 100, 500 or 1000).
-    #[serde(default = "default_kraken_depth")]
-    pub kraken_depth: u16,
-}
-
-fn default_bybit_depth() -> u16 {
-    50
-}
-
-fn default_kraken_depth() -> u16 {
-    10
-}
-
-/// `[execution]`: simulated execution for paper trading (and backtests).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecutionSection {
-    /// Fee for resting fills, basis points of notional (negative = rebate).
-    pub maker_fee_bps: i64,
-    /// Fee for taking fills, basis points of notional.
-    pub taker_fee_bps: i64,
-    /// Order and cancel travel time to the venue.
-    pub entry_latency_us: u64,
-    /// Report travel time back from the venue.
-    pub response_latency_us: u64,
-    /// Uniform extra entry latency, up to this much.
-    pub jitter_us: u64,
-    /// Venue-to-engine market-data latency of the simulated venue (at most
-    /// `response_latency_us`).
-    #[serde(default)]
-    pub md_latency_us: u64,
-    /// Seed of the jitter.
-    pub seed: u64,
-}
-
-/// `[sim]`: the built-in simulated venue.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimSection {
-    /// Random seed of the synthetic market.
-    pub seed: u64,
-    /// Market steps (trades or book changes) per second across all symbols.
-    pub steps_per_second: u32,
-    /// Depth diff interval.
-    pub depth_interval_ms: u64,
-    /// Levels per side of the synthetic books.
-    pub depth_levels: usize,
-    /// Server ping interval.
-    pub ping_interval_ms: u64,
-    /// Wire format served: Binance spot (default) or Bybit v5.
-    #[serde(default)]
-    pub protocol: SimProtocol,
-    /// Starting price per symbol (symbols not listed start at 100).
-    pub prices: BTreeMap<String, Price>,
-    /// Recorded files to replay instead of the synthetic market (empty: synthetic).
-    #[serde(default)]
-    pub replay_files: Vec<PathBuf>,
-    /// Replay speed: 1.0 = as recorded, 10.0 = ten times faster, 0 = as fast as possible.
-    #[serde(default = "default_replay_speed")]
-    pub replay_speed: f64,
-}
-
-fn default_replay_speed() -> f64 {
-    1.0
-}
-
-/// `[live]`: live execution on Binance (used with `mode = "live"` only; optional).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LiveSection {
-    /// The `[[venues]]` entry orders go to (kind `binance` or `binance-usdm`). Empty: the
-    /// only such venue.
-    pub venue: String,
-    /// REST base URL for orders and account state (default: the venue's `rest_url`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rest_url: Option<String>,
-    /// User data stream WebSocket base URL (default: the venue's `ws_url`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_stream_url: Option<String>,
-    /// `recvWindow` of signed requests, ms (1–60000).
-    pub recv_window_ms: u64,
-    /// Timeout of one REST request, ms.
-    pub request_timeout_ms: u64,
-    /// Prefix of every client order id sent (marks this bot's orders; 1–16 of `A-Za-z0-9._:/-`).
-    pub client_id_prefix: String,
-    /// Listen-key keep-alive period, s (60–3300; Binance keys live 60 min).
-    pub keepalive_secs: u64,
-    /// Engine → execution-thread queue capacity.
-    pub queue_capacity: usize,
-    /// Refuse requests once a rate-limit counter reaches this percentage of its limit.
-    pub limit_headroom_pct: u32,
-    /// Sign and log orders instead of sending them (also `tradeloop run --dry-run`).
-    pub dry_run: bool,
-    /// On exit, halt new orders and cancel every working order before stopping.
-    pub cancel_on_exit: bool,
-    /// How long the exit waits for the venue to confirm those cancels, ms.
-    pub exit_grace_ms: u64,
-    /// Reconcile this often besides start and reconnects, s (0 = never).
-    pub reconcile_interval_secs: u64,
-}
-
-impl Default for LiveSection {
-    fn default() -> Self {
-        Self {
-            venue: String::new(),
-            rest_url: None,
-            user_stream_url: None,
-            recv_window_ms: 5000,
-            request_timeout_ms: 5000,
-            client_id_prefix: "tl-".into(),
-            keepalive_secs: 1800,
-            queue_capacity: 1024,
-            limit_headroom_pct: 90,
-            dry_run: false,
-            cancel_on_exit: true,
-            exit_grace_ms: 5000,
-            reconcile_interval_secs: 300,
-        }
-    }
 }
 
 /// Trading mode.
@@ -674,9 +278,6 @@ impl Config {
     /// # Errors
     /// [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn at(section: &'static str) -> impl Fn((&'static str, String)) -> ConfigError {
-            move |(k, r)| err(format!("{section}.{k}"), r)
-        }
         self.engine.validate().map_err(at("engine"))?;
         self.engine.lanes.validate().map_err(at("engine.lanes"))?;
         self.risk.validate().map_err(at("risk"))?;
@@ -716,19 +317,9 @@ impl Config {
                 format!("must be a power of two ≥ 2, got {}", p.queue_slots),
             ));
         }
-        for (key, v) in [
-            ("stops.stop_loss_bps", self.stops.stop_loss_bps),
-            ("stops.trailing_bps", self.stops.trailing_bps),
-        ] {
-            if v >= 10_000 {
-                return Err(err(
-                    key,
-                    format!("must be below 10000 basis points (100 %), got {v}"),
-                ));
-            }
-        }
+        self.stops.validate().map_err(at("stops"))?;
         let contracts: Vec<ContractKind> = self.instruments.iter().map(|i| i.contract).collect();
-        self.breakers.validate(&contracts)?;
+        self.breakers.validate(&contracts).map_err(at("breakers"))?;
         if self.kill_switch.file.as_os_str().is_empty() {
             return Err(err(
                 "kill_switch.file",
@@ -756,116 +347,9 @@ impl Config {
         if self.metrics.status_interval_ms == 0 {
             return Err(err("metrics.status_interval_ms", "must be at least 1"));
         }
-        let x = &self.execution;
-        for (key, v) in [
-            ("execution.maker_fee_bps", x.maker_fee_bps),
-            ("execution.taker_fee_bps", x.taker_fee_bps),
-        ] {
-            if !(-100..=1000).contains(&v) {
-                return Err(err(
-                    key,
-                    format!("must be within -100..=1000 basis points, got {v}"),
-                ));
-            }
-        }
-        if x.md_latency_us > x.response_latency_us {
-            return Err(err(
-                "execution.md_latency_us",
-                format!(
-                    "{} us exceeds response_latency_us ({} us): a report cannot reach the \
-                     engine before the replay reaches the market event that caused it",
-                    x.md_latency_us, x.response_latency_us
-                ),
-            ));
-        }
-        let f = &self.feed;
-        for (key, v) in [
-            ("feed.idle_timeout_ms", f.idle_timeout_ms),
-            ("feed.backoff_base_ms", f.backoff_base_ms),
-            ("feed.down_critical_after_ms", f.down_critical_after_ms),
-            ("feed.snapshot_limit", u64::from(f.snapshot_limit)),
-            ("feed.max_frame_bytes", f.max_frame_bytes as u64),
-            ("feed.max_buffered_diffs", f.max_buffered_diffs as u64),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        if f.backoff_max_ms < f.backoff_base_ms {
-            return Err(err(
-                "feed.backoff_max_ms",
-                format!("must be at least backoff_base_ms ({})", f.backoff_base_ms),
-            ));
-        }
-        if !f.depth_stream.starts_with("depth") {
-            return Err(err(
-                "feed.depth_stream",
-                format!(
-                    "{:?} is not a depth stream (e.g. depth@100ms)",
-                    f.depth_stream
-                ),
-            ));
-        }
-        if ![50, 200, 500, 1000].contains(&f.bybit_depth) {
-            return Err(err(
-                "feed.bybit_depth",
-                format!(
-                    "{} is not a Bybit order book depth (50, 200, 500 or 1000; level 1 is always subscribed for quotes)",
-                    f.bybit_depth
-                ),
-            ));
-        }
-        if ![10, 25, 100, 500, 1000].contains(&f.kraken_depth) {
-            return Err(err(
-                "feed.kraken_depth",
-                format!(
-                    "{} is not a Kraken book depth (10, 25, 100, 500 or 1000)",
-                    f.kraken_depth
-                ),
-            ));
-        }
-        let sim = &self.sim;
-        if sim.protocol != SimProtocol::Binance && !sim.replay_files.is_empty() {
-            return Err(err(
-                "sim.protocol",
-                "replay_files are served in Binance's format; replay needs protocol = \"binance\"",
-            ));
-        }
-        for (key, v) in [
-            ("sim.steps_per_second", u64::from(sim.steps_per_second)),
-            ("sim.depth_interval_ms", sim.depth_interval_ms),
-            ("sim.depth_levels", sim.depth_levels as u64),
-            ("sim.ping_interval_ms", sim.ping_interval_ms),
-        ] {
-            if v == 0 {
-                return Err(err(key, "must be at least 1"));
-            }
-        }
-        if !(sim.replay_speed >= 0.0 && sim.replay_speed.is_finite()) {
-            return Err(err(
-                "sim.replay_speed",
-                format!(
-                    "must be 0 (as fast as possible) or a positive factor, got {}",
-                    sim.replay_speed
-                ),
-            ));
-        }
-        for (i, f) in sim.replay_files.iter().enumerate() {
-            if !f.is_file() {
-                return Err(err(
-                    format!("sim.replay_files[{i}]"),
-                    format!("{} is not a readable file", f.display()),
-                ));
-            }
-        }
-        for (symbol, p) in &sim.prices {
-            if p.raw() <= 0 {
-                return Err(err(
-                    format!("sim.prices.{symbol}"),
-                    format!("must be positive, got {p}"),
-                ));
-            }
-        }
+        self.execution.validate().map_err(at("execution"))?;
+        self.feed.validate().map_err(at("feed"))?;
+        self.sim.validate().map_err(at("sim"))?;
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.venues.iter().enumerate() {
             if !names.insert(&v.name) {
@@ -937,66 +421,8 @@ impl Config {
             };
             return Err(err("live.venue", reason));
         };
-        if !(1..=60_000).contains(&l.recv_window_ms) {
-            return Err(err(
-                "live.recv_window_ms",
-                format!(
-                    "must be within 1..=60000 (Binance's maximum), got {}",
-                    l.recv_window_ms
-                ),
-            ));
-        }
-        if l.request_timeout_ms < 100 {
-            return Err(err(
-                "live.request_timeout_ms",
-                format!("must be at least 100, got {}", l.request_timeout_ms),
-            ));
-        }
-        let legal = |b: u8| b.is_ascii_alphanumeric() || b"._:/-".contains(&b);
-        if l.client_id_prefix.is_empty()
-            || l.client_id_prefix.len() > 16
-            || !l.client_id_prefix.bytes().all(legal)
-        {
-            return Err(err("live.client_id_prefix", format!("must be 1 to 16 of A-Z a-z 0-9 . _ : / - (Binance allows 36 characters and the id adds up to 20 digits), got {:?}", l.client_id_prefix)));
-        }
-        if !(60..=3300).contains(&l.keepalive_secs) {
-            return Err(err(
-                "live.keepalive_secs",
-                format!(
-                    "must be within 60..=3300 (a listen key lives 60 min), got {}",
-                    l.keepalive_secs
-                ),
-            ));
-        }
-        if l.queue_capacity == 0 {
-            return Err(err("live.queue_capacity", "must be at least 1"));
-        }
-        if !(1..=100).contains(&l.limit_headroom_pct) {
-            return Err(err(
-                "live.limit_headroom_pct",
-                format!("must be within 1..=100, got {}", l.limit_headroom_pct),
-            ));
-        }
-        for (key, url, schemes) in [
-            (
-                "live.rest_url",
-                l.rest_url.as_deref().unwrap_or(&venue.rest_url),
-                ["https://", "http://"],
-            ),
-            (
-                "live.user_stream_url",
-                l.user_stream_url.as_deref().unwrap_or(&venue.ws_url),
-                ["wss://", "ws://"],
-            ),
-        ] {
-            if !schemes.iter().any(|s| url.starts_with(s)) {
-                return Err(err(
-                    key,
-                    format!("{url:?} must start with {} or {}", schemes[0], schemes[1]),
-                ));
-            }
-        }
-        Ok(())
+        l.validate(&venue.rest_url, &venue.ws_url)
+            .map_err(at("live"))
     }
 
     /// The engine as this configuration makes it, for `run` and backtests alike: the loop and
@@ -1035,19 +461,11 @@ impl Config {
     /// Settings of the simulated venue (paper trading, backtests) for `instruments` instruments.
     #[must_use]
     pub fn exec_config(&self, instruments: usize) -> tradeloop_adapters::sim::matching::ExecConfig {
-        let x = &self.execution;
-        tradeloop_adapters::sim::matching::ExecConfig {
-            maker_fee_bps: x.maker_fee_bps,
-            taker_fee_bps: x.taker_fee_bps,
-            entry_latency_ns: x.entry_latency_us * 1_000,
-            response_latency_ns: x.response_latency_us * 1_000,
-            jitter_ns: x.jitter_us * 1_000,
-            md_latency_ns: x.md_latency_us * 1_000,
-            seed: x.seed,
-            order_slots: self.engine.order_slots,
+        self.execution.exec_config(
+            self.engine.order_slots,
             instruments,
-            book_levels: self.engine.book_levels,
-        }
+            self.engine.book_levels,
+        )
     }
 
     /// Interns the configured instruments.
@@ -1203,6 +621,8 @@ pub fn process_env() -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tradeloop_engine::breakers::{BreakerAction, BreakerSettings};
+    use tradeloop_engine::fixed::Money;
 
     const DEFAULT: &str = include_str!("../config.toml");
 

@@ -5,6 +5,8 @@
 //! Parsed events are pushed into the NORMAL lane: the push is the last thing this thread does
 //! for a frame. Off the engine's hot path: this thread may allocate and log.
 
+pub mod config;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -33,6 +33,8 @@
 //!
 //! Hot path: integer arithmetic on preallocated state; nothing allocates after construction.
 
+pub mod config;
+
 use crate::api::TradingState;
 use crate::event::FeedState;
 use crate::fixed::{Money, FIXED_SCALE, MONEY_SCALE};

@@ -38,6 +38,53 @@ impl StopParams {
     }
 }
 
+/// `[stops]`: default stop distances for every position (strategies may override them per
+/// instrument) and the ingress guard switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopsSection {
+    /// Stop-loss distance from the entry, basis points (0 = off).
+    pub stop_loss_bps: u32,
+    /// Take-profit distance from the entry, basis points (0 = off).
+    pub take_profit_bps: u32,
+    /// Trailing distance from the best price since entry, basis points (0 = off).
+    pub trailing_bps: u32,
+    /// Feed threads check trades against the stop levels and raise triggers on CRITICAL.
+    pub ingress_guard: bool,
+}
+
+impl StopsSection {
+    /// The distances as the engine takes them.
+    #[must_use]
+    pub const fn params(&self) -> StopParams {
+        StopParams {
+            stop_loss_bps: self.stop_loss_bps,
+            take_profit_bps: self.take_profit_bps,
+            trailing_bps: self.trailing_bps,
+        }
+    }
+
+    /// Checks the distances: a stop-loss or trailing distance of 100 % or more could never
+    /// trigger.
+    ///
+    /// # Errors
+    /// `(key, reason)` naming the offending key below `stops`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, v) in [
+            ("stop_loss_bps", self.stop_loss_bps),
+            ("trailing_bps", self.trailing_bps),
+        ] {
+            if v >= 10_000 {
+                return Err((
+                    key,
+                    format!("must be below 10000 basis points (100 %), got {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 const NO_LOWER: i64 = i64::MIN;
 const NO_UPPER: i64 = i64::MAX;
 

@@ -1,0 +1,190 @@
+//! The `[execution]` and `[sim]` sections of config.toml: simulated execution (paper trading
+//! and backtests) and the built-in simulated venue, each turned into the settings its piece
+//! takes and validated with the offending key named.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tradeloop_engine::fixed::Price;
+
+use super::matching::ExecConfig;
+
+/// `[execution]`: simulated execution for paper trading (and backtests).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionSection {
+    /// Fee for resting fills, basis points of notional (negative = rebate).
+    pub maker_fee_bps: i64,
+    /// Fee for taking fills, basis points of notional.
+    pub taker_fee_bps: i64,
+    /// Order and cancel travel time to the venue.
+    pub entry_latency_us: u64,
+    /// Report travel time back from the venue.
+    pub response_latency_us: u64,
+    /// Uniform extra entry latency, up to this much.
+    pub jitter_us: u64,
+    /// Venue-to-engine market-data latency of the simulated venue (at most
+    /// `response_latency_us`).
+    #[serde(default)]
+    pub md_latency_us: u64,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
+impl ExecutionSection {
+    /// The settings of the simulated matching engine for `instruments` instruments, with the
+    /// engine's `order_slots` and `book_levels`.
+    #[must_use]
+    pub const fn exec_config(
+        &self,
+        order_slots: usize,
+        instruments: usize,
+        book_levels: usize,
+    ) -> ExecConfig {
+        ExecConfig {
+            maker_fee_bps: self.maker_fee_bps,
+            taker_fee_bps: self.taker_fee_bps,
+            entry_latency_ns: self.entry_latency_us * 1_000,
+            response_latency_ns: self.response_latency_us * 1_000,
+            jitter_ns: self.jitter_us * 1_000,
+            md_latency_ns: self.md_latency_us * 1_000,
+            seed: self.seed,
+            order_slots,
+            instruments,
+            book_levels,
+        }
+    }
+
+    /// Checks the fees (within −100..=1000 bps) and that market data is not slower than
+    /// reports.
+    ///
+    /// # Errors
+    /// `(key, reason)` naming the offending key below `execution`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (key, v) in [
+            ("maker_fee_bps", self.maker_fee_bps),
+            ("taker_fee_bps", self.taker_fee_bps),
+        ] {
+            if !(-100..=1000).contains(&v) {
+                return Err((
+                    key,
+                    format!("must be within -100..=1000 basis points, got {v}"),
+                ));
+            }
+        }
+        if self.md_latency_us > self.response_latency_us {
+            return Err((
+                "md_latency_us",
+                format!(
+                    "{} us exceeds response_latency_us ({} us): a report cannot reach the \
+                     engine before the replay reaches the market event that caused it",
+                    self.md_latency_us, self.response_latency_us
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `[sim]`: the built-in simulated venue.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    /// Random seed of the synthetic market.
+    pub seed: u64,
+    /// Market steps (trades or book changes) per second across all symbols.
+    pub steps_per_second: u32,
+    /// Depth diff interval.
+    pub depth_interval_ms: u64,
+    /// Levels per side of the synthetic books.
+    pub depth_levels: usize,
+    /// Server ping interval.
+    pub ping_interval_ms: u64,
+    /// Wire format served: Binance spot (default) or Bybit v5.
+    #[serde(default)]
+    pub protocol: SimProtocol,
+    /// Starting price per symbol (symbols not listed start at 100).
+    pub prices: BTreeMap<String, Price>,
+    /// Recorded files to replay instead of the synthetic market (empty: synthetic).
+    #[serde(default)]
+    pub replay_files: Vec<PathBuf>,
+    /// Replay speed: 1.0 = as recorded, 10.0 = ten times faster, 0 = as fast as possible.
+    #[serde(default = "default_replay_speed")]
+    pub replay_speed: f64,
+}
+
+fn default_replay_speed() -> f64 {
+    1.0
+}
+
+impl SimSection {
+    /// Checks the simulated market's rates and sizes, the replay (its files exist and are
+    /// served in Binance's format) and the starting prices.
+    ///
+    /// # Errors
+    /// `(key, reason)` naming the offending key below `sim`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |key: &str, reason: String| Err((key.to_owned(), reason));
+        if self.protocol != SimProtocol::Binance && !self.replay_files.is_empty() {
+            return err(
+                "protocol",
+                "replay_files are served in Binance's format; replay needs protocol = \"binance\""
+                    .to_owned(),
+            );
+        }
+        for (key, v) in [
+            ("steps_per_second", u64::from(self.steps_per_second)),
+            ("depth_interval_ms", self.depth_interval_ms),
+            ("depth_levels", self.depth_levels as u64),
+            ("ping_interval_ms", self.ping_interval_ms),
+        ] {
+            if v == 0 {
+                return err(key, "must be at least 1".to_owned());
+            }
+        }
+        if !(self.replay_speed >= 0.0 && self.replay_speed.is_finite()) {
+            return err(
+                "replay_speed",
+                format!(
+                    "must be 0 (as fast as possible) or a positive factor, got {}",
+                    self.replay_speed
+                ),
+            );
+        }
+        for (i, f) in self.replay_files.iter().enumerate() {
+            if !f.is_file() {
+                return err(
+                    &format!("replay_files[{i}]"),
+                    format!("{} is not a readable file", f.display()),
+                );
+            }
+        }
+        for (symbol, p) in &self.prices {
+            if p.raw() <= 0 {
+                return err(
+                    &format!("prices.{symbol}"),
+                    format!("must be positive, got {p}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The wire format the built-in simulated venue speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimProtocol {
+    /// Binance spot combined streams with REST depth snapshots.
+    #[default]
+    Binance,
+    /// Bybit v5 public topics with in-stream snapshots.
+    Bybit,
+    /// Kraken spot v2 channels with checksummed, depth-truncated books.
+    Kraken,
+    /// Coinbase Advanced Trade channels with connection-wide sequence numbers.
+    Coinbase,
+    /// OKX v5 channels with `seqId`/`prevSeqId` books.
+    Okx,
+}
