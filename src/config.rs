@@ -141,6 +141,14 @@ pub struct MetricsSection {
     pub listen: String,
     /// Status line refresh interval during `run`.
     pub status_interval_ms: u64,
+    /// Environment variable holding the bearer token of `POST /control/kill` and
+    /// `/control/resume` (at least 16 characters). Unset or empty: the endpoints are disabled.
+    #[serde(default = "default_control_token_env")]
+    pub control_token_env: String,
+}
+
+fn default_control_token_env() -> String {
+    "TRADELOOP_CONTROL_TOKEN".to_owned()
 }
 
 /// Venue protocols.
@@ -344,6 +352,17 @@ impl Config {
                 ),
             ));
         }
+        let var = &self.metrics.control_token_env;
+        if var.is_empty()
+            || !var
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(err(
+                "metrics.control_token_env",
+                format!("{var:?} is not an environment variable name (A-Z, 0-9 and _)"),
+            ));
+        }
         if self.metrics.status_interval_ms == 0 {
             return Err(err("metrics.status_interval_ms", "must be at least 1"));
         }
@@ -515,6 +534,13 @@ impl Config {
             |url| format!("set: {}", redact_url(url)),
         );
         notes.push_str(&format!("# persistence: ${pg} is {state}\n"));
+        let token = &self.metrics.control_token_env;
+        let state = if env.get(token).is_some_and(|t| !t.is_empty()) {
+            "set (value redacted): the control endpoints are on"
+        } else {
+            "not set: the control endpoints are off"
+        };
+        notes.push_str(&format!("# metrics: ${token} is {state}\n"));
         out.push('\n');
         out.push_str(&notes);
         Ok(out)
@@ -728,6 +754,16 @@ mod tests {
                 &[],
                 "metrics.listen",
                 "not an address",
+            ),
+            (
+                "TC8b control token variable not a variable name",
+                DEFAULT.replace(
+                    "control_token_env = \"TRADELOOP_CONTROL_TOKEN\"",
+                    "control_token_env = \"my token\"",
+                ),
+                &[],
+                "metrics.control_token_env",
+                "not an environment variable name",
             ),
             (
                 "TC9 strategy section not a table",
@@ -981,10 +1017,20 @@ mod tests {
                 "TRADELOOP_PG_URL",
                 "postgres://trader:pa55word@127.0.0.1:5432/tl",
             ),
+            ("TRADELOOP_CONTROL_TOKEN", "control-token-0123456789"),
         ]);
         let c = Config::from_toml(&text, &e).unwrap();
         let printed = c.to_redacted_toml(&e).unwrap();
-        for secret in ["AKIAVERYSECRETKEY", "s3cr3t-value", "pa55word"] {
+        assert!(
+            printed.contains("$TRADELOOP_CONTROL_TOKEN is set (value redacted)"),
+            "{printed}"
+        );
+        for secret in [
+            "AKIAVERYSECRETKEY",
+            "s3cr3t-value",
+            "pa55word",
+            "control-token-0123456789",
+        ] {
             assert!(
                 !printed.contains(secret),
                 "secret {secret} leaked:\n{printed}"

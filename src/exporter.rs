@@ -143,12 +143,81 @@ fn live_series(
 }
 
 /// The operator's controls on the same listener: `POST /control/kill` and
-/// `POST /control/resume` raise these flags (from loopback peers only); the run's main thread
-/// acts on them as on SIGUSR1 / SIGUSR2.
+/// `POST /control/resume` raise these flags; the run's main thread acts on them as on
+/// SIGUSR1 / SIGUSR2. A request is accepted only from a loopback peer, without an `Origin`
+/// header (so no web page can send it), and with `Authorization: Bearer <token>` matching
+/// [`ControlFlags::token`]; without a token the endpoints are disabled.
 #[derive(Clone, Debug, Default)]
 pub struct ControlFlags {
+    /// Raised by an accepted `POST /control/kill`.
     pub kill: Arc<AtomicBool>,
+    /// Raised by an accepted `POST /control/resume`.
     pub resume: Arc<AtomicBool>,
+    /// The bearer token requests must carry (`None`: the endpoints are disabled).
+    pub token: Option<ControlToken>,
+    /// The environment variable the token comes from (for messages).
+    pub token_env: String,
+}
+
+/// The control endpoints' bearer token, read from an environment variable. It is never
+/// printed: `Debug` shows only its length.
+#[derive(Clone)]
+pub struct ControlToken(Arc<[u8]>);
+
+impl ControlToken {
+    /// The shortest token accepted.
+    pub const MIN_LEN: usize = 16;
+
+    /// The token in environment variable `var`; `None` if it is unset or empty.
+    ///
+    /// # Errors
+    /// If the token is shorter than [`Self::MIN_LEN`], not valid UTF-8, or holds whitespace
+    /// or control characters; the message names the variable, never the value.
+    pub fn from_env(var: &str) -> anyhow::Result<Option<Self>> {
+        match std::env::var(var) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("${var} (the control endpoints' token) is not valid UTF-8")
+            }
+            Ok(v) if v.is_empty() => Ok(None),
+            Ok(v) => Self::new(&v).map(Some).with_context(|| format!("${var}")),
+        }
+    }
+
+    /// A token from its text.
+    ///
+    /// # Errors
+    /// If it is shorter than [`Self::MIN_LEN`] or holds whitespace or control characters.
+    pub fn new(token: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            token.len() >= Self::MIN_LEN,
+            "the control endpoints' token must be at least {} characters, got {}",
+            Self::MIN_LEN,
+            token.len()
+        );
+        anyhow::ensure!(
+            token.bytes().all(|b| b.is_ascii_graphic()),
+            "the control endpoints' token must be printable ASCII without spaces"
+        );
+        Ok(Self(token.as_bytes().into()))
+    }
+
+    /// Compares in time independent of where the first difference is.
+    fn matches(&self, presented: &[u8]) -> bool {
+        self.0.len() == presented.len()
+            && self
+                .0
+                .iter()
+                .zip(presented)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+impl std::fmt::Debug for ControlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ControlToken({} bytes, redacted)", self.0.len())
+    }
 }
 
 /// The recorder and its HTTP server.
@@ -304,7 +373,7 @@ fn answer(
                     "tradeloop: metrics at /metrics\n".to_owned(),
                 ),
                 ("POST", "/control/kill" | "/control/resume") => {
-                    control_request(path, peer, control)
+                    control_request(path, peer, &head, control)
                 }
                 (_, "/control/kill" | "/control/resume") if control.is_some() => (
                     "405 Method Not Allowed",
@@ -321,8 +390,13 @@ fn answer(
         }
     };
     let head_only = buf.starts_with(b"HEAD ");
+    let challenge = if status.starts_with("401") {
+        "WWW-Authenticate: Bearer realm=\"tradeloop control\"\r\n"
+    } else {
+        ""
+    };
     let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n{challenge}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     if !head_only {
@@ -344,10 +418,20 @@ fn answer(
     Ok(())
 }
 
-/// `POST /control/kill` or `/control/resume`: raises the flag the main thread polls.
+/// The value of header `name` in a request head (first match, name case-insensitive).
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// `POST /control/kill` or `/control/resume`: checks where it comes from and its token, then
+/// raises the flag the main thread polls. Every call is logged with its answer.
 fn control_request(
     path: &str,
     peer: SocketAddr,
+    head: &str,
     control: Option<&ControlFlags>,
 ) -> (&'static str, &'static str, String) {
     let Some(control) = control else {
@@ -357,13 +441,58 @@ fn control_request(
             "no control endpoint\n".to_owned(),
         );
     };
+    let refuse = |status: &'static str, why: &str, body: String| {
+        tracing::warn!(%peer, path, status, "control request refused: {why}");
+        (status, "text/plain", body)
+    };
     if !peer.ip().is_loopback() {
-        tracing::warn!(%peer, path, "control request refused: not from loopback");
-        return (
+        return refuse(
             "403 Forbidden",
-            "text/plain",
+            "not from loopback",
             "control requests are accepted from loopback only\n".to_owned(),
         );
+    }
+    if let Some(origin) = header(head, "origin") {
+        return refuse(
+            "403 Forbidden",
+            &format!("sent by a web page (Origin: {origin})"),
+            "control requests carrying an Origin header (from a browser) are refused\n".to_owned(),
+        );
+    }
+    let Some(token) = &control.token else {
+        return refuse(
+            "404 Not Found",
+            "the control endpoints are disabled",
+            format!(
+                "the control endpoints are disabled: set ${} to a token of at least {} characters and restart\n",
+                control.token_env,
+                ControlToken::MIN_LEN
+            ),
+        );
+    };
+    let presented = header(head, "authorization").and_then(|v| {
+        let (scheme, value) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
+    });
+    match presented {
+        None => {
+            return refuse(
+                "401 Unauthorized",
+                "no bearer token",
+                format!(
+                    "send Authorization: Bearer <the token in ${}>\n",
+                    control.token_env
+                ),
+            )
+        }
+        Some(p) if !token.matches(p.as_bytes()) => {
+            return refuse(
+                "401 Unauthorized",
+                "wrong bearer token",
+                "wrong token\n".to_owned(),
+            )
+        }
+        Some(_) => {}
     }
     let (flag, what) = if path == "/control/kill" {
         (&control.kill, "kill switch")
@@ -371,7 +500,7 @@ fn control_request(
         (&control.resume, "resume")
     };
     flag.store(true, Ordering::Release);
-    tracing::warn!(%peer, path, "control request accepted");
+    tracing::warn!(%peer, path, status = "202 Accepted", "control request accepted");
     ("202 Accepted", "text/plain", format!("{what} requested\n"))
 }
 
@@ -839,33 +968,155 @@ mod tests {
         drop(idle);
     }
 
+    const TOKEN: &str = "s3cret-token-0123456789";
+
+    fn flags(token: Option<&str>) -> ControlFlags {
+        ControlFlags {
+            token: token.map(|t| ControlToken::new(t).unwrap()),
+            token_env: "TRADELOOP_CONTROL_TOKEN".into(),
+            ..ControlFlags::default()
+        }
+    }
+
+    /// Every way a control request is answered: (label, request, status, flag raised).
     #[test]
-    fn control_endpoints_raise_their_flags_once_asked_by_post() {
-        let flags = ControlFlags::default();
-        let exporter = Exporter::start("127.0.0.1:0", Some(flags.clone())).expect("start");
-        let a = exporter.addr();
-        assert!(get(a, "GET /control/kill HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
-        assert!(!flags.kill.load(Ordering::Acquire));
+    fn control_requests_need_loopback_no_origin_and_the_bearer_token() {
+        let post = |path: &str, headers: &str| {
+            format!("POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n")
+        };
+        let good = format!("Authorization: Bearer {TOKEN}\r\n");
+        let cases: Vec<(&str, String, &str, Option<&str>)> = vec![
+            ("TC0 no token", post("/control/kill", ""), "401", None),
+            (
+                "TC1 wrong token",
+                post(
+                    "/control/kill",
+                    "Authorization: Bearer s3cret-token-0123456780\r\n",
+                ),
+                "401",
+                None,
+            ),
+            (
+                "TC2 a prefix of the token",
+                post("/control/resume", "Authorization: Bearer s3cret-token\r\n"),
+                "401",
+                None,
+            ),
+            (
+                "TC3 not a bearer scheme",
+                post(
+                    "/control/kill",
+                    &format!("Authorization: Basic {TOKEN}\r\n"),
+                ),
+                "401",
+                None,
+            ),
+            (
+                "TC4 Origin present, even with the token",
+                post(
+                    "/control/resume",
+                    &format!("Origin: http://evil.example\r\n{good}"),
+                ),
+                "403",
+                None,
+            ),
+            (
+                "TC5 GET is not a control request",
+                format!("GET /control/kill HTTP/1.1\r\n{good}\r\n"),
+                "405",
+                None,
+            ),
+            (
+                "TC6 the metrics endpoint is read-only",
+                post("/metrics", &good),
+                "405",
+                None,
+            ),
+            (
+                "TC7 kill with the token",
+                post("/control/kill", &good),
+                "202",
+                Some("kill"),
+            ),
+            (
+                "TC8 resume with the token, header names in any case",
+                post(
+                    "/control/resume",
+                    &format!("authorization: bearer {TOKEN}\r\n"),
+                ),
+                "202",
+                Some("resume"),
+            ),
+        ];
+        for (label, request, status, raised) in cases {
+            let f = flags(Some(TOKEN));
+            let exporter = Exporter::start("127.0.0.1:0", Some(f.clone())).expect("start");
+            let r = get(exporter.addr(), &request);
+            assert!(r.starts_with(&format!("HTTP/1.1 {status}")), "{label}: {r}");
+            assert_eq!(
+                f.kill.load(Ordering::Acquire),
+                raised == Some("kill"),
+                "{label}: kill flag"
+            );
+            assert_eq!(
+                f.resume.load(Ordering::Acquire),
+                raised == Some("resume"),
+                "{label}: resume flag"
+            );
+            if status == "401" {
+                assert!(r.contains("WWW-Authenticate: Bearer"), "{label}: {r}");
+            }
+            assert!(!r.contains(TOKEN), "{label}: the token is never echoed");
+        }
+        // No token configured: the endpoints are disabled, and say how to enable them.
+        let off = flags(None);
+        let exporter = Exporter::start("127.0.0.1:0", Some(off.clone())).expect("start");
         let r = get(
-            a,
-            "POST /control/kill HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            exporter.addr(),
+            &post(
+                "/control/kill",
+                &format!("Authorization: Bearer {TOKEN}\r\n"),
+            ),
         );
-        assert!(r.starts_with("HTTP/1.1 202"), "{r}");
-        assert!(flags.kill.load(Ordering::Acquire));
-        assert!(!flags.resume.load(Ordering::Acquire));
-        let r = get(a, "POST /control/resume HTTP/1.1\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 202"), "{r}");
-        assert!(flags.resume.load(Ordering::Acquire));
+        assert!(r.starts_with("HTTP/1.1 404"), "TC9 {r}");
+        assert!(r.contains("$TRADELOOP_CONTROL_TOKEN"), "TC9 {r}");
+        assert!(!off.kill.load(Ordering::Acquire), "TC9");
         // Without control flags the endpoints do not exist.
         let plain = Exporter::start("127.0.0.1:0", None).expect("start");
         let r = get(plain.addr(), "POST /control/kill HTTP/1.1\r\n\r\n");
-        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
-        // A peer off loopback is refused.
-        let off = "10.0.0.1:5000".parse().unwrap();
+        assert!(r.starts_with("HTTP/1.1 404"), "TC10 {r}");
+        // A peer off loopback is refused before anything else.
+        let off_loopback = "10.0.0.1:5000".parse().unwrap();
+        let head = format!("POST /control/kill HTTP/1.1\r\nAuthorization: Bearer {TOKEN}");
         assert_eq!(
-            control_request("/control/kill", off, Some(&ControlFlags::default())).0,
-            "403 Forbidden"
+            control_request(
+                "/control/kill",
+                off_loopback,
+                &head,
+                Some(&flags(Some(TOKEN)))
+            )
+            .0,
+            "403 Forbidden",
+            "TC11"
         );
+    }
+
+    #[test]
+    fn a_control_token_is_checked_and_never_printed() {
+        assert!(ControlToken::new("short").is_err(), "TC0 too short");
+        assert!(
+            ControlToken::new("has a space in it, long enough").is_err(),
+            "TC1 whitespace"
+        );
+        let t = ControlToken::new(TOKEN).unwrap();
+        assert!(!format!("{t:?}").contains("s3cret"), "TC2 {t:?}");
+        assert!(
+            !format!("{:?}", flags(Some(TOKEN))).contains("s3cret"),
+            "TC3"
+        );
+        assert!(t.matches(TOKEN.as_bytes()), "TC4");
+        assert!(!t.matches(b"s3cret-token-012345678"), "TC5 shorter");
+        assert!(!t.matches(b"s3cret-token-01234567899"), "TC6 longer");
     }
 
     #[test]

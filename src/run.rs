@@ -510,11 +510,26 @@ impl RunningBot {
         self.started = Instant::now();
         self.started_wall = std::time::SystemTime::now();
         if config.metrics.enabled {
+            let var = &config.metrics.control_token_env;
+            self.kill.http.token_env.clone_from(var);
+            self.kill.http.token = crate::exporter::ControlToken::from_env(var)
+                .context("metrics.control_token_env")?;
             let e = crate::exporter::Exporter::start(
                 &config.metrics.listen,
                 Some(self.kill.http.clone()),
             )?;
-            eprintln!("metrics: http://{}/metrics", e.addr());
+            if self.kill.http.token.is_some() {
+                eprintln!(
+                    "metrics: http://{0}/metrics; control: POST http://{0}/control/kill and /control/resume with Authorization: Bearer ${var}",
+                    e.addr()
+                );
+            } else {
+                eprintln!("metrics: http://{}/metrics", e.addr());
+                tracing::warn!(
+                    var = %var,
+                    "the HTTP control endpoints are disabled: ${var} is not set (kill with SIGUSR1 or the kill file, resume with SIGUSR2)"
+                );
+            }
             self.exporter = Some(e);
             self.export();
         }

@@ -258,26 +258,57 @@ fn http_control_kill_trips_the_kill_switch() {
     use std::io::{Read, Write};
     let db = temp_db("http-kill");
     let port = free_port();
-    let child = run(&db, &["--duration", "6"])
+    const TOKEN: &str = "test-control-token-4242";
+    let child = run(&db, &["--duration", "8"])
         .env(
             "TRADELOOP__METRICS__LISTEN",
             format!("\"127.0.0.1:{port}\""),
         )
+        .env("TRADELOOP_CONTROL_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     wait_for_fills(&db, 3);
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"POST /control/kill HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+    let post = |headers: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(
+            format!("POST /control/kill HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
         .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 202"), "{reply}");
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let reply = post("");
+    assert!(reply.starts_with("HTTP/1.1 401"), "TC0 no token: {reply}");
+    let reply = post(&format!(
+        "Origin: http://evil.example\r\nAuthorization: Bearer {TOKEN}\r\n"
+    ));
+    assert!(
+        reply.starts_with("HTTP/1.1 403"),
+        "TC1 from a web page: {reply}"
+    );
+    // Neither refused request tripped it: orders keep flowing.
+    let before = fills_in(&db).len();
+    // (a kill would stop the fills after at most one closing fill per instrument)
+    wait_for_fills(&db, before + 5);
+    let reply = post(&format!("Authorization: Bearer {TOKEN}\r\n"));
+    assert!(reply.starts_with("HTTP/1.1 202"), "TC3 {reply}");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains(TOKEN),
+        "TC4 the token never appears in the output"
+    );
+    assert_eq!(
+        err.matches("control request refused").count(),
+        2,
+        "TC5 each refused call is logged: {err}"
+    );
     assert!(
         err.contains("KILL SWITCH tripped by POST /control/kill"),
         "{err}"
