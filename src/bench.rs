@@ -947,7 +947,7 @@ impl BusyWriter {
     fn start(config: &Config, rate: u64) -> anyhow::Result<Self> {
         let dir = bench_dir("busy")?;
         let mut store = SqliteStore::open(&dir.join("busy.db"), vec!["BTCUSDT".into()])?;
-        store.begin_run(0, "bench")?;
+        store.begin_run(0, "bench", "")?;
         let outbox = Arc::new(Outbox::new(config.persistence.queue_slots));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let per_ms = (rate / 1000).max(1) as usize;
@@ -1452,7 +1452,7 @@ pub fn run(
             persist_rate(config, &records, |run| {
                 let mut s =
                     SqliteStore::open(&dir.join(format!("run{run}.db")), vec!["BTCUSDT".into()])?;
-                s.begin_run(0, "bench")?;
+                s.begin_run(0, "bench", "")?;
                 Ok(s)
             })?,
         );
@@ -1465,7 +1465,7 @@ pub fn run(
                     "persist_postgres",
                     persist_rate(config, &records, |_| {
                         let mut s = PgStore::connect(&url, vec!["BTCUSDT".into()])?;
-                        s.begin_run(0, "bench")?;
+                        s.begin_run(0, "bench", "")?;
                         Ok(s)
                     })?,
                 );

@@ -39,6 +39,43 @@ impl std::fmt::Display for AnyStoreError {
 
 impl std::error::Error for AnyStoreError {}
 
+impl AnyStore {
+    /// Closes the run: its end time and exit status.
+    fn end_run(&mut self, ended_unix_ns: u64, status: &str) -> Result<(), AnyStoreError> {
+        match self {
+            Self::Sqlite(s) => s
+                .end_run(ended_unix_ns, status)
+                .map_err(|e| AnyStoreError(e.into())),
+            Self::Postgres(s) => s
+                .end_run(ended_unix_ns, status)
+                .map_err(|e| AnyStoreError(e.into())),
+        }
+    }
+}
+
+/// Now as Unix nanoseconds.
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// SHA-256 (hex) of the configuration as TOML: which configuration a stored run ran with.
+/// The configuration holds no secret (only the names of the variables that do).
+#[must_use]
+pub fn config_hash(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let text = toml::to_string(config).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 impl Store for AnyStore {
     type Error = AnyStoreError;
 
@@ -118,6 +155,8 @@ pub struct Restored {
     /// Orders of earlier runs that were still working (closed as cancelled: the simulated
     /// venue that held them is gone).
     pub orphaned_orders: usize,
+    /// Earlier runs found unfinished (their process died) and marked `crashed`.
+    pub crashed_runs: usize,
     /// This run's id in the store.
     pub run_id: i64,
 }
@@ -127,7 +166,9 @@ pub struct Persistence {
     outbox: Arc<Outbox>,
     stop: Arc<AtomicBool>,
     failures: Arc<AtomicU64>,
-    thread: JoinHandle<WriterReport>,
+    thread: JoinHandle<(WriterReport, bool)>,
+    /// The run's exit status, recorded when the writer stops.
+    exit_status: Arc<std::sync::OnceLock<String>>,
     /// Where the records go (for messages).
     pub target: String,
 }
@@ -145,6 +186,7 @@ pub fn start(
 ) -> anyhow::Result<(Persistence, Restored)> {
     let p = &config.persistence;
     let symbols = tradeloop_store::symbols(registry);
+    let hash = config_hash(config);
     let (store, recovered, restored_run, target) = match p.backend {
         Backend::Sqlite => {
             let mut s = SqliteStore::open(&p.sqlite_path, symbols).with_context(|| {
@@ -155,15 +197,18 @@ pub fn start(
             })?;
             let recovered = s.recover().context("recovering from the SQLite store")?;
             let run_id = s
-                .begin_run(started_unix_ns, mode_text(config))
+                .begin_run(started_unix_ns, mode_text(config), &hash)
                 .context("recording the run")?;
             let orphaned = s
                 .close_orphaned_orders(started_unix_ns)
                 .context("closing orders of earlier runs")?;
+            let crashed = s
+                .close_unfinished_runs()
+                .context("closing runs that never ended")?;
             (
                 AnyStore::Sqlite(s),
                 recovered,
-                (run_id, orphaned),
+                (run_id, orphaned, crashed),
                 format!("sqlite {}", p.sqlite_path.display()),
             )
         }
@@ -179,15 +224,22 @@ pub fn start(
                 .with_context(|| format!("persistence: cannot use PostgreSQL at {shown}"))?;
             let recovered = s.recover().context("recovering from PostgreSQL")?;
             let run_id = s
-                .begin_run(started_unix_ns, mode_text(config))
+                .begin_run(started_unix_ns, mode_text(config), &hash)
                 .context("recording the run")?;
             let orphaned = s
                 .close_orphaned_orders(started_unix_ns)
                 .context("closing orders of earlier runs")?;
+            let crashed = s
+                .close_unfinished_runs()
+                .context("closing runs that never ended")?;
             (
                 AnyStore::Postgres(Box::new(s)),
                 recovered,
-                (run_id, usize::try_from(orphaned).unwrap_or(usize::MAX)),
+                (
+                    run_id,
+                    usize::try_from(orphaned).unwrap_or(usize::MAX),
+                    usize::try_from(crashed).unwrap_or(usize::MAX),
+                ),
                 format!("postgres {shown}"),
             )
         }
@@ -208,17 +260,19 @@ pub fn start(
         retry_base: Duration::from_millis(10),
         retry_max: Duration::from_secs(2),
     };
+    let exit_status = Arc::new(std::sync::OnceLock::new());
     let thread = {
-        let (outbox, stop, failures, target) = (
+        let (outbox, stop, failures, target, exit_status) = (
             Arc::clone(&outbox),
             Arc::clone(&stop),
             Arc::clone(&failures),
             target.clone(),
+            Arc::clone(&exit_status),
         );
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
-                run_writer(
+                let report = run_writer(
                     &outbox,
                     &mut store,
                     writer_config,
@@ -228,7 +282,17 @@ pub fn start(
                         tracing::error!(store = %target, failures = n, error = %e,
                             "CRITICAL: persistence write failed; batch kept, retrying with backoff");
                     },
-                )
+                );
+                let status: &String = exit_status.get_or_init(|| "completed".to_owned());
+                let closed = match store.store.end_run(unix_now_ns(), status) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(store = %target, error = %e,
+                            "the run's end could not be recorded; the next start marks it crashed");
+                        false
+                    }
+                };
+                (report, closed)
             })
             .context("cannot start the writer thread")?
     };
@@ -238,6 +302,7 @@ pub fn start(
             stop,
             failures,
             thread,
+            exit_status,
             target,
         },
         restored,
@@ -254,7 +319,7 @@ fn mode_text(config: &Config) -> &'static str {
 fn restore(
     recovered: &Recovered,
     registry: &InstrumentRegistry,
-    (run_id, orphaned_orders): (i64, usize),
+    (run_id, orphaned_orders, crashed_runs): (i64, usize, usize),
 ) -> anyhow::Result<Restored> {
     let (positions, unknown_fills) = recovered
         .positions(registry)
@@ -265,6 +330,7 @@ fn restore(
         fills: recovered.fills.len(),
         unknown_fills,
         orphaned_orders,
+        crashed_runs,
         run_id,
     })
 }
@@ -278,6 +344,8 @@ pub struct Flushed {
     pub telemetry_dropped: u64,
     /// The writer's counters.
     pub report: WriterReport,
+    /// Whether the run's end (time and exit status) was recorded in the store.
+    pub run_closed: bool,
 }
 
 impl Persistence {
@@ -300,13 +368,15 @@ impl Persistence {
     }
 
     /// Stops the writer after it has written everything queued (call after the engine has
-    /// shut down, so nothing more arrives).
+    /// shut down, so nothing more arrives), then records the run's end with `exit_status`
+    /// (`completed`, or `failed: …`).
     ///
     /// # Errors
     /// If the writer thread panicked.
-    pub fn finish(self) -> anyhow::Result<Flushed> {
+    pub fn finish(self, exit_status: &str) -> anyhow::Result<Flushed> {
+        let _ = self.exit_status.set(exit_status.to_owned());
         self.stop.store(true, Ordering::Release);
-        let report = self
+        let (report, run_closed) = self
             .thread
             .join()
             .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
@@ -314,6 +384,7 @@ impl Persistence {
             queued: self.outbox.pushed(),
             telemetry_dropped: self.outbox.telemetry_dropped(),
             report,
+            run_closed,
         })
     }
 }
@@ -335,7 +406,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("m.db");
         let mut inner = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
-        inner.begin_run(0, "test").unwrap();
+        inner.begin_run(0, "test", "").unwrap();
         inner
             .connection()
             .busy_timeout(Duration::from_millis(1))

@@ -301,7 +301,7 @@ where
         Ok(s) => s,
         Err(e) => {
             started.stop();
-            let _ = persistence.finish();
+            let _ = persistence.finish(&format!("failed: the strategy could not be built: {e:#}"));
             return Err(e);
         }
     };
@@ -345,7 +345,7 @@ where
         Ok(t) => t,
         Err(e) => {
             started.stop();
-            let _ = persistence.finish();
+            let _ = persistence.finish("failed: cannot spawn the engine thread");
             return Err(anyhow::Error::new(e).context("cannot spawn the engine thread"));
         }
     };
@@ -671,8 +671,20 @@ impl RunningBot {
         for sim in self.sims {
             sim.stop();
         }
-        let (report, sim_exec, (loop_histograms, tick_to_trade)) =
-            joined.map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        let Ok((report, sim_exec, (loop_histograms, tick_to_trade))) = joined else {
+            // What the engine queued before it died is still written, and the run is closed
+            // as failed.
+            let flushed = self
+                .persistence
+                .finish("failed: the engine thread panicked");
+            anyhow::bail!(
+                "the engine thread panicked (persistence: {})",
+                match flushed {
+                    Ok(f) => format!("{} of {} records written", f.report.written, f.queued),
+                    Err(e) => format!("{e:#}"),
+                }
+            );
+        };
         if let Some(path) = &self.options.histograms {
             save_histograms(
                 path,
@@ -684,7 +696,7 @@ impl RunningBot {
         }
         // The engine has shut down and flushed its spill: the writer writes what is queued.
         let persistence_target = self.persistence.target.clone();
-        let flushed = self.persistence.finish()?;
+        let flushed = self.persistence.finish("completed")?;
         if flushed.report.written != flushed.queued {
             tracing::error!(
                 queued = flushed.queued,
@@ -854,7 +866,7 @@ impl std::fmt::Display for RunSummary {
         let w = &self.flushed;
         writeln!(
             f,
-            "persistence ({}, run {}): queued {} records, wrote {} in {} batches, {} failed attempts, {} telemetry records dropped",
+            "persistence ({}, run {}): queued {} records, wrote {} in {} batches, {} failed attempts, {} telemetry records dropped{}",
             self.persistence_target,
             self.run_id,
             w.queued,
@@ -862,6 +874,11 @@ impl std::fmt::Display for RunSummary {
             w.report.batches,
             w.report.failures,
             w.telemetry_dropped,
+            if w.run_closed {
+                ""
+            } else {
+                "; the run's end could not be recorded (the next start marks it crashed)"
+            },
         )?;
         for (name, s) in &self.feeds {
             writeln!(
@@ -1260,7 +1277,7 @@ fn report_recovery(
         }
     }
     eprintln!(
-        "recovered from {target}: {} fills{}{positions} next order sequence {}; {} orders of earlier runs closed as cancelled; this is run {}",
+        "recovered from {target}: {} fills{}{positions} next order sequence {}; {} orders of earlier runs closed as cancelled;{} this is run {}",
         restored.fills,
         if restored.unknown_fills > 0 {
             format!(" ({} of instruments no longer configured, not applied)", restored.unknown_fills)
@@ -1269,6 +1286,14 @@ fn report_recovery(
         },
         restored.next_sequence,
         restored.orphaned_orders,
+        if restored.crashed_runs > 0 {
+            format!(
+                " {} earlier run(s) never ended (process killed or crashed), marked crashed;",
+                restored.crashed_runs
+            )
+        } else {
+            String::new()
+        },
         restored.run_id
     );
 }

@@ -159,6 +159,39 @@ fn sigkill_loses_at_most_the_unflushed_batch_and_restart_continues() {
         recovered.contains(&format!("next order sequence {}", last_seq + 1)),
         "TC3 ids continue after the last one used: {recovered}"
     );
+    assert!(
+        recovered.contains("1 earlier run(s) never ended"),
+        "TC3b the killed run is reported: {recovered}"
+    );
+    let store = SqliteStore::open(&db, vec![]).unwrap();
+    let runs: Vec<(i64, Option<i64>, String, String)> = store
+        .connection()
+        .prepare("SELECT run_id, ended_unix_ns, config_hash, exit_status FROM runs ORDER BY run_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(store);
+    assert_eq!(runs.len(), 2, "TC3c {runs:?}");
+    assert_eq!(
+        (runs[0].1, runs[0].3.as_str()),
+        (None, "crashed"),
+        "TC3d the killed run never ended"
+    );
+    assert_eq!(runs[1].3, "completed", "TC3e {runs:?}");
+    assert!(
+        runs[1].1.is_some_and(|end| end > 0),
+        "TC3f the clean run's end time: {runs:?}"
+    );
+    assert!(
+        runs[1].2.len() == 64 && runs[1].2.bytes().all(|b| b.is_ascii_hexdigit()),
+        "TC3g a SHA-256 config hash: {runs:?}"
+    );
+    assert_ne!(
+        runs[0].2, runs[1].2,
+        "TC3h other ports, another configuration, another hash"
+    );
     let after = fills_in(&db);
     assert_eq!(
         after.iter().filter(|f| f.0 == 1).count(),

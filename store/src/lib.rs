@@ -4,11 +4,11 @@
 //!
 //! | table | one row per | notes |
 //! |---|---|---|
-//! | `runs` | process start | run id, start time, mode, version |
+//! | `runs` | process start | run id, start and end time, mode, version, config hash, exit status (`running`, `completed`, `failed: …`, `crashed` when a later run found it unfinished, `unknown` for runs before schema 4) |
 //! | `orders` | client order id (latest state, upserted) | indexed by status and update time |
 //! | `fills` | execution (append-only) | indexed by instrument and time |
 //! | `positions` | instrument (latest snapshot, upserted) | a convenience view; recovery rebuilds positions from `fills` |
-//! | `denials` | order denied before the gateway | telemetry |
+//! | `denials` | order denied before the gateway | telemetry; `reason` is the denial's name (`max_position`, …), `code` its number |
 //! | `lane_metrics` | lane × publication | telemetry |
 //! | `breaker_events` | circuit-breaker transition | trip, half-open, recovery, with the measured value and limit |
 //!
@@ -36,8 +36,37 @@ use tradeloop_engine::position::Position;
 /// Schema version written to `meta`; a database from a newer version is refused. Version 2
 /// added `breaker_events` (created on open, so a version 1 database migrates by itself);
 /// version 3 added `orders.strategy`, the portfolio member an order (and so its fills, joined
-/// on `client_id`) belongs to, added to older databases on open with 0 for their orders.
-pub const SCHEMA_VERSION: i64 = 3;
+/// on `client_id`) belongs to, added to older databases on open with 0 for their orders;
+/// version 4 added `denials.reason` (older rows filled in from their code on open) and
+/// `runs.ended_unix_ns`, `runs.config_hash` and `runs.exit_status` (`unknown` for older runs).
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// The name stored in `denials.reason` for a denial code (`Deny::NAMES`; `unknown` for a code
+/// this build does not know).
+#[must_use]
+pub fn denial_reason(code: u16) -> &'static str {
+    tradeloop_engine::api::Deny::NAMES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// `UPDATE denials SET reason = …` from `code`, for rows written before `reason` existed.
+fn backfill_denial_reasons() -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from("UPDATE denials SET reason = CASE code");
+    for (code, name) in tradeloop_engine::api::Deny::NAMES.iter().enumerate() {
+        let _ = write!(sql, " WHEN {code} THEN '{name}'");
+    }
+    sql.push_str(" ELSE 'unknown' END WHERE reason = ''");
+    sql
+}
+
+/// The `runs.exit_status` of a run that has not ended.
+pub const RUN_RUNNING: &str = "running";
+/// The `runs.exit_status` given, at start, to earlier runs still marked running: the process
+/// ended without closing its run (killed, crashed, power lost).
+pub const RUN_CRASHED: &str = "crashed";
 
 /// A fill read back from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,7 +16,8 @@ use tradeloop_engine::persist::{Record, Store};
 
 use crate::{
     i64_col, kind_text, money_text, parse_side, parse_status, side_text, status_text, tif_text,
-    Recovered, StoredFill, StoredOrder, SCHEMA_VERSION, TERMINAL_STATUSES,
+    Recovered, StoredFill, StoredOrder, RUN_CRASHED, RUN_RUNNING, SCHEMA_VERSION,
+    TERMINAL_STATUSES,
 };
 
 /// Errors of the PostgreSQL store.
@@ -54,6 +55,10 @@ CREATE TABLE IF NOT EXISTS runs (
     mode TEXT NOT NULL,
     version TEXT NOT NULL
 );
+-- Version 4: the run's end (older runs: status unknown).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS ended_unix_ns BIGINT;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS config_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS exit_status TEXT NOT NULL DEFAULT 'unknown';
 CREATE TABLE IF NOT EXISTS orders (
     client_id BIGINT PRIMARY KEY,
     run_id BIGINT NOT NULL,
@@ -106,6 +111,8 @@ CREATE TABLE IF NOT EXISTS denials (
     code INTEGER NOT NULL,
     ts_ns BIGINT NOT NULL
 );
+-- Version 4: the denial's name (older rows are filled in from their code on connect).
+ALTER TABLE denials ADD COLUMN IF NOT EXISTS reason TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS lane_metrics (
     run_id BIGINT NOT NULL,
     lane TEXT NOT NULL,
@@ -152,8 +159,8 @@ const UPSERT_POSITIONS: &str = "INSERT INTO positions (instrument, run_id, qty, 
     ON CONFLICT (instrument) DO UPDATE SET run_id = excluded.run_id, qty = excluded.qty, \
     basis = excluded.basis, realized = excluded.realized, fees = excluded.fees, \
     turnover = excluded.turnover, fills = excluded.fills, ts_ns = excluded.ts_ns";
-const INSERT_DENIALS: &str = "INSERT INTO denials (run_id, instrument, code, ts_ns) \
-    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[])";
+const INSERT_DENIALS: &str = "INSERT INTO denials (run_id, instrument, code, ts_ns, reason) \
+    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::int[], $4::bigint[], $5::text[])";
 const INSERT_LANES: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, wait_p50_ns, \
     wait_p99_ns, wait_max_ns, service_p50_ns, service_p99_ns, service_max_ns, ts_ns) \
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
@@ -237,7 +244,23 @@ impl PgStore {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
+            // Whether `denials` predates its `reason` column (then filled in below).
+            let backfill = client
+                .query_opt(
+                    "SELECT 1 FROM information_schema.tables t WHERE t.table_schema = \
+                     current_schema() AND t.table_name = 'denials' AND NOT EXISTS (SELECT 1 \
+                     FROM information_schema.columns c WHERE c.table_schema = t.table_schema \
+                     AND c.table_name = 'denials' AND c.column_name = 'reason')",
+                    &[],
+                )
+                .await?
+                .is_some();
             client.batch_execute(SCHEMA).await?;
+            if backfill {
+                client
+                    .batch_execute(&crate::backfill_denial_reasons())
+                    .await?;
+            }
             Ok::<_, PgError>(client)
         })?;
         // Prepared once: each batch then costs one round trip per statement, not two.
@@ -353,14 +376,48 @@ impl PgStore {
     ///
     /// # Errors
     /// If the row cannot be written.
-    pub fn begin_run(&mut self, started_unix_ns: u64, mode: &str) -> Result<i64, PgError> {
+    pub fn begin_run(
+        &mut self,
+        started_unix_ns: u64,
+        mode: &str,
+        config_hash: &str,
+    ) -> Result<i64, PgError> {
         let row = self.runtime.block_on(self.client.query_one(
-            "INSERT INTO runs (started_unix_ns, mode, version) VALUES ($1, $2, $3) \
-             RETURNING run_id",
-            &[&i64_col(started_unix_ns), &mode, &env!("CARGO_PKG_VERSION")],
+            "INSERT INTO runs (started_unix_ns, mode, version, config_hash, exit_status) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING run_id",
+            &[
+                &i64_col(started_unix_ns),
+                &mode,
+                &env!("CARGO_PKG_VERSION"),
+                &config_hash,
+                &RUN_RUNNING,
+            ],
         ))?;
         self.run_id = row.get(0);
         Ok(self.run_id)
+    }
+
+    /// Marks earlier runs still `running` as `crashed` (see the SQLite store).
+    ///
+    /// # Errors
+    /// If the update fails.
+    pub fn close_unfinished_runs(&mut self) -> Result<u64, PgError> {
+        Ok(self.runtime.block_on(self.client.execute(
+            "UPDATE runs SET exit_status = $1 WHERE exit_status = $2 AND run_id <> $3",
+            &[&RUN_CRASHED, &RUN_RUNNING, &self.run_id],
+        ))?)
+    }
+
+    /// Records this run's end time and exit status (see the SQLite store).
+    ///
+    /// # Errors
+    /// If the update fails.
+    pub fn end_run(&mut self, ended_unix_ns: u64, status: &str) -> Result<(), PgError> {
+        self.runtime.block_on(self.client.execute(
+            "UPDATE runs SET ended_unix_ns = $1, exit_status = $2 WHERE run_id = $3",
+            &[&i64_col(ended_unix_ns), &status, &self.run_id],
+        ))?;
+        Ok(())
     }
 
     /// Marks orders of earlier runs still working as cancelled (see the SQLite store).
@@ -546,7 +603,8 @@ impl Store for PgStore {
                 .await?;
             }
             if !c.denials.is_empty() {
-                let (mut inst, mut code, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut inst, mut code, mut ts, mut reason) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
                 for r in &c.denials {
                     if let Record::Denial {
                         instrument,
@@ -557,10 +615,12 @@ impl Store for PgStore {
                         inst.push(sym(instrument.get()));
                         code.push(i32::from(k));
                         ts.push(i64_col(ts_ns));
+                        reason.push(crate::denial_reason(k));
                     }
                 }
                 let runs = vec![run; inst.len()];
-                tx.execute(&stmts[3], &[&runs, &inst, &code, &ts]).await?;
+                tx.execute(&stmts[3], &[&runs, &inst, &code, &ts, &reason])
+                    .await?;
             }
             if !c.lanes.is_empty() {
                 let mut cols: [Vec<i64>; 8] = Default::default();

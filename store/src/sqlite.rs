@@ -11,7 +11,8 @@ use tradeloop_engine::persist::{Record, Store};
 
 use crate::{
     i64_col, kind_text, money_text, parse_side, parse_status, side_text, status_text, tif_text,
-    Recovered, StoredFill, StoredOrder, SCHEMA_VERSION, TERMINAL_STATUSES,
+    Recovered, StoredFill, StoredOrder, RUN_CRASHED, RUN_RUNNING, SCHEMA_VERSION,
+    TERMINAL_STATUSES,
 };
 
 /// Errors of the SQLite store.
@@ -44,7 +45,10 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY,
     started_unix_ns INTEGER NOT NULL,
     mode TEXT NOT NULL,
-    version TEXT NOT NULL
+    version TEXT NOT NULL,
+    ended_unix_ns INTEGER,
+    config_hash TEXT NOT NULL DEFAULT '',
+    exit_status TEXT NOT NULL DEFAULT 'unknown'
 );
 CREATE TABLE IF NOT EXISTS orders (
     client_id INTEGER PRIMARY KEY,
@@ -94,7 +98,8 @@ CREATE TABLE IF NOT EXISTS denials (
     run_id INTEGER NOT NULL,
     instrument TEXT NOT NULL,
     code INTEGER NOT NULL,
-    ts_ns INTEGER NOT NULL
+    ts_ns INTEGER NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS lane_metrics (
     run_id INTEGER NOT NULL,
@@ -134,7 +139,7 @@ const UPSERT_POSITION: &str = "INSERT INTO positions (instrument, run_id, qty_e8
     basis = excluded.basis, realized = excluded.realized, fees = excluded.fees, \
     turnover = excluded.turnover, fills = excluded.fills, ts_ns = excluded.ts_ns";
 const INSERT_DENIAL: &str =
-    "INSERT INTO denials (run_id, instrument, code, ts_ns) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO denials (run_id, instrument, code, ts_ns, reason) VALUES (?1, ?2, ?3, ?4, ?5)";
 const INSERT_LANE: &str = "INSERT INTO lane_metrics (run_id, lane, wait_count, wait_p50_ns, \
     wait_p99_ns, wait_max_ns, service_p50_ns, service_p99_ns, service_max_ns, ts_ns) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
@@ -169,13 +174,28 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        let has = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+            conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?
+                .exists(params![table, column])
+        };
         // Version 3: `orders.strategy` (a table created before it lacks the column).
-        let has_strategy: bool = conn
-            .prepare("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'strategy'")?
-            .exists([])?;
-        if !has_strategy {
+        if !has("orders", "strategy")? {
             conn.execute_batch(
                 "ALTER TABLE orders ADD COLUMN strategy INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
+        // Version 4: `denials.reason` (filled in for older rows) and the run's end.
+        if !has("denials", "reason")? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE denials ADD COLUMN reason TEXT NOT NULL DEFAULT ''; {};",
+                crate::backfill_denial_reasons()
+            ))?;
+        }
+        if !has("runs", "exit_status")? {
+            conn.execute_batch(
+                "ALTER TABLE runs ADD COLUMN ended_unix_ns INTEGER; \
+                 ALTER TABLE runs ADD COLUMN config_hash TEXT NOT NULL DEFAULT ''; \
+                 ALTER TABLE runs ADD COLUMN exit_status TEXT NOT NULL DEFAULT 'unknown';",
             )?;
         }
         let found: Option<i64> = conn
@@ -270,17 +290,54 @@ impl SqliteStore {
         })
     }
 
-    /// Records a new run and tags every later row with its id.
+    /// Records a new run (status `running`) and tags every later row with its id.
+    /// `config_hash` identifies the configuration it ran with.
     ///
     /// # Errors
     /// If the row cannot be written.
-    pub fn begin_run(&mut self, started_unix_ns: u64, mode: &str) -> Result<i64, SqliteError> {
+    pub fn begin_run(
+        &mut self,
+        started_unix_ns: u64,
+        mode: &str,
+        config_hash: &str,
+    ) -> Result<i64, SqliteError> {
         self.conn.execute(
-            "INSERT INTO runs (started_unix_ns, mode, version) VALUES (?1, ?2, ?3)",
-            params![i64_col(started_unix_ns), mode, env!("CARGO_PKG_VERSION")],
+            "INSERT INTO runs (started_unix_ns, mode, version, config_hash, exit_status) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                i64_col(started_unix_ns),
+                mode,
+                env!("CARGO_PKG_VERSION"),
+                config_hash,
+                RUN_RUNNING
+            ],
         )?;
         self.run_id = self.conn.last_insert_rowid();
         Ok(self.run_id)
+    }
+
+    /// Marks earlier runs still `running` as `crashed` (their process never closed them).
+    /// Returns how many.
+    ///
+    /// # Errors
+    /// If the update fails.
+    pub fn close_unfinished_runs(&mut self) -> Result<usize, SqliteError> {
+        Ok(self.conn.execute(
+            "UPDATE runs SET exit_status = ?1 WHERE exit_status = ?2 AND run_id <> ?3",
+            params![RUN_CRASHED, RUN_RUNNING, self.run_id],
+        )?)
+    }
+
+    /// Records this run's end time and exit status (`completed`, or `failed: …`).
+    ///
+    /// # Errors
+    /// If the update fails.
+    pub fn end_run(&mut self, ended_unix_ns: u64, status: &str) -> Result<(), SqliteError> {
+        self.conn.execute(
+            "UPDATE runs SET ended_unix_ns = ?1, exit_status = ?2 WHERE run_id = ?3",
+            params![i64_col(ended_unix_ns), status, self.run_id],
+        )?;
+        Ok(())
     }
 
     /// Marks orders of earlier runs that are still working as cancelled: the venue they were
@@ -396,7 +453,8 @@ impl Store for SqliteStore {
                             run,
                             sym(instrument.get()),
                             code,
-                            i64_col(ts_ns)
+                            i64_col(ts_ns),
+                            crate::denial_reason(code),
                         ])?;
                     }
                     Record::Breaker { event: e, ts_ns } => {

@@ -35,7 +35,7 @@ fn every_record_is_written_once_and_recovery_rebuilds_positions() {
         store.recover().unwrap().fills.is_empty(),
         "TC0 a new schema is empty"
     );
-    let run = store.begin_run(1, "paper").unwrap();
+    let run = store.begin_run(1, "paper", "").unwrap();
     let (recs, positions) = records(1, 1000);
     let outbox = Outbox::new(4096);
     let done = AtomicBool::new(false);
@@ -135,7 +135,7 @@ fn sustained_write_rate() {
     let url = fresh(&url, "tl_rate");
     let reg = registry();
     let mut store = PgStore::connect(&url, tradeloop_store::symbols(&reg)).unwrap();
-    store.begin_run(1, "bench").unwrap();
+    store.begin_run(1, "bench", "").unwrap();
     let (recs, _) = records(1, 40_000);
     let outbox = Outbox::new(1 << 17);
     common::push_all(&outbox, &recs);
@@ -211,7 +211,7 @@ fn a_version_2_schema_gains_orders_strategy_and_orders_keep_their_strategy() {
         });
     }
     let mut store = PgStore::connect(&url, vec!["BTCUSDT".into()]).unwrap();
-    store.begin_run(1, "paper").unwrap();
+    store.begin_run(1, "paper", "").unwrap();
     store
         .write_batch(&[
             order_of_strategy(1, 0),
@@ -227,5 +227,133 @@ fn a_version_2_schema_gains_orders_strategy_and_orders_keep_their_strategy() {
         rows,
         [(1, 0), (2, 3), (3, 255)],
         "TC0 each order's strategy"
+    );
+}
+
+/// Runs `sql` (statements without results) on `url`.
+fn exec(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        c.batch_execute(sql).await.unwrap();
+    });
+}
+
+/// The rows of `sql`, every column cast to text by the query.
+fn texts(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        c.query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.get::<_, Option<String>>(i))
+                    .collect()
+            })
+            .collect()
+    })
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_owned())
+}
+
+/// As the SQLite test: a run's row from start to end, an unfinished run marked crashed by the
+/// next start, and denials stored with their reason by name.
+#[test]
+fn runs_record_their_end_and_an_unfinished_run_is_marked_crashed() {
+    use tradeloop_engine::persist::Store;
+    let Some(url) = url() else { return };
+    let url = fresh(&url, "tl_runs");
+    let denial = |code| Record::Denial {
+        instrument: tradeloop_engine::instrument::InstrumentIndex(0),
+        code,
+        ts_ns: 7,
+    };
+    {
+        let mut store = PgStore::connect(&url, vec!["BTCUSDT".into()]).unwrap();
+        store.begin_run(10, "paper", "abc").unwrap();
+        store.write_batch(&[denial(8), denial(999)]).unwrap();
+        store.end_run(20, "completed").unwrap();
+        store.begin_run(30, "paper", "def").unwrap();
+        assert_eq!(store.close_unfinished_runs().unwrap(), 0, "TC0");
+    }
+    let mut store = PgStore::connect(&url, vec!["BTCUSDT".into()]).unwrap();
+    store.begin_run(40, "live", "def").unwrap();
+    assert_eq!(store.close_unfinished_runs().unwrap(), 1, "TC1 run 2 found");
+    store.end_run(50, "failed: x").unwrap();
+    assert_eq!(
+        texts(
+            &url,
+            "SELECT ended_unix_ns::text, config_hash, exit_status FROM runs ORDER BY run_id"
+        ),
+        [
+            vec![s("20"), s("abc"), s("completed")],
+            vec![None, s("def"), s("crashed")],
+            vec![s("50"), s("def"), s("failed: x")],
+        ],
+        "TC2"
+    );
+    assert_eq!(
+        texts(&url, "SELECT code::text, reason FROM denials ORDER BY code"),
+        [
+            vec![s("8"), s("position_above_max")],
+            vec![s("999"), s("unknown")]
+        ],
+        "TC3"
+    );
+}
+
+/// A version 3 schema gains the run's end and the denial reasons (old rows named from their
+/// codes, old runs `unknown`).
+#[test]
+fn a_version_3_schema_gains_denial_reasons_and_run_ends() {
+    let Some(url) = url() else { return };
+    let url = fresh(&url, "tl_v3");
+    drop(PgStore::connect(&url, vec![]).unwrap());
+    exec(
+        &url,
+        "ALTER TABLE denials DROP COLUMN reason; \
+         ALTER TABLE runs DROP COLUMN ended_unix_ns, DROP COLUMN config_hash, DROP COLUMN exit_status; \
+         INSERT INTO runs (started_unix_ns, mode, version) VALUES (1, 'paper', '0.1.0'); \
+         INSERT INTO denials (run_id, instrument, code, ts_ns) VALUES (1, 'BTCUSDT', 9, 5); \
+         UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+    );
+    let mut store = PgStore::connect(&url, vec![]).unwrap();
+    assert_eq!(
+        texts(&url, "SELECT reason FROM denials"),
+        [vec![s("price_band")]],
+        "TC0 named from its code"
+    );
+    assert_eq!(
+        texts(&url, "SELECT exit_status FROM runs"),
+        [vec![s("unknown")]],
+        "TC1"
+    );
+    store.begin_run(2, "paper", "h").unwrap();
+    assert_eq!(store.close_unfinished_runs().unwrap(), 0, "TC2");
+    assert_eq!(
+        texts(&url, "SELECT value FROM meta WHERE key = 'schema_version'"),
+        [vec![s("4")]],
+        "TC3"
     );
 }

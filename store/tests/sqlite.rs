@@ -28,7 +28,7 @@ fn every_record_is_written_once_and_recovery_rebuilds_positions() {
         0,
         "TC0 a new file is empty"
     );
-    let run = store.begin_run(1, "paper").unwrap();
+    let run = store.begin_run(1, "paper", "").unwrap();
     let (recs, positions) = records(1, 1000);
     let outbox = Outbox::new(256);
     let done = AtomicBool::new(false);
@@ -145,7 +145,7 @@ fn a_locked_database_is_retried_and_nothing_is_lost() {
     let path = temp_db("locked");
     let reg = registry();
     let mut store = SqliteStore::open(&path, tradeloop_store::symbols(&reg)).unwrap();
-    store.begin_run(1, "paper").unwrap();
+    store.begin_run(1, "paper", "").unwrap();
     store
         .connection()
         .busy_timeout(Duration::from_millis(1))
@@ -257,7 +257,7 @@ fn a_version_2_database_gains_orders_strategy_and_orders_keep_their_strategy() {
             .unwrap();
     }
     let mut store = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
-    store.begin_run(1, "paper").unwrap();
+    store.begin_run(1, "paper", "").unwrap();
     store
         .write_batch(&[
             order_of_strategy(1, 0),
@@ -286,5 +286,134 @@ fn a_version_2_database_gains_orders_strategy_and_orders_keep_their_strategy() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "3", "TC1");
+    assert_eq!(version, tradeloop_store::SCHEMA_VERSION.to_string(), "TC1");
+}
+
+fn denial(code: u16) -> Record {
+    Record::Denial {
+        instrument: tradeloop_engine::instrument::InstrumentIndex(0),
+        code,
+        ts_ns: 7,
+    }
+}
+
+/// A run's row from start to end, and an unfinished run found by the next start.
+#[test]
+fn runs_record_their_end_and_an_unfinished_run_is_marked_crashed() {
+    use tradeloop_engine::persist::Store;
+    let path = temp_db("runs");
+    let runs = |store: &SqliteStore| -> Vec<(i64, Option<i64>, String, String)> {
+        store
+            .connection()
+            .prepare(
+                "SELECT run_id, ended_unix_ns, config_hash, exit_status FROM runs ORDER BY run_id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    {
+        // Run 1 ends cleanly; run 2 never ends (its process dies).
+        let mut store = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
+        store.begin_run(10, "paper", "abc").unwrap();
+        assert_eq!(
+            runs(&store),
+            [(1, None, "abc".to_owned(), "running".to_owned())],
+            "TC0 a started run is running"
+        );
+        store
+            .write_batch(&[denial(8), denial(0), denial(999)])
+            .unwrap();
+        store.end_run(20, "completed").unwrap();
+        store.begin_run(30, "paper", "def").unwrap();
+        assert_eq!(store.close_unfinished_runs().unwrap(), 0, "TC1 run 1 ended");
+    }
+    let mut store = SqliteStore::open(&path, vec!["BTCUSDT".into()]).unwrap();
+    store.begin_run(40, "live", "def").unwrap();
+    assert_eq!(store.close_unfinished_runs().unwrap(), 1, "TC2 run 2 found");
+    store
+        .end_run(50, "failed: the engine thread panicked")
+        .unwrap();
+    assert_eq!(
+        runs(&store),
+        [
+            (1, Some(20), "abc".to_owned(), "completed".to_owned()),
+            (2, None, "def".to_owned(), "crashed".to_owned()),
+            (
+                3,
+                Some(50),
+                "def".to_owned(),
+                "failed: the engine thread panicked".to_owned()
+            ),
+        ],
+        "TC3"
+    );
+    let reasons: Vec<(i64, String)> = store
+        .connection()
+        .prepare("SELECT code, reason FROM denials ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        reasons,
+        [
+            (8, "position_above_max".to_owned()),
+            (0, "halted".to_owned()),
+            (999, "unknown".to_owned())
+        ],
+        "TC4 denials carry their reason by name"
+    );
+}
+
+/// A version 3 file: runs without their end, denials without their reason. Opening it adds
+/// the columns, names the old denials from their codes, and leaves old runs `unknown`.
+#[test]
+fn a_version_3_database_gains_denial_reasons_and_run_ends() {
+    let path = temp_db("v3");
+    {
+        let store = SqliteStore::open(&path, vec![]).unwrap();
+        store
+            .connection()
+            .execute_batch(
+                "ALTER TABLE denials DROP COLUMN reason; \
+                 ALTER TABLE runs DROP COLUMN ended_unix_ns; \
+                 ALTER TABLE runs DROP COLUMN config_hash; \
+                 ALTER TABLE runs DROP COLUMN exit_status; \
+                 INSERT INTO runs (started_unix_ns, mode, version) VALUES (1, 'paper', '0.1.0'); \
+                 INSERT INTO denials (run_id, instrument, code, ts_ns) VALUES (1, 'BTCUSDT', 9, 5); \
+                 UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+            )
+            .unwrap();
+    }
+    let mut store = SqliteStore::open(&path, vec![]).unwrap();
+    let c = store.connection();
+    let reason: String = c
+        .query_row("SELECT reason FROM denials", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(reason, "price_band", "TC0 named from its code");
+    let status: String = c
+        .query_row("SELECT exit_status FROM runs WHERE run_id = 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(status, "unknown", "TC1 an old run's status is not guessed");
+    store.begin_run(2, "paper", "h").unwrap();
+    assert_eq!(
+        store.close_unfinished_runs().unwrap(),
+        0,
+        "TC2 an unknown run is not called crashed"
+    );
+    let version: String = store
+        .connection()
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, "4", "TC3");
 }
