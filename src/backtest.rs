@@ -19,6 +19,7 @@ use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
 use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed as _};
+pub use tradeloop_adapters::input::{InputIssues, Skip};
 use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
 use tradeloop_adapters::kraken::parse::KrakenCodec;
 use tradeloop_adapters::okx::feed::OkxFeed;
@@ -56,6 +57,9 @@ pub struct BacktestOptions {
     pub to_ns: Option<u64>,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
+    /// Replay the decodable part of a truncated or damaged file instead of failing; the
+    /// report is then marked partial.
+    pub allow_partial: bool,
 }
 
 /// One fill, as written to `fills.csv`.
@@ -215,6 +219,9 @@ pub struct Report {
     pub market_events: u64,
     /// Frames or rows refused by the parsers.
     pub refused: u64,
+    /// Input not used (skipped lines, refused frames, dropped rows) by reason, with the
+    /// first few of each and their file and line.
+    pub input_issues: InputIssues,
     /// First and last event time.
     pub span_ns: (u64, u64),
     /// Wall time of the replay itself.
@@ -299,14 +306,58 @@ pub enum Recorded {
     Okx,
 }
 
-/// The protocol of the first frame file, from its first frames: Bybit topics (and their book
-/// depth), OKX, Coinbase or Kraken channels, else Binance with the spot or USD-M rule from its first depth diff.
+/// The formats `--data` reads, for messages.
+pub const FORMATS_READ: &str = "recordings (one `<recv_ns> <frame>` per line, gzip or plain, as \
+`tradeloop record` and hftbacktest's collector write them), Tardis CSV (a `trades` or \
+`incremental_book_L2` file, header `exchange,symbol,timestamp,local_timestamp,…`) and .tle \
+files (`tradeloop convert`)";
+
+/// The protocol of a frame file, from its first frames: Bybit topics (and their book depth),
+/// OKX, Coinbase or Kraken channels, else Binance with the spot or USD-M rule from its first
+/// depth diff.
+///
+/// # Errors
+/// An unreadable file, an empty one, or one whose first lines are not recorded frames
+/// (another CSV, random bytes): the message names the file and the formats read.
 fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
-    let reader = tradeloop_adapters::recorder::open_text(path)
+    let mut reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut bybit = false;
-    for line in reader.lines().take(5_000) {
-        let line = line?;
+    let mut framed = false;
+    let mut first: Option<String> = None;
+    let mut buf = Vec::new();
+    for n in 1..=5_000 {
+        buf.clear();
+        let read = match reader.read_until(b'\n', &mut buf) {
+            Ok(read) => read,
+            // A file that breaks after its first frames is judged on those; the replay reports
+            // where it breaks.
+            Err(_) if framed => break,
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "{}: cannot decode line {n}: {e} (the file is truncated or damaged)",
+                    path.display()
+                ))
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if first.is_none() {
+            first = Some(line.chars().take(80).collect());
+        }
+        let has_time = line
+            .split_once(' ')
+            .is_some_and(|(ts, _)| !ts.is_empty() && ts.bytes().all(|b| b.is_ascii_digit()));
+        if !has_time {
+            continue;
+        }
+        framed = true;
         if let Some(at) = line.find("{\"topic\":\"orderbook.") {
             let rest = &line[at + "{\"topic\":\"orderbook.".len()..];
             let depth = rest.split('.').next().and_then(|d| d.parse::<u16>().ok());
@@ -333,11 +384,33 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
             }));
         }
     }
-    Ok(if bybit {
-        Recorded::Bybit(50)
-    } else {
-        Recorded::Binance(Market::Spot)
-    })
+    match first {
+        None => anyhow::bail!(
+            "{}: the file is empty; expected one of: {FORMATS_READ}",
+            path.display()
+        ),
+        Some(first) if !framed => {
+            let binary = first
+                .chars()
+                .any(|c| c == char::REPLACEMENT_CHARACTER || (c.is_control() && c != '\t'));
+            let what = if binary {
+                "binary data, not text".to_owned()
+            } else if first.contains(',') && !first.contains('{') {
+                format!("a CSV with an unknown header: {first:?}")
+            } else {
+                format!("no line starts with a receive time; the first is {first:?}")
+            };
+            anyhow::bail!(
+                "{}: not a format tradeloop reads ({what}); expected one of: {FORMATS_READ}",
+                path.display()
+            )
+        }
+        Some(_) => Ok(if bybit {
+            Recorded::Bybit(50)
+        } else {
+            Recorded::Binance(Market::Spot)
+        }),
+    }
 }
 
 /// The venue feed a raw replay parses with.
@@ -368,6 +441,11 @@ pub trait Steps {
     fn skip(&mut self) -> anyhow::Result<()>;
     /// Input refused outside any step (malformed CSV rows, unknown symbols), so far.
     fn extra_refused(&self) -> u64;
+
+    /// Input not used so far, by reason, with the first few of each (file and line).
+    fn issues(&self) -> InputIssues {
+        InputIssues::default()
+    }
 
     /// Receive time of the next step inside `[from, to)`, skipping the steps before `from`;
     /// `None` at `to` or the end.
@@ -442,11 +520,26 @@ impl RawSteps {
     /// Opens the files (frames and Tardis CSV, told apart by their first line).
     ///
     /// # Errors
-    /// Unreadable files.
+    /// Unreadable files, or a file that is none of the formats read (the error names it and
+    /// the formats).
     pub fn open(
         config: &Config,
         registry: &InstrumentRegistry,
         data: &[PathBuf],
+    ) -> anyhow::Result<Self> {
+        Self::open_with(config, registry, data, false)
+    }
+
+    /// [`Self::open`]; with `allow_partial` a recording that cannot be decoded to its end is
+    /// replayed up to where it breaks.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub fn open_with(
+        config: &Config,
+        registry: &InstrumentRegistry,
+        data: &[PathBuf],
+        allow_partial: bool,
     ) -> anyhow::Result<Self> {
         let mut all = SymbolMap::default();
         for i in registry.iter() {
@@ -539,7 +632,7 @@ impl RawSteps {
                 }
             };
             groups.push(FrameGroup {
-                frames: FrameReader::open(&files)?,
+                frames: FrameReader::open_with(&files, allow_partial)?,
                 feed,
                 recorded,
             });
@@ -593,7 +686,11 @@ impl Steps for RawSteps {
                     RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
                     RawFeed::Okx(f) => f.on_frame(ns, frame, sink),
                 };
-                Ok(matches!(outcome, FrameOutcome::Refused(_)))
+                if let FrameOutcome::Refused(e) = outcome {
+                    g.frames.record_issue(Skip::refused(&e));
+                    return Ok(true);
+                }
+                Ok(false)
             }
             None => {
                 let event = self.tardis.next_event()?.context("no row left")?;
@@ -617,6 +714,15 @@ impl Steps for RawSteps {
 
     fn extra_refused(&self) -> u64 {
         self.tardis.stats().malformed + self.tardis.stats().unknown_symbol
+    }
+
+    fn issues(&self) -> InputIssues {
+        let mut all = InputIssues::default();
+        for g in &self.groups {
+            all.merge(g.frames.issues());
+        }
+        all.merge(self.tardis.issues());
+        all
     }
 }
 
@@ -764,6 +870,7 @@ impl Backtest<()> {
                 from_ns: None,
                 to_ns: None,
                 progress: false,
+                allow_partial: false,
             },
             input: None,
             strategy: (),
@@ -837,6 +944,14 @@ impl<S> Backtest<S> {
         self
     }
 
+    /// Replays the decodable part of a truncated or damaged recording instead of failing
+    /// (the report's [`Report::input_issues`] then counts it `truncated` and is partial).
+    #[must_use]
+    pub fn allow_partial(mut self, on: bool) -> Self {
+        self.options.allow_partial = on;
+        self
+    }
+
     /// How `summary.json` names the strategy and its parameters (default: the type name and
     /// `null`).
     #[must_use]
@@ -886,7 +1001,7 @@ impl<S: Strategy> Backtest<S> {
         };
         let (report, strategy) = match &input {
             Input::Raw(paths) => {
-                let steps = RawSteps::open(&config, &registry, paths)?;
+                let steps = RawSteps::open_with(&config, &registry, paths, options.allow_partial)?;
                 drive(&config, &options, registry, steps, strategy, label)?
             }
             Input::TleFile(path) => {
@@ -1049,6 +1164,15 @@ fn drive<St: Steps, S: Strategy>(
         .collect();
     let report = sink.engine.shutdown();
     refused += steps.extra_refused();
+    let input_issues = steps.issues();
+    if sink.handed == 0 {
+        return Err(no_events(
+            &options.data,
+            (options.from_ns, options.to_ns),
+            events,
+            &input_issues,
+        ));
+    }
     let strategy = sink.engine.into_strategy();
     let execution = serde_json::json!({
         "maker_fee_bps": x.maker_fee_bps, "taker_fee_bps": x.taker_fee_bps,
@@ -1069,6 +1193,7 @@ fn drive<St: Steps, S: Strategy>(
         events,
         market_events: sink.handed,
         refused,
+        input_issues,
         span_ns: span,
         wall,
         stops: (report.counters.stops_fired, report.counters.stops_failed),
@@ -1084,6 +1209,43 @@ fn drive<St: Steps, S: Strategy>(
             .collect(),
     };
     Ok((report, strategy))
+}
+
+/// The error of a replay that handed no market event to the engine: what was read, and why
+/// nothing of it was used.
+pub(crate) fn no_events(
+    data: &[PathBuf],
+    (from_ns, to_ns): (Option<u64>, Option<u64>),
+    steps: u64,
+    issues: &InputIssues,
+) -> anyhow::Error {
+    let files = data
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let window = match (from_ns, to_ns) {
+        (None, None) => String::new(),
+        (from, to) => format!(
+            " in the window [{}, {})",
+            from.map_or_else(|| "start".to_owned(), |n| n.to_string()),
+            to.map_or_else(|| "end".to_owned(), |n| n.to_string())
+        ),
+    };
+    let why = if issues.total() > 0 {
+        format!(
+            "; {} lines, frames or rows were not used:\n{}",
+            issues.total(),
+            issues.describe()
+        )
+    } else if steps == 0 {
+        " (the input holds no frame or row with a receive time)".to_owned()
+    } else {
+        format!(" ({steps} frames or rows were read, none of them market data)")
+    };
+    anyhow::anyhow!(
+        "no market events{window} in {files}: expected recordings (`<recv_ns> <frame>` per line), Tardis CSV or a .tle file{why}"
+    )
 }
 
 fn drain(
@@ -1316,6 +1478,11 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         "events_processed": bt.events,
         "market_events": bt.market_events,
         "events_refused": bt.refused,
+        "input": {
+            "skipped": bt.input_issues.by_reason().map(|(k, n)| (k.name().to_owned(), serde_json::json!(n))).collect::<serde_json::Map<_, _>>(),
+            "examples": bt.input_issues.examples().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "partial": bt.input_issues.partial(),
+        },
         "orders": bt.orders,
         "orders_denied": bt.denied,
         "fills": bt.fills.len(),

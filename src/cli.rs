@@ -107,6 +107,10 @@ enum Command {
         /// Sort the sweep's results by this metric.
         #[arg(long, value_enum, default_value = "net-pnl")]
         sort_by: sweep::SortBy,
+        /// Replay the decodable part of a truncated or damaged recording instead of failing;
+        /// summary.json then says `"partial": true`.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Convert recordings and Tardis CSV into one `.tle` file of normalized events (parsed
     /// and book-synced once), which `backtest --data FILE.tle` replays much faster.
@@ -126,6 +130,9 @@ enum Command {
         /// Compress chunks with zstd at this level (1..=19); smaller files, slower replay.
         #[arg(long)]
         zstd: Option<i32>,
+        /// Convert the decodable part of a truncated or damaged recording instead of failing.
+        #[arg(long)]
+        allow_partial: bool,
     },
     /// Record a venue's raw frames (`<recv_ns> <frame>` lines, gzip, one file per symbol per
     /// UTC day, with REST snapshot lines) for replay.
@@ -317,6 +324,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             out,
             sweep,
             sort_by,
+            allow_partial,
         } => {
             let (from_ns, to_ns) = window(from.as_deref(), to.as_deref())?;
             let options = backtest::BacktestOptions {
@@ -324,6 +332,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 from_ns,
                 to_ns,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                allow_partial,
             };
             let out = out.unwrap_or_else(|| default_results_dir("bt"));
             let name = strategy.as_deref().unwrap_or(&config.strategy.name);
@@ -378,6 +387,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 s.exposure * 100.0,
                 if s.pnl_check { "ok" } else { "MISMATCH" }
             );
+            report_issues("backtest", &bt.input_issues);
             eprintln!("results in {}", out.display());
             anyhow::ensure!(
                 s.pnl_check,
@@ -390,6 +400,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             from,
             to,
             zstd,
+            allow_partial,
         } => {
             let (from_ns, to_ns) = window(from.as_deref(), to.as_deref())?;
             let options = convert::ConvertOptions {
@@ -398,6 +409,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 from_ns,
                 to_ns,
                 zstd_level: zstd,
+                allow_partial,
             };
             let c = convert::convert(&config, &options)?;
             eprintln!(
@@ -410,6 +422,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 options.out.display(),
                 c.wall.as_secs_f64()
             );
+            report_issues("convert", &c.issues);
         }
         Command::LiveCheck => run::live_check(&config)?,
         Command::Config {
@@ -601,6 +614,7 @@ impl Job for BacktestWith<'_> {
             .data(self.options.data.clone())
             .window(self.options.from_ns, self.options.to_ns)
             .progress(self.options.progress)
+            .allow_partial(self.options.allow_partial)
             .run()?;
         Ok(Some(report))
     }
@@ -610,5 +624,23 @@ impl UseStrategy for BacktestWith<'_> {
     type Output = anyhow::Result<Option<backtest::Report>>;
     fn with<S: Configurable>(self) -> Self::Output {
         Job::run(self, crate::strategy::build::<S>)
+    }
+}
+
+/// Prints what input a command did not use, by reason with the fix and the first few of
+/// each (file:line), and whether only part of a file was used.
+fn report_issues(command: &str, issues: &backtest::InputIssues) {
+    if issues.total() == 0 {
+        return;
+    }
+    eprintln!(
+        "{command}: {} lines, frames or rows of the input were not used:\n{}",
+        issues.total(),
+        issues.describe().trim_end()
+    );
+    if issues.partial() {
+        eprintln!(
+            "{command}: PARTIAL — a file could not be decoded to its end; only what precedes the break was used"
+        );
     }
 }

@@ -267,7 +267,7 @@ impl Config {
             );
             err(key, e.message().to_owned())
         })?;
-        apply_env_overrides(&mut value, env)?;
+        let applied = apply_env_overrides(&mut value, env)?;
         let config: Self = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." {
@@ -275,9 +275,9 @@ impl Config {
             } else {
                 key
             };
-            err(key, e.into_inner().to_string())
+            blame_env(err(key, e.into_inner().to_string()), &applied)
         })?;
-        config.validate()?;
+        config.validate().map_err(|e| blame_env(e, &applied))?;
         Ok(config)
     }
 
@@ -574,10 +574,13 @@ pub fn redact_url(url: &str) -> String {
 /// Applies `TRADELOOP__A__B__C=value` overrides to the parsed file: the path is lower-cased,
 /// numeric segments index arrays (`TRADELOOP__INSTRUMENTS__0__TICK_SIZE`), and the value is read
 /// as a TOML literal when it is one (`42`, `true`, `"0.01"`, `[1, 2]`), else as a string.
+/// Applies the `TRADELOOP__…` overrides; returns each overridden key (as
+/// `serde_path_to_error` spells it, `venues[0].ws_url`) with its variable.
 fn apply_env_overrides(
     root: &mut toml::Value,
     env: &BTreeMap<String, String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut applied = Vec::new();
     for (name, raw) in env {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -594,9 +597,18 @@ fn apply_env_overrides(
             .and_then(|mut t| t.remove("v"))
             .unwrap_or_else(|| toml::Value::String(raw.clone()));
         let mut node = &mut *root;
+        let mut key = String::new();
         for (depth, seg) in segments.iter().enumerate() {
             let last = depth + 1 == segments.len();
             let dotted = segments[..=depth].join(".");
+            if matches!(node, toml::Value::Array(_)) {
+                key.push_str(&format!("[{seg}]"));
+            } else {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(seg);
+            }
             node = match node {
                 toml::Value::Table(t) => {
                     if last {
@@ -634,8 +646,24 @@ fn apply_env_overrides(
                 }
             };
         }
+        applied.push((key, name.clone()));
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// Names the environment variable in `e` when it set the key (or a table above it) the
+/// error is about, so the user looks there and not in the file.
+fn blame_env(mut e: ConfigError, applied: &[(String, String)]) -> ConfigError {
+    let hit = applied.iter().find(|(key, _)| {
+        e.key == *key
+            || e.key
+                .strip_prefix(key.as_str())
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    });
+    if let Some((_, var)) = hit {
+        e.key = format!("{} (set by the environment variable {var})", e.key);
+    }
+    e
 }
 
 /// The process environment as a sorted map (secrets are read from here only).
@@ -728,10 +756,24 @@ mod tests {
                 "at least 1",
             ),
             (
+                "TC4b a bad value from the environment names the variable",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__RISK__MAX_POSITION", "abc")],
+                "risk.max_position (set by the environment variable TRADELOOP__RISK__MAX_POSITION)",
+                "",
+            ),
+            (
+                "TC4c an array element from the environment",
+                DEFAULT.to_owned(),
+                &[("TRADELOOP__VENUES__0__WS_URL", "\"ftp://x\"")],
+                "venues[0].ws_url (set by the environment variable TRADELOOP__VENUES__0__WS_URL)",
+                "must start with ws://",
+            ),
+            (
                 "TC5 env override of an unknown key",
                 DEFAULT.to_owned(),
                 &[("TRADELOOP__ENGINE__TYPO", "1")],
-                "engine",
+                "engine.typo (set by the environment variable TRADELOOP__ENGINE__TYPO)",
                 "unknown field `typo`",
             ),
             (

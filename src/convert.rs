@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tradeloop_adapters::tle::{TleInstrument, TleMeta, TleTotals, TleWriter};
 use tradeloop_engine::fixed::FIXED_DECIMALS;
 
-use crate::backtest::{RawSteps, Steps};
+use crate::backtest::{InputIssues, RawSteps, Steps};
 use crate::config::Config;
 
 /// What to convert.
@@ -26,15 +26,19 @@ pub struct ConvertOptions {
     pub to_ns: Option<u64>,
     /// zstd level for the chunks (`None`: stored raw, the fastest to replay).
     pub zstd_level: Option<i32>,
+    /// Convert the decodable part of a truncated or damaged recording instead of failing.
+    pub allow_partial: bool,
 }
 
 /// What a conversion wrote.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Converted {
     /// Steps, records and refused input.
     pub totals: TleTotals,
     /// Refused frames (inside steps).
     pub refused_frames: u64,
+    /// Input not used, by reason, with the first few of each (file and line).
+    pub issues: InputIssues,
     /// Bytes written.
     pub bytes: u64,
     /// Wall time.
@@ -66,8 +70,25 @@ pub fn write_tle<W: std::io::Write>(
     zstd_level: Option<i32>,
     out: W,
 ) -> anyhow::Result<(TleTotals, u64, W)> {
+    write_tle_with(config, data, window, zstd_level, false, out)
+        .map(|(totals, refused, _, out)| (totals, refused, out))
+}
+
+/// [`write_tle`], also returning what input was not used; with `allow_partial` a recording
+/// that cannot be decoded to its end is converted up to where it breaks.
+///
+/// # Errors
+/// As [`write_tle`].
+pub fn write_tle_with<W: std::io::Write>(
+    config: &Config,
+    data: &[PathBuf],
+    window: (Option<u64>, Option<u64>),
+    zstd_level: Option<i32>,
+    allow_partial: bool,
+    out: W,
+) -> anyhow::Result<(TleTotals, u64, InputIssues, W)> {
     let registry = config.registry()?;
-    let mut steps = RawSteps::open(config, &registry, data)?;
+    let mut steps = RawSteps::open_with(config, &registry, data, allow_partial)?;
     let meta = TleMeta {
         fixed_decimals: FIXED_DECIMALS,
         instruments: registry
@@ -97,7 +118,16 @@ pub fn write_tle<W: std::io::Write>(
         w.end_step(ns, r)?;
     }
     let (totals, out) = w.finish(steps.extra_refused())?;
-    Ok((totals, refused, out))
+    let issues = steps.issues();
+    if totals.records == 0 {
+        return Err(crate::backtest::no_events(
+            data,
+            window,
+            totals.steps,
+            &issues,
+        ));
+    }
+    Ok((totals, refused, issues, out))
 }
 
 /// Converts the inputs into `options.out` (written to a temporary name beside it, then
@@ -125,19 +155,20 @@ pub fn convert(config: &Config, options: &ConvertOptions) -> anyhow::Result<Conv
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let started = Instant::now();
-    let result = write_tle(
+    let result = write_tle_with(
         config,
         &options.data,
         (options.from_ns, options.to_ns),
         options.zstd_level,
+        options.allow_partial,
         std::io::BufWriter::with_capacity(1 << 20, file),
     )
-    .and_then(|(totals, refused, mut out)| {
+    .and_then(|(totals, refused, issues, mut out)| {
         out.flush()?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok((totals, refused))
+        Ok((totals, refused, issues))
     });
-    let (totals, refused_frames) = match result {
+    let (totals, refused_frames, issues) = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
@@ -154,6 +185,7 @@ pub fn convert(config: &Config, options: &ConvertOptions) -> anyhow::Result<Conv
     Ok(Converted {
         totals,
         refused_frames,
+        issues,
         bytes: std::fs::metadata(&options.out).map_or(0, |m| m.len()),
         wall: started.elapsed(),
     })

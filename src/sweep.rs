@@ -226,13 +226,21 @@ where
         }
         Input::Tle(bytes) => bytes,
         Input::Raw(paths) => {
-            let (_, _, bytes) = crate::convert::write_tle(
+            let (_, _, issues, bytes) = crate::convert::write_tle_with(
                 base,
                 &paths,
                 (options.from_ns, options.to_ns),
                 None,
+                options.allow_partial,
                 Vec::new(),
             )?;
+            if issues.total() > 0 {
+                eprintln!(
+                    "sweep: {} lines, frames or rows of the input were not used (every run replays the same input):\n{}",
+                    issues.total(),
+                    issues.describe().trim_end()
+                );
+            }
             Arc::from(bytes)
         }
     };

@@ -297,6 +297,7 @@ fn the_basis_trader_trades_both_legs_of_two_recordings_merged() {
         from_ns: None,
         to_ns: None,
         zstd_level: None,
+        allow_partial: false,
     };
     tradeloop::convert::convert(&config, &options).unwrap();
     let bt = Backtest::from_config(&config).unwrap();

@@ -9,6 +9,7 @@ pub mod binance;
 pub mod bybit;
 pub mod coinbase;
 pub mod feed;
+pub mod input;
 pub mod kraken;
 pub mod okx;
 pub mod record;

@@ -5,7 +5,10 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use crate::input::{InputIssues, Skip};
 
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
@@ -130,12 +133,14 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks in flight per file (bounded memory: this many plus one being read, plus one held).
 const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// Whole lines of one file, UTF-8 checked, from its reader thread.
+/// Whole lines of one file, UTF-8 checked, from its reader thread. A line that is not valid
+/// UTF-8 is replaced by [`NOT_UTF8`] so the replay side still counts it, with its number.
 struct Chunk {
     text: String,
-    /// Lines dropped from this chunk because they were not valid UTF-8.
-    bad_lines: u64,
 }
+
+/// The line that stands for a line that was not valid UTF-8.
+const NOT_UTF8: &str = "\0";
 
 /// One input file: a reader thread decompresses it and cuts it into chunks of whole lines;
 /// the replay thread only splits lines, so decompression and UTF-8 checking run on another
@@ -150,6 +155,12 @@ struct Source {
     frame: (usize, usize),
     recv_ns: u64,
     done: bool,
+    /// The file, for messages.
+    path: Arc<Path>,
+    /// Lines read so far: the current frame's line number.
+    line: u64,
+    /// Bytes read from the file so far (compressed, for a gzip file).
+    file_bytes: Arc<AtomicU64>,
 }
 
 /// Reads `reader` to its end in chunks of whole lines; stops early if the replay side hangs up.
@@ -175,6 +186,17 @@ fn read_chunks(
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // The whole lines decoded before the error are still handed on (an
+                    // `--allow-partial` replay uses them), then the error.
+                    let cut = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
+                    buf.truncate(cut);
+                    if !buf.is_empty() {
+                        let chunk = match String::from_utf8(buf) {
+                            Ok(text) => Chunk { text },
+                            Err(e) => keep_utf8_lines(&e.into_bytes()),
+                        };
+                        let _ = chunks.send(Ok(chunk));
+                    }
                     let _ = chunks.send(Err(e));
                     return;
                 }
@@ -189,7 +211,7 @@ fn read_chunks(
         carry.extend_from_slice(&buf[cut..]);
         buf.truncate(cut);
         let chunk = match String::from_utf8(buf) {
-            Ok(text) => Chunk { text, bad_lines: 0 },
+            Ok(text) => Chunk { text },
             Err(e) => keep_utf8_lines(&e.into_bytes()),
         };
         if chunks.send(Ok(chunk)).is_err() || eof {
@@ -198,18 +220,34 @@ fn read_chunks(
     }
 }
 
-/// The valid UTF-8 lines of `bytes`, counting the others.
+/// The valid UTF-8 lines of `bytes`, each other line replaced by [`NOT_UTF8`].
 #[cold]
 fn keep_utf8_lines(bytes: &[u8]) -> Chunk {
     let mut text = String::with_capacity(bytes.len());
-    let mut bad_lines = 0;
     for line in bytes.split_inclusive(|&b| b == b'\n') {
         match std::str::from_utf8(line) {
             Ok(l) => text.push_str(l),
-            Err(_) => bad_lines += 1,
+            Err(_) => {
+                text.push_str(NOT_UTF8);
+                text.push('\n');
+            }
         }
     }
-    Chunk { text, bad_lines }
+    Chunk { text }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Counters of a reader.
@@ -217,7 +255,8 @@ fn keep_utf8_lines(bytes: &[u8]) -> Chunk {
 pub struct ReaderStats {
     /// Frames returned.
     pub frames: u64,
-    /// Lines skipped because they had no `<recv_ns> ` prefix or were not valid UTF-8.
+    /// Lines skipped because they had no `<recv_ns> ` prefix or were not valid UTF-8 (each
+    /// is in [`FrameReader::issues`] with its file and line).
     pub bad_lines: u64,
 }
 
@@ -228,6 +267,10 @@ pub struct FrameReader {
     sources: Vec<Source>,
     current: Option<usize>,
     stats: ReaderStats,
+    issues: InputIssues,
+    /// A file that cannot be decoded to its end ends there (counted `truncated`) instead of
+    /// failing the read.
+    allow_partial: bool,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -244,10 +287,19 @@ impl std::fmt::Debug for FrameReader {
 /// # Errors
 /// If the file cannot be opened.
 pub fn open_read(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    open_read_counted(path, Arc::default())
+}
+
+/// [`open_read`], counting the bytes read from the file itself (compressed, for gzip) in
+/// `read`: where in the file a decoding error happened.
+fn open_read_counted(path: &Path, read: Arc<AtomicU64>) -> io::Result<Box<dyn Read + Send>> {
     let mut file = File::open(path)?;
     let mut magic = [0u8; 2];
     let n = file.read(&mut magic)?;
-    let file = File::open(path)?;
+    let file = Counting {
+        inner: File::open(path)?,
+        read,
+    };
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
             1 << 16,
@@ -313,9 +365,20 @@ impl FrameReader {
     /// # Errors
     /// If a file cannot be opened (the error names it) or a thread cannot be started.
     pub fn open(paths: &[PathBuf]) -> io::Result<Self> {
+        Self::open_with(paths, false)
+    }
+
+    /// [`Self::open`]; with `allow_partial`, a file that cannot be decoded to its end (a
+    /// truncated or damaged gzip stream) ends where it breaks, counted as
+    /// [`Skip::Truncated`], instead of failing the read.
+    ///
+    /// # Errors
+    /// If a file cannot be opened (the error names it) or a thread cannot be started.
+    pub fn open_with(paths: &[PathBuf], allow_partial: bool) -> io::Result<Self> {
         let mut sources = Vec::with_capacity(paths.len());
         for p in paths {
-            let reader = open_read(p)
+            let file_bytes = Arc::new(AtomicU64::new(0));
+            let reader = open_read_counted(p, Arc::clone(&file_bytes))
                 .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
             let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
             let (recycle_tx, recycle_rx) = mpsc::channel();
@@ -334,12 +397,17 @@ impl FrameReader {
                 frame: (0, 0),
                 recv_ns: 0,
                 done: false,
+                path: Arc::from(p.as_path()),
+                line: 0,
+                file_bytes,
             });
         }
         let mut r = Self {
             sources,
             current: None,
             stats: ReaderStats::default(),
+            issues: InputIssues::default(),
+            allow_partial,
         };
         for i in 0..r.sources.len() {
             r.advance(i)?;
@@ -357,12 +425,28 @@ impl FrameReader {
                         // The reader thread may already be gone at the end of its file.
                         let _ = s.recycle.send(old.into_bytes());
                         s.pos = 0;
-                        self.stats.bad_lines += next.bad_lines;
                         continue;
                     }
                     Ok(Err(e)) => {
                         s.done = true;
-                        return Err(e);
+                        let at = s.file_bytes.load(Ordering::Relaxed);
+                        let size = std::fs::metadata(&*s.path).map_or(0, |m| m.len());
+                        let what = format!(
+                            "cannot decode past byte {at} of {size} (after line {}): {e}",
+                            s.line
+                        );
+                        if self.allow_partial {
+                            tracing::warn!(file = %s.path.display(), "{what}; replaying the lines before it (--allow-partial)");
+                            self.issues.record(Skip::Truncated, &s.path, 0, &what);
+                            return Ok(());
+                        }
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "{}: {what} (the file is truncated or damaged; --allow-partial replays the lines before it)",
+                                s.path.display()
+                            ),
+                        ));
                     }
                     Err(mpsc::RecvError) => {
                         s.done = true;
@@ -374,6 +458,7 @@ impl FrameReader {
             let len = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
             let (start, next) = (s.pos, s.pos + len + 1);
             s.pos = next;
+            s.line += 1;
             let line = s.chunk[start..start + len].trim_end_matches('\r');
             if line.is_empty() {
                 continue;
@@ -386,7 +471,15 @@ impl FrameReader {
                     s.frame = (start + skip, start + line.len());
                     return Ok(());
                 }
-                None => self.stats.bad_lines += 1,
+                None if line == NOT_UTF8 => {
+                    self.stats.bad_lines += 1;
+                    self.issues
+                        .record(Skip::NotUtf8, &s.path, s.line, "(not valid UTF-8)");
+                }
+                None => {
+                    self.stats.bad_lines += 1;
+                    self.issues.record(Skip::NoTimestamp, &s.path, s.line, line);
+                }
             }
         }
     }
@@ -433,6 +526,22 @@ impl FrameReader {
     #[must_use]
     pub fn stats(&self) -> ReaderStats {
         self.stats
+    }
+
+    /// The lines skipped so far, by reason, with the first few of each.
+    #[must_use]
+    pub fn issues(&self) -> &InputIssues {
+        &self.issues
+    }
+
+    /// Records a frame the caller could not use (a parser refusal) against the file and line
+    /// of the frame [`Self::next_frame`] returned last.
+    pub fn record_issue(&mut self, skip: Skip) {
+        if let Some(i) = self.current {
+            let s = &self.sources[i];
+            let frame = &s.chunk[s.frame.0..s.frame.1];
+            self.issues.record(skip, &s.path, s.line, frame);
+        }
     }
 }
 

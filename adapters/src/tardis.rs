@@ -10,10 +10,12 @@
 
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side, Trade};
 use tradeloop_engine::fixed::{Price, Qty};
 
+use crate::input::{InputIssues, Skip};
 use crate::symbols::SymbolMap;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -31,7 +33,7 @@ struct Row {
 }
 
 struct Source {
-    path: PathBuf,
+    path: Arc<Path>,
     reader: Box<dyn BufRead + Send>,
     kind: Kind,
     line: String,
@@ -56,6 +58,7 @@ pub struct TardisReader {
     sources: Vec<Source>,
     symbols: SymbolMap,
     stats: TardisStats,
+    issues: InputIssues,
 }
 
 impl std::fmt::Debug for TardisReader {
@@ -81,6 +84,68 @@ pub fn is_tardis_csv(path: &Path) -> bool {
 fn fnv1a(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One CSV line of `s` as a row, or why it cannot be used.
+fn parse_row(s: &mut Source, symbols: &SymbolMap) -> Result<Row, Skip> {
+    let cols: Vec<&str> = s.line.trim_end().split(',').collect();
+    if cols.len() != 8 {
+        return Err(Skip::MalformedRow);
+    }
+    let instrument = symbols.find(cols[1]).ok_or(Skip::UnknownSymbolRow)?;
+    let (Ok(exch_us), Ok(local_us)) = (cols[2].parse::<u64>(), cols[3].parse::<u64>()) else {
+        return Err(Skip::MalformedRow);
+    };
+    let (Ok(price), Ok(qty)) = (Price::parse(cols[6]), Qty::parse(cols[7])) else {
+        return Err(Skip::MalformedRow);
+    };
+    let recv_ns = local_us.saturating_mul(1_000);
+    let exch_ns = exch_us.saturating_mul(1_000);
+    Ok(match s.kind {
+        Kind::Trades => {
+            let aggressor = match cols[5] {
+                "buy" => Side::Buy,
+                "sell" => Side::Sell,
+                _ => return Err(Skip::MalformedRow),
+            };
+            let trade = Trade {
+                instrument,
+                aggressor,
+                price,
+                qty,
+                trade_id: fnv1a(cols[4]),
+            };
+            Row {
+                recv_ns,
+                event: Event::new(recv_ns, exch_ns, EventKind::Trade(trade)),
+                snapshot: false,
+            }
+        }
+        Kind::Book => {
+            let side = match cols[5] {
+                "bid" => Side::Buy,
+                "ask" => Side::Sell,
+                _ => return Err(Skip::MalformedRow),
+            };
+            let snapshot = cols[4] == "true";
+            let begin = snapshot && !s.in_snapshot;
+            s.in_snapshot = snapshot;
+            let flags = if begin { DeltaFlags::SNAPSHOT_BEGIN } else { 0 };
+            let d = BookDelta {
+                instrument,
+                side,
+                flags: DeltaFlags(flags),
+                price,
+                qty,
+                update_id: exch_us,
+            };
+            Row {
+                recv_ns,
+                event: Event::new(recv_ns, exch_ns, EventKind::BookDelta(d)),
+                snapshot,
+            }
+        }
     })
 }
 
@@ -112,7 +177,7 @@ impl TardisReader {
                 }
             };
             sources.push(Source {
-                path: p.clone(),
+                path: Arc::from(p.as_path()),
                 reader,
                 kind,
                 line: String::new(),
@@ -125,6 +190,7 @@ impl TardisReader {
             sources,
             symbols,
             stats: TardisStats::default(),
+            issues: InputIssues::default(),
         };
         for i in 0..r.sources.len() {
             r.fill(i)?;
@@ -132,89 +198,37 @@ impl TardisReader {
         Ok(r)
     }
 
-    /// Reads the next usable row of source `i` into `next`.
+    /// Reads the next usable row of source `i` into `next`; rows it cannot use are counted
+    /// with their file and line.
     fn fill(&mut self, i: usize) -> io::Result<()> {
         let s = &mut self.sources[i];
         s.next = None;
         loop {
             s.line.clear();
-            if s.reader.read_line(&mut s.line)? == 0 {
+            let read = s.reader.read_line(&mut s.line).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: after line {}: {e}", s.path.display(), s.line_no),
+                )
+            })?;
+            if read == 0 {
                 return Ok(());
             }
             s.line_no += 1;
-            let cols: Vec<&str> = s.line.trim_end().split(',').collect();
-            if cols.len() != 8 {
-                self.stats.malformed += 1;
-                continue;
+            match parse_row(s, &self.symbols) {
+                Ok(row) => {
+                    s.next = Some(row);
+                    return Ok(());
+                }
+                Err(skip) => {
+                    match skip {
+                        Skip::UnknownSymbolRow => self.stats.unknown_symbol += 1,
+                        _ => self.stats.malformed += 1,
+                    }
+                    self.issues
+                        .record(skip, &s.path, s.line_no, s.line.trim_end());
+                }
             }
-            let Some(instrument) = self.symbols.find(cols[1]) else {
-                self.stats.unknown_symbol += 1;
-                continue;
-            };
-            let (Ok(exch_us), Ok(local_us)) = (cols[2].parse::<u64>(), cols[3].parse::<u64>())
-            else {
-                self.stats.malformed += 1;
-                continue;
-            };
-            let (Ok(price), Ok(qty)) = (Price::parse(cols[6]), Qty::parse(cols[7])) else {
-                self.stats.malformed += 1;
-                continue;
-            };
-            let recv_ns = local_us.saturating_mul(1_000);
-            let exch_ns = exch_us.saturating_mul(1_000);
-            let row = match s.kind {
-                Kind::Trades => {
-                    let aggressor = match cols[5] {
-                        "buy" => Side::Buy,
-                        "sell" => Side::Sell,
-                        _ => {
-                            self.stats.malformed += 1;
-                            continue;
-                        }
-                    };
-                    let trade = Trade {
-                        instrument,
-                        aggressor,
-                        price,
-                        qty,
-                        trade_id: fnv1a(cols[4]),
-                    };
-                    Row {
-                        recv_ns,
-                        event: Event::new(recv_ns, exch_ns, EventKind::Trade(trade)),
-                        snapshot: false,
-                    }
-                }
-                Kind::Book => {
-                    let side = match cols[5] {
-                        "bid" => Side::Buy,
-                        "ask" => Side::Sell,
-                        _ => {
-                            self.stats.malformed += 1;
-                            continue;
-                        }
-                    };
-                    let snapshot = cols[4] == "true";
-                    let begin = snapshot && !s.in_snapshot;
-                    s.in_snapshot = snapshot;
-                    let flags = if begin { DeltaFlags::SNAPSHOT_BEGIN } else { 0 };
-                    let d = BookDelta {
-                        instrument,
-                        side,
-                        flags: DeltaFlags(flags),
-                        price,
-                        qty,
-                        update_id: exch_us,
-                    };
-                    Row {
-                        recv_ns,
-                        event: Event::new(recv_ns, exch_ns, EventKind::BookDelta(d)),
-                        snapshot,
-                    }
-                }
-            };
-            s.next = Some(row);
-            return Ok(());
         }
     }
 
@@ -267,7 +281,13 @@ impl TardisReader {
 
     /// Files being read.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
-        self.sources.iter().map(|s| s.path.as_path())
+        self.sources.iter().map(|s| &*s.path)
+    }
+
+    /// The rows skipped so far, by reason, with the first few of each.
+    #[must_use]
+    pub fn issues(&self) -> &InputIssues {
+        &self.issues
     }
 
     /// Lines read so far in all files (header included).

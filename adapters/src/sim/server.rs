@@ -384,7 +384,17 @@ fn replay_files(shared: &Shared, replay: &ReplaySource) {
         }
         let _ = shared.tx.send(Arc::from(frame));
     }
-    tracing::info!(frames = reader.stats().frames, "sim replay finished");
+    let issues = reader.issues();
+    if issues.total() > 0 {
+        tracing::warn!(
+            frames = reader.stats().frames,
+            skipped = issues.total(),
+            "sim replay finished; lines not replayed:\n{}",
+            issues.describe().trim_end()
+        );
+    } else {
+        tracing::info!(frames = reader.stats().frames, "sim replay finished");
+    }
     shared.replay_done.store(true, Ordering::SeqCst);
 }
 
