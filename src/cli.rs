@@ -70,6 +70,10 @@ enum Command {
         /// are reported rejected; account state is not read).
         #[arg(long)]
         dry_run: bool,
+        /// Plain status lines on stderr even on a terminal (instead of the block redrawn in
+        /// place).
+        #[arg(long)]
+        plain: bool,
     },
     /// Check the live venue without trading: keys, clock offset, symbols and filters, rate
     /// limits, balances or positions, open orders, user data stream. Sends no order.
@@ -281,6 +285,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             histograms,
             no_histograms,
             dry_run,
+            plain,
         } => {
             init_logging(log_format);
             let mut config = config;
@@ -300,6 +305,7 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
                 config: &config,
                 duration,
                 histograms,
+                plain,
                 stop: &stop,
             };
             dispatch::<R, _, _>(&config, None, run_with)?;
@@ -539,6 +545,7 @@ struct RunWith<'a> {
     config: &'a Config,
     duration: Option<std::time::Duration>,
     histograms: Option<std::path::PathBuf>,
+    plain: bool,
     stop: &'a Arc<AtomicBool>,
 }
 
@@ -551,7 +558,8 @@ impl Job for RunWith<'_> {
     {
         let config = self.config.clone();
         let mut bot = run::Bot::from_config(self.config)
-            .strategy_with(move |instruments| Ok(build(&config, instruments)?.0));
+            .strategy_with(move |instruments| Ok(build(&config, instruments)?.0))
+            .plain(self.plain);
         if let Some(d) = self.duration {
             bot = bot.duration(d);
         }

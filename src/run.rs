@@ -43,6 +43,8 @@ struct RunOptions {
     duration: Option<Duration>,
     /// Save the run's latency histograms here (HdrHistogram interval log).
     histograms: Option<std::path::PathBuf>,
+    /// Plain status lines even on a terminal.
+    plain: bool,
 }
 
 /// A strategy's constructor, called once at start-up with the instruments as the run trades
@@ -134,6 +136,14 @@ impl<S> Bot<S> {
     #[must_use]
     pub fn histograms(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.options.histograms = Some(path.into());
+        self
+    }
+
+    /// Shows the status as plain lines even when stderr is a terminal (for terminal
+    /// multiplexers' logs, `script`, screen readers).
+    #[must_use]
+    pub fn plain(mut self, on: bool) -> Self {
+        self.options.plain = on;
         self
     }
 }
@@ -590,10 +600,15 @@ impl RunningBot {
 
     /// Supervises the bot until it should stop ([`RunningBot::should_stop`]): polls every
     /// 20 ms and shows the status every `metrics.status_interval_ms` — a block redrawn in
-    /// place when stderr is a terminal, else one line. Returns why it stopped; the bot is
+    /// place when stderr is a terminal (the trading state on top, in colour unless
+    /// `NO_COLOR` is set), else (or with [`Bot::plain`]) one line. Returns why it stopped; the bot is
     /// still running, [`RunningBot::shutdown`] stops it.
     pub fn supervise(&mut self, stop: &AtomicBool) -> Ended {
-        let screen = crate::status::Screen::start();
+        let screen = if self.options.plain {
+            None
+        } else {
+            crate::status::Screen::start()
+        };
         let mut next_status = self.started + self.status_every;
         loop {
             if let Some(ended) = self.should_stop(stop) {
@@ -1350,7 +1365,84 @@ impl BreakerLog {
     }
 }
 
-/// The status block of a terminal: one line per feed, instrument and lane, then the order flow.
+/// The trading state for the status display, and whether it is good (green), restricted
+/// (yellow) or stopped (red).
+fn trading_state(c: &tradeloop_engine::metrics::EngineCounters) -> (String, Severity) {
+    let breakers: Vec<String> = BreakerKind::ALL
+        .iter()
+        .filter_map(|&k| {
+            let state = BreakerState::from_code(c.breaker_states[k as usize]);
+            (state != BreakerState::Closed).then(|| format!("{} ({})", k.name(), state.name()))
+        })
+        .collect();
+    let by = if breakers.is_empty() {
+        String::new()
+    } else {
+        format!(" by breaker {}", breakers.join(", "))
+    };
+    match (c.operator_state, c.trading_state) {
+        (2, _) if c.kills > 0 => (
+            "KILLED: orders cancelled, new orders halted (resume: SIGUSR2 or POST /control/resume)"
+                .to_owned(),
+            Severity::Stopped,
+        ),
+        (2, _) => ("HALTED by the operator".to_owned(), Severity::Stopped),
+        (_, 2) => (format!("HALTED{by}"), Severity::Stopped),
+        (1, _) => (
+            "REDUCE-ONLY by the operator".to_owned(),
+            Severity::Restricted,
+        ),
+        (_, 1) => (format!("REDUCE-ONLY{by}"), Severity::Restricted),
+        _ if !breakers.is_empty() => (
+            format!("RUNNING (breaker {})", breakers.join(", ")),
+            Severity::Restricted,
+        ),
+        _ => ("RUNNING".to_owned(), Severity::Good),
+    }
+}
+
+/// How the trading state reads at a glance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Severity {
+    Good,
+    Restricted,
+    Stopped,
+}
+
+impl Severity {
+    /// `text` in this severity's colour (ANSI), unless `NO_COLOR` is set.
+    fn paint(self, text: &str) -> String {
+        if std::env::var_os("NO_COLOR").is_some() {
+            return text.to_owned();
+        }
+        let code = match self {
+            Self::Good => "32",
+            Self::Restricted => "33",
+            Self::Stopped => "1;31",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    }
+}
+
+/// Denials by reason, the most frequent first (at most `n`).
+fn denials_by_reason(c: &tradeloop_engine::metrics::EngineCounters, n: usize) -> String {
+    let mut by: Vec<(u64, &str)> = c
+        .denials
+        .iter()
+        .zip(tradeloop_engine::api::Deny::NAMES)
+        .filter(|(v, _)| **v > 0)
+        .map(|(v, name)| (*v, name))
+        .collect();
+    by.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    by.iter()
+        .take(n)
+        .map(|(v, name)| format!("{name} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The status block of a terminal: the trading state, then one line per feed, instrument and
+/// lane, then the order flow.
 fn status_block(
     started: Instant,
     feeds: &[RunningFeed],
@@ -1362,9 +1454,11 @@ fn status_block(
     use std::fmt::Write as _;
     let t = telemetry.snapshot();
     let c = &t.counters;
+    let (state, severity) = trading_state(c);
     let mut s = format!(
-        "── tradeloop run · {:.0}s ─────────────────────────────────────────────\n",
-        started.elapsed().as_secs_f64()
+        "── tradeloop run · {:.0}s · {} ──────────────────────────────\n",
+        started.elapsed().as_secs_f64(),
+        severity.paint(&state)
     );
     for f in feeds {
         let sh = &f.handle.shared;
@@ -1381,20 +1475,23 @@ fn status_block(
     }
     let _ = writeln!(
         s,
-        "{:<20} {:<8} {:>14} {:>14} {:>14} {:>16}",
-        "instrument", "book", "bid", "ask", "position", "realised-fees"
+        "{:<20} {:<8} {:>14} {:>14} {:>12} {:>14} {:>12} {:>14}",
+        "instrument", "book", "bid", "ask", "position", "realised", "fees", "net"
     );
     for (i, name) in instruments.iter().enumerate() {
         if let Some(x) = telemetry.instrument(i) {
             let px = |p: Option<Price>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            let money = |m: Money| m.to_decimal().round_dp(4).to_string();
             let _ = writeln!(
                 s,
-                "{name:<20} {:<8} {:>14} {:>14} {:>14} {:>16}",
+                "{name:<20} {:<8} {:>14} {:>14} {:>12} {:>14} {:>12} {:>14}",
                 format!("{:?}", x.book_state),
                 px(x.best_bid),
                 px(x.best_ask),
                 x.position.to_string(),
-                x.net_realized.to_decimal().round_dp(4).to_string()
+                money(x.realized),
+                money(x.fees),
+                money(x.net_realized)
             );
         }
     }
@@ -1418,10 +1515,22 @@ fn status_block(
         );
     }
     let denied: u64 = c.denials.iter().sum();
+    let _ = writeln!(
+        s,
+        "orders {}  fills {}  rejects {}  denied {denied}{}",
+        c.orders_sent,
+        c.fills,
+        c.rejects,
+        if denied > 0 {
+            format!(" ({})", denials_by_reason(c, 4))
+        } else {
+            String::new()
+        }
+    );
     let _ = write!(
         s,
-        "orders {}  fills {}  rejects {}  denied {denied}  tick-to-trade p50/p99 {}/{}ns  store pending {store_pending} failures {store_failures}",
-        c.orders_sent, c.fills, c.rejects, t.tick_to_trade.p50, t.tick_to_trade.p99
+        "tick-to-trade p50/p99 {}/{}ns  store pending {store_pending} failures {store_failures}",
+        t.tick_to_trade.p50, t.tick_to_trade.p99
     );
     s
 }
@@ -1436,7 +1545,11 @@ fn status_line(
 ) -> String {
     use std::fmt::Write as _;
     let t = telemetry.snapshot();
-    let mut s = format!("[{:>6.1}s]", started.elapsed().as_secs_f64());
+    let mut s = format!(
+        "[{:>6.1}s] {} |",
+        started.elapsed().as_secs_f64(),
+        trading_state(&t.counters).0
+    );
     for f in feeds {
         let sh = &f.handle.shared;
         let state = match sh.state() {
@@ -1458,12 +1571,13 @@ fn status_line(
             let px = |p: Option<Price>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
             let _ = write!(
                 s,
-                " {name} {:?} {}/{} pos={} realised-fees={} |",
+                " {name} {:?} {}/{} pos={} realised={} fees={} |",
                 x.book_state,
                 px(x.best_bid),
                 px(x.best_ask),
                 x.position,
-                x.net_realized.to_decimal().round_dp(4)
+                x.realized.to_decimal().round_dp(4),
+                x.fees.to_decimal().round_dp(4)
             );
         }
     }
@@ -1483,8 +1597,86 @@ fn status_line(
     let denied: u64 = t.counters.denials.iter().sum();
     let _ = write!(
         s,
-        " | orders={} fills={} rejects={} denied={denied} | store pending={store_pending} failures={store_failures}",
-        t.counters.orders_sent, t.counters.fills, t.counters.rejects
+        " | orders={} fills={} rejects={} denied={denied}{} | store pending={store_pending} failures={store_failures}",
+        t.counters.orders_sent,
+        t.counters.fills,
+        t.counters.rejects,
+        if denied > 0 {
+            format!(" ({})", denials_by_reason(&t.counters, 3))
+        } else {
+            String::new()
+        }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tradeloop_engine::metrics::EngineCounters;
+
+    /// The status display's trading state for each combination that matters.
+    #[test]
+    fn the_trading_state_names_who_restricted_trading() {
+        let open = |kind: BreakerKind, code: BreakerState| {
+            let mut c = EngineCounters::default();
+            c.breaker_states[kind as usize] = code as u8;
+            c
+        };
+        let mut killed = EngineCounters {
+            operator_state: 2,
+            trading_state: 2,
+            kills: 1,
+            ..EngineCounters::default()
+        };
+        let mut halted_by_breaker = open(BreakerKind::Drawdown, BreakerState::Open);
+        halted_by_breaker.trading_state = 2;
+        let mut reducing = open(BreakerKind::RejectStorm, BreakerState::HalfOpen);
+        reducing.trading_state = 1;
+        let recovering = open(BreakerKind::FeedDown, BreakerState::HalfOpen);
+        let cases: [(&str, EngineCounters, &str, Severity); 5] = [
+            ("TC0", EngineCounters::default(), "RUNNING", Severity::Good),
+            ("TC1", killed, "KILLED", Severity::Stopped),
+            (
+                "TC2",
+                halted_by_breaker,
+                "HALTED by breaker drawdown (open)",
+                Severity::Stopped,
+            ),
+            (
+                "TC3",
+                reducing,
+                "REDUCE-ONLY by breaker reject_storm (half_open)",
+                Severity::Restricted,
+            ),
+            (
+                "TC4 a half-open breaker that restricts nothing",
+                recovering,
+                "RUNNING (breaker feed_down (half_open))",
+                Severity::Restricted,
+            ),
+        ];
+        for (label, c, text, severity) in cases {
+            let (got, sev) = trading_state(&c);
+            assert!(got.starts_with(text), "{label}: {got}");
+            assert_eq!(sev, severity, "{label}");
+        }
+        // A kill outranks a breaker, and the resume hint is on screen.
+        killed.breaker_states[BreakerKind::Drawdown as usize] = BreakerState::Open as u8;
+        let (got, _) = trading_state(&killed);
+        assert!(got.contains("resume: SIGUSR2"), "TC5 {got}");
+    }
+
+    #[test]
+    fn denials_are_listed_most_frequent_first() {
+        let mut c = EngineCounters::default();
+        c.denials[8] = 5;
+        c.denials[9] = 40;
+        c.denials[0] = 5;
+        assert_eq!(
+            denials_by_reason(&c, 2),
+            "price_band 40, halted 5",
+            "TC0 ties by name"
+        );
+    }
 }

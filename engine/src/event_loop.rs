@@ -641,6 +641,8 @@ impl<R: RiskGate, G: Gateway, C: Clock> Core<R, G, C> {
         } else {
             self.operator_state
         };
+        self.counters.trading_state = self.trading_state as u8;
+        self.counters.operator_state = self.operator_state as u8;
     }
 
     /// Sets the operator's trading state (kill switch, resume, wiring).

@@ -177,6 +177,12 @@ pub struct EngineCounters {
     pub breaker_values: [i64; BreakerKind::COUNT],
     /// Limit at each breaker's last transition.
     pub breaker_limits: [i64; BreakerKind::COUNT],
+    /// The trading state in force (`TradingState` as `u8`: the more restrictive of the
+    /// operator's and the breakers').
+    pub trading_state: u8,
+    /// The operator's trading state (`TradingState` as `u8`): halted after a kill until the
+    /// operator resumes.
+    pub operator_state: u8,
 }
 
 const PCT_FIELDS: usize = 6;
@@ -190,6 +196,10 @@ struct InstrumentCell {
     position: AtomicI64,
     /// Realised PnL minus fees, in 10⁻⁸ units (saturating).
     net_realized: AtomicI64,
+    /// Realised PnL, in 10⁻⁸ units (saturating).
+    realized: AtomicI64,
+    /// Fees paid, in 10⁻⁸ units (saturating).
+    fees: AtomicI64,
 }
 
 /// A copy of one instrument's published state.
@@ -205,6 +215,10 @@ pub struct InstrumentSnapshot {
     pub position: Qty,
     /// Realised PnL minus fees (to 10⁻⁸).
     pub net_realized: Money,
+    /// Realised PnL (to 10⁻⁸).
+    pub realized: Money,
+    /// Fees paid (to 10⁻⁸).
+    pub fees: Money,
 }
 
 fn state_code(s: BookState) -> u8 {
@@ -263,6 +277,8 @@ pub struct Telemetry {
     breaker_events_unsent: AtomicU64,
     breaker_values: [AtomicI64; BreakerKind::COUNT],
     breaker_limits: [AtomicI64; BreakerKind::COUNT],
+    trading_state: AtomicU8,
+    operator_state: AtomicU8,
     published_ns: AtomicU64,
     publications: AtomicU64,
     instruments: Box<[InstrumentCell]>,
@@ -328,12 +344,13 @@ impl Telemetry {
                 .store(book.best_ask().map_or(0, |l| l.price.raw()), r);
             cell.book_state.store(state_code(book.state()), r);
             cell.position.store(pos.qty.raw(), r);
-            let net = (pos.realized - pos.fees).raw()
-                / (crate::fixed::MONEY_SCALE / i128::from(FIXED_SCALE));
-            cell.net_realized.store(
-                i64::try_from(net).unwrap_or(if net < 0 { i64::MIN } else { i64::MAX }),
-                r,
-            );
+            let e8 = |m: Money| {
+                let v = m.raw() / (crate::fixed::MONEY_SCALE / i128::from(FIXED_SCALE));
+                i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+            };
+            cell.net_realized.store(e8(pos.realized - pos.fees), r);
+            cell.realized.store(e8(pos.realized), r);
+            cell.fees.store(e8(pos.fees), r);
         }
     }
 
@@ -349,6 +366,8 @@ impl Telemetry {
             book_state: state_of(c.book_state.load(r)),
             position: Qty(c.position.load(r)),
             net_realized: Money::from_fixed_raw(c.net_realized.load(r)),
+            realized: Money::from_fixed_raw(c.realized.load(r)),
+            fees: Money::from_fixed_raw(c.fees.load(r)),
         })
     }
 
@@ -398,6 +417,8 @@ impl Telemetry {
             self.breaker_limits[k].store(c.breaker_limits[k], r);
         }
         self.breaker_events_unsent.store(c.breaker_events_unsent, r);
+        self.trading_state.store(c.trading_state, r);
+        self.operator_state.store(c.operator_state, r);
         self.published_ns.store(now_ns, r);
         self.publications.fetch_add(1, r);
     }
@@ -446,6 +467,8 @@ impl Telemetry {
                 breaker_events_unsent: self.breaker_events_unsent.load(r),
                 breaker_values: core::array::from_fn(|k| self.breaker_values[k].load(r)),
                 breaker_limits: core::array::from_fn(|k| self.breaker_limits[k].load(r)),
+                trading_state: self.trading_state.load(r),
+                operator_state: self.operator_state.load(r),
             },
             published_ns: self.published_ns.load(r),
             publications: self.publications.load(r),
