@@ -186,7 +186,7 @@ impl Report {
     }
 }
 
-/// Everything a backtest produced: what `summary.json`, `fills.csv` and `equity.svg` hold
+/// Everything a backtest produced: what `summary.json`, `fills.csv` and `report.html` hold
 /// ([`Report::write`] writes them; [`Report::stats`] computes the summary statistics).
 #[derive(Debug)]
 pub struct Report {
@@ -202,6 +202,9 @@ pub struct Report {
     pub fills: Vec<FillRow>,
     /// (time, equity) samples: realised + unrealised − fees, summed over instruments.
     pub equity: Vec<(u64, Money)>,
+    /// (time, mark per instrument) at each equity sample: the mid, else the last trade
+    /// (zero before the first).
+    pub prices: Vec<(u64, Vec<Price>)>,
     /// Samples during which some position was open.
     pub exposed_samples: u64,
     /// Final positions.
@@ -1109,6 +1112,7 @@ fn drive<St: Steps, S: Strategy>(
     let mut breaker_events = Vec::new();
     let mut records = Vec::with_capacity(1 << 16);
     let mut equity = Vec::new();
+    let mut prices: Vec<(u64, Vec<Price>)> = Vec::new();
     let mut exposed = 0u64;
     let (mut events, mut refused) = (0u64, 0u64);
     let mut next_sample: Option<u64> = None;
@@ -1136,6 +1140,12 @@ fn drive<St: Steps, S: Strategy>(
         if ns >= due {
             let (e, open) = equity_now(&sink.engine, &sink.last_trade);
             equity.push((due, e));
+            prices.push((
+                due,
+                (0..n)
+                    .map(|i| mark(&sink.engine, &sink.last_trade, i))
+                    .collect(),
+            ));
             exposed += u64::from(open);
             next_sample = Some(due + EQUITY_SAMPLE_NS * (1 + (ns - due) / EQUITY_SAMPLE_NS));
         }
@@ -1185,6 +1195,7 @@ fn drive<St: Steps, S: Strategy>(
         symbols: names,
         fills,
         equity,
+        prices,
         exposed_samples: exposed,
         positions: report.positions,
         marks,
@@ -1335,8 +1346,11 @@ pub struct Stats {
     pub max_drawdown: Decimal,
     /// Σ |price × qty| of fills.
     pub turnover: Decimal,
-    /// Closing fills with positive realised PnL / closing fills.
+    /// Round trips won after fees / round trips (`None` without a completed round trip).
     pub win_rate: Option<f64>,
+    /// Completed round trips: a position opened from flat and brought back to flat (or
+    /// through zero) on one instrument.
+    pub round_trips: u64,
     /// Mean / std of per-second equity changes, × √(seconds per year).
     pub sharpe: Option<f64>,
     /// Mean / downside std of per-second equity changes, × √(seconds per year).
@@ -1367,9 +1381,12 @@ pub fn stats(bt: &Report) -> Stats {
         vec![Decimal::ZERO; n],
         Decimal::ZERO,
     );
-    let (mut wins, mut closes) = (0u64, 0u64);
+    // The open round trip per instrument: its realised PnL and its fees so far.
+    let mut trip = vec![Decimal::ZERO; n];
+    let (mut wins, mut trips) = (0u64, 0u64);
     for f in &bt.fills {
         let i = f.instrument.get();
+        trip[i] -= f.fee.to_decimal();
         let mult = bt.positions[i].kind.multiplier().to_decimal();
         let inverse = bt.positions[i].kind.is_inverse();
         let value = |q: Decimal, p: Decimal| if inverse { q * mult / p } else { q * p * mult };
@@ -1404,8 +1421,14 @@ pub fn stats(bt: &Report) -> Stats {
             d
         };
         slow_realized += delta;
-        closes += 1;
-        wins += u64::from(delta > Decimal::ZERO);
+        trip[i] += delta;
+        if qty[i].is_zero() || qty[i].is_sign_positive() == signed.is_sign_positive() {
+            // Back to flat, or through zero: the round trip ends (a flip opens the next
+            // one, its fees from the next fill on).
+            trips += 1;
+            wins += u64::from(trip[i] > Decimal::ZERO);
+            trip[i] = Decimal::ZERO;
+        }
     }
     let pnl_check = (slow_realized - realized.to_decimal()).abs() <= Decimal::new(1, 8);
     let mut peak = Money(i128::MIN);
@@ -1437,7 +1460,8 @@ pub fn stats(bt: &Report) -> Stats {
         net_pnl: (realized + unrealized - fees).to_decimal().round_dp(8),
         max_drawdown: max_dd.to_decimal().round_dp(8),
         turnover: turnover.to_decimal().round_dp(8),
-        win_rate: (closes > 0).then(|| wins as f64 / closes as f64),
+        win_rate: (trips > 0).then(|| wins as f64 / trips as f64),
+        round_trips: trips,
         sharpe,
         sortino,
         exposure: if bt.equity.is_empty() {
@@ -1456,8 +1480,9 @@ impl Report {
         stats(self)
     }
 
-    /// Writes `summary.json`, `fills.csv` and `equity.svg` into `dir` (created if missing)
-    /// and returns the stats.
+    /// Writes `summary.json`, `fills.csv`, `report.html` and its charts (`equity.svg` with
+    /// the drawdown, `position.svg`, `price-SYMBOL.svg`) into `dir` (created if missing) and
+    /// returns the stats.
     ///
     /// # Errors
     /// If the directory or a file cannot be written.
@@ -1538,71 +1563,8 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         writeln!(csv)?;
     }
     csv.flush()?;
-    std::fs::write(dir.join("equity.svg"), equity_svg(&bt.equity))?;
+    crate::report::write(bt, &s, dir)?;
     Ok(s)
-}
-
-/// An SVG line chart of equity over time (text in a generic monospace font; no font files).
-#[must_use]
-pub fn equity_svg(equity: &[(u64, Money)]) -> String {
-    let (w, h, pad) = (900.0f64, 360.0f64, 60.0f64);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="monospace" font-size="12">"#
-    );
-    svg.push_str(r#"<rect width="100%" height="100%" fill="white"/>"#);
-    if equity.len() >= 2 {
-        let t0 = equity[0].0;
-        let t1 = equity[equity.len() - 1].0.max(t0 + 1);
-        let values: Vec<f64> = equity
-            .iter()
-            .map(|(_, e)| e.to_decimal().to_f64().unwrap_or(0.0))
-            .collect();
-        let lo = values
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .min(0.0);
-        let hi = values
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-            .max(0.0);
-        let span = (hi - lo).max(1e-12);
-        let x = |t: u64| pad + (t - t0) as f64 / (t1 - t0) as f64 * (w - 2.0 * pad);
-        let y = |v: f64| h - pad - (v - lo) / span * (h - 2.0 * pad);
-        svg.push_str(&format!(
-            r##"<line x1="{pad}" y1="{:.2}" x2="{:.2}" y2="{:.2}" stroke="#bbb"/>"##,
-            y(0.0),
-            w - pad,
-            y(0.0)
-        ));
-        let points: Vec<String> = equity
-            .iter()
-            .zip(&values)
-            .map(|((t, _), v)| format!("{:.2},{:.2}", x(*t), y(*v)))
-            .collect();
-        svg.push_str(&format!(
-            r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
-            points.join(" ")
-        ));
-        svg.push_str(&format!(
-            r#"<text x="5" y="{:.2}">{hi:.2}</text><text x="5" y="{:.2}">{lo:.2}</text>"#,
-            y(hi) + 4.0,
-            y(lo) + 4.0
-        ));
-        svg.push_str(&format!(
-            r#"<text x="{pad}" y="{:.2}">{:.0} s</text><text x="{:.2}" y="{:.2}" text-anchor="end">equity (realised + unrealised − fees) over {:.0} s</text>"#,
-            h - pad / 3.0,
-            0.0,
-            w - pad,
-            pad / 2.0,
-            (t1 - t0) as f64 / 1e9
-        ));
-    } else {
-        svg.push_str(r#"<text x="20" y="40">not enough equity samples</text>"#);
-    }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 /// Parses `--from`/`--to`: nanoseconds since the epoch, or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.
@@ -1666,6 +1628,118 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report of one spot instrument holding just `fills` (side, price, qty, fee), its
+    /// position folded from them.
+    fn report_of(fills: &[(Side, &str, &str, &str)]) -> Report {
+        let mut position = tradeloop_engine::position::Position::new(
+            InstrumentIndex(0),
+            tradeloop_engine::instrument::ContractKind::Spot,
+        );
+        let rows: Vec<FillRow> = fills
+            .iter()
+            .enumerate()
+            .map(|(k, &(side, price, qty, fee))| {
+                let (price, qty, fee) = (
+                    Price::parse(price).unwrap(),
+                    Qty::parse(qty).unwrap(),
+                    Qty::parse(fee).unwrap(),
+                );
+                position.apply_fill(side, price, qty, fee).unwrap();
+                FillRow {
+                    ts_ns: 1_000 + k as u64,
+                    client_id: k as u64,
+                    instrument: InstrumentIndex(0),
+                    side,
+                    price,
+                    qty,
+                    fee,
+                    maker: false,
+                    strategy: tradeloop_engine::event::StrategyId::default(),
+                }
+            })
+            .collect();
+        Report {
+            strategy: StrategyLabel::new("test", serde_json::Value::Null),
+            inputs: vec![],
+            execution: serde_json::Value::Null,
+            symbols: vec!["BTCUSDT".into()],
+            fills: rows,
+            equity: vec![],
+            prices: vec![],
+            exposed_samples: 0,
+            positions: vec![position],
+            marks: vec![Price::from_units(100)],
+            orders: 0,
+            denied: 0,
+            events: 0,
+            market_events: 0,
+            refused: 0,
+            input_issues: InputIssues::default(),
+            span_ns: (0, 0),
+            wall: Duration::ZERO,
+            stops: (0, 0),
+            breaker_events: vec![],
+            timers_fired: 0,
+            amends: 0,
+            cancels: 0,
+            denials: vec![],
+        }
+    }
+
+    /// Win rate is over round trips, net of each trip's fees.
+    #[test]
+    fn round_trips_and_their_win_rate_after_fees() {
+        use Side::{Buy, Sell};
+        type Fill = (Side, &'static str, &'static str, &'static str);
+        let cases: [(&str, Vec<Fill>, u64, Option<f64>); 5] = [
+            (
+                "TC0 a trip won after fees",
+                vec![(Buy, "100", "1", "0.1"), (Sell, "101", "1", "0.1")],
+                1,
+                Some(1.0),
+            ),
+            (
+                "TC1 a trip won before fees is lost after them",
+                vec![(Buy, "100", "1", "0.6"), (Sell, "101", "1", "0.6")],
+                1,
+                Some(0.0),
+            ),
+            (
+                "TC2 through zero: the flip closes one trip and opens the next",
+                vec![
+                    (Buy, "100", "1", "0.1"),
+                    (Sell, "99", "2", "0.1"),
+                    (Buy, "97", "1", "0.1"),
+                ],
+                2,
+                Some(0.5),
+            ),
+            (
+                "TC3 a partial close completes no trip",
+                vec![(Buy, "100", "1", "0.1"), (Sell, "102", "0.5", "0.1")],
+                0,
+                None,
+            ),
+            (
+                "TC4 scaling in and out of one trip",
+                vec![
+                    (Sell, "100", "1", "0"),
+                    (Sell, "102", "1", "0"),
+                    (Buy, "101", "1", "0"),
+                    (Buy, "103", "1", "0"),
+                ],
+                1,
+                Some(0.0),
+            ),
+        ];
+        for (label, fills, trips, rate) in cases {
+            let s = report_of(&fills).stats();
+            assert_eq!(s.round_trips, trips, "{label}");
+            assert_eq!(s.win_rate, rate, "{label}");
+            assert!(s.pnl_check, "{label}");
+        }
+    }
 
     #[test]
     fn time_parsing_table() {

@@ -84,7 +84,7 @@ enum Command {
         action: ConfigAction,
     },
     /// Replay recorded frames and/or Tardis CSV through the engine, strategy, risk and the
-    /// simulated venue on a simulated clock; write summary.json, fills.csv and equity.svg.
+    /// simulated venue on a simulated clock; write summary.json, fills.csv and report.html.
     Backtest {
         /// Input files: `<recv_ns> <frame>` recordings (gz or plain) and Tardis trades /
         /// incremental_book_L2 CSV, merged in time order.

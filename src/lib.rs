@@ -27,6 +27,7 @@ pub mod hdrlog;
 pub mod hotpath;
 pub mod persistence;
 pub mod record;
+pub mod report;
 pub mod run;
 pub mod status;
 pub mod strategy;
