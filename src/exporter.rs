@@ -36,14 +36,19 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What [`Exporter::update`] reads: the running bot's shared state.
 pub struct RunView<'a> {
+    /// When the run started (uptime).
     pub started: Instant,
+    /// The engine's lanes (depth, drops, refusals).
     pub lanes: &'a Lanes,
+    /// What the engine publishes (latencies, counters, books, positions).
     pub telemetry: &'a Telemetry,
     /// Feed name and its shared counters.
     pub feeds: Vec<(&'a str, &'a FeedShared)>,
     /// `venue:symbol` per instrument index.
     pub instruments: &'a [String],
+    /// Records queued for the writer and not yet written.
     pub persistence_pending: usize,
+    /// Failed write attempts so far.
     pub persistence_failures: u64,
     /// Live execution's counters (live mode only).
     pub live: Option<tradeloop_adapters::binance::exec::gateway::LiveStats>,

@@ -45,15 +45,25 @@ const FRAME_GAP_NS: u64 = 50_000;
 /// What a run did, printed as JSON.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct HotPathReport {
+    /// Frames parsed.
     pub frames: u64,
+    /// Of which trade frames.
     pub trade_frames: u64,
+    /// Of which depth diffs.
     pub depth_frames: u64,
+    /// Of which book tickers.
     pub ticker_frames: u64,
+    /// Orders the strategy sent.
     pub orders_sent: u64,
+    /// Fills applied.
     pub fills: u64,
+    /// Orders denied by risk.
     pub denials: u64,
+    /// Depth diffs applied to the book.
     pub diffs_applied: u64,
+    /// Book deltas handed to the engine.
     pub book_deltas: u64,
+    /// Frames the feed refused.
     pub feed_errors: u64,
     /// Position in lots after the run (the strategy alternates buy and sell: 0 or 1).
     pub final_position_lots: i64,

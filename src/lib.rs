@@ -10,6 +10,7 @@
 //! [`engine`], [`adapters`], [`risk`], [`store`] and the example strategies, [`examples`].
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub use tradeloop_adapters as adapters;
 pub use tradeloop_engine as engine;

@@ -9,7 +9,7 @@
 //! | [`Lane::Normal`] | trades, quotes, book deltas | drop the oldest and count it; a dropped book delta marks that instrument's book stale (the engine pauses trading on it) and requests a resync from its feed |
 //! | [`Lane::Low`] | analytics, monitoring, timers | drop the newest and count it |
 //!
-//! The queues are bounded lock-free rings ([`ring`]: Vyukov's MPMC design) whose `pop` never
+//! The queues are bounded lock-free rings (`ring`: Vyukov's MPMC design) whose `pop` never
 //! waits for a producer that has claimed a slot but not yet written it — with crossbeam's
 //! `ArrayQueue`, used before, a feed thread preempted mid-push held the engine, and every
 //! CRITICAL event behind it, for a scheduler time slice.
