@@ -629,6 +629,15 @@ fn describe(recorder: &PrometheusRecorder) {
             "Realised PnL minus fees per instrument, quote units"
         );
         describe_gauge!(
+            "tradeloop_realized_pnl",
+            "Realised PnL before fees per instrument, quote units"
+        );
+        describe_gauge!("tradeloop_fees", "Fees paid per instrument, quote units");
+        describe_gauge!(
+            "tradeloop_trading_state",
+            "Trading state in force: 0 active, 1 reduce-only, 2 halted (kill switch or breaker)"
+        );
+        describe_gauge!(
             "tradeloop_best_bid",
             "Best bid per instrument (absent without one)"
         );
@@ -724,6 +733,7 @@ fn record(v: &RunView<'_>) {
     counter!("tradeloop_timers_fired_total").absolute(c.timers_fired);
     counter!("tradeloop_timers_refused_total").absolute(c.timers_refused);
     counter!("tradeloop_kill_switch_trips_total").absolute(c.kills);
+    gauge!("tradeloop_trading_state").set(f64::from(c.trading_state));
     counter!("tradeloop_books_stale_total").absolute(c.books_stale);
     counter!("tradeloop_records_lost_total").absolute(c.records_lost);
     counter!("tradeloop_position_syncs_total").absolute(c.position_syncs);
@@ -760,6 +770,10 @@ fn record(v: &RunView<'_>) {
             .set(decimal(x.position.to_decimal()));
         gauge!("tradeloop_realized_pnl_net", "instrument" => instrument.clone())
             .set(decimal(x.net_realized.to_decimal()));
+        gauge!("tradeloop_realized_pnl", "instrument" => instrument.clone())
+            .set(decimal(x.realized.to_decimal()));
+        gauge!("tradeloop_fees", "instrument" => instrument.clone())
+            .set(decimal(x.fees.to_decimal()));
         if let Some(b) = x.best_bid {
             gauge!("tradeloop_best_bid", "instrument" => instrument.clone())
                 .set(decimal(b.to_decimal()));
@@ -949,6 +963,102 @@ mod tests {
             value(&exporter.render(), "tradeloop_orders_sent_total"),
             6.0
         );
+    }
+
+    /// Every series the Grafana dashboard (`deploy/grafana/tradeloop.json`) queries is one
+    /// this exporter serves, with the labels its legends name.
+    #[test]
+    fn the_grafana_dashboard_queries_only_served_series() {
+        let exporter = Exporter::start("127.0.0.1:0", None).expect("start");
+        let lanes = Lanes::new(LaneConfig::default());
+        let telemetry = Telemetry::new(1);
+        let mut counters = EngineCounters::default();
+        counters.denials[9] = 2;
+        telemetry.publish(&LoopHistograms::new(), &counters, 1);
+        // A book with both sides, so its best bid and ask are served.
+        let mut book = tradeloop_engine::book::OrderBook::new(64);
+        for (side, price, flags) in [
+            (
+                tradeloop_engine::event::Side::Buy,
+                99,
+                tradeloop_engine::event::DeltaFlags::SNAPSHOT_BEGIN,
+            ),
+            (
+                tradeloop_engine::event::Side::Sell,
+                101,
+                tradeloop_engine::event::DeltaFlags::LAST_IN_MESSAGE,
+            ),
+        ] {
+            book.apply(&tradeloop_engine::event::BookDelta {
+                instrument: InstrumentIndex(0),
+                side,
+                flags: tradeloop_engine::event::DeltaFlags(flags),
+                price: Price::from_units(price),
+                qty: Qty::from_units(1),
+                update_id: 1,
+            });
+        }
+        let position = tradeloop_engine::position::Position::new(
+            InstrumentIndex(0),
+            tradeloop_engine::instrument::ContractKind::Spot,
+        );
+        telemetry.publish_instruments(std::slice::from_ref(&book), &[position]);
+        let feed = FeedShared::default();
+        let names = ["sim:BTCUSDT".to_owned()];
+        exporter.update(&RunView {
+            started: Instant::now(),
+            lanes: &lanes,
+            telemetry: &telemetry,
+            feeds: vec![("sim", &feed)],
+            instruments: &names,
+            persistence_pending: 0,
+            persistence_failures: 0,
+            live: Some(tradeloop_adapters::binance::exec::gateway::LiveStats::default()),
+        });
+        let served = exporter.render();
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../deploy/grafana/tradeloop.json")).unwrap();
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                let legend = target["legendFormat"].as_str().unwrap_or("");
+                let mut rest = expr;
+                while let Some(at) = rest.find("tradeloop_") {
+                    let name: String = rest[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    rest = &rest[at + name.len()..];
+                    queried += 1;
+                    let lines: Vec<&str> = served
+                        .lines()
+                        .filter(|l| {
+                            l.strip_prefix(name.as_str())
+                                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                        })
+                        .collect();
+                    assert!(
+                        !lines.is_empty(),
+                        "panel {:?} queries {name}, which is not served",
+                        panel["title"]
+                    );
+                    for label in legend
+                        .split("{{")
+                        .skip(1)
+                        .filter_map(|l| l.split_once("}}"))
+                    {
+                        assert!(
+                            lines.iter().any(|l| l.contains(&format!("{}=\"", label.0))),
+                            "panel {:?}: {name} has no label {:?}",
+                            panel["title"],
+                            label.0
+                        );
+                    }
+                }
+            }
+        }
+        assert!(queried >= 45, "TC0 the dashboard queries {queried} series");
     }
 
     #[test]
