@@ -39,3 +39,8 @@ pub mod venues;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The book's "Write a strategy" examples, compiled as doctests.
+#[doc = include_str!("../docs/src/how-to/write-a-strategy.md")]
+#[cfg(doctest)]
+pub struct WriteAStrategyDoctests;
