@@ -205,6 +205,9 @@ pub struct Report {
     /// (time, mark per instrument) at each equity sample: the mid, else the last trade
     /// (zero before the first).
     pub prices: Vec<(u64, Vec<Price>)>,
+    /// Period of the equity changes Sharpe and Sortino are computed from (`[report]
+    /// stats_period_s`), ns.
+    pub stats_period_ns: u64,
     /// Samples during which some position was open.
     pub exposed_samples: u64,
     /// Final positions.
@@ -1074,7 +1077,8 @@ fn drive<St: Steps, S: Strategy>(
     }));
     let clock = SimClock::new(0);
     let x = &config.execution;
-    let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes));
+    let gateway =
+        SimGateway::new(config.exec_config(n), Arc::clone(&lanes)).with_fees(config.fee_schedule());
     let outbox = Arc::new(Outbox::new(1 << 16));
     let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(n));
     let engine = config
@@ -1196,6 +1200,7 @@ fn drive<St: Steps, S: Strategy>(
         fills,
         equity,
         prices,
+        stats_period_ns: config.report.stats_period_s.saturating_mul(1_000_000_000),
         exposed_samples: exposed,
         positions: report.positions,
         marks,
@@ -1351,15 +1356,35 @@ pub struct Stats {
     /// Completed round trips: a position opened from flat and brought back to flat (or
     /// through zero) on one instrument.
     pub round_trips: u64,
-    /// Mean / std of per-second equity changes, × √(seconds per year).
+    /// Mean PnL after fees of the round trips won.
+    pub avg_win: Option<Decimal>,
+    /// Mean PnL after fees of the round trips lost (negative).
+    pub avg_loss: Option<Decimal>,
+    /// Gross PnL of the trips won / gross loss of the trips lost (`None` without a loss).
+    pub profit_factor: Option<f64>,
+    /// Mean PnL after fees per round trip.
+    pub expectancy: Option<Decimal>,
+    /// Longest run of round trips lost in a row.
+    pub max_consecutive_losses: u64,
+    /// Mean time from a round trip's first fill to its last, seconds.
+    pub avg_holding_s: Option<f64>,
+    /// Equity periods (`[report] stats_period_s`) in the span.
+    pub periods: u64,
+    /// Mean / std of equity changes per period (PnL, no capital base), × √(periods per year);
+    /// `None` under 30 periods (see `ratios_note`).
     pub sharpe: Option<f64>,
-    /// Mean / downside std of per-second equity changes, × √(seconds per year).
+    /// Mean / downside deviation of equity changes per period, × √(periods per year).
     pub sortino: Option<f64>,
+    /// Why Sharpe and Sortino are left out, when they are.
+    pub ratios_note: Option<String>,
     /// Share of equity samples with a position open.
     pub exposure: f64,
     /// Realised PnL recomputed slowly in `Decimal` from the fill log agrees with the engine's.
     pub pnl_check: bool,
 }
+
+/// Fewest equity periods Sharpe and Sortino are computed over.
+pub const MIN_RATIO_PERIODS: u64 = 30;
 
 /// Computes the statistics (and the slow `Decimal` PnL cross-check).
 #[must_use]
@@ -1381,11 +1406,17 @@ pub fn stats(bt: &Report) -> Stats {
         vec![Decimal::ZERO; n],
         Decimal::ZERO,
     );
-    // The open round trip per instrument: its realised PnL and its fees so far.
+    // The open round trip per instrument: its realised PnL and its fees so far, and when it
+    // opened.
     let mut trip = vec![Decimal::ZERO; n];
-    let (mut wins, mut trips) = (0u64, 0u64);
+    let mut opened = vec![0u64; n];
+    // Completed trips: PnL after fees and holding time.
+    let mut trips_done: Vec<(Decimal, u64)> = Vec::new();
     for f in &bt.fills {
         let i = f.instrument.get();
+        if qty[i].is_zero() {
+            opened[i] = f.ts_ns;
+        }
         trip[i] -= f.fee.to_decimal();
         let mult = bt.positions[i].kind.multiplier().to_decimal();
         let inverse = bt.positions[i].kind.is_inverse();
@@ -1425,11 +1456,40 @@ pub fn stats(bt: &Report) -> Stats {
         if qty[i].is_zero() || qty[i].is_sign_positive() == signed.is_sign_positive() {
             // Back to flat, or through zero: the round trip ends (a flip opens the next
             // one, its fees from the next fill on).
-            trips += 1;
-            wins += u64::from(trip[i] > Decimal::ZERO);
+            trips_done.push((trip[i], f.ts_ns.saturating_sub(opened[i])));
             trip[i] = Decimal::ZERO;
+            opened[i] = f.ts_ns;
         }
     }
+    let trips = trips_done.len() as u64;
+    let won: Vec<Decimal> = trips_done
+        .iter()
+        .map(|t| t.0)
+        .filter(|p| *p > Decimal::ZERO)
+        .collect();
+    let lost: Vec<Decimal> = trips_done
+        .iter()
+        .map(|t| t.0)
+        .filter(|p| *p <= Decimal::ZERO)
+        .collect();
+    let wins = won.len() as u64;
+    let mean = |v: &[Decimal]| {
+        (!v.is_empty()).then(|| (v.iter().sum::<Decimal>() / Decimal::from(v.len())).round_dp(8))
+    };
+    let gross_loss: Decimal = lost.iter().map(|p| -*p).sum();
+    let profit_factor = (gross_loss > Decimal::ZERO)
+        .then(|| (won.iter().sum::<Decimal>() / gross_loss).to_f64())
+        .flatten();
+    let mut run = 0u64;
+    let mut max_consecutive_losses = 0u64;
+    for (p, _) in &trips_done {
+        run = if *p <= Decimal::ZERO { run + 1 } else { 0 };
+        max_consecutive_losses = max_consecutive_losses.max(run);
+    }
+    let all: Vec<Decimal> = trips_done.iter().map(|t| t.0).collect();
+    let avg_holding_s = (!trips_done.is_empty()).then(|| {
+        trips_done.iter().map(|t| t.1 as f64 / 1e9).sum::<f64>() / trips_done.len() as f64
+    });
     let pnl_check = (slow_realized - realized.to_decimal()).abs() <= Decimal::new(1, 8);
     let mut peak = Money(i128::MIN);
     let mut max_dd = Money::ZERO;
@@ -1437,13 +1497,37 @@ pub fn stats(bt: &Report) -> Stats {
         peak = peak.max(*e);
         max_dd = max_dd.max(peak - *e);
     }
-    let changes: Vec<f64> = bt
-        .equity
+    // Equity at each period boundary (the last sample at or before it), then its changes.
+    let period = bt.stats_period_ns.max(1);
+    let mut at_boundaries: Vec<Money> = Vec::new();
+    if let Some(&(t0, first)) = bt.equity.first() {
+        at_boundaries.push(first);
+        let mut next = t0 + period;
+        let mut last = first;
+        for &(t, e) in &bt.equity {
+            while t > next {
+                at_boundaries.push(last);
+                next += period;
+            }
+            last = e;
+        }
+        if bt.equity.last().is_some_and(|&(t, _)| t >= next) {
+            at_boundaries.push(last);
+        }
+    }
+    let changes: Vec<f64> = at_boundaries
         .windows(2)
-        .filter_map(|w| (w[1].1 - w[0].1).to_decimal().to_f64())
+        .filter_map(|w| (w[1] - w[0]).to_decimal().to_f64())
         .collect();
-    let per_year = (365.0 * 86_400.0f64).sqrt();
-    let (sharpe, sortino) = if changes.len() >= 2 {
+    let periods = changes.len() as u64;
+    let per_year = (365.0 * 86_400.0 * 1e9 / period as f64).sqrt();
+    let ratios_note = (periods < MIN_RATIO_PERIODS).then(|| {
+        format!(
+            "the span holds {periods} periods of {} s; Sharpe and Sortino need at least {MIN_RATIO_PERIODS} (lower [report] stats_period_s, or backtest a longer span)",
+            period / 1_000_000_000
+        )
+    });
+    let (sharpe, sortino) = if ratios_note.is_none() {
         let mean = changes.iter().sum::<f64>() / changes.len() as f64;
         let var =
             changes.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (changes.len() - 1) as f64;
@@ -1462,6 +1546,14 @@ pub fn stats(bt: &Report) -> Stats {
         turnover: turnover.to_decimal().round_dp(8),
         win_rate: (trips > 0).then(|| wins as f64 / trips as f64),
         round_trips: trips,
+        avg_win: mean(&won),
+        avg_loss: mean(&lost),
+        profit_factor,
+        expectancy: mean(&all),
+        max_consecutive_losses,
+        avg_holding_s,
+        periods,
+        ratios_note,
         sharpe,
         sortino,
         exposure: if bt.equity.is_empty() {
@@ -1667,6 +1759,7 @@ mod tests {
             fills: rows,
             equity: vec![],
             prices: vec![],
+            stats_period_ns: 60_000_000_000,
             exposed_samples: 0,
             positions: vec![position],
             marks: vec![Price::from_units(100)],
@@ -1739,6 +1832,86 @@ mod tests {
             assert_eq!(s.win_rate, rate, "{label}");
             assert!(s.pnl_check, "{label}");
         }
+    }
+
+    /// Average win and loss, profit factor, expectancy, losing streak and holding time over
+    /// round trips: +0.8, −0.2, −1.2, +1.9 after fees (fills one ns apart).
+    #[test]
+    fn round_trip_statistics() {
+        use Side::{Buy, Sell};
+        let s = report_of(&[
+            (Buy, "100", "1", "0.1"),
+            (Sell, "101", "1", "0.1"), // +0.8
+            (Buy, "100", "1", "0.6"),
+            (Sell, "101", "1", "0.6"), // −0.2
+            (Buy, "100", "1", "0.1"),
+            (Sell, "99", "2", "0.1"), // −1.2, and a short opens
+            (Buy, "97", "1", "0.1"),  // +1.9
+        ])
+        .stats();
+        let d = |v: &str| Some(v.parse::<Decimal>().unwrap());
+        assert_eq!(s.round_trips, 4, "TC0");
+        assert_eq!(s.avg_win, d("1.35"), "TC1");
+        assert_eq!(s.avg_loss, d("-0.7"), "TC2");
+        assert_eq!(s.expectancy, d("0.325"), "TC3");
+        assert_eq!(s.max_consecutive_losses, 2, "TC4");
+        let pf = s.profit_factor.unwrap();
+        assert!((pf - 2.7 / 1.4).abs() < 1e-12, "TC5 {pf}");
+        // Holding: 1 ns, 1 ns, 1 ns, and the short from the flip (fill 5) to fill 6: 1 ns.
+        assert!(
+            (s.avg_holding_s.unwrap() - 1e-9).abs() < 1e-15,
+            "TC6 {:?}",
+            s.avg_holding_s
+        );
+        let none = report_of(&[(Buy, "100", "1", "0.1"), (Sell, "101", "1", "0")]).stats();
+        assert_eq!(none.profit_factor, None, "TC7 no loss, no profit factor");
+        assert_eq!(none.avg_loss, None, "TC8");
+    }
+
+    /// Sharpe and Sortino come from equity changes per period, annualised by √(periods per
+    /// year), and are left out, with the reason, under 30 periods.
+    #[test]
+    fn ratios_need_thirty_periods_and_use_the_stated_period() {
+        let money = |units: i64| Money::from_fixed_raw(units * 100_000_000);
+        // One sample a second; equity rises 1, 3, 1, 3, … per minute.
+        let series = |minutes: u64| -> Vec<(u64, Money)> {
+            let mut e = 0i64;
+            (0..=minutes * 60)
+                .map(|s| {
+                    if s > 0 && s % 60 == 0 {
+                        e += if (s / 60) % 2 == 1 { 1 } else { 3 };
+                    }
+                    (s * 1_000_000_000, money(e))
+                })
+                .collect()
+        };
+        let mut short = report_of(&[]);
+        short.equity = series(10);
+        let s = short.stats();
+        assert_eq!(s.periods, 10, "TC0");
+        assert_eq!((s.sharpe, s.sortino), (None, None), "TC1");
+        assert!(
+            s.ratios_note
+                .as_deref()
+                .is_some_and(|n| n.contains("10 periods of 60 s") && n.contains("at least 30")),
+            "TC2 {:?}",
+            s.ratios_note
+        );
+        let mut long = report_of(&[]);
+        long.equity = series(40);
+        let s = long.stats();
+        assert_eq!(s.periods, 40, "TC3");
+        // Changes alternate 1 and 3: mean 2, sample std 1.0127 (40 values); per year
+        // √(525,600) periods of a minute.
+        let std = (40.0f64 / 39.0).sqrt();
+        let want = 2.0 / std * (365.0f64 * 24.0 * 60.0).sqrt();
+        let got = s.sharpe.unwrap();
+        assert!((got - want).abs() < 1e-6 * want, "TC4 {got} vs {want}");
+        assert_eq!(
+            s.sortino, None,
+            "TC5 no losing period, no downside deviation"
+        );
+        assert!(s.ratios_note.is_none(), "TC6");
     }
 
     #[test]

@@ -386,10 +386,19 @@ fn run<R: Registry>(cli: Cli) -> anyhow::Result<()> {
             );
             let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
             eprintln!(
-                "sharpe {} sortino {} win rate {} exposure {:.1}%; pnl cross-check {}",
-                opt(s.sharpe),
-                opt(s.sortino),
+                "{}; {} round trips, win rate after fees {}, profit factor {}; exposure {:.1}%; pnl cross-check {}",
+                match &s.ratios_note {
+                    Some(note) => format!("sharpe/sortino n/a ({note})"),
+                    None => format!(
+                        "sharpe {} sortino {} over {} periods",
+                        opt(s.sharpe),
+                        opt(s.sortino),
+                        s.periods
+                    ),
+                },
+                s.round_trips,
                 opt(s.win_rate),
+                opt(s.profit_factor),
                 s.exposure * 100.0,
                 if s.pnl_check { "ok" } else { "MISMATCH" }
             );

@@ -76,6 +76,13 @@ pub struct InstrumentConfig {
     /// Contract kind: `{ kind = "spot" }`, `{ kind = "linear", multiplier = "1" }` or
     /// `{ kind = "inverse", multiplier = "100" }`.
     pub contract: ContractKind,
+    /// This instrument's own maker rate in the simulated venue, basis points (negative =
+    /// rebate); with `taker_fee_bps`, it replaces `[execution]`'s rates and tiers for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maker_fee_bps: Option<i64>,
+    /// This instrument's own taker rate, basis points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taker_fee_bps: Option<i64>,
 }
 
 /// `[strategy]`: which strategy runs (`name`) and every strategy's parameters in its own
@@ -129,6 +136,22 @@ pub struct KillSwitchSection {
     pub file: PathBuf,
     /// Also close every position with reduce-only market orders.
     pub flatten: bool,
+}
+
+/// `[report]`: how backtest statistics are computed (optional).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// Period of the equity returns Sharpe and Sortino are computed from, seconds; they are
+    /// annualised by √(periods per year) and left out (`null`, with the reason) when the
+    /// backtest spans fewer than 30 periods.
+    pub stats_period_s: u64,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self { stats_period_s: 60 }
+    }
 }
 
 /// `[metrics]`.
@@ -227,6 +250,9 @@ pub struct Config {
     /// Circuit breakers (optional: absent = every breaker off).
     #[serde(default)]
     pub breakers: BreakersSection,
+    /// Backtest statistics (optional).
+    #[serde(default)]
+    pub report: ReportSection,
     /// Persistence.
     pub persistence: PersistenceSection,
     /// Metrics and status.
@@ -293,6 +319,17 @@ impl Config {
             return Err(err("instruments", "at least one instrument is required"));
         }
         for (i, inst) in self.instruments.iter().enumerate() {
+            for (key, v) in [
+                ("maker_fee_bps", inst.maker_fee_bps),
+                ("taker_fee_bps", inst.taker_fee_bps),
+            ] {
+                if let Some(v) = v.filter(|v| !(-100..=1000).contains(v)) {
+                    return Err(err(
+                        format!("instruments[{i}].{key}"),
+                        format!("must be within -100..=1000 basis points, got {v}"),
+                    ));
+                }
+            }
             if !self.venues.iter().any(|v| v.name == inst.venue) {
                 return Err(err(
                     format!("instruments[{i}].venue"),
@@ -362,6 +399,9 @@ impl Config {
                 "metrics.control_token_env",
                 format!("{var:?} is not an environment variable name (A-Z, 0-9 and _)"),
             ));
+        }
+        if self.report.stats_period_s == 0 {
+            return Err(err("report.stats_period_s", "must be at least 1"));
         }
         if self.metrics.status_interval_ms == 0 {
             return Err(err("metrics.status_interval_ms", "must be at least 1"));
@@ -475,6 +515,26 @@ impl Config {
         .with_kill_flatten(self.kill_switch.flatten)
         .with_stops(self.stops.params(), guard)
         .with_breakers(self.breakers.settings())
+    }
+
+    /// The simulated venue's fees beyond `[execution]`'s two rates: each instrument's own
+    /// rates and the volume tiers.
+    #[must_use]
+    pub fn fee_schedule(&self) -> tradeloop_adapters::sim::matching::FeeSchedule {
+        tradeloop_adapters::sim::matching::FeeSchedule {
+            per_instrument: self
+                .instruments
+                .iter()
+                .map(|i| match (i.maker_fee_bps, i.taker_fee_bps) {
+                    (None, None) => None,
+                    (m, t) => Some((
+                        m.unwrap_or(self.execution.maker_fee_bps),
+                        t.unwrap_or(self.execution.taker_fee_bps),
+                    )),
+                })
+                .collect(),
+            tiers: self.execution.fee_tiers(),
+        }
     }
 
     /// Settings of the simulated venue (paper trading, backtests) for `instruments` instruments.
@@ -796,6 +856,27 @@ mod tests {
                 &[],
                 "metrics.listen",
                 "not an address",
+            ),
+            (
+                "TC8c fee tiers out of order",
+                DEFAULT.replace(
+                    "[sim]",
+                    "[[execution.fee_tiers]]\nmin_volume = \"1000\"\nmaker_fee_bps = 8\ntaker_fee_bps = 9\n\n[[execution.fee_tiers]]\nmin_volume = \"500\"\nmaker_fee_bps = 6\ntaker_fee_bps = 7\n\n[sim]",
+                ),
+                &[],
+                "execution.fee_tiers[1].min_volume",
+                "ascending",
+            ),
+            (
+                "TC8d an instrument's own fee out of range",
+                DEFAULT.replacen(
+                    "contract = { kind = \"spot\" }",
+                    "contract = { kind = \"spot\" }\ntaker_fee_bps = 5000",
+                    1,
+                ),
+                &[],
+                "instruments[0].taker_fee_bps",
+                "-100..=1000",
             ),
             (
                 "TC8b control token variable not a variable name",

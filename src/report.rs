@@ -383,6 +383,8 @@ fn html(bt: &Report, s: &Stats, charts: &[(String, String)]) -> String {
             },
         )
     };
+    let dec =
+        |v: Option<rust_decimal::Decimal>| v.map_or_else(|| "n/a".to_owned(), |v| v.to_string());
     let TimeAxis { t0, t1, .. } = time_axis(bt);
     let rows: Vec<(&str, String)> = vec![
         ("net PnL", s.net_pnl.to_string()),
@@ -392,6 +394,21 @@ fn html(bt: &Report, s: &Stats, charts: &[(String, String)]) -> String {
         ("max drawdown", s.max_drawdown.to_string()),
         ("round trips", s.round_trips.to_string()),
         ("win rate (round trips, after fees)", opt(s.win_rate, true)),
+        (
+            "average win / loss (after fees)",
+            format!("{} / {}", dec(s.avg_win), dec(s.avg_loss)),
+        ),
+        ("expectancy (per round trip)", dec(s.expectancy)),
+        ("profit factor", opt(s.profit_factor, false)),
+        (
+            "max consecutive losses",
+            s.max_consecutive_losses.to_string(),
+        ),
+        (
+            "average holding time",
+            s.avg_holding_s
+                .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} s")),
+        ),
         (
             "exposure (time with a position open)",
             format!("{:.1} %", s.exposure * 100.0),
@@ -403,8 +420,16 @@ fn html(bt: &Report, s: &Stats, charts: &[(String, String)]) -> String {
             format!("{} / {}", bt.orders, bt.denied),
         ),
         (
-            "Sharpe / Sortino",
-            format!("{} / {}", opt(s.sharpe, false), opt(s.sortino, false)),
+            "Sharpe / Sortino (annualised)",
+            match &s.ratios_note {
+                Some(note) => format!("n/a: {note}"),
+                None => format!(
+                    "{} / {} over {} periods",
+                    opt(s.sharpe, false),
+                    opt(s.sortino, false),
+                    s.periods
+                ),
+            },
         ),
         (
             "span",

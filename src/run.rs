@@ -278,10 +278,10 @@ where
         }
         Mode::Paper => (
             None,
-            ExecGateway::Sim(SimGateway::new(
-                config.exec_config(registry.len()),
-                Arc::clone(&lanes),
-            )),
+            ExecGateway::Sim(
+                SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes))
+                    .with_fees(config.fee_schedule()),
+            ),
         ),
     };
     // From here on a failure stops what has started (the venues' sockets, the feeds).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tradeloop_engine::fixed::Price;
+use tradeloop_engine::fixed::{Price, Qty};
 
 use super::matching::ExecConfig;
 
@@ -30,9 +30,51 @@ pub struct ExecutionSection {
     pub md_latency_us: u64,
     /// Seed of the jitter.
     pub seed: u64,
+    /// Volume tiers (`[[execution.fee_tiers]]`), by ascending `min_volume`: from that traded
+    /// notional on, their rates replace `maker_fee_bps` / `taker_fee_bps`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fee_tiers: Vec<FeeTierSection>,
+}
+
+/// One `[[execution.fee_tiers]]` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeTierSection {
+    /// Traded notional of the run (Σ price × qty of fills, quote units, decimal string) from
+    /// which this tier applies.
+    pub min_volume: Qty,
+    /// Maker rate, basis points (negative = rebate).
+    pub maker_fee_bps: i64,
+    /// Taker rate, basis points.
+    pub taker_fee_bps: i64,
+}
+
+/// A fee rate is within −100..=1000 basis points.
+fn check_bps(key: String, v: i64) -> Result<(), (String, String)> {
+    if (-100..=1000).contains(&v) {
+        Ok(())
+    } else {
+        Err((
+            key,
+            format!("must be within -100..=1000 basis points, got {v}"),
+        ))
+    }
 }
 
 impl ExecutionSection {
+    /// The volume tiers as the matching engine takes them.
+    #[must_use]
+    pub fn fee_tiers(&self) -> Vec<super::matching::FeeTier> {
+        self.fee_tiers
+            .iter()
+            .map(|t| super::matching::FeeTier {
+                min_volume: t.min_volume,
+                maker_fee_bps: t.maker_fee_bps,
+                taker_fee_bps: t.taker_fee_bps,
+            })
+            .collect()
+    }
+
     /// The settings of the simulated matching engine for `instruments` instruments, with the
     /// engine's `order_slots` and `book_levels`.
     #[must_use]
@@ -61,21 +103,32 @@ impl ExecutionSection {
     ///
     /// # Errors
     /// `(key, reason)` naming the offending key below `execution`.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        for (key, v) in [
-            ("maker_fee_bps", self.maker_fee_bps),
-            ("taker_fee_bps", self.taker_fee_bps),
-        ] {
-            if !(-100..=1000).contains(&v) {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        check_bps("maker_fee_bps".into(), self.maker_fee_bps)?;
+        check_bps("taker_fee_bps".into(), self.taker_fee_bps)?;
+        for (k, t) in self.fee_tiers.iter().enumerate() {
+            check_bps(format!("fee_tiers[{k}].maker_fee_bps"), t.maker_fee_bps)?;
+            check_bps(format!("fee_tiers[{k}].taker_fee_bps"), t.taker_fee_bps)?;
+            if t.min_volume.raw() < 0 {
                 return Err((
-                    key,
-                    format!("must be within -100..=1000 basis points, got {v}"),
+                    format!("fee_tiers[{k}].min_volume"),
+                    format!("must not be negative, got {}", t.min_volume),
+                ));
+            }
+            if k > 0 && t.min_volume <= self.fee_tiers[k - 1].min_volume {
+                return Err((
+                    format!("fee_tiers[{k}].min_volume"),
+                    format!(
+                        "tiers go by ascending min_volume: {} is not above the previous tier's {}",
+                        t.min_volume,
+                        self.fee_tiers[k - 1].min_volume
+                    ),
                 ));
             }
         }
         if self.md_latency_us > self.response_latency_us {
             return Err((
-                "md_latency_us",
+                "md_latency_us".into(),
                 format!(
                     "{} us exceeds response_latency_us ({} us): a report cannot reach the \
                      engine before the replay reaches the market event that caused it",

@@ -40,6 +40,13 @@ impl SimGateway {
         }
     }
 
+    /// Charges fees by `fees` beyond the base rates (per-instrument rates, volume tiers).
+    #[must_use]
+    pub fn with_fees(mut self, fees: super::matching::FeeSchedule) -> Self {
+        self.matching = self.matching.with_fees(fees);
+        self
+    }
+
     /// The matching engine's counters.
     #[must_use]
     pub fn stats(&self) -> ExecStats {

@@ -67,6 +67,28 @@ enum Source {
 /// Most levels the taking overlay remembers at once.
 const TAKEN_CAPACITY: usize = 64;
 
+/// A volume tier: from `min_volume` of traded notional on, these rates replace the base ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeTier {
+    /// Traded notional (Σ price × qty of this run's fills, quote units) at which it applies.
+    pub min_volume: Qty,
+    /// Maker rate, basis points (negative = rebate).
+    pub maker_fee_bps: i64,
+    /// Taker rate, basis points.
+    pub taker_fee_bps: i64,
+}
+
+/// Fees beyond [`ExecConfig`]'s two rates: an instrument's own maker/taker rates, and volume
+/// tiers. The rate of a fill is its instrument's own when it has one; otherwise the highest
+/// tier the run's traded notional has reached (before this fill); otherwise the base rate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeeSchedule {
+    /// Per instrument index: its own (maker, taker) rates, if any.
+    pub per_instrument: Vec<Option<(i64, i64)>>,
+    /// Tiers by ascending `min_volume`.
+    pub tiers: Vec<FeeTier>,
+}
+
 /// Execution settings (from `[execution]` in config.toml).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecConfig {
@@ -179,6 +201,9 @@ pub struct Matching {
     schedule_capacity: usize,
     seq: u64,
     stats: ExecStats,
+    fees: FeeSchedule,
+    /// Σ price × qty of fills so far (fixed-point raw): the volume fee tiers look at.
+    traded: i128,
 }
 
 impl Matching {
@@ -201,8 +226,17 @@ impl Matching {
             schedule_capacity: capacity,
             seq: 0,
             stats: ExecStats::default(),
+            fees: FeeSchedule::default(),
+            traded: 0,
             cfg,
         }
+    }
+
+    /// Uses `fees` beyond the base rates (per-instrument rates, volume tiers).
+    #[must_use]
+    pub fn with_fees(mut self, fees: FeeSchedule) -> Self {
+        self.fees = fees;
+        self
     }
 
     /// Counters.
@@ -416,13 +450,24 @@ impl Matching {
         }
     }
 
-    fn fee(&self, price: Price, qty: Qty, maker: bool) -> Qty {
-        let bps = if maker {
-            self.cfg.maker_fee_bps
-        } else {
-            self.cfg.taker_fee_bps
-        };
+    /// The fee of a fill of `qty` at `price` on instrument `i` (see [`FeeSchedule`]); counts
+    /// the fill's notional into the traded volume after choosing the rate.
+    fn fee(&mut self, i: usize, price: Price, qty: Qty, maker: bool) -> Qty {
         let notional = i128::from(price.raw()) * i128::from(qty.raw()) / i128::from(FIXED_SCALE);
+        let (maker_bps, taker_bps) = match self.fees.per_instrument.get(i).copied().flatten() {
+            Some(own) => own,
+            None => self
+                .fees
+                .tiers
+                .iter()
+                .rev()
+                .find(|t| self.traded >= i128::from(t.min_volume.raw()))
+                .map_or((self.cfg.maker_fee_bps, self.cfg.taker_fee_bps), |t| {
+                    (t.maker_fee_bps, t.taker_fee_bps)
+                }),
+        };
+        self.traded += notional;
+        let bps = if maker { maker_bps } else { taker_bps };
         Qty(i64::try_from(notional * i128::from(bps) / 10_000).unwrap_or(i64::MAX))
     }
 
@@ -443,7 +488,7 @@ impl Matching {
         let (id, side, i) = (o.id, o.side, o.instrument);
         self.position[i] += qty.raw() * side.sign();
         self.stats.fills += 1;
-        let fee = self.fee(price, qty, maker);
+        let fee = self.fee(i, price, qty, maker);
         self.report(
             now_ns,
             OrderReport::Fill {
@@ -1224,6 +1269,82 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(m.position(0), q(1));
+    }
+
+    /// Volume tiers take over once the run's traded notional reaches them; an instrument's
+    /// own rates override both the base rates and the tiers.
+    #[test]
+    fn fee_tiers_by_traded_volume_and_per_instrument_rates() {
+        use rust_decimal::Decimal;
+        // Every fill of `r`: (notional, rate in bp) as decimals.
+        let rates = |r: &[OrderReport]| -> Vec<(Decimal, Decimal)> {
+            r.iter()
+                .filter_map(|r| match r {
+                    OrderReport::Fill {
+                        price, qty, fee, ..
+                    } => {
+                        let notional = price.to_decimal() * qty.to_decimal();
+                        Some((
+                            notional,
+                            fee.to_decimal() * Decimal::from(10_000) / notional,
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let tiers = vec![
+            FeeTier {
+                min_volume: Qty::from_units(300),
+                maker_fee_bps: -2,
+                taker_fee_bps: 3,
+            },
+            FeeTier {
+                min_volume: Qty::from_units(500),
+                maker_fee_bps: -3,
+                taker_fee_bps: 1,
+            },
+        ];
+        let mut m = venue();
+        m.m = m.m.with_fees(FeeSchedule {
+            per_instrument: vec![],
+            tiers: tiers.clone(),
+        });
+        let buy = |k: u32| order(k, OrderRequest::market(I, Side::Buy, p(103), q(1)));
+        let mut traded = Decimal::ZERO;
+        let mut seen = Vec::new();
+        for k in 0..6u32 {
+            let r = run(&mut m, &buy(k), 100 + u64::from(k) * 100);
+            for (notional, bps) in rates(&r) {
+                let want = if traded >= Decimal::from(500) {
+                    1
+                } else if traded >= Decimal::from(300) {
+                    3
+                } else {
+                    5
+                };
+                assert_eq!(bps, Decimal::from(want), "TC0 fill at {traded} traded");
+                seen.push(want);
+                traded += notional;
+            }
+        }
+        assert_eq!(seen.first(), Some(&5), "TC1 the base rate first");
+        assert!(
+            seen.contains(&3) && seen.last() == Some(&1),
+            "TC2 both tiers: {seen:?}"
+        );
+        // The instrument's own rate wins over the tiers.
+        let mut own = venue();
+        own.m = own.m.with_fees(FeeSchedule {
+            per_instrument: vec![Some((0, 7))],
+            tiers,
+        });
+        for k in 0..6u32 {
+            let r = run(&mut own, &buy(k), 100 + u64::from(k) * 100);
+            for (_, bps) in rates(&r) {
+                assert_eq!(bps, Decimal::from(7), "TC3 fill {k}");
+            }
+        }
     }
 
     #[test]
