@@ -1077,8 +1077,9 @@ fn drive<St: Steps, S: Strategy>(
     }));
     let clock = SimClock::new(0);
     let x = &config.execution;
-    let gateway =
-        SimGateway::new(config.exec_config(n), Arc::clone(&lanes)).with_fees(config.fee_schedule());
+    let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes))
+        .with_fees(config.fee_schedule())
+        .with_queue_model(config.execution.queue_model.model());
     let outbox = Arc::new(Outbox::new(1 << 16));
     let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(n));
     let engine = config

@@ -22,7 +22,9 @@ use tradeloop_risk::RiskLimits;
 
 pub use tradeloop_adapters::binance::exec::config::LiveSection;
 pub use tradeloop_adapters::runner::config::FeedSection;
-pub use tradeloop_adapters::sim::config::{ExecutionSection, SimProtocol, SimSection};
+pub use tradeloop_adapters::sim::config::{
+    ExecutionSection, FeeTierSection, QueueModelSection, SimProtocol, SimSection,
+};
 pub use tradeloop_engine::breakers::config::{
     BreakersSection, DurationBreakerSection, LatencyBreakerSection, MoneyBreakerSection,
     RejectBreakerSection,
@@ -866,6 +868,20 @@ mod tests {
                 &[],
                 "execution.fee_tiers[1].min_volume",
                 "ascending",
+            ),
+            (
+                "TC8e a queue model with a bad exponent",
+                DEFAULT.replace("seed = 7\n", "seed = 7\nqueue_model = { power = -1.0 }\n"),
+                &[],
+                "execution.queue_model.power",
+                "positive exponent",
+            ),
+            (
+                "TC8f an unknown queue model",
+                DEFAULT.replace("seed = 7\n", "seed = 7\nqueue_model = \"optimistic\"\n"),
+                &[],
+                "execution.queue_model",
+                "unknown variant",
             ),
             (
                 "TC8d an instrument's own fee out of range",

@@ -280,7 +280,8 @@ where
             None,
             ExecGateway::Sim(
                 SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes))
-                    .with_fees(config.fee_schedule()),
+                    .with_fees(config.fee_schedule())
+                    .with_queue_model(config.execution.queue_model.model()),
             ),
         ),
     };

@@ -760,3 +760,59 @@ fn bench_only_runs_the_named_groups() {
         "{err}"
     );
 }
+
+/// Every queue model replays a converted file exactly like the raw capture (the market maker,
+/// which rests quotes, on the shared USD-M capture), each deterministic, and the models give
+/// different fills: the queue model reaches the resting orders.
+#[test]
+fn each_queue_model_backtests_the_converted_file_like_the_raw_capture() {
+    let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("tradeloop-qm-{}", std::process::id()));
+    std::fs::create_dir_all(&base).unwrap();
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs/market_maker.toml");
+    let tle = base.join("usdm.tle");
+    let o = tradeloop()
+        .arg("-c")
+        .arg(&config)
+        .args(["convert", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&tle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = |input: &std::path::Path, model: &str, out: &std::path::Path| {
+        let o = tradeloop()
+            .arg("-c")
+            .arg(&config)
+            .args(["backtest", "--strategy", "market_maker", "--data"])
+            .arg(input)
+            .arg("--out")
+            .arg(out)
+            .env("TRADELOOP__EXECUTION__QUEUE_MODEL", model)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(out.join("fills.csv")).unwrap()
+    };
+    let mut fills = Vec::new();
+    for (k, model) in ["\"risk_averse\"", "{ power = 2.0 }", "\"log\""]
+        .into_iter()
+        .enumerate()
+    {
+        let raw = run(&data, model, &base.join(format!("raw-{k}")));
+        let converted = run(&tle, model, &base.join(format!("tle-{k}")));
+        assert_eq!(raw, converted, "TC0 {model}: raw and .tle replays differ");
+        let again = run(&tle, model, &base.join(format!("again-{k}")));
+        assert_eq!(converted, again, "TC1 {model}: not deterministic");
+        fills.push(raw.iter().filter(|&&b| b == b'\n').count());
+    }
+    assert!(
+        fills[0] != fills[1] || fills[0] != fills[2],
+        "TC2 the queue models change the fills: {fills:?}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

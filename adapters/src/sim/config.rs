@@ -11,7 +11,7 @@ use tradeloop_engine::fixed::{Price, Qty};
 use super::matching::ExecConfig;
 
 /// `[execution]`: simulated execution for paper trading (and backtests).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionSection {
     /// Fee for resting fills, basis points of notional (negative = rebate).
@@ -34,6 +34,36 @@ pub struct ExecutionSection {
     /// notional on, their rates replace `maker_fee_bps` / `taker_fee_bps`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fee_tiers: Vec<FeeTierSection>,
+    /// How a resting order's queue place moves when its level shrinks by more than the trades
+    /// at its price: `"risk_averse"` (default), `{ power = N }` or `"log"` (hftbacktest's
+    /// models of the same names).
+    #[serde(default)]
+    pub queue_model: QueueModelSection,
+}
+
+/// `execution.queue_model` (see [`super::matching::QueueModel`] for the formulas).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueModelSection {
+    /// Unexplained decreases are all behind the order.
+    #[default]
+    RiskAverse,
+    /// A share `f(back) / (f(back) + f(front))` with `f(x) = x^n` is behind it.
+    Power(f64),
+    /// As `power` with `f(x) = ln(1 + x)`.
+    Log,
+}
+
+impl QueueModelSection {
+    /// The model as the matching engine takes it.
+    #[must_use]
+    pub const fn model(self) -> super::matching::QueueModel {
+        match self {
+            Self::RiskAverse => super::matching::QueueModel::RiskAverse,
+            Self::Power(n) => super::matching::QueueModel::Power(n),
+            Self::Log => super::matching::QueueModel::Log,
+        }
+    }
 }
 
 /// One `[[execution.fee_tiers]]` entry.
@@ -104,6 +134,14 @@ impl ExecutionSection {
     /// # Errors
     /// `(key, reason)` naming the offending key below `execution`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if let QueueModelSection::Power(n) = self.queue_model {
+            if !(n.is_finite() && n > 0.0 && n <= 100.0) {
+                return Err((
+                    "queue_model.power".into(),
+                    format!("must be a positive exponent up to 100, got {n}"),
+                ));
+            }
+        }
         check_bps("maker_fee_bps".into(), self.maker_fee_bps)?;
         check_bps("taker_fee_bps".into(), self.taker_fee_bps)?;
         for (k, t) in self.fee_tiers.iter().enumerate() {

@@ -40,6 +40,13 @@ impl SimGateway {
         }
     }
 
+    /// Moves resting orders' queue places by `model` (default: risk-averse).
+    #[must_use]
+    pub fn with_queue_model(mut self, model: super::matching::QueueModel) -> Self {
+        self.matching = self.matching.with_queue_model(model);
+        self
+    }
+
     /// Charges fees by `fees` beyond the base rates (per-instrument rates, volume tiers).
     #[must_use]
     pub fn with_fees(mut self, fees: super::matching::FeeSchedule) -> Self {
@@ -154,7 +161,7 @@ impl Gateway for SimGateway {
         // Inline in the engine's dispatch (most events are book levels); the rest is not.
         if let EventKind::BookDelta(d) = &event.kind {
             if self.quiet(now_ns) {
-                self.matching.on_delta(d);
+                self.matching.on_delta_in(d, books);
                 return;
             }
         }

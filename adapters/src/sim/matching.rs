@@ -67,6 +67,62 @@ enum Source {
 /// Most levels the taking overlay remembers at once.
 const TAKEN_CAPACITY: usize = 64;
 
+/// How a resting order's place in its level (the quantity ahead of it) moves when the level
+/// shrinks by more than the trades at its price explain — cancels we cannot see in L2 data.
+/// Trades at its price always consume the quantity ahead first.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum QueueModel {
+    /// Every unexplained decrease is behind us; the quantity ahead only shrinks to the new
+    /// level size (hftbacktest's `RiskAdverseQueueModel`).
+    #[default]
+    RiskAverse,
+    /// Part of the decrease is ahead of us: with `front` ahead, `back` behind (the level
+    /// before the change minus `front`) and `f(x) = x^n`, the share behind is
+    /// `p = f(back) / (f(back) + f(front))`, and the quantity ahead becomes
+    /// `front − (1 − p)·Δ + min(back − p·Δ, 0)`, at most the new level size (hftbacktest's
+    /// `ProbQueueModel` with `PowerProbQueueFunc(n)`).
+    Power(f64),
+    /// As `Power` with `f(x) = ln(1 + x)` (hftbacktest's `LogProbQueueFunc`).
+    Log,
+}
+
+impl QueueModel {
+    /// The share of an unexplained decrease that is behind the order.
+    fn behind(self, front: f64, back: f64) -> f64 {
+        let f = |x: f64| match self {
+            Self::Power(n) => x.max(0.0).powf(n),
+            Self::Log => x.max(0.0).ln_1p(),
+            Self::RiskAverse => 1.0,
+        };
+        let p = f(back) / (f(back) + f(front));
+        if p.is_finite() {
+            p
+        } else {
+            1.0
+        }
+    }
+
+    /// The quantity ahead after the level went from `prev` to `new` with `traded` at its price
+    /// since the level's last change (fixed-point raw units; the probability alone is a float,
+    /// and the result is rounded to the nearest unit, deterministically).
+    #[must_use]
+    pub fn ahead_after(self, front: i64, prev: i64, new: i64, traded: i64) -> i64 {
+        let change = prev - new - traded;
+        if matches!(self, Self::RiskAverse) || change <= 0 {
+            return front.min(new);
+        }
+        let (front_f, back_f, change_f) = (front as f64, (prev - front) as f64, change as f64);
+        let p = self.behind(front_f, back_f);
+        let est = front_f - (1.0 - p) * change_f + (back_f - p * change_f).min(0.0);
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "between 0 and the previous level size, an i64"
+        )]
+        let est = est.round().max(0.0) as i64;
+        est.min(new)
+    }
+}
+
 /// A volume tier: from `min_volume` of traded notional on, these rates replace the base ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeeTier {
@@ -130,6 +186,9 @@ struct SimOrder {
     /// Arrived and working (resting limit or untriggered stop).
     working: bool,
     queue_ahead: i64,
+    /// Traded at its price since its level last changed (the probabilistic queue models
+    /// subtract it from the level's decrease).
+    traded_at_level: i64,
     /// Filled so far (an amend names the new total quantity).
     filled: i64,
 }
@@ -204,6 +263,7 @@ pub struct Matching {
     fees: FeeSchedule,
     /// Σ price × qty of fills so far (fixed-point raw): the volume fee tiers look at.
     traded: i128,
+    queue_model: QueueModel,
 }
 
 impl Matching {
@@ -228,6 +288,7 @@ impl Matching {
             stats: ExecStats::default(),
             fees: FeeSchedule::default(),
             traded: 0,
+            queue_model: QueueModel::RiskAverse,
             cfg,
         }
     }
@@ -236,6 +297,13 @@ impl Matching {
     #[must_use]
     pub fn with_fees(mut self, fees: FeeSchedule) -> Self {
         self.fees = fees;
+        self
+    }
+
+    /// Moves resting orders' queue places by `model` (default: risk-averse).
+    #[must_use]
+    pub const fn with_queue_model(mut self, model: QueueModel) -> Self {
+        self.queue_model = model;
         self
     }
 
@@ -315,6 +383,7 @@ impl Matching {
             reduce_only: r.reduce_only,
             working: false,
             queue_ahead: 0,
+            traded_at_level: 0,
             filled: 0,
         });
         let jitter = if self.cfg.jitter_ns > 0 {
@@ -393,7 +462,7 @@ impl Matching {
     ) {
         self.advance(now_ns, books, out);
         match event.kind {
-            EventKind::BookDelta(d) => self.on_delta(&d),
+            EventKind::BookDelta(d) => self.on_delta_in(&d, books),
             EventKind::Quote(q) => {
                 if let Some(slot) = self.quote.get_mut(q.instrument.get()) {
                     *slot = (q.bid_price, q.bid_qty, q.ask_price, q.ask_qty);
@@ -412,22 +481,38 @@ impl Matching {
         }
     }
 
+    /// [`Self::on_delta`] with the level's size before the change read from `books` (the
+    /// engine applies a delta after the venue has seen it) when the queue model needs it.
+    #[inline(always)]
+    pub fn on_delta_in(&mut self, d: &BookDelta, books: &Books) {
+        // A snapshot starts the book over: no previous size to compare with.
+        let prev = (!matches!(self.queue_model, QueueModel::RiskAverse)
+            && !self.working.is_empty()
+            && d.flags.0 & DeltaFlags::SNAPSHOT_BEGIN == 0)
+            .then(|| books.get(d.instrument.get()))
+            .flatten()
+            .map(|b| b.qty_at(d.side, d.price));
+        self.on_delta(d, prev);
+    }
+
     /// The venue saw a book level change (nothing is reported for it). Inline: with no
     /// taken liquidity and no working order (most book levels) it is one store.
     #[inline(always)]
-    pub fn on_delta(&mut self, d: &BookDelta) {
+    ///
+    /// `prev` is the level's size before the change, when the queue model uses it.
+    pub fn on_delta(&mut self, d: &BookDelta, prev: Option<Qty>) {
         let i = d.instrument.get();
         if let Some(q) = self.quoted.get_mut(i) {
             *q = true;
         }
         if !self.taken.is_empty() || !self.working.is_empty() {
-            self.on_delta_touching(d);
+            self.on_delta_touching(d, prev);
         }
     }
 
     /// [`Self::on_delta`] when liquidity was taken or orders are working.
     #[inline(never)]
-    fn on_delta_touching(&mut self, d: &BookDelta) {
+    fn on_delta_touching(&mut self, d: &BookDelta, prev: Option<Qty>) {
         let i = d.instrument.get();
         // The venue rewrote the level (or, with a snapshot, the whole book): what we took
         // from it is in the update.
@@ -439,12 +524,23 @@ impl Matching {
                     .retain(|t| !(t.0 == i && t.1 == d.side && t.2 == d.price));
             }
         }
-        // A level shrinking below our queue position shrinks it.
+        // The level changed: the queue model moves our place (risk-averse: a level shrinking
+        // below our queue position shrinks it).
+        let model = self.queue_model;
         for &slot in &self.working {
             if let Some(o) = self.orders[slot as usize].as_mut() {
                 if o.instrument == i && o.side == d.side && o.price == d.price && !o.kind.is_stop()
                 {
-                    o.queue_ahead = o.queue_ahead.min(d.qty.raw());
+                    o.queue_ahead = match prev {
+                        Some(prev) => model.ahead_after(
+                            o.queue_ahead,
+                            prev.raw(),
+                            d.qty.raw(),
+                            o.traded_at_level,
+                        ),
+                        None => o.queue_ahead.min(d.qty.raw()),
+                    };
+                    o.traded_at_level = 0;
                 }
             }
         }
@@ -845,6 +941,7 @@ impl Matching {
             } else if at {
                 let ahead = o.queue_ahead - volume;
                 let o_mut = self.orders[slot as usize].as_mut().expect("live");
+                o_mut.traded_at_level += volume;
                 if ahead >= 0 {
                     o_mut.queue_ahead = ahead;
                 } else {
@@ -1269,6 +1366,147 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(m.position(0), q(1));
+    }
+
+    /// The queue models' formulas, as hftbacktest defines them, on raw units: front 400 of a
+    /// 1000 level (600 behind).
+    #[test]
+    fn queue_models_table() {
+        use QueueModel::{Log, Power, RiskAverse};
+        // (label, model, front, prev, new, traded, ahead after)
+        let cases = [
+            (
+                "TC0 risk-averse: capped by the new size only",
+                RiskAverse,
+                400,
+                1000,
+                800,
+                0,
+                400,
+            ),
+            (
+                "TC1 risk-averse: a level below us",
+                RiskAverse,
+                400,
+                1000,
+                300,
+                0,
+                300,
+            ),
+            (
+                "TC2 power 1: p = 0.6 behind, 0.4·200 ahead",
+                Power(1.0),
+                400,
+                1000,
+                800,
+                0,
+                320,
+            ),
+            (
+                "TC3 power 2: p = 0.6923",
+                Power(2.0),
+                400,
+                1000,
+                800,
+                0,
+                338,
+            ),
+            ("TC4 log: p = 0.5163", Log, 400, 1000, 800, 0, 303),
+            (
+                "TC5 a decrease the trades explain moves nothing",
+                Power(1.0),
+                400,
+                1000,
+                800,
+                200,
+                400,
+            ),
+            (
+                "TC6 half explained by trades",
+                Power(1.0),
+                400,
+                1000,
+                800,
+                100,
+                360,
+            ),
+            (
+                "TC7 an increase moves nothing",
+                Power(1.0),
+                400,
+                1000,
+                1200,
+                0,
+                400,
+            ),
+            (
+                "TC8 more than the back: the rest is ahead",
+                Power(1.0),
+                400,
+                1000,
+                100,
+                0,
+                40,
+            ),
+            ("TC9 the level gone", Power(1.0), 400, 1000, 0, 0, 0),
+            (
+                "TC10 at the back: all of it is ahead",
+                Power(2.0),
+                1000,
+                1000,
+                600,
+                0,
+                600,
+            ),
+            ("TC11 at the front", Power(2.0), 0, 1000, 600, 0, 0),
+        ];
+        for (label, model, front, prev, new, traded, want) in cases {
+            assert_eq!(model.ahead_after(front, prev, new, traded), want, "{label}");
+        }
+    }
+
+    /// A level that others joined behind us and that then shrinks without a trade: the
+    /// risk-averse model keeps us where we were, the power model moves us up, so the next
+    /// trade at our price fills us only under the power model.
+    #[test]
+    fn a_probabilistic_queue_fills_sooner_than_the_risk_averse_one() {
+        let level = |m: &mut Venue, now: u64, qty: i64, out: &mut Vec<OrderReport>| {
+            let d = BookDelta {
+                instrument: I,
+                side: Side::Buy,
+                flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+                price: p(99),
+                qty: q(qty),
+                update_id: now,
+            };
+            m.on_market(
+                &Event::new(now, now, EventKind::BookDelta(d)),
+                now,
+                &mut |r| out.push(r),
+            );
+        };
+        let mut got = Vec::new();
+        for model in [QueueModel::RiskAverse, QueueModel::Power(1.0)] {
+            let mut m = venue();
+            m.m = m.m.with_queue_model(model);
+            // Rests behind the 5 at 99; 5 more join behind it; 4 leave without a trade.
+            let mut out = run(
+                &mut m,
+                &order(0, OrderRequest::limit(I, Side::Buy, p(99), q(1))),
+                100,
+            );
+            level(&mut m, 200, 10, &mut out);
+            level(&mut m, 300, 6, &mut out);
+            trade(&mut m, 400, 99, 4, &mut out);
+            m.advance(500, &mut |r| out.push(r));
+            got.push(fills(&out));
+        }
+        assert_eq!(got[0], vec![], "TC0 risk-averse: 5 ahead, 4 traded");
+        assert_eq!(
+            got[1],
+            vec![(99, 1, true)],
+            "TC1 power 1: half the 4 that left were ahead (3 ahead), 4 traded"
+        );
     }
 
     /// Volume tiers take over once the run's traded notional reaches them; an instrument's
