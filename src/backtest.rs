@@ -1079,7 +1079,8 @@ fn drive<St: Steps, S: Strategy>(
     let x = &config.execution;
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes))
         .with_fees(config.fee_schedule())
-        .with_queue_model(config.execution.queue_model.model());
+        .with_queue_model(config.execution.queue_model.model())
+        .with_latency_model(latency_model(config)?);
     let outbox = Arc::new(Outbox::new(1 << 16));
     let guard = Arc::new(tradeloop_engine::stops::StopGuard::new(n));
     let engine = config
@@ -1230,6 +1231,24 @@ fn drive<St: Steps, S: Strategy>(
 
 /// The error of a replay that handed no market event to the engine: what was read, and why
 /// nothing of it was used.
+/// The simulated venue's latency model from `[execution] latency_model` (its file read).
+///
+/// # Errors
+/// The key and why (a bad multiple; an unreadable, unsorted or malformed latency file, its
+/// line named).
+pub fn latency_model(
+    config: &Config,
+) -> Result<tradeloop_adapters::sim::matching::LatencyModel, crate::config::ConfigError> {
+    config
+        .execution
+        .latency_model
+        .model()
+        .map_err(|(key, reason)| crate::config::ConfigError {
+            key: format!("execution.{key}"),
+            reason,
+        })
+}
+
 pub(crate) fn no_events(
     data: &[PathBuf],
     (from_ns, to_ns): (Option<u64>, Option<u64>),

@@ -23,7 +23,8 @@ use tradeloop_risk::RiskLimits;
 pub use tradeloop_adapters::binance::exec::config::LiveSection;
 pub use tradeloop_adapters::runner::config::FeedSection;
 pub use tradeloop_adapters::sim::config::{
-    ExecutionSection, FeeTierSection, QueueModelSection, SimProtocol, SimSection,
+    ExecutionSection, FeeTierSection, LatencyModelSection, QueueModelSection, SimProtocol,
+    SimSection,
 };
 pub use tradeloop_engine::breakers::config::{
     BreakersSection, DurationBreakerSection, LatencyBreakerSection, MoneyBreakerSection,
@@ -875,6 +876,23 @@ mod tests {
                 &[],
                 "execution.queue_model.power",
                 "positive exponent",
+            ),
+            (
+                "TC8g a latency file that does not exist",
+                DEFAULT.replace(
+                    "seed = 7\n",
+                    "seed = 7\nlatency_model = { file = \"/nonexistent/latency.csv\" }\n",
+                ),
+                &[],
+                "execution.latency_model.file",
+                "cannot read /nonexistent/latency.csv",
+            ),
+            (
+                "TC8h a latency multiple out of range",
+                DEFAULT.replace("seed = 7\n", "seed = 7\nlatency_model = { feed = { multiple = 0.0 } }\n"),
+                &[],
+                "execution.latency_model.feed.multiple",
+                "(0, 1000]",
             ),
             (
                 "TC8f an unknown queue model",

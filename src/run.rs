@@ -281,7 +281,8 @@ where
             ExecGateway::Sim(
                 SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes))
                     .with_fees(config.fee_schedule())
-                    .with_queue_model(config.execution.queue_model.model()),
+                    .with_queue_model(config.execution.queue_model.model())
+                    .with_latency_model(crate::backtest::latency_model(config)?),
             ),
         ),
     };

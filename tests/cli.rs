@@ -761,9 +761,9 @@ fn bench_only_runs_the_named_groups() {
     );
 }
 
-/// Every queue model replays a converted file exactly like the raw capture (the market maker,
-/// which rests quotes, on the shared USD-M capture), each deterministic, and the models give
-/// different fills: the queue model reaches the resting orders.
+/// Every queue model, and the latency model from the feed, replays a converted file exactly
+/// like the raw capture (the market maker, which rests quotes, on the shared USD-M capture),
+/// each deterministic, and the models give different fills.
 #[test]
 fn each_queue_model_backtests_the_converted_file_like_the_raw_capture() {
     let Some(data) = shared("binance_usdm_btcusdt_20240808.gz") else {
@@ -785,6 +785,7 @@ fn each_queue_model_backtests_the_converted_file_like_the_raw_capture() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run = |input: &std::path::Path, model: &str, out: &std::path::Path| {
+        let (queue, latency) = model.split_once('|').unwrap_or((model, "\"constant\""));
         let o = tradeloop()
             .arg("-c")
             .arg(&config)
@@ -792,16 +793,23 @@ fn each_queue_model_backtests_the_converted_file_like_the_raw_capture() {
             .arg(input)
             .arg("--out")
             .arg(out)
-            .env("TRADELOOP__EXECUTION__QUEUE_MODEL", model)
+            .env("TRADELOOP__EXECUTION__QUEUE_MODEL", queue)
+            .env("TRADELOOP__EXECUTION__LATENCY_MODEL", latency)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(out.join("fills.csv")).unwrap()
     };
     let mut fills = Vec::new();
-    for (k, model) in ["\"risk_averse\"", "{ power = 2.0 }", "\"log\""]
-        .into_iter()
-        .enumerate()
+    // Queue model, then (after `|`) the latency model: the feed's own delay, times 2.
+    for (k, model) in [
+        "\"risk_averse\"",
+        "{ power = 2.0 }",
+        "\"log\"",
+        "\"risk_averse\"|{ feed = { multiple = 2.0 } }",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let raw = run(&data, model, &base.join(format!("raw-{k}")));
         let converted = run(&tle, model, &base.join(format!("tle-{k}")));
@@ -813,6 +821,14 @@ fn each_queue_model_backtests_the_converted_file_like_the_raw_capture() {
     assert!(
         fills[0] != fills[1] || fills[0] != fills[2],
         "TC2 the queue models change the fills: {fills:?}"
+    );
+    let (constant, feed) = (
+        std::fs::read(base.join("raw-0/fills.csv")).unwrap(),
+        std::fs::read(base.join("raw-3/fills.csv")).unwrap(),
+    );
+    assert_ne!(
+        constant, feed,
+        "TC3 the feed latency model changes the fills"
     );
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -39,6 +39,118 @@ pub struct ExecutionSection {
     /// models of the same names).
     #[serde(default)]
     pub queue_model: QueueModelSection,
+    /// Order entry and report latency: `"constant"` (default: the two latencies above),
+    /// `{ feed = { multiple = M } }` (M × the latest market event's venue → us delay above the
+    /// fastest seen, at least the latencies above) or `{ file = "latency.csv" }` (rows of `timestamp_ns,entry_ns,
+    /// response_ns`, interpolated).
+    #[serde(default)]
+    pub latency_model: LatencyModelSection,
+}
+
+/// `execution.latency_model` (see [`super::matching::LatencyModel`]).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyModelSection {
+    /// The configured entry and response latencies.
+    #[default]
+    Constant,
+    /// A multiple of the feed's own latency.
+    Feed {
+        /// The multiple (0 < M ≤ 1000).
+        multiple: f64,
+    },
+    /// A user-supplied table of `(timestamp_ns, entry_ns, response_ns)` rows.
+    File(PathBuf),
+}
+
+impl LatencyModelSection {
+    /// The model as the matching engine takes it (reading the file of `file`).
+    ///
+    /// # Errors
+    /// `(key, reason)` below `latency_model`: a bad multiple, or a file that cannot be read
+    /// or holds an unsorted, negative or malformed row (its line named).
+    pub fn model(&self) -> Result<super::matching::LatencyModel, (String, String)> {
+        match self {
+            Self::Constant => Ok(super::matching::LatencyModel::Constant),
+            Self::Feed { multiple } => {
+                if !(multiple.is_finite() && *multiple > 0.0 && *multiple <= 1000.0) {
+                    return Err((
+                        "latency_model.feed.multiple".into(),
+                        format!("must be within (0, 1000], got {multiple}"),
+                    ));
+                }
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "within (0, 1000] × 1000"
+                )]
+                let multiple_milli = (multiple * 1000.0).round() as u64;
+                Ok(super::matching::LatencyModel::FromFeed { multiple_milli })
+            }
+            Self::File(path) => read_latency_file(path)
+                .map(|rows| super::matching::LatencyModel::Table(rows.into()))
+                .map_err(|why| ("latency_model.file".into(), why)),
+        }
+    }
+}
+
+/// Reads a latency table: one `timestamp_ns,entry_ns,response_ns` row per line (a header line,
+/// empty lines and `#` comments skipped), timestamps ascending.
+///
+/// # Errors
+/// The file and line of the first row that is malformed, negative or out of order.
+pub fn read_latency_file(
+    path: &std::path::Path,
+) -> Result<Vec<super::matching::LatencyRow>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rows: Vec<super::matching::LatencyRow> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if rows.is_empty() && n == 0 && !line.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+        {
+            continue; // a header
+        }
+        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cols.len() != 3 {
+            return Err(format!(
+                "{}: expected timestamp_ns,entry_ns,response_ns, got {} column(s)",
+                at(),
+                cols.len()
+            ));
+        }
+        let mut v = [0u64; 3];
+        for (k, c) in cols.iter().enumerate() {
+            v[k] = match c.parse::<i128>() {
+                Ok(x) if x < 0 => return Err(format!("{}: {c:?} is negative", at())),
+                Ok(x) => u64::try_from(x).map_err(|_| format!("{}: {c:?} is too large", at()))?,
+                Err(_) => return Err(format!("{}: {c:?} is not a whole number of ns", at())),
+            };
+        }
+        if let Some(prev) = rows.last() {
+            if v[0] < prev.ts_ns {
+                return Err(format!(
+                    "{}: timestamp {} is before the previous row's {} (rows must be sorted by time)",
+                    at(),
+                    v[0],
+                    prev.ts_ns
+                ));
+            }
+        }
+        rows.push(super::matching::LatencyRow {
+            ts_ns: v[0],
+            entry_ns: v[1],
+            response_ns: v[2],
+        });
+    }
+    if rows.is_empty() {
+        return Err(format!("{}: no latency rows", path.display()));
+    }
+    Ok(rows)
 }
 
 /// `execution.queue_model` (see [`super::matching::QueueModel`] for the formulas).
@@ -142,6 +254,7 @@ impl ExecutionSection {
                 ));
             }
         }
+        self.latency_model.model()?;
         check_bps("maker_fee_bps".into(), self.maker_fee_bps)?;
         check_bps("taker_fee_bps".into(), self.taker_fee_bps)?;
         for (k, t) in self.fee_tiers.iter().enumerate() {
@@ -278,4 +391,59 @@ pub enum SimProtocol {
     Coinbase,
     /// OKX v5 channels with `seqId`/`prevSeqId` books.
     Okx,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A latency file is read with its header and comments skipped; a bad row is refused with
+    /// its line.
+    #[test]
+    fn latency_files_are_checked_row_by_row() {
+        let dir = std::env::temp_dir().join(format!("tl-latency-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cases: [(&str, &str, Result<usize, &str>); 7] = [
+            (
+                "TC0 header, comment, two rows",
+                "timestamp_ns,entry_ns,response_ns\n# measured\n1000,100,200\n2000,150,250\n",
+                Ok(2),
+            ),
+            (
+                "TC1 unsorted",
+                "1000,1,1\n2000,1,1\n1500,1,1\n",
+                Err(":3: timestamp 1500 is before"),
+            ),
+            ("TC2 negative", "1000,-5,1\n", Err(":1: \"-5\" is negative")),
+            (
+                "TC3 malformed",
+                "1000,abc,1\n",
+                Err(":1: \"abc\" is not a whole number"),
+            ),
+            (
+                "TC4 too few columns",
+                "1000,1\n",
+                Err(":1: expected timestamp_ns,entry_ns,response_ns"),
+            ),
+            ("TC5 no rows", "# nothing\n", Err("no latency rows")),
+            (
+                "TC6 equal timestamps are sorted",
+                "1000,1,1\n1000,2,2\n",
+                Ok(2),
+            ),
+        ];
+        for (k, (label, text, want)) in cases.into_iter().enumerate() {
+            let path = dir.join(format!("l{k}.csv"));
+            std::fs::write(&path, text).unwrap();
+            match (read_latency_file(&path), want) {
+                (Ok(rows), Ok(n)) => assert_eq!(rows.len(), n, "{label}"),
+                (Err(e), Err(fragment)) => {
+                    assert!(e.contains(fragment), "{label}: {e}");
+                    assert!(e.contains(&path.display().to_string()), "{label}: {e}");
+                }
+                (got, _) => panic!("{label}: {got:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

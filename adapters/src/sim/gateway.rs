@@ -40,6 +40,13 @@ impl SimGateway {
         }
     }
 
+    /// Times orders and reports by `model` (default: constant).
+    #[must_use]
+    pub fn with_latency_model(mut self, model: super::matching::LatencyModel) -> Self {
+        self.matching = self.matching.with_latency_model(model);
+        self
+    }
+
     /// Moves resting orders' queue places by `model` (default: risk-averse).
     #[must_use]
     pub fn with_queue_model(mut self, model: super::matching::QueueModel) -> Self {
@@ -161,6 +168,7 @@ impl Gateway for SimGateway {
         // Inline in the engine's dispatch (most events are book levels); the rest is not.
         if let EventKind::BookDelta(d) = &event.kind {
             if self.quiet(now_ns) {
+                self.matching.observe_feed(event);
                 self.matching.on_delta_in(d, books);
                 return;
             }

@@ -123,6 +123,40 @@ impl QueueModel {
     }
 }
 
+/// One row of a latency table: at `ts_ns` (receive-clock time), orders take `entry_ns` to
+/// reach the venue and reports `response_ns` to come back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyRow {
+    /// Time of the measurement.
+    pub ts_ns: u64,
+    /// Order entry latency then.
+    pub entry_ns: u64,
+    /// Report latency then.
+    pub response_ns: u64,
+}
+
+/// Order entry and report latency of the simulated venue. Entry jitter
+/// ([`ExecConfig::jitter_ns`], seeded) is added on top in every model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LatencyModel {
+    /// [`ExecConfig::entry_latency_ns`] and [`ExecConfig::response_latency_ns`], always.
+    #[default]
+    Constant,
+    /// From the data: the venue → us delay of the latest market event times
+    /// `multiple_milli / 1000`, at least the constant latencies. The delay is the event's
+    /// receive time minus its venue time, above the smallest such difference seen so far: the
+    /// recorder's clock and the venue's are rarely in step (the shared USD-M capture's runs
+    /// 1.27 s behind), and the offset between them cancels out, leaving the queueing delay on
+    /// top of the fastest path, which the constant latencies stand for.
+    FromFeed {
+        /// The multiple of the feed latency, in thousandths.
+        multiple_milli: u64,
+    },
+    /// Interpolated linearly in time between the rows of a table (sorted by time; before the
+    /// first row the first applies, after the last the last).
+    Table(std::sync::Arc<[LatencyRow]>),
+}
+
 /// A volume tier: from `min_volume` of traded notional on, these rates replace the base ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeeTier {
@@ -264,6 +298,12 @@ pub struct Matching {
     /// Σ price × qty of fills so far (fixed-point raw): the volume fee tiers look at.
     traded: i128,
     queue_model: QueueModel,
+    latency: LatencyModel,
+    /// The latest market event's receive time minus its venue time, above the smallest such
+    /// difference seen (`LatencyModel::FromFeed`).
+    feed_latency_ns: u64,
+    /// The smallest receive time minus venue time seen (clock offset plus fastest delay).
+    feed_offset_min: i64,
 }
 
 impl Matching {
@@ -289,6 +329,9 @@ impl Matching {
             fees: FeeSchedule::default(),
             traded: 0,
             queue_model: QueueModel::RiskAverse,
+            latency: LatencyModel::Constant,
+            feed_latency_ns: 0,
+            feed_offset_min: i64::MAX,
             cfg,
         }
     }
@@ -305,6 +348,49 @@ impl Matching {
     pub const fn with_queue_model(mut self, model: QueueModel) -> Self {
         self.queue_model = model;
         self
+    }
+
+    /// Times orders and reports by `model` (default: constant).
+    #[must_use]
+    pub fn with_latency_model(mut self, model: LatencyModel) -> Self {
+        self.latency = model;
+        self
+    }
+
+    /// (entry, response) latency of an order sent, or a report sent, at `now_ns`.
+    #[must_use]
+    pub fn latencies_at(&self, now_ns: u64) -> (u64, u64) {
+        let (entry, response) = (self.cfg.entry_latency_ns, self.cfg.response_latency_ns);
+        match &self.latency {
+            LatencyModel::Constant => (entry, response),
+            LatencyModel::FromFeed { multiple_milli } => {
+                let scaled = u64::try_from(
+                    u128::from(self.feed_latency_ns) * u128::from(*multiple_milli) / 1000,
+                )
+                .unwrap_or(u64::MAX);
+                (entry.max(scaled), response.max(scaled))
+            }
+            LatencyModel::Table(rows) => {
+                let after = rows.partition_point(|r| r.ts_ns <= now_ns);
+                match (after.checked_sub(1).map(|k| rows[k]), rows.get(after)) {
+                    (Some(a), Some(b)) if b.ts_ns > a.ts_ns => {
+                        let lerp = |x: u64, y: u64| {
+                            let t = i128::from(now_ns - a.ts_ns);
+                            let span = i128::from(b.ts_ns - a.ts_ns);
+                            let v = i128::from(x) + (i128::from(y) - i128::from(x)) * t / span;
+                            u64::try_from(v).unwrap_or(0)
+                        };
+                        (
+                            lerp(a.entry_ns, b.entry_ns),
+                            lerp(a.response_ns, b.response_ns),
+                        )
+                    }
+                    (Some(a), _) => (a.entry_ns, a.response_ns),
+                    (None, Some(b)) => (b.entry_ns, b.response_ns),
+                    (None, None) => (entry, response),
+                }
+            }
+        }
     }
 
     /// Counters.
@@ -342,8 +428,8 @@ impl Matching {
     fn report(&mut self, now_ns: u64, report: OrderReport, out: &mut impl FnMut(OrderReport)) {
         let due = now_ns
             + self
-                .cfg
-                .response_latency_ns
+                .latencies_at(now_ns)
+                .1
                 .saturating_sub(self.cfg.md_latency_ns);
         self.schedule(due, Action::Report(ReportKey(report)), out);
     }
@@ -392,7 +478,7 @@ impl Matching {
             0
         };
         self.schedule(
-            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns + jitter,
+            now_ns + self.latencies_at(now_ns).0 + self.cfg.md_latency_ns + jitter,
             Action::Arrive(slot),
             out,
         );
@@ -402,7 +488,7 @@ impl Matching {
     /// A cancel was sent at `now_ns`.
     pub fn cancel(&mut self, id: ClientOrderId, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
         self.schedule(
-            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns,
+            now_ns + self.latencies_at(now_ns).0 + self.cfg.md_latency_ns,
             Action::Cancel(id),
             out,
         );
@@ -418,7 +504,7 @@ impl Matching {
         out: &mut impl FnMut(OrderReport),
     ) {
         self.schedule(
-            now_ns + self.cfg.entry_latency_ns + self.cfg.md_latency_ns,
+            now_ns + self.latencies_at(now_ns).0 + self.cfg.md_latency_ns,
             Action::Amend(id, price, qty),
             out,
         );
@@ -461,6 +547,7 @@ impl Matching {
         out: &mut impl FnMut(OrderReport),
     ) {
         self.advance(now_ns, books, out);
+        self.observe_feed(event);
         match event.kind {
             EventKind::BookDelta(d) => self.on_delta_in(&d, books),
             EventKind::Quote(q) => {
@@ -478,6 +565,21 @@ impl Matching {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Keeps the venue → us delay of `event` for [`LatencyModel::FromFeed`] (nothing in the
+    /// other models).
+    #[inline(always)]
+    pub fn observe_feed(&mut self, event: &Event) {
+        if matches!(self.latency, LatencyModel::FromFeed { .. }) && event.exch_ns > 0 {
+            let (recv, exch) = (
+                i64::try_from(event.recv_ns).unwrap_or(i64::MAX),
+                i64::try_from(event.exch_ns).unwrap_or(i64::MAX),
+            );
+            let diff = recv.saturating_sub(exch);
+            self.feed_offset_min = self.feed_offset_min.min(diff);
+            self.feed_latency_ns = u64::try_from(diff - self.feed_offset_min).unwrap_or(0);
         }
     }
 
@@ -1366,6 +1468,109 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(m.position(0), q(1));
+    }
+
+    /// Entry and report latency in each model: constant, from the feed's own delay (at least
+    /// the constants), and interpolated from a table (clamped at its ends).
+    #[test]
+    fn latency_models_table() {
+        let mut m = venue();
+        assert_eq!(m.m.latencies_at(0), (ENTRY, RESPONSE), "TC0 constant");
+        m.m = m.m.with_latency_model(LatencyModel::FromFeed {
+            multiple_milli: 1500,
+        });
+        assert_eq!(
+            m.m.latencies_at(0),
+            (ENTRY, RESPONSE),
+            "TC1 no feed delay seen yet: the floors"
+        );
+        let t = Trade {
+            instrument: I,
+            aggressor: Side::Sell,
+            price: p(99),
+            qty: q(1),
+            trade_id: 9,
+        };
+        // The recorder's clock runs 1,000 ns behind the venue's: the fastest event seen
+        // (−1,000 + 100 ns) sets the offset; later delays count above it.
+        m.on_market(
+            &Event::new(10_000, 10_900, EventKind::Trade(t)),
+            10_000,
+            &mut |_| {},
+        );
+        assert_eq!(
+            m.m.latencies_at(0),
+            (ENTRY, RESPONSE),
+            "TC2 the fastest seen: the floors"
+        );
+        m.on_market(
+            &Event::new(26_000, 20_900, EventKind::Trade(t)),
+            26_000,
+            &mut |_| {},
+        );
+        assert_eq!(
+            m.m.latencies_at(0),
+            (9_000, 9_000),
+            "TC3 6 µs above the fastest, × 1.5"
+        );
+        m.on_market(
+            &Event::new(30_000, 30_897, EventKind::Trade(t)),
+            30_000,
+            &mut |_| {},
+        );
+        assert_eq!(
+            m.m.latencies_at(0),
+            (ENTRY, RESPONSE),
+            "TC4 3 ns above: the floors"
+        );
+        m.on_market(
+            &Event::new(40_000, 0, EventKind::Trade(t)),
+            40_000,
+            &mut |_| {},
+        );
+        assert_eq!(
+            m.m.latencies_at(0),
+            (ENTRY, RESPONSE),
+            "TC5 an event without venue time changes nothing"
+        );
+        let rows = [
+            LatencyRow {
+                ts_ns: 1_000,
+                entry_ns: 100,
+                response_ns: 200,
+            },
+            LatencyRow {
+                ts_ns: 3_000,
+                entry_ns: 300,
+                response_ns: 600,
+            },
+        ];
+        m.m = m.m.with_latency_model(LatencyModel::Table(rows.into()));
+        for (label, now, want) in [
+            ("TC6 before the first row", 0, (100, 200)),
+            ("TC7 at a row", 1_000, (100, 200)),
+            ("TC8 between rows", 2_000, (200, 400)),
+            ("TC9 a quarter in", 1_500, (150, 300)),
+            ("TC10 after the last row", 9_000, (300, 600)),
+        ] {
+            assert_eq!(m.m.latencies_at(now), want, "{label}");
+        }
+        // A market order sent at 2,000 arrives after the interpolated 200 ns.
+        let mut out = Vec::new();
+        m.submit(
+            &order(0, OrderRequest::market(I, Side::Buy, p(101), q(1))),
+            2_000,
+            &mut |r| out.push(r),
+        )
+        .unwrap();
+        m.advance(2_199, &mut |r| out.push(r));
+        assert!(out.is_empty(), "TC11 not arrived at 2,199: {out:?}");
+        m.advance(2_200, &mut |r| out.push(r));
+        m.advance(10_000, &mut |r| out.push(r));
+        assert!(
+            !fills(&out).is_empty(),
+            "TC12 arrived at 2,200 and filled: {out:?}"
+        );
     }
 
     /// The queue models' formulas, as hftbacktest defines them, on raw units: front 400 of a
