@@ -13,18 +13,7 @@ use crate::order::{Order, OrderRequest};
 use crate::position::Position;
 use crate::timers::TimerError;
 
-/// Whether new orders may be sent.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[repr(u8)]
-pub enum TradingState {
-    /// Normal trading.
-    Active = 0,
-    /// Only orders that reduce a position are allowed.
-    Reducing = 1,
-    /// No new orders (kill switch, breaker); cancels still go out.
-    Halted = 2,
-}
+pub use crate::types::TradingState;
 
 /// Why an order was refused before it reached a gateway. Every variant carries the numbers that
 /// decided it, and has a stable numeric [`Deny::code`] for counters and persistence.

@@ -394,7 +394,7 @@ pub enum EventKind {
     Control(Control),
     /// A circuit breaker tripped, went half-open or recovered (CRITICAL lane). The engine has
     /// already imposed the change when this is handled; the event tells the strategy.
-    Breaker(crate::breakers::BreakerEvent),
+    Breaker(crate::types::BreakerEvent),
 }
 
 /// An event with its two timestamps.

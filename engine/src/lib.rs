@@ -28,3 +28,4 @@ pub mod position;
 pub mod stops;
 pub mod strategies;
 pub mod timers;
+pub mod types;
