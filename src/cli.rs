@@ -644,20 +644,9 @@ impl UseStrategy for BacktestWith<'_> {
     }
 }
 
-/// Prints what input a command did not use, by reason with the fix and the first few of
-/// each (file:line), and whether only part of a file was used.
+/// Prints what input a command did not use (see `InputIssues::report`).
 fn report_issues(command: &str, issues: &backtest::InputIssues) {
-    if issues.total() == 0 {
-        return;
-    }
-    eprintln!(
-        "{command}: {} lines, frames or rows of the input were not used:\n{}",
-        issues.total(),
-        issues.describe().trim_end()
-    );
-    if issues.partial() {
-        eprintln!(
-            "{command}: PARTIAL — a file could not be decoded to its end; only what precedes the break was used"
-        );
+    if let Some(report) = issues.report(command) {
+        eprintln!("{report}");
     }
 }

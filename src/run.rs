@@ -1382,19 +1382,21 @@ fn trading_state(c: &tradeloop_engine::metrics::EngineCounters) -> (String, Seve
     } else {
         format!(" by breaker {}", breakers.join(", "))
     };
+    const HALTED: u8 = tradeloop_engine::api::TradingState::Halted as u8;
+    const REDUCING: u8 = tradeloop_engine::api::TradingState::Reducing as u8;
     match (c.operator_state, c.trading_state) {
-        (2, _) if c.kills > 0 => (
+        (HALTED, _) if c.kills > 0 => (
             "KILLED: orders cancelled, new orders halted (resume: SIGUSR2 or POST /control/resume)"
                 .to_owned(),
             Severity::Stopped,
         ),
-        (2, _) => ("HALTED by the operator".to_owned(), Severity::Stopped),
-        (_, 2) => (format!("HALTED{by}"), Severity::Stopped),
-        (1, _) => (
+        (HALTED, _) => ("HALTED by the operator".to_owned(), Severity::Stopped),
+        (_, HALTED) => (format!("HALTED{by}"), Severity::Stopped),
+        (REDUCING, _) => (
             "REDUCE-ONLY by the operator".to_owned(),
             Severity::Restricted,
         ),
-        (_, 1) => (format!("REDUCE-ONLY{by}"), Severity::Restricted),
+        (_, REDUCING) => (format!("REDUCE-ONLY{by}"), Severity::Restricted),
         _ if !breakers.is_empty() => (
             format!("RUNNING (breaker {})", breakers.join(", ")),
             Severity::Restricted,

@@ -234,12 +234,9 @@ where
                 options.allow_partial,
                 Vec::new(),
             )?;
-            if issues.total() > 0 {
-                eprintln!(
-                    "sweep: {} lines, frames or rows of the input were not used (every run replays the same input):\n{}",
-                    issues.total(),
-                    issues.describe().trim_end()
-                );
+            // Every run replays this same input: report what it left out once.
+            if let Some(report) = issues.report("sweep") {
+                eprintln!("{report}");
             }
             Arc::from(bytes)
         }

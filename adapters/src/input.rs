@@ -236,6 +236,26 @@ impl InputIssues {
         self.partial
     }
 
+    /// What `command` did not use, for stderr: the total, [`Self::describe`], and a PARTIAL
+    /// line when a file was cut short; `None` when everything was used.
+    #[must_use]
+    pub fn report(&self, command: &str) -> Option<String> {
+        if self.total() == 0 {
+            return None;
+        }
+        let mut s = format!(
+            "{command}: {} lines, frames or rows of the input were not used:\n{}",
+            self.total(),
+            self.describe().trim_end()
+        );
+        if self.partial {
+            s.push_str(&format!(
+                "\n{command}: PARTIAL — a file could not be decoded to its end; only what precedes the break was used"
+            ));
+        }
+        Some(s)
+    }
+
     /// A report for people: one line per reason with its count and fix, then the examples.
     /// Empty when nothing was skipped.
     #[must_use]
