@@ -1,8 +1,8 @@
 //! `tradeloop backtest`: replays recorded frames (`<recv_ns> <frame>` files) and Tardis CSV
 //! through the same venue parser, book sync, engine, strategy, risk and simulated venue as
-//! `run`, single-threaded on a simulated clock, and writes `summary.json`, `fills.csv` and
-//! `equity.svg`. Same inputs and config give byte-identical files (wall-clock figures are kept
-//! apart, under `performance` in `summary.json`).
+//! `run`, single-threaded on a simulated clock, and writes `summary.json`, `fills.csv`,
+//! `equity.csv` and `report.html` with its charts. Same inputs and config give byte-identical
+//! files (wall-clock figures are kept apart, under `performance` in `summary.json`).
 
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
@@ -1077,8 +1077,10 @@ fn drive<St: Steps, S: Strategy>(
     }));
     let clock = SimClock::new(0);
     let x = &config.execution;
+    let lots: Vec<Qty> = registry.iter().map(|i| i.lot_size).collect();
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes))
         .with_fees(config.fee_schedule())
+        .with_lot_sizes(&lots)
         .with_queue_model(config.execution.queue_model.model())
         .with_latency_model(latency_model(config)?);
     let outbox = Arc::new(Outbox::new(1 << 16));
@@ -1592,7 +1594,7 @@ impl Report {
         stats(self)
     }
 
-    /// Writes `summary.json`, `fills.csv`, `report.html` and its charts (`equity.svg` with
+    /// Writes `summary.json`, `fills.csv`, `equity.csv`, `report.html` and its charts (`equity.svg` with
     /// the drawdown, `position.svg`, `price-SYMBOL.svg`) into `dir` (created if missing) and
     /// returns the stats.
     ///
@@ -1675,8 +1677,37 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         writeln!(csv)?;
     }
     csv.flush()?;
+    write_equity_csv(bt, &dir.join("equity.csv"))?;
     crate::report::write(bt, &s, dir)?;
     Ok(s)
+}
+
+/// `equity.csv`: one row per equity sample (each whole second, and the settlement at the end),
+/// `ts_ns,equity,mark_SYMBOL...` — equity as realised + unrealised − fees over all instruments
+/// (settlement currency), each mark the mid, else the last trade (0 before any).
+fn write_equity_csv(bt: &Report, path: &Path) -> anyhow::Result<()> {
+    let mut csv = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    write!(csv, "ts_ns,equity")?;
+    for sym in &bt.symbols {
+        write!(csv, ",mark_{sym}")?;
+    }
+    writeln!(csv)?;
+    for (k, (ts, equity)) in bt.equity.iter().enumerate() {
+        write!(csv, "{ts},{}", equity.to_decimal().round_dp(8))?;
+        let marks = bt
+            .prices
+            .get(k)
+            .filter(|(t, _)| t == ts)
+            .map_or(&bt.marks, |(_, m)| m);
+        for m in marks {
+            write!(csv, ",{m}")?;
+        }
+        writeln!(csv)?;
+    }
+    csv.flush()?;
+    Ok(())
 }
 
 /// Parses `--from`/`--to`: nanoseconds since the epoch, or `YYYY-MM-DDTHH:MM:SS[.fff]Z`.

@@ -186,6 +186,8 @@ strategies! {
         tradeloop_examples::market_maker::MarketMaker,
         tradeloop_examples::imbalance::Imbalance,
         tradeloop_examples::basis::Basis,
+        tradeloop_examples::grid::Grid,
+        tradeloop_examples::momentum::Momentum,
     }
 }
 

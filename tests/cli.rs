@@ -259,7 +259,7 @@ fn backtest_on_the_real_capture_is_deterministic_and_balanced() {
     let err = backtest(&[&data], &a, &[]);
     backtest(&[&data], &b, &[]);
     assert!(err.contains("pnl cross-check ok"), "{err}");
-    for f in ["fills.csv", "equity.svg"] {
+    for f in ["fills.csv", "equity.csv", "equity.svg"] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),
@@ -297,6 +297,30 @@ fn backtest_on_the_real_capture_is_deterministic_and_balanced() {
     assert!(std::fs::read_to_string(a.join("equity.svg"))
         .unwrap()
         .contains("<polyline"));
+    // equity.csv: one row a second plus the settlement; the last row is the net PnL, and every
+    // mark is a BTCUSDT price.
+    let eq = std::fs::read_to_string(a.join("equity.csv")).unwrap();
+    let mut lines = eq.lines();
+    assert_eq!(lines.next(), Some("ts_ns,equity,mark_BTCUSDT,mark_ETHUSDT"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let span_s =
+        (sa["span_ns"][1].as_u64().unwrap() - sa["span_ns"][0].as_u64().unwrap()) / 1_000_000_000;
+    assert!(
+        rows.len() as u64 >= span_s,
+        "{} rows for {span_s} s",
+        rows.len()
+    );
+    let net: rust_decimal::Decimal = sa["stats"]["net_pnl"].as_str().unwrap().parse().unwrap();
+    let last: rust_decimal::Decimal = rows.last().unwrap()[1].parse().unwrap();
+    assert_eq!(last.round_dp(6), net.round_dp(6));
+    for r in &rows[1..] {
+        let mark: rust_decimal::Decimal = r[2].parse().unwrap();
+        assert!(
+            mark > rust_decimal::Decimal::from(50_000)
+                && mark < rust_decimal::Decimal::from(70_000),
+            "{r:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -159,22 +159,30 @@ impl Imbalance {
             return;
         }
         let book = ctx.book(self.instrument);
-        let (side, price) = if position.raw() > 0 {
-            let Some(bid) = book.best_bid() else { return };
-            (
-                Side::Sell,
-                Price((bid.price - self.slippage).raw().max(self.tick.raw())),
-            )
+        let touch = if position.raw() > 0 {
+            book.best_bid().map(|bid| {
+                (
+                    Side::Sell,
+                    Price((bid.price - self.slippage).raw().max(self.tick.raw())),
+                )
+            })
         } else {
-            let Some(ask) = book.best_ask() else { return };
-            (Side::Buy, ask.price + self.slippage)
+            book.best_ask()
+                .map(|ask| (Side::Buy, ask.price + self.slippage))
         };
-        let req = OrderRequest {
-            reduce_only: true,
-            ..OrderRequest::ioc(self.instrument, side, price, position.abs())
-        };
-        if self.send(ctx, req) {
+        let sent = touch.is_some_and(|(side, price)| {
+            let req = OrderRequest {
+                reduce_only: true,
+                ..OrderRequest::ioc(self.instrument, side, price, position.abs())
+            };
+            self.send(ctx, req)
+        });
+        if sent {
             self.stats.exits += 1;
+        } else {
+            // No side of the book to close against, or the close was refused: try again
+            // later rather than hold the position with nothing scheduled.
+            let _ = ctx.schedule_timer_after(self.hold_ns, EXIT_TIMER);
         }
     }
 }
@@ -208,6 +216,10 @@ impl Strategy for Imbalance {
             self.next_entry_ns = ctx.now_ns().saturating_add(self.cooldown_ns);
         } else if !update.order.request.reduce_only {
             // Entered (wholly or partly): hold, then close.
+            let _ = ctx.schedule_timer_after(self.hold_ns, EXIT_TIMER);
+        } else if matches!(update.report, OrderReport::Rejected { .. }) {
+            // The venue refused the close (in a portfolio, the account's position may not be
+            // reduced by it): try again after the holding time, not in a loop of rejects.
             let _ = ctx.schedule_timer_after(self.hold_ns, EXIT_TIMER);
         } else {
             // A close that did not fill completely: try the rest at once.

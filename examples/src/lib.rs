@@ -6,7 +6,11 @@
 //! - [`imbalance::Imbalance`] (`imbalance`): takes liquidity when the top of book leans
 //!   heavily to one side, and leaves after a holding time;
 //! - [`basis::Basis`] (`basis`): trades a spot market against its perpetual when the basis
-//!   strays from its moving average, both legs at once.
+//!   strays from its moving average, both legs at once;
+//! - [`grid::Grid`] (`grid`): fixed post-only quotes ±N ticks around the mid, cancelled and
+//!   replaced on a timer — simple enough to be written identically in another backtester;
+//! - [`momentum::Momentum`] (`momentum`): an IOC at the touch in the direction the mid moved
+//!   since its last look, likewise.
 //!
 //! The smallest example is the moving-average crossover in the engine crate
 //! (`tradeloop_engine::strategies::MaCross`, `ma_cross`).
@@ -18,8 +22,10 @@
 #![warn(missing_docs)]
 
 pub mod basis;
+pub mod grid;
 pub mod imbalance;
 pub mod market_maker;
+pub mod momentum;
 
 /// The configured instrument named `symbol` (the `symbol` parameter).
 fn instrument<'a>(

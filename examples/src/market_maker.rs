@@ -7,8 +7,8 @@
 //! follows the trading state: no quotes while halted, only the reducing side while reducing.
 //!
 //! In the simulated venue every requote to a new price goes to the back of the new level, so
-//! what fills depends on queue position: most quotes are amended or cancelled before they
-//! fill, some fill when the market trades through them. Counters in [`MarketMaker::stats`].
+//! what fills depends on queue position: many quotes are amended before they fill; most
+//! fills come when the market trades through a quote or the other side reaches it. Counters in [`MarketMaker::stats`].
 //!
 //! Hot path: integer arithmetic, no allocation.
 

@@ -187,10 +187,11 @@ fn quotes_both_sides_around_the_mid_and_amends_as_the_market_moves() {
     r.book(("100.1", "5"), ("100.3", "5"));
     r.wait(3 * LATENCY_NS);
     assert_eq!(r.e.strategy().stats.amends, 0, "TC3 within requote_ticks");
-    // Three ticks up: both quotes are amended, not cancelled and re-sent.
-    r.book(("100.3", "5"), ("100.5", "5"));
+    // The mid two ticks up with the offer lifting (no bid reaches our ask, which would fill
+    // it): both quotes are amended, not cancelled and re-sent.
+    r.book(("100.1", "5"), ("100.5", "5"));
     r.wait(3 * LATENCY_NS);
-    assert_eq!(r.prices(), (Some(px("100.3")), Some(px("100.5"))), "TC4");
+    assert_eq!(r.prices(), (Some(px("100.2")), Some(px("100.4"))), "TC4");
     let s = r.e.strategy().stats;
     assert_eq!((s.quotes_sent, s.amends, s.cancels), (2, 2, 0), "TC5 {s:?}");
     assert_eq!(s.requoted_unfilled, 2, "TC6 neither had filled");

@@ -54,6 +54,13 @@ impl SimGateway {
         self
     }
 
+    /// The instruments' lot sizes, by index (see [`super::matching::Matching::with_lot_sizes`]).
+    #[must_use]
+    pub fn with_lot_sizes(mut self, lots: &[Qty]) -> Self {
+        self.matching = self.matching.with_lot_sizes(lots);
+        self
+    }
+
     /// Charges fees by `fees` beyond the base rates (per-instrument rates, volume tiers).
     #[must_use]
     pub fn with_fees(mut self, fees: super::matching::FeeSchedule) -> Self {
@@ -167,7 +174,7 @@ impl Gateway for SimGateway {
         // A book level reports nothing: with nothing due or backlogged it needs no outlet.
         // Inline in the engine's dispatch (most events are book levels); the rest is not.
         if let EventKind::BookDelta(d) = &event.kind {
-            if self.quiet(now_ns) {
+            if self.quiet(now_ns) && !self.matching.crosses_working(d) {
                 self.matching.observe_feed(event);
                 self.matching.on_delta_in(d, books);
                 return;

@@ -29,7 +29,11 @@
 //!   level's size. Trades at its price reduce `queue_ahead` first (risk-averse: we fill only
 //!   after the volume ahead has traded); trades through its price fill it up to the traded
 //!   size. A level shrinking below `queue_ahead` shrinks it (cancels ahead of us are assumed
-//!   to come from behind first — the conservative reading).
+//!   to come from behind first — the conservative reading; see [`QueueModel`] for the
+//!   others). When the other side of the book comes to its price — an ask level at or below
+//!   a resting bid, a bid at or above a resting ask — the whole remainder fills at its own
+//!   price as a maker: the recorded book does not contain our order, so the order that made
+//!   that level would have traded with ours first (hftbacktest's rule too).
 //! - Stops trigger on trades: a buy stop when a trade prints at or above its trigger, a sell
 //!   stop at or below.
 //! - An amend arrives like a cancel (after the entry latency) and applies to a resting limit
@@ -304,6 +308,8 @@ pub struct Matching {
     feed_latency_ns: u64,
     /// The smallest receive time minus venue time seen (clock offset plus fastest delay).
     feed_offset_min: i64,
+    /// Lot size per instrument, raw (0: unknown).
+    lots: Box<[i64]>,
 }
 
 impl Matching {
@@ -332,6 +338,7 @@ impl Matching {
             latency: LatencyModel::Constant,
             feed_latency_ns: 0,
             feed_offset_min: i64::MAX,
+            lots: Box::new([]),
             cfg,
         }
     }
@@ -354,6 +361,16 @@ impl Matching {
     #[must_use]
     pub fn with_latency_model(mut self, model: LatencyModel) -> Self {
         self.latency = model;
+        self
+    }
+
+    /// The instruments' lot sizes, by index: a probabilistic queue model's estimate of the
+    /// quantity ahead is rounded to the nearest lot (as hftbacktest rounds it), so that every
+    /// fill is a whole number of lots. Without them (or for a zero lot) it is rounded to the
+    /// nearest raw unit.
+    #[must_use]
+    pub fn with_lot_sizes(mut self, lots: &[Qty]) -> Self {
+        self.lots = lots.iter().map(|l| l.raw().max(0)).collect();
         self
     }
 
@@ -549,7 +566,12 @@ impl Matching {
         self.advance(now_ns, books, out);
         self.observe_feed(event);
         match event.kind {
-            EventKind::BookDelta(d) => self.on_delta_in(&d, books),
+            EventKind::BookDelta(d) => {
+                self.on_delta_in(&d, books);
+                if self.crosses_working(&d) {
+                    self.fill_crossed(&d, now_ns, out);
+                }
+            }
             EventKind::Quote(q) => {
                 if let Some(slot) = self.quote.get_mut(q.instrument.get()) {
                     *slot = (q.bid_price, q.bid_qty, q.ask_price, q.ask_qty);
@@ -612,6 +634,48 @@ impl Matching {
         }
     }
 
+    /// `true` if the level `d` puts on the book crosses one of our resting limit orders on
+    /// the other side (an ask at or below our bid, a bid at or above our ask): the venue's
+    /// data does not know our order, so whoever placed that level traded with us first. One
+    /// load when nothing is working.
+    #[inline(always)]
+    #[must_use]
+    pub fn crosses_working(&self, d: &BookDelta) -> bool {
+        !self.working.is_empty() && d.qty.raw() > 0 && self.crossed_by(d).next().is_some()
+    }
+
+    /// Slots of the resting limit orders the level of `d` crosses.
+    fn crossed_by<'a>(&'a self, d: &'a BookDelta) -> impl Iterator<Item = u32> + 'a {
+        let i = d.instrument.get();
+        self.working.iter().copied().filter(move |&slot| {
+            self.orders[slot as usize].is_some_and(|o| {
+                o.instrument == i
+                    && !o.kind.is_stop()
+                    && o.side != d.side
+                    && if o.side == Side::Buy {
+                        d.price <= o.price
+                    } else {
+                        d.price >= o.price
+                    }
+            })
+        })
+    }
+
+    /// Fills, at their own prices and as makers, the resting orders the level of `d` crosses
+    /// (see [`Self::crosses_working`]).
+    #[inline(never)]
+    fn fill_crossed(&mut self, d: &BookDelta, now_ns: u64, out: &mut impl FnMut(OrderReport)) {
+        loop {
+            let next = self.crossed_by(d).next();
+            let Some(slot) = next else { break };
+            let Some(o) = self.orders[slot as usize] else {
+                break;
+            };
+            self.fill(slot, o.price, o.remaining, true, now_ns, out);
+            self.finish(slot);
+        }
+    }
+
     /// [`Self::on_delta`] when liquidity was taken or orders are working.
     #[inline(never)]
     fn on_delta_touching(&mut self, d: &BookDelta, prev: Option<Qty>) {
@@ -634,12 +698,21 @@ impl Matching {
                 if o.instrument == i && o.side == d.side && o.price == d.price && !o.kind.is_stop()
                 {
                     o.queue_ahead = match prev {
-                        Some(prev) => model.ahead_after(
-                            o.queue_ahead,
-                            prev.raw(),
-                            d.qty.raw(),
-                            o.traded_at_level,
-                        ),
+                        Some(prev) => {
+                            let ahead = model.ahead_after(
+                                o.queue_ahead,
+                                prev.raw(),
+                                d.qty.raw(),
+                                o.traded_at_level,
+                            );
+                            match self.lots.get(i).copied() {
+                                // The nearest whole lot, never above the new level size.
+                                Some(lot) if lot > 0 => {
+                                    ((ahead + lot / 2) / lot * lot).min(d.qty.raw())
+                                }
+                                _ => ahead,
+                            }
+                        }
                         None => o.queue_ahead.min(d.qty.raw()),
                     };
                     o.traded_at_level = 0;
@@ -1714,6 +1787,61 @@ mod tests {
         );
     }
 
+    /// A probabilistic estimate of the volume ahead is rounded to whole lots when the lot
+    /// sizes are known, so fills are whole lots; without them it can leave half a lot ahead.
+    #[test]
+    fn a_probabilistic_queue_fills_whole_lots() {
+        let fill_qtys = |lots: Option<&[Qty]>| {
+            let mut m = venue();
+            m.m = m.m.with_queue_model(QueueModel::Power(1.0));
+            if let Some(lots) = lots {
+                m.m = m.m.with_lot_sizes(lots);
+            }
+            // Rests 2 behind the 5 at 99; 5 join behind; 3 leave without a trade: power 1
+            // puts half of them ahead, 3.5 ahead.
+            let mut out = run(
+                &mut m,
+                &order(0, OrderRequest::limit(I, Side::Buy, p(99), q(2))),
+                100,
+            );
+            for (now, qty) in [(200, 10), (300, 7)] {
+                let d = BookDelta {
+                    instrument: I,
+                    side: Side::Buy,
+                    flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+                    price: p(99),
+                    qty: q(qty),
+                    update_id: now,
+                };
+                m.on_market(
+                    &Event::new(now, now, EventKind::BookDelta(d)),
+                    now,
+                    &mut |r| out.push(r),
+                );
+            }
+            trade(&mut m, 400, 99, 4, &mut out);
+            trade(&mut m, 500, 99, 4, &mut out);
+            m.advance(600, &mut |r| out.push(r));
+            out.iter()
+                .filter_map(|r| match r {
+                    OrderReport::Fill { qty, .. } => Some(qty.raw()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let unit = q(1).raw();
+        assert_eq!(
+            fill_qtys(None),
+            vec![unit / 2, unit + unit / 2],
+            "TC0 no lot sizes: 3.5 ahead, half a unit fills from the first trade"
+        );
+        assert_eq!(
+            fill_qtys(Some(&[q(1)])),
+            vec![2 * unit],
+            "TC1 lot 1: 4 ahead, the first trade clears it, the second fills both lots"
+        );
+    }
+
     /// Volume tiers take over once the run's traded notional reaches them; an instrument's
     /// own rates override both the base rates and the tiers.
     #[test]
@@ -1835,6 +1963,138 @@ mod tests {
         trade(&mut m, 400, 98, 5, &mut out);
         m.advance(500, &mut |r| out.push(r));
         assert_eq!(fills(&out), vec![(99, 1, true), (99, 2, true)]);
+    }
+
+    /// A resting order fills whole, as a maker at its own price, once a level of the other
+    /// side reaches it; a level short of it, a level of its own side, or a removal does not.
+    /// Resting: buy 3 at 100 and sell 2 at 100.5 are impossible together, so each case rests
+    /// one order in the venue (bids 99×5, 98×5; asks 101×2, 102×3, 103×10).
+    #[test]
+    fn the_other_side_reaching_a_resting_order_fills_it_table() {
+        // (label, order side, order price, delta side, delta price, delta qty, fills)
+        type Case = (
+            &'static str,
+            Side,
+            i64,
+            Side,
+            i64,
+            i64,
+            Vec<(i64, i64, bool)>,
+        );
+        let cases: [Case; 7] = [
+            (
+                "TC0 ask at the bid fills it",
+                Side::Buy,
+                100,
+                Side::Sell,
+                100,
+                4,
+                vec![(100, 3, true)],
+            ),
+            (
+                "TC1 ask below the bid fills it at the bid",
+                Side::Buy,
+                100,
+                Side::Sell,
+                99,
+                1,
+                vec![(100, 3, true)],
+            ),
+            (
+                "TC2 ask above the bid does not",
+                Side::Buy,
+                99,
+                Side::Sell,
+                100,
+                4,
+                vec![],
+            ),
+            (
+                "TC3 removing an ask level does not",
+                Side::Buy,
+                100,
+                Side::Sell,
+                100,
+                0,
+                vec![],
+            ),
+            (
+                "TC4 a bid level on our own side does not",
+                Side::Buy,
+                100,
+                Side::Buy,
+                100,
+                9,
+                vec![],
+            ),
+            (
+                "TC5 bid at the ask fills it",
+                Side::Sell,
+                100,
+                Side::Buy,
+                100,
+                1,
+                vec![(100, 3, true)],
+            ),
+            (
+                "TC6 bid above the ask fills it at the ask",
+                Side::Sell,
+                100,
+                Side::Buy,
+                101,
+                7,
+                vec![(100, 3, true)],
+            ),
+        ];
+        for (label, side, price, dside, dprice, dqty, want) in cases {
+            let mut m = venue();
+            if side == Side::Sell {
+                // Clear the bids so that a sell at 100 rests rather than taking.
+                for (level, n) in [(99, 2), (98, 3)] {
+                    let d = BookDelta {
+                        instrument: I,
+                        side: Side::Buy,
+                        flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+                        price: p(level),
+                        qty: Qty::ZERO,
+                        update_id: n,
+                    };
+                    m.on_market(&Event::new(1, 1, EventKind::BookDelta(d)), 1, &mut |_| {});
+                }
+            }
+            let o = order(0, OrderRequest::limit(I, side, p(price), q(3)));
+            let mut out = run(&mut m, &o, 100);
+            assert_eq!(last(&out), "accepted", "{label}: rests");
+            let d = BookDelta {
+                instrument: I,
+                side: dside,
+                flags: DeltaFlags(DeltaFlags::LAST_IN_MESSAGE),
+                price: p(dprice),
+                qty: q(dqty),
+                update_id: 9,
+            };
+            m.on_market(
+                &Event::new(200, 200, EventKind::BookDelta(d)),
+                200,
+                &mut |r| out.push(r),
+            );
+            m.advance(300, &mut |r| out.push(r));
+            assert_eq!(fills(&out), want, "{label}");
+            let filled = want.iter().map(|f| f.1).sum::<i64>();
+            assert_eq!(
+                m.position(0),
+                q(filled * side.sign()),
+                "{label}: the venue's position"
+            );
+            // Filled orders are gone: a second crossing level fills nothing more.
+            m.on_market(
+                &Event::new(400, 400, EventKind::BookDelta(d)),
+                400,
+                &mut |r| out.push(r),
+            );
+            m.advance(500, &mut |r| out.push(r));
+            assert_eq!(fills(&out).len(), want.len(), "{label}: once");
+        }
     }
 
     /// Amends of a resting buy of 3 at 99 that joined behind 5 (bids 99×5, 98×5; asks from
