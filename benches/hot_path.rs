@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use tradeloop_engine::api::{Gateway, GatewayError, RiskContext, RiskGate, TradingState};
+use tradeloop_engine::api::{RiskContext, RiskGate, TradingState};
 use tradeloop_engine::book::OrderBook;
 use tradeloop_engine::clock::SimClock;
 use tradeloop_engine::event::{BookDelta, DeltaFlags, Event, EventKind, Side, Trade};
@@ -20,6 +20,7 @@ use tradeloop_engine::pool::OrderPool;
 use tradeloop_engine::position::Position;
 use tradeloop_engine::strategies::{MaCross, MaCrossConfig};
 use tradeloop_risk::{PreTradeRisk, RiskLimits};
+use tradeloop_testkit::gateway::FakeGateway;
 
 const BTC: InstrumentIndex = InstrumentIndex(0);
 
@@ -238,26 +239,6 @@ fn risk(c: &mut Criterion) {
     });
 }
 
-struct NullGateway;
-impl Gateway for NullGateway {
-    fn submit(
-        &mut self,
-        _: &Order,
-        _: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        Ok(())
-    }
-    fn cancel(
-        &mut self,
-        _: &Order,
-        _: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        Ok(())
-    }
-}
-
 fn dispatch(c: &mut Criterion) {
     let mut reg = InstrumentRegistry::new();
     reg.add(
@@ -281,7 +262,7 @@ fn dispatch(c: &mut Criterion) {
         reg,
         strategy,
         risk,
-        NullGateway,
+        FakeGateway::null(),
         SimClock::new(1),
     );
     lanes.push_normal(trade(1));

@@ -18,7 +18,7 @@ use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::runner::LaneSink;
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::symbols::SymbolMap;
-use tradeloop_engine::api::{Gateway, GatewayError};
+use tradeloop_engine::api::Gateway;
 use tradeloop_engine::clock::{Clock, LiveClock};
 use tradeloop_engine::event::{Event, EventKind, OrderReport, Side, Trade};
 use tradeloop_engine::event_loop::Engine;
@@ -31,6 +31,7 @@ use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig}
 use tradeloop_risk::PreTradeRisk;
 use tradeloop_store::postgres::PgStore;
 use tradeloop_store::sqlite::SqliteStore;
+use tradeloop_testkit::gateway::FakeGateway;
 
 use crate::config::Config;
 
@@ -88,64 +89,6 @@ pub struct Report {
     /// Where the frames of `parse_*` and `tick_to_strategy` came from (`lane_hop` and
     /// `dispatch` use synthetic events).
     pub input: String,
-}
-
-/// A gateway for benchmarks: every order is acknowledged and filled at its limit price through
-/// the real HIGH lane, as a venue's report would arrive.
-pub struct InstantFillGateway<C = LiveClock> {
-    lanes: Arc<Lanes>,
-    clock: C,
-}
-
-impl<C: Clock> InstantFillGateway<C> {
-    /// A gateway pushing its reports onto `lanes`, stamped by `clock`.
-    pub fn new(lanes: Arc<Lanes>, clock: C) -> Self {
-        Self { lanes, clock }
-    }
-}
-
-impl<C: Clock> Gateway for InstantFillGateway<C> {
-    fn submit(
-        &mut self,
-        order: &Order,
-        now_ns: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        let id = order.client_id;
-        let fill = OrderReport::Fill {
-            client_id: id,
-            price: order.request.price,
-            qty: order.request.qty,
-            fee: Qty::ZERO,
-            maker: false,
-        };
-        for report in [OrderReport::Accepted { client_id: id }, fill] {
-            self.lanes
-                .push_high(Event::new(
-                    self.clock.now_ns(),
-                    now_ns,
-                    EventKind::Order(report),
-                ))
-                .map_err(|_| GatewayError::Full)?;
-        }
-        Ok(())
-    }
-
-    fn cancel(
-        &mut self,
-        order: &Order,
-        now_ns: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        let ev = Event::new(
-            self.clock.now_ns(),
-            now_ns,
-            EventKind::Order(OrderReport::Canceled {
-                client_id: order.client_id,
-            }),
-        );
-        self.lanes.push_high(ev).map_err(|_| GatewayError::Full)
-    }
 }
 
 /// A deterministic synthetic trade stream: a trending random walk in ticks (xorshift, seeded).
@@ -266,10 +209,7 @@ fn dispatch(config: &Config, clock: &LiveClock, events: u64) -> anyhow::Result<(
         .by_symbol(&params.symbol)
         .context("strategy symbol is configured")?
         .clone();
-    let gateway = InstantFillGateway {
-        lanes: Arc::clone(&lanes),
-        clock: clock.clone(),
-    };
+    let gateway = FakeGateway::instant_fill(Arc::clone(&lanes), clock.clone());
     let mut engine = Engine::new(
         config.engine,
         Arc::clone(&lanes),
@@ -544,10 +484,7 @@ fn tick_figure(
     } else {
         config.risk.clone()
     };
-    let gateway = InstantFillGateway {
-        lanes: Arc::clone(&lanes),
-        clock: clock.clone(),
-    };
+    let gateway = FakeGateway::instant_fill(Arc::clone(&lanes), clock.clone());
     let engine = Engine::new(
         config.engine,
         Arc::clone(&lanes),
@@ -627,35 +564,6 @@ impl tradeloop_engine::api::Strategy for StopProbe {
     }
 }
 
-/// Fills everything at once and stamps when a reduce-only order (a fired stop) reaches it.
-struct StopGatewayProbe {
-    inner: InstantFillGateway,
-    closed_at: Arc<AtomicU64>,
-}
-
-impl Gateway for StopGatewayProbe {
-    fn submit(
-        &mut self,
-        order: &Order,
-        now_ns: u64,
-        books: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        if order.request.reduce_only {
-            self.closed_at
-                .store(self.inner.clock.now_ns(), Ordering::Release);
-        }
-        self.inner.submit(order, now_ns, books)
-    }
-    fn cancel(
-        &mut self,
-        order: &Order,
-        now_ns: u64,
-        books: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        self.inner.cancel(order, now_ns, books)
-    }
-}
-
 /// A stop-crossing trade frame arrives behind a NORMAL backlog of `backlog` trades: time from
 /// the frame's arrival (stamped before parsing, on the feed thread) to the stop's closing
 /// order reaching the gateway (engine thread). With the ingress guard the feed raises the
@@ -689,13 +597,8 @@ fn stop_under_backlog(
             orders_per_second_per_instrument: 1_000_000,
             ..config.risk.clone()
         }),
-        StopGatewayProbe {
-            inner: InstantFillGateway {
-                lanes: Arc::clone(&lanes),
-                clock: clock.clone(),
-            },
-            closed_at: Arc::clone(&closed_at),
-        },
+        FakeGateway::instant_fill(Arc::clone(&lanes), clock.clone())
+            .stamp_reduce_only(Arc::clone(&closed_at)),
         clock.clone(),
     )
     .with_stops(
@@ -1196,12 +1099,12 @@ fn binary_process(config_path: &std::path::Path, image: &[u8]) -> anyhow::Result
 fn live_order_ack(clock: &LiveClock, orders: u64) -> anyhow::Result<Figure> {
     use std::time::{Duration, Instant};
     use tradeloop_adapters::binance::exec::gateway::{LiveInstrument, LiveSettings, LiveVenue};
-    use tradeloop_adapters::binance::exec::mock::{MockBinance, MockConfig, MockSymbol};
     use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
     use tradeloop_adapters::binance::exec::sign::Credentials;
     use tradeloop_engine::event::{ClientOrderId, OrderReport, Side};
     use tradeloop_engine::lane::LaneConfig;
     use tradeloop_engine::order::OrderRequest;
+    use tradeloop_testkit::binance_mock::{MockBinance, MockConfig, MockSymbol};
 
     let (key, secret) = ("bench-key", "bench-secret");
     let mock = MockBinance::start(MockConfig {

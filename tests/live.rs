@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tradeloop_adapters::binance::exec::mock::{MockBinance, MockConfig, MockSymbol};
 use tradeloop_adapters::binance::exec::rest::Market;
 use tradeloop_adapters::sim::market::WireProtocol;
 use tradeloop_adapters::sim::server::{SimConfig, SimSymbolConfig, SimVenue};
 use tradeloop_engine::event::Side;
 use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_store::sqlite::SqliteStore;
+use tradeloop_testkit::binance_mock::{MockBinance, MockConfig, MockSymbol};
 
 const KEY: &str = "e2eKeyQv8TzR1mN4bW6yX0cA";
 const SECRET: &str = "e2eSecretHj3Kp9Lm2Nq5Rs7Tv0Wx4Yz";

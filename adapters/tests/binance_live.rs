@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use tradeloop_adapters::binance::exec::gateway::{
     LiveGateway, LiveInstrument, LiveSettings, LiveVenue,
 };
-use tradeloop_adapters::binance::exec::mock::{Fault, MockBinance, MockConfig, MockSymbol};
 use tradeloop_adapters::binance::exec::rest::{Market, RestSettings};
 use tradeloop_adapters::binance::exec::sign::Credentials;
 use tradeloop_engine::api::Gateway;
@@ -20,6 +19,7 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 use tradeloop_engine::order::{Order, OrderRequest};
+use tradeloop_testkit::binance_mock::{Fault, MockBinance, MockConfig, MockSymbol};
 
 const KEY: &str = "mock-api-key-0123456789";
 const SECRET: &str = "mock-secret-abcdefghijklmnopqrstuvwxyz";

@@ -57,3 +57,17 @@ fn check_qty(
     }
     Ok(())
 }
+
+/// A position limit that allows at least one order of `qty` (the `max_position` parameter).
+fn check_max_position(
+    max_position: tradeloop_engine::fixed::Qty,
+    qty: tradeloop_engine::fixed::Qty,
+) -> Result<(), tradeloop_engine::configurable::ParamError> {
+    if max_position < qty {
+        return Err(tradeloop_engine::configurable::ParamError::new(
+            "max_position",
+            format!("must be at least qty ({qty}), got {max_position}"),
+        ));
+    }
+    Ok(())
+}

@@ -314,12 +314,7 @@ impl Configurable for MarketMaker {
         if p.refresh_ms == 0 {
             return Err(ParamError::new("refresh_ms", "must be at least 1"));
         }
-        if p.max_position < p.qty {
-            return Err(ParamError::new(
-                "max_position",
-                format!("must be at least qty ({}), got {}", p.qty, p.max_position),
-            ));
-        }
+        crate::check_max_position(p.max_position, p.qty)?;
         Ok(Self::new(p, i.index, i.tick_size))
     }
 }

@@ -22,9 +22,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tradeloop_engine::api::{
-    Context, Deny, Gateway, GatewayError, OrderUpdate, RiskContext, RiskGate, Strategy,
-};
+use tradeloop_engine::api::{Context, Deny, OrderUpdate, RiskContext, RiskGate, Strategy};
 use tradeloop_engine::clock::{Clock, LiveClock};
 use tradeloop_engine::event::{Event, EventKind, OrderReport, Side, StopTrigger, Trade};
 use tradeloop_engine::event_loop::{Engine, LoopConfig};
@@ -32,7 +30,8 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::{ContractKind, InstrumentIndex, InstrumentRegistry};
 use tradeloop_engine::lane::{Lane, LaneConfig, Lanes};
 use tradeloop_engine::metrics::{latency_histogram, Percentiles};
-use tradeloop_engine::order::{Order, OrderRequest};
+use tradeloop_engine::order::OrderRequest;
+use tradeloop_testkit::gateway::FakeGateway;
 
 mod flood;
 mod soak;
@@ -153,29 +152,6 @@ struct AllowAll;
 impl RiskGate for AllowAll {
     fn check(&mut self, _: &OrderRequest, _: &RiskContext) -> Result<(), Deny> {
         Ok(())
-    }
-}
-
-/// Hands orders to the venue thread, which answers on HIGH as a venue's gateway thread would.
-struct VenueLink {
-    orders: Arc<crossbeam_queue::ArrayQueue<Order>>,
-}
-impl Gateway for VenueLink {
-    fn submit(
-        &mut self,
-        order: &Order,
-        _: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        self.orders.push(*order).map_err(|_| GatewayError::Full)
-    }
-    fn cancel(
-        &mut self,
-        _: &Order,
-        _: u64,
-        _: &tradeloop_engine::api::Books,
-    ) -> Result<(), GatewayError> {
-        Err(GatewayError::NoExecutionVenue)
     }
 }
 
@@ -307,9 +283,9 @@ impl Rig {
             registry,
             probe,
             AllowAll,
-            VenueLink {
-                orders: Arc::clone(&orders),
-            },
+            // Hands orders to the venue thread, which answers on HIGH as a venue's gateway
+            // thread would.
+            FakeGateway::forward(Arc::clone(&orders)),
             clock.clone(),
         );
         let telemetry = engine.telemetry();

@@ -4,7 +4,6 @@
 pub mod config;
 pub mod filters;
 pub mod gateway;
-pub mod mock;
 pub mod preflight;
 pub mod report;
 pub mod rest;

@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 use tradeloop_engine::fixed::{Money, Price, Qty};
 
-use super::rest::{unix_ms, Market};
-use super::sign::Credentials;
+use tradeloop_adapters::binance::exec::rest::{unix_ms, Market};
+use tradeloop_adapters::binance::exec::sign::Credentials;
 
 /// One symbol of the mock.
 #[derive(Clone, Debug)]
