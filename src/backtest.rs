@@ -12,18 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
-use tradeloop_adapters::binance::feed::BinanceFeed;
-use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
-use tradeloop_adapters::bybit::feed::BybitFeed;
-use tradeloop_adapters::bybit::parse::BybitCodec;
-use tradeloop_adapters::coinbase::feed::CoinbaseFeed;
-use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
-use tradeloop_adapters::feed::{FrameOutcome, MarketSink, VenueFeed as _};
+use tradeloop_adapters::binance::parse::Market;
+use tradeloop_adapters::feed::{FrameOutcome, MarketSink};
 pub use tradeloop_adapters::input::{InputIssues, Skip};
-use tradeloop_adapters::kraken::feed::{KrakenFeed, Precision};
-use tradeloop_adapters::kraken::parse::KrakenCodec;
-use tradeloop_adapters::okx::feed::OkxFeed;
-use tradeloop_adapters::okx::parse::OkxCodec;
 use tradeloop_adapters::recorder::FrameReader;
 use tradeloop_adapters::sim::gateway::SimGateway;
 use tradeloop_adapters::symbols::SymbolMap;
@@ -42,6 +33,7 @@ use tradeloop_engine::strategies::MaCross;
 use tradeloop_risk::PreTradeRisk;
 
 use crate::config::Config;
+use crate::venues::Wire;
 
 /// Equity is sampled this often in simulated time.
 const EQUITY_SAMPLE_NS: u64 = 1_000_000_000;
@@ -297,21 +289,6 @@ impl<S: Strategy> MarketSink for Sink<S> {
     }
 }
 
-/// The venue protocol of recorded frames.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// Binance, with its spot or USD-M book sync rule.
-    Binance(Market),
-    /// Bybit v5, with the book topic's depth.
-    Bybit(u16),
-    /// Kraken spot v2 (book depth from `[feed].kraken_depth`: recordings do not carry it).
-    Kraken,
-    /// Coinbase Advanced Trade.
-    Coinbase,
-    /// OKX v5.
-    Okx,
-}
-
 /// The formats `--data` reads, for messages.
 pub const FORMATS_READ: &str = "recordings (one `<recv_ns> <frame>` per line, gzip or plain, as \
 `tradeloop record` and hftbacktest's collector write them), Tardis CSV (a `trades` or \
@@ -325,7 +302,7 @@ files (`tradeloop convert`)";
 /// # Errors
 /// An unreadable file, an empty one, or one whose first lines are not recorded frames
 /// (another CSV, random bytes): the message names the file and the formats read.
-fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
+fn detect_protocol(path: &Path) -> anyhow::Result<Wire> {
     let mut reader = tradeloop_adapters::recorder::open_text(path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut bybit = false;
@@ -368,22 +345,22 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
             let rest = &line[at + "{\"topic\":\"orderbook.".len()..];
             let depth = rest.split('.').next().and_then(|d| d.parse::<u16>().ok());
             match depth {
-                Some(d) if d > 1 => return Ok(Recorded::Bybit(d)),
+                Some(d) if d > 1 => return Ok(Wire::Bybit(d)),
                 _ => bybit = true,
             }
         } else if line.contains("{\"topic\":\"") {
             bybit = true;
         } else if line.contains("{\"arg\":{\"channel\":\"") {
-            return Ok(Recorded::Okx);
+            return Ok(Wire::Okx);
         } else if line.contains("{\"channel\":\"") {
             // Coinbase envelopes carry a sequence number; Kraken's do not.
             return Ok(if line.contains("\"sequence_num\":") {
-                Recorded::Coinbase
+                Wire::Coinbase
             } else {
-                Recorded::Kraken
+                Wire::Kraken
             });
         } else if line.contains("depthUpdate") {
-            return Ok(Recorded::Binance(if line.contains("\"pu\":") {
+            return Ok(Wire::Binance(if line.contains("\"pu\":") {
                 Market::UsdM
             } else {
                 Market::Spot
@@ -412,20 +389,11 @@ fn detect_protocol(path: &Path) -> anyhow::Result<Recorded> {
             )
         }
         Some(_) => Ok(if bybit {
-            Recorded::Bybit(50)
+            Wire::Bybit(50)
         } else {
-            Recorded::Binance(Market::Spot)
+            Wire::Binance(Market::Spot)
         }),
     }
-}
-
-/// The venue feed a raw replay parses with.
-enum RawFeed {
-    Binance(BinanceFeed),
-    Bybit(BybitFeed),
-    Kraken(KrakenFeed),
-    Coinbase(CoinbaseFeed),
-    Okx(OkxFeed),
 }
 
 /// A replay's input, one step (frame or CSV row) at a time.
@@ -490,8 +458,8 @@ pub struct RawSteps {
 /// The frame files of one protocol, with their feed.
 struct FrameGroup {
     frames: FrameReader,
-    feed: RawFeed,
-    recorded: Recorded,
+    feed: crate::venues::AnyFeed,
+    recorded: Wire,
 }
 
 /// `VENUE=PATH` names the configured venue a recording is of; a plain path names none. A path
@@ -506,19 +474,6 @@ pub fn venue_binding(arg: &Path) -> (Option<&str>, &Path) {
             (Some(venue), Path::new(path))
         }
         _ => (None, arg),
-    }
-}
-
-/// The configured venue kind whose recordings `recorded` are.
-fn venue_kind_of(recorded: Recorded) -> crate::config::VenueKind {
-    use crate::config::VenueKind;
-    match recorded {
-        Recorded::Binance(Market::Spot) => VenueKind::Binance,
-        Recorded::Binance(Market::UsdM) => VenueKind::BinanceUsdm,
-        Recorded::Bybit(_) => VenueKind::Bybit,
-        Recorded::Kraken => VenueKind::Kraken,
-        Recorded::Coinbase => VenueKind::Coinbase,
-        Recorded::Okx => VenueKind::Okx,
     }
 }
 
@@ -555,7 +510,7 @@ impl RawSteps {
         }
         let mut tardis_files = Vec::new();
         // Frame files by (protocol, venue named with VENUE=PATH).
-        let mut by_protocol: Vec<(Recorded, Option<String>, Vec<PathBuf>)> = Vec::new();
+        let mut by_protocol: Vec<(Wire, Option<String>, Vec<PathBuf>)> = Vec::new();
         for arg in data {
             let (venue, f) = venue_binding(arg);
             if let Some(v) = venue {
@@ -585,10 +540,9 @@ impl RawSteps {
                 None => by_protocol.push((recorded, venue, vec![f.to_path_buf()])),
             }
         }
-        let max_frame = config.feed.max_frame_bytes;
         let mut groups = Vec::with_capacity(by_protocol.len());
         for (recorded, bound, files) in by_protocol {
-            let kind = venue_kind_of(recorded);
+            let kind = recorded.kind();
             let venues: Vec<&str> = match &bound {
                 Some(v) => vec![v.as_str()],
                 None => config
@@ -612,31 +566,13 @@ impl RawSteps {
                 }
                 m
             };
-            let feed = match recorded {
-                Recorded::Binance(market) => RawFeed::Binance(BinanceFeed::new(
-                    BinanceCodec::new(symbols, max_frame),
-                    market,
-                    config.feed.max_buffered_diffs,
-                )),
-                Recorded::Bybit(depth) => {
-                    RawFeed::Bybit(BybitFeed::new(BybitCodec::new(symbols, max_frame), depth))
-                }
-                Recorded::Okx => RawFeed::Okx(OkxFeed::new(OkxCodec::new(symbols, max_frame))),
-                Recorded::Coinbase => RawFeed::Coinbase(
-                    CoinbaseFeed::new(CoinbaseCodec::new(symbols, max_frame)).for_replay(),
-                ),
-                Recorded::Kraken => {
-                    let precision: Vec<(InstrumentIndex, Precision)> = registry
-                        .iter()
-                        .map(|i| (i.index, Precision::of(i.tick_size, i.lot_size)))
-                        .collect();
-                    RawFeed::Kraken(KrakenFeed::new(
-                        KrakenCodec::new(symbols, max_frame),
-                        config.feed.kraken_depth,
-                        &precision,
-                    ))
-                }
-            };
+            let feed = crate::venues::feed(
+                recorded,
+                symbols,
+                registry,
+                &config.feed,
+                crate::venues::FeedUse::Replay,
+            );
             groups.push(FrameGroup {
                 frames: FrameReader::open_with(&files, allow_partial)?,
                 feed,
@@ -653,7 +589,7 @@ impl RawSteps {
     /// The venue protocols and book sync rules in use, one per group of frame files (none for
     /// CSV alone).
     #[must_use]
-    pub fn recorded(&self) -> Vec<Recorded> {
+    pub fn recorded(&self) -> Vec<Wire> {
         self.groups.iter().map(|g| g.recorded).collect()
     }
 }
@@ -685,13 +621,7 @@ impl Steps for RawSteps {
             Some(k) => {
                 let g = &mut self.groups[k];
                 let (ns, frame) = g.frames.next_frame()?.context("no frame left")?;
-                let outcome = match &mut g.feed {
-                    RawFeed::Binance(f) => f.on_frame(ns, frame, sink),
-                    RawFeed::Bybit(f) => f.on_frame(ns, frame, sink),
-                    RawFeed::Kraken(f) => f.on_frame(ns, frame, sink),
-                    RawFeed::Coinbase(f) => f.on_frame(ns, frame, sink),
-                    RawFeed::Okx(f) => f.on_frame(ns, frame, sink),
-                };
+                let outcome = g.feed.on_frame(ns, frame, sink);
                 if let FrameOutcome::Refused(e) = outcome {
                     g.frames.record_issue(Skip::refused(&e));
                     return Ok(true);

@@ -78,7 +78,7 @@ pub fn run(
             "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken, coinbase, okx"
         ),
     };
-    let wire = Wire::of(kind, config.sim.protocol);
+    let wire = Wire::of(kind, config.sim.protocol, &config.feed);
     let mut sim = None;
     let (ws_url, rest_url) = match (configured, kind) {
         (

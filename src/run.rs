@@ -437,7 +437,7 @@ fn start_feeds(
             continue;
         }
         let f = &config.feed;
-        let wire = Wire::of(venue.kind, config.sim.protocol);
+        let wire = Wire::of(venue.kind, config.sim.protocol, &config.feed);
         if venue.kind == VenueKind::Sim {
             let ws_addr = sim_listen_addr(&venue.ws_url)
                 .context("sim ws_url is a loopback address (checked by config)")?;
