@@ -1,14 +1,140 @@
-//! Wire helpers every venue codec shares: the parsed price level, the typed parse error counted
-//! per kind, exact decimal strings to fixed point while deserializing, and a level-list seed
-//! that fills a reused buffer. Hot path (feed threads): nothing here allocates once the level
-//! buffers have grown.
+//! Wire helpers every venue codec shares: the [`Codec`] trait and the [`FrameBuffers`] every
+//! codec parses into, the parsed price level, the typed parse error counted per kind, exact
+//! decimal strings to fixed point while deserializing, and a level-list seed that fills a
+//! reused buffer. Hot path (feed threads): nothing here allocates once the level buffers have
+//! grown.
 
 use core::fmt;
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tradeloop_engine::event::Trade;
 use tradeloop_engine::fixed::{FixedError, Price, Qty};
+use tradeloop_engine::instrument::InstrumentIndex;
+
+use crate::symbols::SymbolMap;
+
+/// What a venue codec parses into, reused frame after frame: the symbols it knows, the book
+/// levels and trades of the last frame, and the largest frame it takes.
+///
+/// # Allocation
+/// Only in [`FrameBuffers::new`] and while a buffer grows past its first capacity.
+#[derive(Clone, Debug)]
+pub struct FrameBuffers {
+    pub(crate) symbols: SymbolMap,
+    pub(crate) bids: Vec<Level>,
+    pub(crate) asks: Vec<Level>,
+    pub(crate) trades: Vec<(Trade, u64)>,
+    pub(crate) max_frame_bytes: usize,
+}
+
+impl FrameBuffers {
+    /// Buffers for `symbols` with room for `levels` levels a side, refusing frames above
+    /// `max_frame_bytes`.
+    #[must_use]
+    pub(crate) fn new(symbols: SymbolMap, max_frame_bytes: usize, levels: usize) -> Self {
+        Self {
+            symbols,
+            bids: Vec::with_capacity(levels),
+            asks: Vec::with_capacity(levels),
+            trades: Vec::with_capacity(64),
+            max_frame_bytes,
+        }
+    }
+
+    /// Refuses a frame above the size limit.
+    ///
+    /// # Errors
+    /// [`ParseError::Oversize`].
+    #[inline]
+    pub(crate) const fn check_size(&self, frame: &str) -> Result<(), ParseError> {
+        if frame.len() > self.max_frame_bytes {
+            Err(ParseError::Oversize)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`Self::check_size`], then empties the levels and trades for the frame.
+    ///
+    /// # Errors
+    /// [`ParseError::Oversize`].
+    #[inline]
+    pub(crate) fn begin(&mut self, frame: &str) -> Result<(), ParseError> {
+        self.check_size(frame)?;
+        self.trades.clear();
+        self.bids.clear();
+        self.asks.clear();
+        Ok(())
+    }
+
+    /// The instrument of a venue symbol.
+    ///
+    /// # Errors
+    /// [`ParseError::UnknownSymbol`].
+    #[inline]
+    pub(crate) fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
+        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
+    }
+}
+
+/// `impl Codec for $codec` with its inherent `parse` and its `buf: FrameBuffers` field.
+macro_rules! impl_codec {
+    ($codec:ty) => {
+        impl $crate::wire::Codec for $codec {
+            type Parsed = Parsed;
+
+            #[inline]
+            fn parse(&mut self, frame: &str) -> Result<Parsed, $crate::wire::ParseError> {
+                <$codec>::parse(self, frame)
+            }
+
+            #[inline]
+            fn buffers(&self) -> &$crate::wire::FrameBuffers {
+                &self.buf
+            }
+        }
+    };
+}
+pub(crate) use impl_codec;
+
+/// A venue's market-data codec: parses one frame into its own `Parsed` value and leaves the
+/// frame's book levels and trades in its [`FrameBuffers`]. Hot path: `parse` never allocates
+/// once the buffers have grown, and never panics on any input.
+pub trait Codec {
+    /// What one frame is (the venue's own message kinds).
+    type Parsed;
+
+    /// Parses one frame.
+    ///
+    /// # Errors
+    /// [`ParseError`].
+    fn parse(&mut self, frame: &str) -> Result<Self::Parsed, ParseError>;
+
+    /// The buffers the last frame was parsed into.
+    fn buffers(&self) -> &FrameBuffers;
+
+    /// The symbol map.
+    fn symbols(&self) -> &SymbolMap {
+        &self.buffers().symbols
+    }
+
+    /// Bid levels of the last book message parsed, in the order the venue sent them.
+    fn bids(&self) -> &[Level] {
+        &self.buffers().bids
+    }
+
+    /// Ask levels of the last book message parsed, in the order the venue sent them.
+    fn asks(&self) -> &[Level] {
+        &self.buffers().asks
+    }
+
+    /// Trades of the last trade message parsed, with their venue times (ns since the epoch).
+    fn trades(&self) -> &[(Trade, u64)] {
+        &self.buffers().trades
+    }
+}
 
 /// One price level as parsed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

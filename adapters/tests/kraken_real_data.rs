@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use tradeloop_adapters::kraken::parse::{rfc3339_from_ns, KrakenCodec, Parsed};
 use tradeloop_adapters::shared_data_dir;
 use tradeloop_adapters::symbols::SymbolMap;
+use tradeloop_adapters::wire::Codec as _;
 use tradeloop_engine::event::Side;
 use tradeloop_engine::instrument::InstrumentIndex;
 

@@ -3,6 +3,7 @@
 //! through a [`MarketSink`]. Hot path (feed thread) for trades, quotes and in-sync diffs: no
 //! allocation; buffering during a resync copies diffs (bounded).
 
+use crate::wire::Codec as _;
 use std::collections::VecDeque;
 
 use tradeloop_engine::event::{Event, EventKind};

@@ -19,7 +19,7 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
-use crate::wire::{json_err, Fixed, Level, LevelsSeed, ParseError};
+use crate::wire::{json_err, Fixed, FrameBuffers, Level, LevelsSeed, ParseError};
 
 /// Header of a depth diff (`depthUpdate`); its levels are in [`BinanceCodec::bids`] and
 /// [`BinanceCodec::asks`].
@@ -235,10 +235,7 @@ pub enum Market {
 /// Only when a depth message has more levels than any before it (the level buffers grow).
 #[derive(Debug)]
 pub struct BinanceCodec {
-    symbols: SymbolMap,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    max_frame_bytes: usize,
+    buf: FrameBuffers,
 }
 
 const MS: u64 = 1_000_000;
@@ -248,33 +245,8 @@ impl BinanceCodec {
     #[must_use]
     pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
         Self {
-            symbols,
-            bids: Vec::with_capacity(1024),
-            asks: Vec::with_capacity(1024),
-            max_frame_bytes,
+            buf: FrameBuffers::new(symbols, max_frame_bytes, 1024),
         }
-    }
-
-    /// The symbol map.
-    #[must_use]
-    pub fn symbols(&self) -> &SymbolMap {
-        &self.symbols
-    }
-
-    /// Bid levels of the last depth diff or snapshot parsed.
-    #[must_use]
-    pub fn bids(&self) -> &[Level] {
-        &self.bids
-    }
-
-    /// Ask levels of the last depth diff or snapshot parsed.
-    #[must_use]
-    pub fn asks(&self) -> &[Level] {
-        &self.asks
-    }
-
-    fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
-        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
     }
 
     /// Parses one frame.
@@ -282,9 +254,7 @@ impl BinanceCodec {
     /// # Errors
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
-        if frame.len() > self.max_frame_bytes {
-            return Err(ParseError::Oversize);
-        }
+        self.buf.check_size(frame)?;
         let frame = frame.trim();
         if let Some((stream, data)) = split_envelope(frame) {
             return self.parse_stream(stream, data);
@@ -347,7 +317,7 @@ impl BinanceCodec {
                 }
                 let m: TradeMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
                 let trade = Trade {
-                    instrument: self.instrument(m.symbol)?,
+                    instrument: self.buf.instrument(m.symbol)?,
                     aggressor: if m.m { Side::Sell } else { Side::Buy },
                     price: Price(m.p.0),
                     qty: Qty(m.q.0),
@@ -364,7 +334,7 @@ impl BinanceCodec {
                 }
                 let m: BookTickerMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
                 let quote = Quote {
-                    instrument: self.instrument(m.symbol)?,
+                    instrument: self.buf.instrument(m.symbol)?,
                     bid_price: Price(m.b.0),
                     bid_qty: Qty(m.bid_qty.0),
                     ask_price: Price(m.a.0),
@@ -380,7 +350,7 @@ impl BinanceCodec {
             "markPrice" | "markPriceUpdate" => {
                 let m: MarkPriceMsg<'_> = serde_json::from_str(data).map_err(|e| json_err(&e))?;
                 let mark = MarkPrice {
-                    instrument: self.instrument(m.symbol)?,
+                    instrument: self.buf.instrument(m.symbol)?,
                     mark_price: Price(m.p.0),
                     index_price: Price(m.i.0),
                     funding_rate: Price(m.r.0),
@@ -399,7 +369,7 @@ impl BinanceCodec {
                     _ => return Err(ParseError::Malformed("forceOrder side")),
                 };
                 let liquidation = Liquidation {
-                    instrument: self.instrument(m.o.symbol)?,
+                    instrument: self.buf.instrument(m.o.symbol)?,
                     side,
                     price: Price(m.o.p.0),
                     avg_price: Price(m.o.ap.0),
@@ -439,7 +409,7 @@ impl BinanceCodec {
             _ => {}
         })?;
         let trade = Trade {
-            instrument: self.symbols.find(symbol?)?,
+            instrument: self.buf.symbols.find(symbol?)?,
             aggressor: if maker? { Side::Sell } else { Side::Buy },
             price: Price(price?),
             qty: Qty(qty?),
@@ -478,7 +448,7 @@ impl BinanceCodec {
             return None;
         }
         let quote = Quote {
-            instrument: self.symbols.find(symbol?)?,
+            instrument: self.buf.symbols.find(symbol?)?,
             bid_price: Price(b?),
             bid_qty: Qty(bq?),
             ask_price: Price(a?),
@@ -492,17 +462,17 @@ impl BinanceCodec {
     }
 
     fn parse_levels<'d>(&mut self, data: &'d str) -> Result<DepthFields<'d>, ParseError> {
-        self.bids.clear();
-        self.asks.clear();
-        if let Some(fields) = fast_depth(data, &mut self.bids, &mut self.asks) {
+        self.buf.bids.clear();
+        self.buf.asks.clear();
+        if let Some(fields) = fast_depth(data, &mut self.buf.bids, &mut self.buf.asks) {
             return Ok(fields);
         }
-        self.bids.clear();
-        self.asks.clear();
+        self.buf.bids.clear();
+        self.buf.asks.clear();
         let mut de = serde_json::Deserializer::from_str(data);
         let fields = DepthSeed {
-            bids: &mut self.bids,
-            asks: &mut self.asks,
+            bids: &mut self.buf.bids,
+            asks: &mut self.buf.asks,
         }
         .deserialize(&mut de)
         .map_err(|e| json_err(&e))?;
@@ -517,7 +487,7 @@ impl BinanceCodec {
             return Err(ParseError::Malformed("depth update without s, U or u"));
         };
         let (prev_last_id, exch_ns) = (f.prev_last_id, f.event_ms * MS);
-        let instrument = self.instrument(symbol)?;
+        let instrument = self.buf.instrument(symbol)?;
         if first_id > last_id {
             return Err(ParseError::Malformed("depth update with U > u"));
         }
@@ -734,9 +704,12 @@ fn raw_event_type(frame: &str) -> Option<&str> {
     rest.find('"').map(|end| &rest[..end])
 }
 
+crate::wire::impl_codec!(BinanceCodec);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Codec as _;
     use tradeloop_engine::fixed::FixedError;
 
     fn codec() -> BinanceCodec {

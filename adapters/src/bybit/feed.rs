@@ -11,6 +11,7 @@
 //!
 //! Quotes come from `orderbook.1.{symbol}` (the best level of each side) under the same rules.
 
+use crate::wire::Codec as _;
 use std::time::Duration;
 
 use tradeloop_engine::event::{Event, EventKind, Quote};

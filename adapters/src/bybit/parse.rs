@@ -26,8 +26,8 @@ use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
 use crate::wire::{
-    json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level, LevelsSeed,
-    ParseError,
+    json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, FrameBuffers, Level,
+    LevelsSeed, ParseError,
 };
 
 const MS: u64 = 1_000_000;
@@ -69,11 +69,7 @@ pub enum Parsed {
 /// Only when a message has more levels or trades than any before it (the buffers grow).
 #[derive(Debug)]
 pub struct BybitCodec {
-    symbols: SymbolMap,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    trades: Vec<(Trade, u64)>,
-    max_frame_bytes: usize,
+    buf: FrameBuffers,
 }
 
 #[derive(Deserialize)]
@@ -320,36 +316,8 @@ impl BybitCodec {
     #[must_use]
     pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
         Self {
-            symbols,
-            bids: Vec::with_capacity(1024),
-            asks: Vec::with_capacity(1024),
-            trades: Vec::with_capacity(64),
-            max_frame_bytes,
+            buf: FrameBuffers::new(symbols, max_frame_bytes, 1024),
         }
-    }
-
-    /// The symbol map.
-    #[must_use]
-    pub fn symbols(&self) -> &SymbolMap {
-        &self.symbols
-    }
-
-    /// Bid levels of the last book message parsed (best first).
-    #[must_use]
-    pub fn bids(&self) -> &[Level] {
-        &self.bids
-    }
-
-    /// Ask levels of the last book message parsed (best first).
-    #[must_use]
-    pub fn asks(&self) -> &[Level] {
-        &self.asks
-    }
-
-    /// Trades of the last `publicTrade` message parsed, with their times (ns since the epoch).
-    #[must_use]
-    pub fn trades(&self) -> &[(Trade, u64)] {
-        &self.trades
     }
 
     /// Parses one frame.
@@ -357,17 +325,12 @@ impl BybitCodec {
     /// # Errors
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
-        if frame.len() > self.max_frame_bytes {
-            return Err(ParseError::Oversize);
-        }
-        self.trades.clear();
-        self.bids.clear();
-        self.asks.clear();
+        self.buf.begin(frame)?;
         let mut buffers = Buffers {
-            symbols: &self.symbols,
-            bids: &mut self.bids,
-            asks: &mut self.asks,
-            trades: &mut self.trades,
+            symbols: &self.buf.symbols,
+            bids: &mut self.buf.bids,
+            asks: &mut self.buf.asks,
+            trades: &mut self.buf.trades,
             unknown_symbol: false,
             unknown_topic: false,
         };
@@ -388,12 +351,12 @@ impl BybitCodec {
         }
         match env.data {
             Data::Absent => Err(ParseError::Malformed("no data")),
-            Data::Trades => Ok(Parsed::Trades(self.trades.len())),
+            Data::Trades => Ok(Parsed::Trades(self.buf.trades.len())),
             Data::Book(fields) => {
                 let rest = topic.strip_prefix("orderbook.").unwrap_or_default();
                 let (depth, symbol) = rest.split_once('.').ok_or(ParseError::UnknownStream)?;
                 let depth: u16 = depth.parse().map_err(|_| ParseError::UnknownStream)?;
-                let instrument = self.instrument(symbol)?;
+                let instrument = self.buf.instrument(symbol)?;
                 let snapshot = match env.kind {
                     Some("snapshot") => true,
                     Some("delta") => false,
@@ -426,15 +389,14 @@ impl BybitCodec {
             Data::Raw(_) => Err(ParseError::Malformed("unexpected shape")),
         }
     }
-
-    fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
-        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
-    }
 }
+
+crate::wire::impl_codec!(BybitCodec);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Codec as _;
     use tradeloop_engine::fixed::FixedError;
 
     fn codec() -> BybitCodec {

@@ -12,6 +12,7 @@
 //! channel is always subscribed: it keeps quiet subscriptions open and its messages carry
 //! sequence numbers too, so a silent loss shows up within a second.
 
+use crate::wire::Codec as _;
 use tradeloop_engine::event::{Event, EventKind};
 use tradeloop_engine::instrument::InstrumentIndex;
 

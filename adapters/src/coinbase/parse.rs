@@ -28,7 +28,8 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use crate::kraken::parse::rfc3339_ns;
 use crate::symbols::SymbolMap;
 use crate::wire::{
-    each, json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level, ParseError,
+    each, json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, FrameBuffers, Level,
+    ParseError,
 };
 
 /// One product's book event of an `l2_data` message; its levels are
@@ -80,13 +81,9 @@ pub struct Parsed {
 /// Only when a message has more levels, trades or quotes than any before it.
 #[derive(Debug)]
 pub struct CoinbaseCodec {
-    symbols: SymbolMap,
+    buf: FrameBuffers,
     books: Vec<BookEvent>,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    trades: Vec<(Trade, u64)>,
     quotes: Vec<Quote>,
-    max_frame_bytes: usize,
 }
 
 /// Buffers the event visitors fill, and the typed error of an unknown product.
@@ -405,44 +402,16 @@ impl CoinbaseCodec {
     #[must_use]
     pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
         Self {
-            symbols,
+            buf: FrameBuffers::new(symbols, max_frame_bytes, 1024),
             books: Vec::with_capacity(4),
-            bids: Vec::with_capacity(1024),
-            asks: Vec::with_capacity(1024),
-            trades: Vec::with_capacity(64),
             quotes: Vec::with_capacity(4),
-            max_frame_bytes,
         }
-    }
-
-    /// The symbol map.
-    #[must_use]
-    pub fn symbols(&self) -> &SymbolMap {
-        &self.symbols
     }
 
     /// Book events of the last `l2_data` message.
     #[must_use]
     pub fn books(&self) -> &[BookEvent] {
         &self.books
-    }
-
-    /// Bid levels of the last `l2_data` message (see [`BookEvent::bids`]).
-    #[must_use]
-    pub fn bids(&self) -> &[Level] {
-        &self.bids
-    }
-
-    /// Ask levels of the last `l2_data` message (see [`BookEvent::asks`]).
-    #[must_use]
-    pub fn asks(&self) -> &[Level] {
-        &self.asks
-    }
-
-    /// Trades of the last `market_trades` message, with their times.
-    #[must_use]
-    pub fn trades(&self) -> &[(Trade, u64)] {
-        &self.trades
     }
 
     /// Quotes of the last `ticker` message.
@@ -456,20 +425,15 @@ impl CoinbaseCodec {
     /// # Errors
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
-        if frame.len() > self.max_frame_bytes {
-            return Err(ParseError::Oversize);
-        }
+        self.buf.begin(frame)?;
         self.books.clear();
-        self.bids.clear();
-        self.asks.clear();
-        self.trades.clear();
         self.quotes.clear();
         let mut out = Out {
-            symbols: &self.symbols,
+            symbols: &self.buf.symbols,
             books: &mut self.books,
-            bids: &mut self.bids,
-            asks: &mut self.asks,
-            trades: &mut self.trades,
+            bids: &mut self.buf.bids,
+            asks: &mut self.buf.asks,
+            trades: &mut self.buf.trades,
             quotes: &mut self.quotes,
             unknown: false,
             history: false,
@@ -514,9 +478,12 @@ impl CoinbaseCodec {
     }
 }
 
+crate::wire::impl_codec!(CoinbaseCodec);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Codec as _;
 
     fn codec() -> CoinbaseCodec {
         let mut m = SymbolMap::default();

@@ -14,6 +14,7 @@
 //! the feed truncates are sent to the engine as removals, so the engine's book holds exactly
 //! the venue's subscribed depth.
 
+use crate::wire::Codec as _;
 use std::time::Duration;
 
 use tradeloop_engine::event::{Event, EventKind};

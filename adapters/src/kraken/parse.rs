@@ -27,7 +27,8 @@ use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
 use crate::wire::{
-    json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Level, ParseError,
+    json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, FrameBuffers, Level,
+    ParseError,
 };
 
 /// Header of a `book` message; its levels are in [`KrakenCodec::bids`] and
@@ -64,11 +65,7 @@ pub enum Parsed {
 /// Only when a message has more levels or trades than any before it (the buffers grow).
 #[derive(Debug)]
 pub struct KrakenCodec {
-    symbols: SymbolMap,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    trades: Vec<(Trade, u64)>,
-    max_frame_bytes: usize,
+    buf: FrameBuffers,
 }
 
 /// A JSON number (or decimal string) read exactly from its literal text.
@@ -455,36 +452,8 @@ impl KrakenCodec {
     #[must_use]
     pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
         Self {
-            symbols,
-            bids: Vec::with_capacity(1024),
-            asks: Vec::with_capacity(1024),
-            trades: Vec::with_capacity(64),
-            max_frame_bytes,
+            buf: FrameBuffers::new(symbols, max_frame_bytes, 1024),
         }
-    }
-
-    /// The symbol map.
-    #[must_use]
-    pub fn symbols(&self) -> &SymbolMap {
-        &self.symbols
-    }
-
-    /// Bid levels of the last book message parsed, in message order.
-    #[must_use]
-    pub fn bids(&self) -> &[Level] {
-        &self.bids
-    }
-
-    /// Ask levels of the last book message parsed, in message order.
-    #[must_use]
-    pub fn asks(&self) -> &[Level] {
-        &self.asks
-    }
-
-    /// Trades of the last `trade` message parsed, with their times (ns since the epoch).
-    #[must_use]
-    pub fn trades(&self) -> &[(Trade, u64)] {
-        &self.trades
     }
 
     /// Parses one frame.
@@ -492,17 +461,12 @@ impl KrakenCodec {
     /// # Errors
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
-        if frame.len() > self.max_frame_bytes {
-            return Err(ParseError::Oversize);
-        }
-        self.trades.clear();
-        self.bids.clear();
-        self.asks.clear();
+        self.buf.begin(frame)?;
         let mut buffers = Buffers {
-            symbols: &self.symbols,
-            bids: &mut self.bids,
-            asks: &mut self.asks,
-            trades: &mut self.trades,
+            symbols: &self.buf.symbols,
+            bids: &mut self.buf.bids,
+            asks: &mut self.buf.asks,
+            trades: &mut self.buf.trades,
             unknown: false,
         };
         let mut env =
@@ -525,7 +489,7 @@ impl KrakenCodec {
         }
         match env.data {
             Data::Absent | Data::Raw(_) => Err(ParseError::Malformed("no data")),
-            Data::Trades => Ok(Parsed::Trades(self.trades.len())),
+            Data::Trades => Ok(Parsed::Trades(self.buf.trades.len())),
             Data::Quote(q) => Ok(Parsed::Quote(q)),
             Data::Book(fields) => {
                 let snapshot = match env.kind {
@@ -540,7 +504,7 @@ impl KrakenCodec {
                 let symbol = fields
                     .symbol
                     .ok_or(ParseError::Malformed("book without symbol"))?;
-                let instrument = self.instrument(symbol)?;
+                let instrument = self.buf.instrument(symbol)?;
                 let checksum = fields
                     .checksum
                     .ok_or(ParseError::Malformed("book without checksum"))?;
@@ -557,15 +521,14 @@ impl KrakenCodec {
             }
         }
     }
-
-    fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
-        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
-    }
 }
+
+crate::wire::impl_codec!(KrakenCodec);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Codec as _;
 
     fn codec() -> KrakenCodec {
         let mut m = SymbolMap::default();

@@ -12,6 +12,7 @@
 //! levels interleaved (`bid px:bid sz:ask px:ask sz:…`), prices and sizes written in their
 //! shortest decimal form, and a mismatch is a gap too.
 
+use crate::wire::Codec as _;
 use std::io::Write as _;
 use std::time::Duration;
 

@@ -24,8 +24,8 @@ use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
 use crate::wire::{
-    each, json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, Level,
-    ParseError,
+    each, json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed,
+    FrameBuffers, Level, ParseError,
 };
 
 const MS: u64 = 1_000_000;
@@ -71,11 +71,7 @@ pub enum Parsed {
 /// Only when a message has more levels or trades than any before it.
 #[derive(Debug)]
 pub struct OkxCodec {
-    symbols: SymbolMap,
-    bids: Vec<Level>,
-    asks: Vec<Level>,
-    trades: Vec<(Trade, u64)>,
-    max_frame_bytes: usize,
+    buf: FrameBuffers,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -379,36 +375,8 @@ impl OkxCodec {
     #[must_use]
     pub fn new(symbols: SymbolMap, max_frame_bytes: usize) -> Self {
         Self {
-            symbols,
-            bids: Vec::with_capacity(512),
-            asks: Vec::with_capacity(512),
-            trades: Vec::with_capacity(64),
-            max_frame_bytes,
+            buf: FrameBuffers::new(symbols, max_frame_bytes, 512),
         }
-    }
-
-    /// The symbol map.
-    #[must_use]
-    pub fn symbols(&self) -> &SymbolMap {
-        &self.symbols
-    }
-
-    /// Bid levels of the last `books` message, in message order.
-    #[must_use]
-    pub fn bids(&self) -> &[Level] {
-        &self.bids
-    }
-
-    /// Ask levels of the last `books` message, in message order.
-    #[must_use]
-    pub fn asks(&self) -> &[Level] {
-        &self.asks
-    }
-
-    /// Trades of the last `trades` message, with their times.
-    #[must_use]
-    pub fn trades(&self) -> &[(Trade, u64)] {
-        &self.trades
     }
 
     /// Parses one frame.
@@ -416,20 +384,15 @@ impl OkxCodec {
     /// # Errors
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
-        if frame.len() > self.max_frame_bytes {
-            return Err(ParseError::Oversize);
-        }
+        self.buf.begin(frame)?;
         if frame == "pong" {
             return Ok(Parsed::Control);
         }
-        self.trades.clear();
-        self.bids.clear();
-        self.asks.clear();
         let mut buffers = Buffers {
-            symbols: &self.symbols,
-            bids: &mut self.bids,
-            asks: &mut self.asks,
-            trades: &mut self.trades,
+            symbols: &self.buf.symbols,
+            bids: &mut self.buf.bids,
+            asks: &mut self.buf.asks,
+            trades: &mut self.buf.trades,
             unknown: false,
         };
         let mut env =
@@ -451,14 +414,16 @@ impl OkxCodec {
         }
         let fields = match env.data {
             Data::Absent | Data::Raw(_) => return Err(ParseError::Malformed("no data")),
-            Data::Trades => return Ok(Parsed::Trades(self.trades.len())),
+            Data::Trades => return Ok(Parsed::Trades(self.buf.trades.len())),
             Data::Book(fields) => fields,
         };
-        let instrument = self.instrument(arg.inst_id.ok_or(ParseError::Malformed("no instId"))?)?;
+        let instrument = self
+            .buf
+            .instrument(arg.inst_id.ok_or(ParseError::Malformed("no instId"))?)?;
         let exch_ns = fields.ts.ok_or(ParseError::Malformed("no ts"))?;
         let seq_id = fields.seq_id.ok_or(ParseError::Malformed("no seqId"))?;
         if arg.channel == "bbo-tbt" {
-            let (Some(bid), Some(ask)) = (self.bids.first(), self.asks.first()) else {
+            let (Some(bid), Some(ask)) = (self.buf.bids.first(), self.buf.asks.first()) else {
                 return Err(ParseError::Malformed("bbo without both sides"));
             };
             return Ok(Parsed::Quote {
@@ -493,15 +458,14 @@ impl OkxCodec {
             exch_ns,
         }))
     }
-
-    fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
-        self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
-    }
 }
+
+crate::wire::impl_codec!(OkxCodec);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::Codec as _;
 
     fn codec() -> OkxCodec {
         let mut m = SymbolMap::default();
