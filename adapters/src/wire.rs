@@ -69,6 +69,20 @@ impl FrameBuffers {
         Ok(())
     }
 
+    /// The buffers, emptied by [`Self::begin`], lent to one frame's visitors.
+    #[inline]
+    pub(crate) fn out<V>(&mut self) -> Out<'_, V> {
+        Out {
+            symbols: &self.symbols,
+            bids: &mut self.bids,
+            asks: &mut self.asks,
+            trades: &mut self.trades,
+            unknown_symbol: false,
+            unknown_topic: false,
+            venue: core::marker::PhantomData,
+        }
+    }
+
     /// The instrument of a venue symbol.
     ///
     /// # Errors
@@ -76,6 +90,35 @@ impl FrameBuffers {
     #[inline]
     pub(crate) fn instrument(&self, symbol: &str) -> Result<InstrumentIndex, ParseError> {
         self.symbols.find(symbol).ok_or(ParseError::UnknownSymbol)
+    }
+}
+
+/// Where one frame's `data` visitors write, borrowed from a codec's [`FrameBuffers`], and the
+/// typed errors a visitor can only signal by flag. `V` names the venue, so that each venue
+/// implements [`DataBuffers`] for its own `Out<'_, V>`.
+pub(crate) struct Out<'b, V> {
+    pub(crate) symbols: &'b SymbolMap,
+    pub(crate) bids: &'b mut Vec<Level>,
+    pub(crate) asks: &'b mut Vec<Level>,
+    pub(crate) trades: &'b mut Vec<(Trade, u64)>,
+    /// An unknown symbol was met.
+    pub(crate) unknown_symbol: bool,
+    /// An unknown topic or channel was met.
+    pub(crate) unknown_topic: bool,
+    venue: core::marker::PhantomData<V>,
+}
+
+impl<V> Out<'_, V> {
+    /// The typed error of a failed parse: an unknown symbol, an unknown topic, else the JSON
+    /// error's kind.
+    pub(crate) fn error_of(&self, e: &serde_json::Error) -> ParseError {
+        if self.unknown_symbol {
+            ParseError::UnknownSymbol
+        } else if self.unknown_topic {
+            ParseError::UnknownStream
+        } else {
+            json_err(e)
+        }
     }
 }
 

@@ -25,9 +25,10 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
+use crate::wire::Out;
 use crate::wire::{
-    json_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, FrameBuffers, Level,
-    LevelsSeed, ParseError,
+    parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, FrameBuffers, Level, LevelsSeed,
+    ParseError,
 };
 
 const MS: u64 = 1_000_000;
@@ -203,28 +204,18 @@ struct Envelope<'a> {
     data: Data<'a>,
 }
 
-/// Where `data` goes, and the typed errors a visitor can only signal by flag.
-struct Buffers<'b> {
-    symbols: &'b SymbolMap,
-    bids: &'b mut Vec<Level>,
-    asks: &'b mut Vec<Level>,
-    trades: &'b mut Vec<(Trade, u64)>,
-    unknown_symbol: bool,
-    unknown_topic: bool,
-}
+/// This venue, for its [`Out`] buffers.
+enum Bybit {}
 
-impl<'de> DataBuffers<'de> for Buffers<'_> {
+/// Where `data` goes.
+type Buffers<'b> = Out<'b, Bybit>;
+
+impl<'de> DataBuffers<'de> for Out<'_, Bybit> {
     type Key = &'de str;
     type Data = Data<'de>;
 
     fn error(&self, e: &serde_json::Error) -> ParseError {
-        if self.unknown_symbol {
-            ParseError::UnknownSymbol
-        } else if self.unknown_topic {
-            ParseError::UnknownStream
-        } else {
-            json_err(e)
-        }
+        self.error_of(e)
     }
 
     fn data<D: de::Deserializer<'de>>(
@@ -326,14 +317,7 @@ impl BybitCodec {
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
         self.buf.begin(frame)?;
-        let mut buffers = Buffers {
-            symbols: &self.buf.symbols,
-            bids: &mut self.buf.bids,
-            asks: &mut self.buf.asks,
-            trades: &mut self.buf.trades,
-            unknown_symbol: false,
-            unknown_topic: false,
-        };
+        let mut buffers: Buffers<'_> = self.buf.out();
         let mut env =
             parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         let Some(topic) = env.topic else {

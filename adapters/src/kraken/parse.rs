@@ -26,9 +26,9 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
+use crate::wire::Out;
 use crate::wire::{
-    json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, FrameBuffers, Level,
-    ParseError,
+    number_err, parse_whole, payload_pass, DataBuffers, DataSeed, FrameBuffers, Level, ParseError,
 };
 
 /// Header of a `book` message; its levels are in [`KrakenCodec::bids`] and
@@ -338,25 +338,18 @@ struct Envelope<'a> {
     data: Data<'a>,
 }
 
-/// Where `data` goes; an unknown symbol is flagged so that its error stays typed.
-struct Buffers<'b> {
-    symbols: &'b SymbolMap,
-    bids: &'b mut Vec<Level>,
-    asks: &'b mut Vec<Level>,
-    trades: &'b mut Vec<(Trade, u64)>,
-    unknown: bool,
-}
+/// This venue, for its [`Out`] buffers.
+enum Kraken {}
 
-impl<'de> DataBuffers<'de> for Buffers<'_> {
+/// Where `data` goes.
+type Buffers<'b> = Out<'b, Kraken>;
+
+impl<'de> DataBuffers<'de> for Out<'_, Kraken> {
     type Key = &'de str;
     type Data = Data<'de>;
 
     fn error(&self, e: &serde_json::Error) -> ParseError {
-        if self.unknown {
-            ParseError::UnknownSymbol
-        } else {
-            json_err(e)
-        }
+        self.error_of(e)
     }
 
     /// Parses `data` of a market-data `channel` from `d` (other channels' data is skipped).
@@ -370,7 +363,7 @@ impl<'de> DataBuffers<'de> for Buffers<'_> {
                 TradesSeed {
                     symbols: self.symbols,
                     out: &mut *self.trades,
-                    unknown: &mut self.unknown,
+                    unknown: &mut self.unknown_symbol,
                 }
                 .deserialize(d)?;
                 Ok(Data::Trades)
@@ -384,7 +377,7 @@ impl<'de> DataBuffers<'de> for Buffers<'_> {
             "ticker" => {
                 let [t]: [TickerMsg<'de>; 1] = Deserialize::deserialize(d)?;
                 let Some(instrument) = self.symbols.find(t.symbol) else {
-                    self.unknown = true;
+                    self.unknown_symbol = true;
                     return Err(de::Error::custom("unknown symbol"));
                 };
                 Ok(Data::Quote(Quote {
@@ -462,13 +455,7 @@ impl KrakenCodec {
     /// [`ParseError`]; never panics on any input.
     pub fn parse(&mut self, frame: &str) -> Result<Parsed, ParseError> {
         self.buf.begin(frame)?;
-        let mut buffers = Buffers {
-            symbols: &self.buf.symbols,
-            bids: &mut self.buf.bids,
-            asks: &mut self.buf.asks,
-            trades: &mut self.buf.trades,
-            unknown: false,
-        };
+        let mut buffers: Buffers<'_> = self.buf.out();
         let mut env =
             parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         let Some(channel) = env.channel else {

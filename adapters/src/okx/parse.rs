@@ -23,9 +23,10 @@ use tradeloop_engine::fixed::{Price, Qty};
 use tradeloop_engine::instrument::InstrumentIndex;
 
 use crate::symbols::SymbolMap;
+use crate::wire::Out;
 use crate::wire::{
-    each, json_err, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed,
-    FrameBuffers, Level, ParseError,
+    each, number_err, parse_whole, payload_pass, DataBuffers, DataSeed, Fixed, FrameBuffers, Level,
+    ParseError,
 };
 
 const MS: u64 = 1_000_000;
@@ -251,25 +252,18 @@ struct Envelope<'a> {
     data: Data<'a>,
 }
 
-/// Where `data` goes; an unknown instrument is flagged so that its error stays typed.
-struct Buffers<'b> {
-    symbols: &'b SymbolMap,
-    bids: &'b mut Vec<Level>,
-    asks: &'b mut Vec<Level>,
-    trades: &'b mut Vec<(Trade, u64)>,
-    unknown: bool,
-}
+/// This venue, for its [`Out`] buffers.
+enum Okx {}
 
-impl<'de> DataBuffers<'de> for Buffers<'_> {
+/// Where `data` goes.
+type Buffers<'b> = Out<'b, Okx>;
+
+impl<'de> DataBuffers<'de> for Out<'_, Okx> {
     type Key = Arg<'de>;
     type Data = Data<'de>;
 
     fn error(&self, e: &serde_json::Error) -> ParseError {
-        if self.unknown {
-            ParseError::UnknownSymbol
-        } else {
-            json_err(e)
-        }
+        self.error_of(e)
     }
 
     /// Parses `data` of `arg`'s channel from `d` (other channels' data is skipped).
@@ -282,13 +276,13 @@ impl<'de> DataBuffers<'de> for Buffers<'_> {
         if matches!(channel, "books" | "bbo-tbt")
             && arg.inst_id.is_some_and(|i| self.symbols.find(i).is_none())
         {
-            self.unknown = true;
+            self.unknown_symbol = true;
             return Err(de::Error::custom("unknown instrument"));
         }
         match channel {
             "trades" => {
                 let (symbols, trades, unknown) =
-                    (self.symbols, &mut *self.trades, &mut self.unknown);
+                    (self.symbols, &mut *self.trades, &mut self.unknown_symbol);
                 each(|t: TradeMsg<'de>| {
                     let Some(instrument) = symbols.find(t.inst_id) else {
                         *unknown = true;
@@ -388,13 +382,7 @@ impl OkxCodec {
         if frame == "pong" {
             return Ok(Parsed::Control);
         }
-        let mut buffers = Buffers {
-            symbols: &self.buf.symbols,
-            bids: &mut self.buf.bids,
-            asks: &mut self.buf.asks,
-            trades: &mut self.buf.trades,
-            unknown: false,
-        };
+        let mut buffers: Buffers<'_> = self.buf.out();
         let mut env =
             parse_whole(frame, EnvelopeSeed(&mut buffers)).map_err(|e| buffers.error(&e))?;
         if let Some(event) = env.event {
