@@ -201,6 +201,60 @@ pub enum VenueKind {
     Okx,
 }
 
+impl VenueKind {
+    /// Every kind, in the order messages list them.
+    pub const ALL: [Self; 7] = [
+        Self::Sim,
+        Self::Binance,
+        Self::BinanceUsdm,
+        Self::Bybit,
+        Self::Kraken,
+        Self::Coinbase,
+        Self::Okx,
+    ];
+
+    /// The name config.toml and `--venue` spell it with.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::Binance => "binance",
+            Self::BinanceUsdm => "binance-usdm",
+            Self::Bybit => "bybit",
+            Self::Kraken => "kraken",
+            Self::Coinbase => "coinbase",
+            Self::Okx => "okx",
+        }
+    }
+
+    /// The kind named `name` ([`Self::name`]).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The venue's official public market-data endpoints `(ws_url, rest_url)` (`None` for the
+    /// simulator, which runs on loopback); Bybit's is the linear (USDT perpetual) category.
+    #[must_use]
+    pub const fn public_endpoints(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Sim => None,
+            Self::Binance => Some(("wss://stream.binance.com:9443", "https://api.binance.com")),
+            Self::BinanceUsdm => Some(("wss://fstream.binance.com", "https://fapi.binance.com")),
+            Self::Bybit => Some((
+                "wss://stream.bybit.com/v5/public/linear",
+                "https://api.bybit.com",
+            )),
+            Self::Kraken => Some(("wss://ws.kraken.com/v2", "https://api.kraken.com")),
+            Self::Coinbase => Some((
+                "wss://advanced-trade-ws.coinbase.com",
+                "https://api.coinbase.com",
+            )),
+            Self::Okx => Some(("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com")),
+        }
+    }
+}
+
 /// One `[[venues]]` entry. Credentials are never written here: only the names of the
 /// environment variables that hold them.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -752,6 +806,21 @@ mod tests {
 
     fn load_err(text: &str, e: &[(&str, &str)]) -> ConfigError {
         Config::from_toml(text, &env(e)).expect_err("must fail")
+    }
+
+    #[test]
+    fn every_venue_kind_is_named_as_config_spells_it() {
+        for kind in VenueKind::ALL {
+            let spelled = toml::Value::try_from(kind).unwrap();
+            assert_eq!(spelled.as_str(), Some(kind.name()), "{kind:?}");
+            assert_eq!(VenueKind::from_name(kind.name()), Some(kind));
+            assert_eq!(
+                kind.public_endpoints().is_none(),
+                kind == VenueKind::Sim,
+                "{kind:?}: only the simulator has no public endpoints"
+            );
+        }
+        assert_eq!(VenueKind::from_name("binance_usdm"), None);
     }
 
     #[test]

@@ -16,20 +16,6 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use crate::config::{Config, VenueKind};
 use crate::venues::{with_feed, Wire, WithFeed};
 
-/// Official market-data endpoints (used when `--venue` is a kind rather than a configured name).
-const BINANCE_SPOT: (&str, &str) = ("wss://stream.binance.com:9443", "https://api.binance.com");
-const BINANCE_USDM: (&str, &str) = ("wss://fstream.binance.com", "https://fapi.binance.com");
-const BYBIT_LINEAR: (&str, &str) = (
-    "wss://stream.bybit.com/v5/public/linear",
-    "https://api.bybit.com",
-);
-const KRAKEN_SPOT: (&str, &str) = ("wss://ws.kraken.com/v2", "https://api.kraken.com");
-const OKX: (&str, &str) = ("wss://ws.okx.com:8443/ws/v5/public", "https://www.okx.com");
-const COINBASE: (&str, &str) = (
-    "wss://advanced-trade-ws.coinbase.com",
-    "https://api.coinbase.com",
-);
-
 /// Records with whichever feed the venue needs.
 struct Record<'a> {
     settings: &'a RecordSettings,
@@ -65,39 +51,22 @@ pub fn run(
     tradeloop_adapters::install_tls_provider();
     anyhow::ensure!(!symbols.is_empty(), "--symbols needs at least one symbol");
     let configured = config.venues.iter().find(|v| v.name == venue);
-    let kind = match (configured, venue) {
-        (Some(v), _) => v.kind,
-        (None, "sim") => VenueKind::Sim,
-        (None, "binance") => VenueKind::Binance,
-        (None, "binance-usdm") => VenueKind::BinanceUsdm,
-        (None, "bybit") => VenueKind::Bybit,
-        (None, "kraken") => VenueKind::Kraken,
-        (None, "coinbase") => VenueKind::Coinbase,
-        (None, "okx") => VenueKind::Okx,
-        (None, other) => anyhow::bail!(
-            "--venue {other:?}: not a configured venue and not one of sim, binance, binance-usdm, bybit, kraken, coinbase, okx"
-        ),
+    let kind = match configured {
+        Some(v) => v.kind,
+        None => VenueKind::from_name(venue).with_context(|| {
+            format!(
+                "--venue {venue:?}: not a configured venue and not one of {}",
+                VenueKind::ALL.map(VenueKind::name).join(", ")
+            )
+        })?,
     };
     let wire = Wire::of(kind, config.sim.protocol, &config.feed);
     let mut sim = None;
-    let (ws_url, rest_url) = match (configured, kind) {
-        (
-            Some(v),
-            VenueKind::Binance
-            | VenueKind::BinanceUsdm
-            | VenueKind::Bybit
-            | VenueKind::Kraken
-            | VenueKind::Coinbase
-            | VenueKind::Okx,
-        ) => (v.ws_url.clone(), v.rest_url.clone()),
-        (None, VenueKind::Okx) => (OKX.0.to_owned(), OKX.1.to_owned()),
-        (None, VenueKind::Coinbase) => (COINBASE.0.to_owned(), COINBASE.1.to_owned()),
-        (None, VenueKind::Bybit) => (BYBIT_LINEAR.0.to_owned(), BYBIT_LINEAR.1.to_owned()),
-        (None, VenueKind::Kraken) => (KRAKEN_SPOT.0.to_owned(), KRAKEN_SPOT.1.to_owned()),
-        (None, VenueKind::Binance) => (BINANCE_SPOT.0.to_owned(), BINANCE_SPOT.1.to_owned()),
-        (None, VenueKind::BinanceUsdm) => (BINANCE_USDM.0.to_owned(), BINANCE_USDM.1.to_owned()),
-        (_, VenueKind::Sim) => {
-            // A private simulated venue on free loopback ports, with the configured market.
+    let (ws_url, rest_url) = match (configured, kind.public_endpoints()) {
+        (Some(v), _) if kind != VenueKind::Sim => (v.ws_url.clone(), v.rest_url.clone()),
+        (None, Some((ws, rest))) => (ws.to_owned(), rest.to_owned()),
+        _ => {
+            // kind == Sim: a private simulated venue on free loopback ports, with the configured market.
             let registry = config.registry()?;
             let symbols = symbols
                 .iter()
