@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use serde::Serialize;
 use tradeloop_adapters::binance::feed::BinanceFeed;
-use tradeloop_adapters::binance::parse::{BinanceCodec, Market};
+use tradeloop_adapters::binance::parse::Market;
 use tradeloop_adapters::bybit::parse::BybitCodec;
 use tradeloop_adapters::coinbase::parse::CoinbaseCodec;
 use tradeloop_adapters::feed::FrameOutcome;
@@ -31,6 +31,7 @@ use tradeloop_engine::persist::{run_writer, Outbox, Record, Store, WriterConfig}
 use tradeloop_risk::PreTradeRisk;
 use tradeloop_store::postgres::PgStore;
 use tradeloop_store::sqlite::SqliteStore;
+use tradeloop_testkit::fixtures::{bench_registry, btc_codec, sim_btc_frames};
 use tradeloop_testkit::gateway::FakeGateway;
 
 use crate::config::Config;
@@ -271,7 +272,7 @@ fn load_frames() -> anyhow::Result<Frames> {
             });
         }
     }
-    let (_, frames) = crate::hotpath::sim_btc_frames(5, SYNTHETIC_FRAMES, WireProtocol::Binance);
+    let (_, frames) = sim_btc_frames(5, SYNTHETIC_FRAMES, WireProtocol::Binance);
     let (mut trades, mut depths) = (Vec::new(), Vec::new());
     for f in frames {
         if f.contains("@trade\"") {
@@ -285,12 +286,6 @@ fn load_frames() -> anyhow::Result<Frames> {
         depths,
         source: "synthetic",
     })
-}
-
-pub(crate) fn btc_codec() -> BinanceCodec {
-    let mut symbols = SymbolMap::default();
-    symbols.insert("BTCUSDT", InstrumentIndex(0));
-    BinanceCodec::new(symbols, 1 << 22)
 }
 
 /// Nanoseconds to parse one frame (cycling through `frames`) with `parse`, after checking every
@@ -341,7 +336,7 @@ fn parse_pair<E: std::fmt::Display, T>(
 /// capture in `../shared/data` (the simulated venue's `orderbook.50` deltas when it is absent).
 /// Returns (trades, books, source).
 fn bybit_frames() -> anyhow::Result<(Vec<String>, Vec<String>, &'static str)> {
-    let (_, frames) = crate::hotpath::sim_btc_frames(9, 20_000, WireProtocol::Bybit { depth: 50 });
+    let (_, frames) = sim_btc_frames(9, 20_000, WireProtocol::Bybit { depth: 50 });
     let (trades, sim_books): (Vec<String>, Vec<String>) = frames
         .into_iter()
         .filter(|f| !f.starts_with("{\"topic\":\"orderbook.1."))
@@ -365,7 +360,7 @@ fn bybit_frames() -> anyhow::Result<(Vec<String>, Vec<String>, &'static str)> {
 /// WebSocket capture is available): (trade frames, book frames), told apart by their prefixes;
 /// Coinbase frames numbered in order as a connection would.
 fn sim_frames(protocol: WireProtocol, trade: &str, book: &str) -> (Vec<String>, Vec<String>) {
-    let (_, frames) = crate::hotpath::sim_btc_frames(11, 40_000, protocol);
+    let (_, frames) = sim_btc_frames(11, 40_000, protocol);
     let frames = frames
         .iter()
         .enumerate()
@@ -419,19 +414,6 @@ impl tradeloop_engine::api::Strategy for TickProbe {
         }
         self.seen.fetch_add(1, Ordering::Release);
     }
-}
-
-/// One spot BTCUSDT instrument (tick 0.01, lot 0.001), as the bench frames quote it.
-pub(crate) fn bench_registry() -> anyhow::Result<tradeloop_engine::instrument::InstrumentRegistry> {
-    let mut registry = tradeloop_engine::instrument::InstrumentRegistry::new();
-    registry.add(
-        "bench",
-        "BTCUSDT",
-        Price::parse("0.01").expect("c"),
-        Qty::parse("0.001").expect("c"),
-        tradeloop_engine::instrument::ContractKind::Spot,
-    )?;
-    Ok(registry)
 }
 
 /// Frame bytes handed to the feed on this (I/O) thread, stamped `recv_ns` → parsed → NORMAL
