@@ -1007,10 +1007,9 @@ fn drive<St: Steps, S: Strategy>(
     }));
     let clock = SimClock::new(0);
     let x = &config.execution;
-    let lots: Vec<Qty> = registry.iter().map(|i| i.lot_size).collect();
     let gateway = SimGateway::new(config.exec_config(n), Arc::clone(&lanes))
         .with_fees(config.fee_schedule())
-        .with_lot_sizes(&lots)
+        .with_instruments(&registry)
         .with_queue_model(config.execution.queue_model.model())
         .with_latency_model(latency_model(config)?);
     let outbox = Arc::new(Outbox::new(1 << 16));

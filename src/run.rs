@@ -281,7 +281,7 @@ where
             ExecGateway::Sim(
                 SimGateway::new(config.exec_config(registry.len()), Arc::clone(&lanes))
                     .with_fees(config.fee_schedule())
-                    .with_lot_sizes(&registry.iter().map(|i| i.lot_size).collect::<Vec<_>>())
+                    .with_instruments(&registry)
                     .with_queue_model(config.execution.queue_model.model())
                     .with_latency_model(crate::backtest::latency_model(config)?),
             ),

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::fixed::{Price, Qty};
+use crate::fixed::{Money, Price, Qty, FIXED_SCALE};
 
 /// Upper bound on the number of instruments one engine trades. Keeps every per-instrument table
 /// a fixed-size array and lets the stale-book bitmap fit in a few words.
@@ -63,6 +63,34 @@ impl ContractKind {
     #[must_use]
     pub const fn is_inverse(self) -> bool {
         matches!(self, Self::Inverse { .. })
+    }
+
+    /// The value of a signed quantity at a price, in the contract's PnL currency: spot
+    /// `price × qty`, linear `price × qty × multiplier` (quote), inverse
+    /// `qty × multiplier / price` (base). `price` must be positive for an inverse contract.
+    #[inline]
+    #[must_use]
+    pub fn value(self, qty: Qty, price: Price) -> Money {
+        let q = i128::from(qty.raw());
+        let m = i128::from(self.multiplier().raw());
+        let p = i128::from(price.raw());
+        let scale = i128::from(FIXED_SCALE);
+        match self {
+            Self::Spot => Money(p * q),
+            Self::Linear { .. } => {
+                let pq = p * q;
+                if m == scale {
+                    Money(pq)
+                } else {
+                    Money(
+                        pq.checked_mul(m)
+                            .map_or_else(|| pq / scale * m, |v| v / scale),
+                    )
+                }
+            }
+            // qty × mult / price at 1e-16 = q·m·1e8 / p (raw units).
+            Self::Inverse { .. } => Money(q * m * scale / p.max(1)),
+        }
     }
 }
 

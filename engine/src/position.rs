@@ -12,7 +12,7 @@
 use rust_decimal::Decimal;
 
 use crate::event::Side;
-use crate::fixed::{Money, Price, Qty, FIXED_SCALE};
+use crate::fixed::{Money, Price, Qty};
 use crate::instrument::{ContractKind, InstrumentIndex};
 
 /// Why a fill could not be applied.
@@ -29,29 +29,11 @@ pub enum PositionError {
     Overflow,
 }
 
-/// The value of a signed quantity at a price, in the contract's PnL currency (see module docs).
+/// The value of a signed quantity at a price, in the contract's PnL currency (see module docs
+/// and [`ContractKind::value`]).
 #[inline]
 fn value(kind: ContractKind, qty: Qty, price: Price) -> Money {
-    let q = i128::from(qty.raw());
-    let m = i128::from(kind.multiplier().raw());
-    let p = i128::from(price.raw());
-    let scale = i128::from(FIXED_SCALE);
-    match kind {
-        ContractKind::Spot => Money(p * q),
-        ContractKind::Linear { .. } => {
-            let pq = p * q;
-            if m == scale {
-                Money(pq)
-            } else {
-                Money(
-                    pq.checked_mul(m)
-                        .map_or_else(|| pq / scale * m, |v| v / scale),
-                )
-            }
-        }
-        // qty × mult / price at 1e-16 = q·m·1e8 / p (raw units); p > 0 checked by callers.
-        ContractKind::Inverse { .. } => Money(q * m * scale / p),
-    }
+    kind.value(qty, price)
 }
 
 /// One instrument's position.

@@ -182,8 +182,9 @@ impl QueueModelSection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeeTierSection {
-    /// Traded notional of the run (Σ price × qty of fills, quote units, decimal string) from
-    /// which this tier applies.
+    /// Traded value of the run (Σ of the fills' values in their contracts' PnL currency:
+    /// price × qty × multiplier, quote units, for spot and linear), decimal string, from which
+    /// this tier applies.
     pub min_volume: Qty,
     /// Maker rate, basis points (negative = rebate).
     pub maker_fee_bps: i64,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tradeloop_engine::api::{Books, Gateway, GatewayError};
 use tradeloop_engine::event::{Event, EventKind, OrderReport};
 use tradeloop_engine::fixed::{Price, Qty};
+use tradeloop_engine::instrument::InstrumentRegistry;
 use tradeloop_engine::lane::Lanes;
 use tradeloop_engine::order::Order;
 
@@ -54,10 +55,11 @@ impl SimGateway {
         self
     }
 
-    /// The instruments' lot sizes, by index (see [`super::matching::Matching::with_lot_sizes`]).
+    /// The instruments' lot sizes and contract kinds (see
+    /// [`super::matching::Matching::with_instruments`]).
     #[must_use]
-    pub fn with_lot_sizes(mut self, lots: &[Qty]) -> Self {
-        self.matching = self.matching.with_lot_sizes(lots);
+    pub fn with_instruments(mut self, registry: &InstrumentRegistry) -> Self {
+        self.matching = self.matching.with_instruments(registry);
         self
     }
 

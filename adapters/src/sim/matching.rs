@@ -56,6 +56,7 @@ use tradeloop_engine::event::{
     BookDelta, ClientOrderId, DeltaFlags, Event, EventKind, OrderReport, RejectReason, Side,
 };
 use tradeloop_engine::fixed::{Price, Qty, FIXED_SCALE};
+use tradeloop_engine::instrument::{ContractKind, InstrumentRegistry};
 use tradeloop_engine::order::{Order, OrderKind, TimeInForce};
 
 use super::market::Rng;
@@ -310,6 +311,8 @@ pub struct Matching {
     feed_offset_min: i64,
     /// Lot size per instrument, raw (0: unknown).
     lots: Box<[i64]>,
+    /// Contract kind per instrument (spot where unknown).
+    kinds: Box<[ContractKind]>,
 }
 
 impl Matching {
@@ -339,6 +342,7 @@ impl Matching {
             feed_latency_ns: 0,
             feed_offset_min: i64::MAX,
             lots: Box::new([]),
+            kinds: Box::new([]),
             cfg,
         }
     }
@@ -361,6 +365,25 @@ impl Matching {
     #[must_use]
     pub fn with_latency_model(mut self, model: LatencyModel) -> Self {
         self.latency = model;
+        self
+    }
+
+    /// The instruments' lot sizes and contract kinds, from the registry the engine trades
+    /// (see [`Self::with_lot_sizes`] and [`Self::with_contracts`]).
+    #[must_use]
+    pub fn with_instruments(self, registry: &InstrumentRegistry) -> Self {
+        let lots: Vec<Qty> = registry.iter().map(|i| i.lot_size).collect();
+        let kinds: Vec<ContractKind> = registry.iter().map(|i| i.kind).collect();
+        self.with_lot_sizes(&lots).with_contracts(&kinds)
+    }
+
+    /// The instruments' contract kinds, by index: a fill's fee (and the volume fee tiers
+    /// count) is its value in the contract's PnL currency — `price × qty × multiplier` for a
+    /// linear contract, `qty × multiplier / price` (base currency) for an inverse one. Without
+    /// them every instrument is valued as spot, `price × qty`.
+    #[must_use]
+    pub fn with_contracts(mut self, kinds: &[ContractKind]) -> Self {
+        self.kinds = kinds.into();
         self
     }
 
@@ -724,7 +747,8 @@ impl Matching {
     /// The fee of a fill of `qty` at `price` on instrument `i` (see [`FeeSchedule`]); counts
     /// the fill's notional into the traded volume after choosing the rate.
     fn fee(&mut self, i: usize, price: Price, qty: Qty, maker: bool) -> Qty {
-        let notional = i128::from(price.raw()) * i128::from(qty.raw()) / i128::from(FIXED_SCALE);
+        let kind = self.kinds.get(i).copied().unwrap_or(ContractKind::Spot);
+        let notional = kind.value(qty, price).raw() / i128::from(FIXED_SCALE);
         let (maker_bps, taker_bps) = match self.fees.per_instrument.get(i).copied().flatten() {
             Some(own) => own,
             None => self
@@ -1785,6 +1809,45 @@ mod tests {
             vec![(99, 1, true)],
             "TC1 power 1: half the 4 that left were ahead (3 ahead), 4 traded"
         );
+    }
+
+    /// A fill's fee is a share of its value in the contract's PnL currency: price × qty for
+    /// spot, × the multiplier for a linear contract, qty × multiplier / price for an inverse
+    /// one (base currency).
+    #[test]
+    fn fees_are_on_the_contracts_value_table() {
+        // (label, contract, taker fee of a market buy of 2 at 101 (5 bp))
+        let cases = [
+            ("TC0 spot: 101 × 2", ContractKind::Spot, "0.101"),
+            (
+                "TC1 linear ×10: 101 × 2 × 10",
+                ContractKind::Linear {
+                    multiplier: q(10),
+                },
+                "1.01",
+            ),
+            (
+                "TC2 inverse 100 per contract: 2 × 100 / 101 in base",
+                ContractKind::Inverse {
+                    multiplier: q(100),
+                },
+                "0.00099009",
+            ),
+        ];
+        for (label, kind, want) in cases {
+            let mut m = venue();
+            m.m = m.m.with_contracts(&[kind]);
+            let r = run(
+                &mut m,
+                &order(0, OrderRequest::market(I, Side::Buy, p(101), q(2))),
+                100,
+            );
+            let fee = r.iter().find_map(|x| match x {
+                OrderReport::Fill { fee, .. } => Some(*fee),
+                _ => None,
+            });
+            assert_eq!(fee, Some(Qty::parse(want).unwrap()), "{label}: {r:?}");
+        }
     }
 
     /// A probabilistic estimate of the volume ahead is rounded to whole lots when the lot
