@@ -19,7 +19,7 @@ use crate::symbols::SymbolMap;
 /// levels and trades of the last frame, and the largest frame it takes.
 ///
 /// # Allocation
-/// Only in [`FrameBuffers::new`] and while a buffer grows past its first capacity.
+/// Only when a codec is built and while a buffer grows past its first capacity.
 #[derive(Clone, Debug)]
 pub struct FrameBuffers {
     pub(crate) symbols: SymbolMap,

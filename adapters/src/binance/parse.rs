@@ -21,8 +21,8 @@ use tradeloop_engine::instrument::InstrumentIndex;
 use crate::symbols::SymbolMap;
 use crate::wire::{json_err, Fixed, FrameBuffers, Level, LevelsSeed, ParseError};
 
-/// Header of a depth diff (`depthUpdate`); its levels are in [`BinanceCodec::bids`] and
-/// [`BinanceCodec::asks`].
+/// Header of a depth diff (`depthUpdate`); its levels are in [`BinanceCodec::bids`](crate::wire::Codec::bids) and
+/// [`BinanceCodec::asks`](crate::wire::Codec::asks).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct DepthDiff {
     /// Instrument.

@@ -33,8 +33,8 @@ use crate::wire::{
 
 const MS: u64 = 1_000_000;
 
-/// Header of an `orderbook.{depth}.{symbol}` message; its levels are in [`BybitCodec::bids`]
-/// and [`BybitCodec::asks`].
+/// Header of an `orderbook.{depth}.{symbol}` message; its levels are in [`BybitCodec::bids`](crate::wire::Codec::bids)
+/// and [`BybitCodec::asks`](crate::wire::Codec::asks).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BookMsg {
     /// Instrument.
@@ -54,7 +54,7 @@ pub struct BookMsg {
 /// What a frame was.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Parsed {
-    /// `publicTrade`: this many trades, in [`BybitCodec::trades`].
+    /// `publicTrade`: this many trades, in [`BybitCodec::trades`](crate::wire::Codec::trades).
     Trades(usize),
     /// `orderbook.{depth}`.
     Book(BookMsg),

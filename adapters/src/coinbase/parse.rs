@@ -40,9 +40,9 @@ pub struct BookEvent {
     pub instrument: InstrumentIndex,
     /// `type: "snapshot"` (else an update).
     pub snapshot: bool,
-    /// Range of the event's bid levels in [`CoinbaseCodec::bids`].
+    /// Range of the event's bid levels in [`CoinbaseCodec::bids`](crate::wire::Codec::bids).
     pub bids: (usize, usize),
-    /// Range of the event's ask levels in [`CoinbaseCodec::asks`].
+    /// Range of the event's ask levels in [`CoinbaseCodec::asks`](crate::wire::Codec::asks).
     pub asks: (usize, usize),
 }
 
@@ -51,7 +51,7 @@ pub struct BookEvent {
 pub enum Payload {
     /// `l2_data`: [`CoinbaseCodec::books`].
     Books,
-    /// `market_trades` updates: [`CoinbaseCodec::trades`]; `history` for the snapshot event of
+    /// `market_trades` updates: [`CoinbaseCodec::trades`](crate::wire::Codec::trades); `history` for the snapshot event of
     /// recent trades sent on subscribing.
     Trades {
         /// The trades are the subscription's snapshot of past trades.

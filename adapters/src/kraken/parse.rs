@@ -31,8 +31,8 @@ use crate::wire::{
     number_err, parse_whole, payload_pass, DataBuffers, DataSeed, FrameBuffers, Level, ParseError,
 };
 
-/// Header of a `book` message; its levels are in [`KrakenCodec::bids`] and
-/// [`KrakenCodec::asks`] in message order.
+/// Header of a `book` message; its levels are in [`KrakenCodec::bids`](crate::wire::Codec::bids) and
+/// [`KrakenCodec::asks`](crate::wire::Codec::asks) in message order.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BookMsg {
     /// Instrument.
@@ -48,7 +48,7 @@ pub struct BookMsg {
 /// What a frame was.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Parsed {
-    /// `trade`: this many trades, in [`KrakenCodec::trades`].
+    /// `trade`: this many trades, in [`KrakenCodec::trades`](crate::wire::Codec::trades).
     Trades(usize),
     /// `book`.
     Book(BookMsg),

@@ -31,7 +31,7 @@ use crate::wire::{
 
 const MS: u64 = 1_000_000;
 
-/// Header of a `books` message; its levels are in [`OkxCodec::bids`] and [`OkxCodec::asks`].
+/// Header of a `books` message; its levels are in [`OkxCodec::bids`](crate::wire::Codec::bids) and [`OkxCodec::asks`](crate::wire::Codec::asks).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BookMsg {
     /// Instrument.
@@ -51,7 +51,7 @@ pub struct BookMsg {
 /// What a frame was.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Parsed {
-    /// `trades`: this many trades, in [`OkxCodec::trades`].
+    /// `trades`: this many trades, in [`OkxCodec::trades`](crate::wire::Codec::trades).
     Trades(usize),
     /// `books`.
     Book(BookMsg),

@@ -1821,16 +1821,12 @@ mod tests {
             ("TC0 spot: 101 × 2", ContractKind::Spot, "0.101"),
             (
                 "TC1 linear ×10: 101 × 2 × 10",
-                ContractKind::Linear {
-                    multiplier: q(10),
-                },
+                ContractKind::Linear { multiplier: q(10) },
                 "1.01",
             ),
             (
                 "TC2 inverse 100 per contract: 2 × 100 / 101 in base",
-                ContractKind::Inverse {
-                    multiplier: q(100),
-                },
+                ContractKind::Inverse { multiplier: q(100) },
                 "0.00099009",
             ),
         ];
