@@ -14,7 +14,6 @@ import argparse
 import csv
 import gzip
 import json
-import math
 import os
 import subprocess
 import sys
@@ -233,7 +232,6 @@ def compare_run(name, tl, hbt, offset, period_ms):
             "value": value_tl, "position": float(pos_tl[-1]) if len(pos_tl) else 0.0,
             "realized": r_tl, "fees": f_tl, "total_pnl": r_tl + u_tl - f_tl,
             "own_net_pnl": float(summary["stats"]["net_pnl"]), "wall_s": tl_wall,
-            "maker_fills": sum(1 for _ in tl_fills),
         },
         "hftbacktest": {
             "orders": sent, "cancels": cancels,

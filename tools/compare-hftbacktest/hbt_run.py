@@ -16,7 +16,6 @@ order's price and its quantity the change of `qty - leaves_qty`.
 
 import argparse
 import json
-import sys
 
 import numpy as np
 from numba import njit
