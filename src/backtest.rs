@@ -1523,6 +1523,13 @@ impl Report {
         stats(self)
     }
 
+    /// What `summary.json` holds: inputs, strategy, execution settings, counts, statistics,
+    /// positions and (under `performance`) the wall-clock figures.
+    #[must_use]
+    pub fn summary(&self) -> serde_json::Value {
+        summary_value(self, &stats(self))
+    }
+
     /// Writes `summary.json`, `fills.csv`, `equity.csv`, `report.html` and its charts (`equity.svg` with
     /// the drawdown, `position.svg`, `price-SYMBOL.svg`) into `dir` (created if missing) and
     /// returns the stats.
@@ -1534,11 +1541,10 @@ impl Report {
     }
 }
 
-fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let s = stats(bt);
+/// What `summary.json` holds (see [`Report::summary`]).
+fn summary_value(bt: &Report, s: &Stats) -> serde_json::Value {
     let secs = bt.wall.as_secs_f64().max(1e-9);
-    let summary = serde_json::json!({
+    serde_json::json!({
         "inputs": bt.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         "strategy": bt.strategy,
         "execution": bt.execution,
@@ -1570,7 +1576,13 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
         })).collect::<Vec<_>>(),
         "performance": { "wall_seconds": secs, "events_per_second": (bt.events as f64 / secs).round(),
                          "market_events_per_second": (bt.market_events as f64 / secs).round() },
-    });
+    })
+}
+
+fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let s = stats(bt);
+    let summary = summary_value(bt, &s);
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",

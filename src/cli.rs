@@ -590,6 +590,33 @@ impl UseStrategy for RunWith<'_> {
     }
 }
 
+/// One backtest of the strategy named `strategy` (default: `[strategy] name`) from `R`'s
+/// registry, or `"portfolio"`: what `tradeloop backtest` runs, without writing anything (the
+/// caller writes the [`backtest::Report`] if it wants the files). The Python package's
+/// `tradeloop.backtest` is this call.
+///
+/// # Errors
+/// An unknown strategy name, a bad `[strategy.NAME]` section (the key named), or the
+/// backtest's own errors (unreadable or foreign input, no market events).
+pub fn backtest_named<R: Registry>(
+    config: &Config,
+    strategy: Option<&str>,
+    options: &backtest::BacktestOptions,
+) -> anyhow::Result<backtest::Report> {
+    let env = std::collections::BTreeMap::new();
+    let job = BacktestWith {
+        config,
+        config_path: std::path::Path::new(""),
+        env: &env,
+        options,
+        sweep: &[],
+        sort_by: sweep::SortBy::NetPnl,
+        out: std::path::Path::new(""),
+    };
+    dispatch::<R, _, _>(config, strategy, job)?
+        .ok_or_else(|| anyhow::anyhow!("a single backtest returned no report"))
+}
+
 /// `backtest` (one, or a sweep: `None`) with the strategy a name resolved to.
 struct BacktestWith<'a> {
     config: &'a Config,

@@ -1,0 +1,269 @@
+//! `tradeloop._tradeloop`: the native half of the Python package (see `python/README.md`). The
+//! backtest runs on the Rust engine with a registered Rust strategy — no Python on the
+//! per-event path — with the GIL released; its fills and equity curve leave as Arrow streams
+//! (the Arrow PyCapsule interface, `__arrow_c_stream__`), which `pyarrow.table()` imports
+//! without copying.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
+use arrow_array::{
+    ArrayRef, BooleanArray, Decimal128Array, Int64Array, RecordBatch, RecordBatchIterator,
+    StringArray, UInt64Array,
+};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+use tradeloop::backtest::{BacktestOptions, Report};
+use tradeloop::config::Config;
+use tradeloop::engine::event::Side;
+use tradeloop::engine::fixed::Money;
+use tradeloop::strategy::Bundled;
+
+create_exception!(
+    _tradeloop,
+    TradeloopError,
+    PyException,
+    "A tradeloop error (the CLI's message)."
+);
+create_exception!(
+    _tradeloop,
+    ConfigError,
+    TradeloopError,
+    "A configuration error: the message names the key and the reason."
+);
+
+/// Decimal places of every price, quantity and amount in the Arrow tables (the engine's
+/// fixed point).
+const SCALE: i8 = 8;
+
+fn decimal() -> DataType {
+    DataType::Decimal128(38, SCALE)
+}
+
+fn to_py(e: &anyhow::Error) -> PyErr {
+    let message = format!("{e:#}");
+    if e.chain().any(|c| c.is::<tradeloop::config::ConfigError>()) {
+        ConfigError::new_err(message)
+    } else {
+        TradeloopError::new_err(message)
+    }
+}
+
+/// Loads `config` (default: the built-in offline configuration, `config.toml` of the
+/// repository) with `overrides`, dotted keys to TOML literals (`"execution.queue_model"` →
+/// `"\"log\""`), applied as `TRADELOOP__…` environment overrides are.
+fn load_config(config: Option<&str>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    let env: BTreeMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| {
+            (
+                format!("TRADELOOP__{}", k.replace('.', "__").to_ascii_uppercase()),
+                v.clone(),
+            )
+        })
+        .collect();
+    let path = config.map_or_else(|| PathBuf::from("config.toml"), PathBuf::from);
+    Ok(Config::load(&path, &env)?)
+}
+
+/// Checks a configuration as `tradeloop config check` does; returns the strategy's name.
+#[pyfunction]
+#[pyo3(signature = (config=None, overrides=Vec::new()))]
+fn check_config(config: Option<&str>, overrides: Vec<(String, String)>) -> PyResult<String> {
+    let c = load_config(config, &overrides).map_err(|e| to_py(&e))?;
+    Ok(c.strategy.name.clone())
+}
+
+/// One backtest's result (wrapped by `tradeloop.Result`).
+#[pyclass(frozen)]
+struct BacktestResult {
+    report: Arc<Report>,
+    summary_json: String,
+}
+
+#[pymethods]
+impl BacktestResult {
+    /// `summary.json`'s contents, as a JSON string.
+    #[getter]
+    fn summary_json(&self) -> &str {
+        &self.summary_json
+    }
+
+    /// Wall time of the replay, seconds.
+    #[getter]
+    fn wall_seconds(&self) -> f64 {
+        self.report.wall.as_secs_f64()
+    }
+
+    /// Writes `summary.json`, `fills.csv`, `equity.csv` and `report.html` into `dir`, as the
+    /// CLI does.
+    fn write(&self, py: Python<'_>, dir: PathBuf) -> PyResult<()> {
+        let report = Arc::clone(&self.report);
+        py.allow_threads(move || report.write(&dir).map(drop))
+            .map_err(|e| to_py(&e))
+    }
+
+    /// The fills as an Arrow stream (PyCapsule `arrow_array_stream`).
+    fn fills_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        stream(py, fills_batch(&self.report))
+    }
+
+    /// The equity curve as an Arrow stream.
+    fn equity_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        stream(py, equity_batch(&self.report))
+    }
+}
+
+fn stream(
+    py: Python<'_>,
+    batch: Result<RecordBatch, ArrowError>,
+) -> PyResult<Bound<'_, PyCapsule>> {
+    let batch = batch.map_err(|e| TradeloopError::new_err(e.to_string()))?;
+    let schema = batch.schema();
+    let reader = RecordBatchIterator::new([Ok(batch)], schema);
+    let ffi = FFI_ArrowArrayStream::new(Box::new(reader));
+    let name = CString::new("arrow_array_stream").expect("no NUL");
+    PyCapsule::new(py, ffi, Some(name))
+}
+
+/// An amount at 8 decimals, rounded as `equity.csv` rounds it.
+fn money(m: Money) -> i128 {
+    let d = m.to_decimal().round_dp(8);
+    d.mantissa() * 10i128.pow(8 - d.scale().min(8))
+}
+
+fn fills_batch(r: &Report) -> Result<RecordBatch, ArrowError> {
+    let portfolio = !r.strategy.members.is_empty();
+    let mut fields = vec![
+        Field::new("ts_ns", DataType::Int64, false),
+        Field::new("client_order_id", DataType::UInt64, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("price", decimal(), false),
+        Field::new("qty", decimal(), false),
+        Field::new("fee", decimal(), false),
+        Field::new("maker", DataType::Boolean, false),
+    ];
+    let f = &r.fills;
+    let ts = i64s(f.iter().map(|x| x.ts_ns));
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ts)),
+        Arc::new(UInt64Array::from_iter_values(f.iter().map(|x| x.client_id))),
+        Arc::new(StringArray::from_iter_values(
+            f.iter().map(|x| r.symbols[x.instrument.get()].as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(f.iter().map(|x| {
+            if x.side == Side::Buy {
+                "buy"
+            } else {
+                "sell"
+            }
+        }))),
+        Arc::new(dec(f.iter().map(|x| i128::from(x.price.raw())))?),
+        Arc::new(dec(f.iter().map(|x| i128::from(x.qty.raw())))?),
+        Arc::new(dec(f.iter().map(|x| i128::from(x.fee.raw())))?),
+        Arc::new(BooleanArray::from_iter(f.iter().map(|x| Some(x.maker)))),
+    ];
+    if portfolio {
+        fields.push(Field::new("strategy", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(f.iter().map(|x| {
+            r.strategy
+                .members
+                .get(x.strategy.get())
+                .map_or("engine", String::as_str)
+        }))));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn equity_batch(r: &Report) -> Result<RecordBatch, ArrowError> {
+    let mut fields = vec![
+        Field::new("ts_ns", DataType::Int64, false),
+        Field::new("equity", decimal(), false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(i64s(r.equity.iter().map(|(t, _)| *t)))),
+        Arc::new(dec(r.equity.iter().map(|(_, e)| money(*e)))?),
+    ];
+    for (i, sym) in r.symbols.iter().enumerate() {
+        fields.push(Field::new(format!("mark_{sym}"), decimal(), false));
+        let marks = r.equity.iter().enumerate().map(|(k, (t, _))| {
+            let m = r
+                .prices
+                .get(k)
+                .filter(|(pt, _)| pt == t)
+                .map_or(&r.marks, |(_, m)| m);
+            i128::from(m[i].raw())
+        });
+        columns.push(Arc::new(dec(marks)?));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn i64s(v: impl Iterator<Item = u64>) -> Vec<i64> {
+    v.map(|x| i64::try_from(x).unwrap_or(i64::MAX)).collect()
+}
+
+fn dec(v: impl Iterator<Item = i128>) -> Result<Decimal128Array, ArrowError> {
+    Decimal128Array::from_iter_values(v).with_precision_and_scale(38, SCALE)
+}
+
+/// Runs one backtest with a strategy registered in the `tradeloop` binary (by name, default
+/// `[strategy] name`), on `data` (recordings, Tardis CSV or one `.tle` file).
+#[pyfunction]
+#[pyo3(signature = (data, config=None, strategy=None, overrides=Vec::new(), from_ns=None, to_ns=None, allow_partial=false))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "keyword arguments of the Python call"
+)]
+fn backtest(
+    py: Python<'_>,
+    data: Vec<PathBuf>,
+    config: Option<&str>,
+    strategy: Option<&str>,
+    overrides: Vec<(String, String)>,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    allow_partial: bool,
+) -> PyResult<BacktestResult> {
+    let config = load_config(config, &overrides).map_err(|e| to_py(&e))?;
+    let strategy = strategy.map(str::to_owned);
+    let options = BacktestOptions {
+        data,
+        from_ns,
+        to_ns,
+        progress: false,
+        allow_partial,
+    };
+    let report = py
+        .allow_threads(|| {
+            tradeloop::cli::backtest_named::<Bundled>(&config, strategy.as_deref(), &options)
+        })
+        .map_err(|e| to_py(&e))?;
+    let summary_json = summary(&report).map_err(|e| to_py(&e))?;
+    Ok(BacktestResult {
+        report: Arc::new(report),
+        summary_json,
+    })
+}
+
+fn summary(report: &Report) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(&report.summary())? + "\n")
+}
+
+/// The native module.
+#[pymodule]
+fn _tradeloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(backtest, m)?)?;
+    m.add_function(wrap_pyfunction!(check_config, m)?)?;
+    m.add_class::<BacktestResult>()?;
+    m.add("TradeloopError", m.py().get_type::<TradeloopError>())?;
+    m.add("ConfigError", m.py().get_type::<ConfigError>())?;
+    Ok(())
+}
