@@ -7,7 +7,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 venv="$root/target/py-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2" "pyarrow>=14" "pytest>=8"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.7,<2" "pyarrow>=14" \
+    "pytest>=8" "ray>=2.9,<3"
 [ -x "$root/target/release/tradeloop" ] || (cd "$root" && cargo build --release --quiet)
 # Its own workspace and lockfile; its build directory stays under target/.
 export CARGO_TARGET_DIR="$root/target/python"

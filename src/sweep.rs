@@ -133,6 +133,52 @@ pub struct Row {
     pub orders: u64,
 }
 
+impl Row {
+    /// The row of one combination's backtest.
+    #[must_use]
+    pub fn of(combo: Vec<(String, String)>, report: &backtest::Report) -> Self {
+        Self {
+            combo,
+            stats: report.stats(),
+            fills: report.fills.len(),
+            orders: report.orders,
+        }
+    }
+
+    /// `sweep.csv`'s result columns as written: net_pnl, realized, unrealized, fees,
+    /// max_drawdown, sharpe, sortino, win_rate (4 decimals, empty when there is none),
+    /// fills, orders.
+    #[must_use]
+    pub fn result_fields(&self) -> [String; 10] {
+        [
+            self.stats.net_pnl.to_string(),
+            self.stats.realized.to_string(),
+            self.stats.unrealized.to_string(),
+            self.stats.fees.to_string(),
+            self.stats.max_drawdown.to_string(),
+            opt(self.stats.sharpe),
+            opt(self.stats.sortino),
+            opt(self.stats.win_rate),
+            self.fills.to_string(),
+            self.orders.to_string(),
+        ]
+    }
+}
+
+/// The names of [`Row::result_fields`].
+pub const RESULT_COLUMNS: [&str; 10] = [
+    "net_pnl",
+    "realized",
+    "unrealized",
+    "fees",
+    "max_drawdown",
+    "sharpe",
+    "sortino",
+    "win_rate",
+    "fills",
+    "orders",
+];
+
 fn metric_key(row: &Row, by: SortBy) -> (bool, Decimal, f64) {
     // (missing, decimal metric, float metric) ordered so that smaller sorts first.
     match by {
@@ -167,6 +213,65 @@ pub fn sort_rows(rows: &mut [Row], by: SortBy) {
     });
 }
 
+/// One combination of a sweep: its `(key, value)` pairs as given, the environment overrides
+/// that make its configuration (a value quoted where the configuration file holds a string
+/// there), and that configuration, checked.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// `(dotted key, value)` as given.
+    pub combo: Vec<(String, String)>,
+    /// `TRADELOOP__…` overrides on top of `env`.
+    pub env: BTreeMap<String, String>,
+    /// The configuration of this combination.
+    pub config: Config,
+}
+
+/// Every combination of `params`, in the CLI's order (the last parameter varies fastest),
+/// each with its checked configuration: what [`run`] runs, for callers that run the
+/// combinations elsewhere (the Python package's `tradeloop.sweep`, on Ray or a thread pool).
+///
+/// # Errors
+/// More than the allowed combinations, an unreadable configuration file, or a combination
+/// whose configuration is bad (named).
+pub fn plan(
+    config_path: &Path,
+    env: &BTreeMap<String, String>,
+    params: &[Param],
+) -> anyhow::Result<Vec<Planned>> {
+    let combos = combinations(params);
+    anyhow::ensure!(
+        combos.len() <= MAX_COMBINATIONS,
+        "--sweep: {} combinations, at most {MAX_COMBINATIONS}",
+        combos.len()
+    );
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let file: toml::Value = toml::from_str(&text).context("config.toml")?;
+    // Every combination's config, checked before anything runs.
+    let mut planned = Vec::with_capacity(combos.len());
+    for combo in combos {
+        let mut e = env.clone();
+        for (key, raw) in &combo {
+            let name = format!(
+                "{ENV_PREFIX}{}",
+                key.replace('.', "__").to_ascii_uppercase()
+            );
+            e.insert(name, override_value(&file, key, raw));
+        }
+        let config = Config::from_toml(&text, &e).with_context(|| {
+            let desc: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("--sweep {}", desc.join(" "))
+        })?;
+        config.registry()?;
+        planned.push(Planned {
+            combo,
+            env: e,
+            config,
+        });
+    }
+    Ok(planned)
+}
+
 /// Runs the sweep and writes `sweep.csv` into `out`. Every combination's strategy comes from
 /// `factory`, called with that combination's configuration and the instruments (on the
 /// thread that runs it); the CLI passes [`crate::strategy::build`] of the strategy it runs.
@@ -191,33 +296,9 @@ where
     S: Strategy,
     F: Fn(&Config, &InstrumentRegistry) -> anyhow::Result<S> + Sync,
 {
-    let combos = combinations(params);
-    anyhow::ensure!(
-        combos.len() <= MAX_COMBINATIONS,
-        "--sweep: {} combinations, at most {MAX_COMBINATIONS}",
-        combos.len()
-    );
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let file: toml::Value = toml::from_str(&text).context("config.toml")?;
-    // Every combination's config, checked before anything runs.
-    let mut configs = Vec::with_capacity(combos.len());
-    for combo in &combos {
-        let mut e = env.clone();
-        for (key, raw) in combo {
-            let name = format!(
-                "{ENV_PREFIX}{}",
-                key.replace('.', "__").to_ascii_uppercase()
-            );
-            e.insert(name, override_value(&file, key, raw));
-        }
-        let c = Config::from_toml(&text, &e).with_context(|| {
-            let desc: Vec<String> = combo.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("--sweep {}", desc.join(" "))
-        })?;
-        c.registry()?;
-        configs.push(c);
-    }
+    let planned = plan(config_path, env, params)?;
+    let combos: Vec<Vec<(String, String)>> = planned.iter().map(|p| p.combo.clone()).collect();
+    let configs: Vec<Config> = planned.into_iter().map(|p| p.config).collect();
     // The events, parsed once and shared read-only.
     let started = Instant::now();
     let image: Arc<[u8]> = match Input::from_paths(&options.data)? {
@@ -266,12 +347,7 @@ where
                             .window(run_options.from_ns, run_options.to_ns)
                             .run()
                     })
-                    .map(|bt| Row {
-                        combo: combos[k].clone(),
-                        stats: bt.stats(),
-                        fills: bt.fills.len(),
-                        orders: bt.orders,
-                    });
+                    .map(|bt| Row::of(combos[k].clone(), &bt));
                 results.lock().expect("no panics while held")[k] = Some(row);
             });
         }
@@ -309,28 +385,15 @@ fn write_csv(path: &Path, params: &[Param], rows: &[Row]) -> anyhow::Result<()> 
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
     );
     let names: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
-    writeln!(
-        f,
-        "rank,{},net_pnl,realized,unrealized,fees,max_drawdown,sharpe,sortino,win_rate,fills,orders",
-        names.join(",")
-    )?;
+    writeln!(f, "rank,{},{}", names.join(","), RESULT_COLUMNS.join(","))?;
     for (rank, r) in rows.iter().enumerate() {
         let values: Vec<&str> = r.combo.iter().map(|(_, v)| v.as_str()).collect();
         writeln!(
             f,
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{}",
             rank + 1,
             values.join(","),
-            r.stats.net_pnl,
-            r.stats.realized,
-            r.stats.unrealized,
-            r.stats.fees,
-            r.stats.max_drawdown,
-            opt(r.stats.sharpe),
-            opt(r.stats.sortino),
-            opt(r.stats.win_rate),
-            r.fills,
-            r.orders
+            r.result_fields().join(",")
         )?;
     }
     f.flush()?;

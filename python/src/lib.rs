@@ -214,6 +214,29 @@ fn dec(v: impl Iterator<Item = i128>) -> Result<Decimal128Array, ArrowError> {
     Decimal128Array::from_iter_values(v).with_precision_and_scale(38, SCALE)
 }
 
+/// One backtest of the registered strategy `strategy` on `data`, the GIL released.
+fn run(
+    py: Python<'_>,
+    config: &Config,
+    strategy: Option<&str>,
+    data: Vec<PathBuf>,
+    (from_ns, to_ns): (Option<u64>, Option<u64>),
+    allow_partial: bool,
+) -> PyResult<Report> {
+    let options = BacktestOptions {
+        data,
+        from_ns,
+        to_ns,
+        progress: false,
+        allow_partial,
+    };
+    let strategy = strategy.map(str::to_owned);
+    py.allow_threads(|| {
+        tradeloop::cli::backtest_named::<Bundled>(config, strategy.as_deref(), &options)
+    })
+    .map_err(|e| to_py(&e))
+}
+
 /// Runs one backtest with a strategy registered in the `tradeloop` binary (by name, default
 /// `[strategy] name`), on `data` (recordings, Tardis CSV or one `.tle` file).
 #[pyfunction]
@@ -233,19 +256,7 @@ fn backtest(
     allow_partial: bool,
 ) -> PyResult<BacktestResult> {
     let config = load_config(config, &overrides).map_err(|e| to_py(&e))?;
-    let strategy = strategy.map(str::to_owned);
-    let options = BacktestOptions {
-        data,
-        from_ns,
-        to_ns,
-        progress: false,
-        allow_partial,
-    };
-    let report = py
-        .allow_threads(|| {
-            tradeloop::cli::backtest_named::<Bundled>(&config, strategy.as_deref(), &options)
-        })
-        .map_err(|e| to_py(&e))?;
+    let report = run(py, &config, strategy, data, (from_ns, to_ns), allow_partial)?;
     let summary_json = summary(&report).map_err(|e| to_py(&e))?;
     Ok(BacktestResult {
         report: Arc::new(report),
@@ -257,11 +268,112 @@ fn summary(report: &Report) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&report.summary())? + "\n")
 }
 
+/// A sweep's combinations in the CLI's order: `params` as `--sweep` takes them
+/// (`"key=v1,v2"`, a key without a dot being the strategy's); each item is the combination's
+/// `(key, value)` pairs and the `TRADELOOP__` overrides that make its configuration.
+#[pyfunction]
+#[pyo3(signature = (config, params, strategy=None))]
+#[allow(clippy::type_complexity, reason = "plain lists for Python")]
+fn sweep_plan(
+    config: &str,
+    params: Vec<String>,
+    strategy: Option<&str>,
+) -> PyResult<Vec<(Vec<(String, String)>, Vec<(String, String)>)>> {
+    let plan = || -> anyhow::Result<_> {
+        let base = Config::load(config.as_ref(), &BTreeMap::new())?;
+        let name = strategy.unwrap_or(&base.strategy.name).to_owned();
+        let params = params
+            .iter()
+            .map(|a| tradeloop::sweep::parse_param(a, &name))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let planned = tradeloop::sweep::plan(config.as_ref(), &BTreeMap::new(), &params)?;
+        Ok(planned
+            .into_iter()
+            .map(|p| (p.combo, p.env.into_iter().collect()))
+            .collect())
+    };
+    plan().map_err(|e| to_py(&e))
+}
+
+/// Runs one sweep combination (its overrides from [`sweep_plan`]) and returns its row:
+/// `sweep.csv`'s result columns as written, and the exact ratios for sorting.
+#[pyfunction]
+#[pyo3(signature = (config, data, env, strategy=None, from_ns=None, to_ns=None, allow_partial=false))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "keyword arguments of the Python call"
+)]
+#[allow(clippy::type_complexity, reason = "a plain tuple for Python")]
+fn sweep_run(
+    py: Python<'_>,
+    config: &str,
+    data: Vec<PathBuf>,
+    env: Vec<(String, String)>,
+    strategy: Option<&str>,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    allow_partial: bool,
+) -> PyResult<(Vec<String>, Option<f64>, Option<f64>, Option<f64>)> {
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    let config = Config::load(config.as_ref(), &env).map_err(|e| to_py(&e.into()))?;
+    let report = run(py, &config, strategy, data, (from_ns, to_ns), allow_partial)?;
+    let row = tradeloop::sweep::Row::of(Vec::new(), &report);
+    Ok((
+        row.result_fields().to_vec(),
+        row.stats.sharpe,
+        row.stats.sortino,
+        row.stats.win_rate,
+    ))
+}
+
+/// Converts recordings (and Tardis CSV) to one `.tle` file, as `tradeloop convert` does;
+/// returns the records (events) written.
+#[pyfunction]
+#[pyo3(signature = (data, out, config=None, from_ns=None, to_ns=None, zstd_level=None, allow_partial=false))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "keyword arguments of the Python call"
+)]
+fn convert(
+    py: Python<'_>,
+    data: Vec<PathBuf>,
+    out: PathBuf,
+    config: Option<&str>,
+    from_ns: Option<u64>,
+    to_ns: Option<u64>,
+    zstd_level: Option<i32>,
+    allow_partial: bool,
+) -> PyResult<u64> {
+    let config = load_config(config, &[]).map_err(|e| to_py(&e))?;
+    let options = tradeloop::convert::ConvertOptions {
+        data,
+        out,
+        from_ns,
+        to_ns,
+        zstd_level,
+        allow_partial,
+    };
+    let done = py
+        .allow_threads(|| tradeloop::convert::convert(&config, &options))
+        .map_err(|e| to_py(&e))?;
+    Ok(done.totals.records)
+}
+
+/// `sweep.csv`'s result column names.
+#[pyfunction]
+fn sweep_columns() -> Vec<&'static str> {
+    tradeloop::sweep::RESULT_COLUMNS.to_vec()
+}
+
 /// The native module.
 #[pymodule]
 fn _tradeloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backtest, m)?)?;
     m.add_function(wrap_pyfunction!(check_config, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_run, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(convert, m)?)?;
     m.add_class::<BacktestResult>()?;
     m.add("TradeloopError", m.py().get_type::<TradeloopError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

@@ -128,3 +128,48 @@ def test_unreadable_input_is_named(tmp_path):
 
 def test_check_config_returns_the_strategy():
     assert tradeloop.check_config(MM) == "market_maker"
+
+
+def cli_sweep(out: Path, *args: str) -> Path:
+    subprocess.run([str(CLI), "-c", str(MM), "backtest", "--data", str(CAPTURE), "--out",
+                    str(out), *args], check=True, capture_output=True, cwd=ROOT)
+    return out / "sweep.csv"
+
+
+GRID = {"half_spread_ticks": [1, 2, 3], "skew_ticks": [0, 1]}
+CLI_GRID = ["--sweep", "half_spread_ticks=1,2,3", "--sweep", "skew_ticks=0,1"]
+
+
+@needs_capture
+@pytest.mark.parametrize("sort_by", ["net-pnl", "fills"])
+def test_a_local_sweep_equals_the_clis_row_for_row(tmp_path, sort_by):
+    s = tradeloop.sweep(GRID, [CAPTURE], config=MM, sort_by=sort_by)
+    assert s.mode == "threads" and s.tasks == 6
+    want = cli_sweep(tmp_path / "cli", *CLI_GRID, "--sort-by", sort_by)
+    assert s.write_csv(tmp_path / "py.csv").read_bytes() == want.read_bytes()
+    t = s.table
+    assert t.column_names[:3] == ["rank", "strategy.market_maker.half_spread_ticks",
+                                  "strategy.market_maker.skew_ticks"]
+    assert t.schema.field("net_pnl").type == pa.decimal128(38, 16)
+    assert t.column("rank").to_pylist() == list(range(1, 7))
+
+
+@needs_capture
+def test_a_sweep_on_a_local_ray_cluster_equals_the_clis(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             ignore_reinit_error=True)
+    try:
+        s = tradeloop.sweep(GRID, [CAPTURE], config=MM, use_ray=True)
+    finally:
+        ray.shutdown()
+    assert s.mode == "ray" and s.tasks == 6
+    want = cli_sweep(tmp_path / "cli", *CLI_GRID)
+    assert s.write_csv(tmp_path / "ray.csv").read_bytes() == want.read_bytes()
+
+
+def test_a_bad_sweep_value_names_the_combination():
+    with pytest.raises(tradeloop.ConfigError, match="half_spread_ticks"):
+        tradeloop.sweep({"half_spread_ticks": ["x"]}, [CAPTURE], config=MM)
+    with pytest.raises(ValueError, match="sort_by"):
+        tradeloop.sweep(GRID, [CAPTURE], config=MM, sort_by="profit")

@@ -27,8 +27,14 @@ import pyarrow as pa
 from ._tradeloop import ConfigError, TradeloopError
 from ._tradeloop import backtest as _backtest
 from ._tradeloop import check_config as _check_config
+from ._tradeloop import convert as _convert
+from ._tradeloop import sweep_columns as _sweep_columns
+from ._tradeloop import sweep_plan as _sweep_plan
 
-__all__ = ["backtest", "check_config", "Result", "TradeloopError", "ConfigError"]
+__all__ = ["backtest", "check_config", "convert", "sweep", "Result", "Sweep",
+           "TradeloopError", "ConfigError"]
+
+SORT_BY = ("net-pnl", "max-drawdown", "sharpe", "sortino", "fills", "win-rate")
 
 
 def _toml(value: Any) -> str:
@@ -135,3 +141,143 @@ def check_config(config: str | os.PathLike | None = None, *,
     Raises `ConfigError` naming the key and the reason."""
     return _check_config(None if config is None else str(config),
                          overrides=_overrides(None, None, overrides))
+
+
+def convert(data: Iterable[str | os.PathLike], out: str | os.PathLike, *,
+            config: str | os.PathLike | None = None, from_ns: int | None = None,
+            to_ns: int | None = None, zstd_level: int | None = None,
+            allow_partial: bool = False) -> int:
+    """Converts recordings and/or Tardis CSV to one `.tle` file, as `tradeloop convert`;
+    returns the events written."""
+    return _convert([str(Path(p)) for p in data], str(out),
+                    config=None if config is None else str(config), from_ns=from_ns,
+                    to_ns=to_ns, zstd_level=zstd_level, allow_partial=allow_partial)
+
+
+def _run_row(config: str, data: list[str], env: list[tuple[str, str]], strategy: str | None,
+             from_ns, to_ns, allow_partial):
+    """One sweep combination (a Ray task or a thread-pool job)."""
+    from tradeloop._tradeloop import sweep_run
+
+    return sweep_run(config, data, env, strategy=strategy, from_ns=from_ns, to_ns=to_ns,
+                     allow_partial=allow_partial)
+
+
+class Sweep:
+    """A sweep's rows, ranked as the CLI ranks them: `table` (pyarrow: rank, one string
+    column per swept key, then net_pnl … orders; amounts decimal128(38, 16), ratios float64),
+    and `write_csv(path)`, which writes exactly what `tradeloop backtest --sweep` writes to
+    sweep.csv."""
+
+    def __init__(self, keys: list[str], rows: list[tuple[list[tuple[str, str]], list[str]]],
+                 seconds: float, tasks: int, mode: str):
+        self.keys = keys
+        self._rows = rows
+        self.seconds = seconds
+        self.tasks = tasks
+        self.mode = mode
+        columns = _sweep_columns()
+        data: dict[str, list] = {"rank": list(range(1, len(rows) + 1))}
+        for i, k in enumerate(keys):
+            data[k] = [combo[i][1] for combo, _ in rows]
+        for j, c in enumerate(columns):
+            cells = [fields[j] for _, fields in rows]
+            if c in ("fills", "orders"):
+                data[c] = pa.array([int(x) for x in cells], pa.int64())
+            elif c in ("sharpe", "sortino", "win_rate"):
+                data[c] = pa.array([float(x) if x else None for x in cells], pa.float64())
+            else:
+                from decimal import Decimal
+                data[c] = pa.array([Decimal(x) for x in cells], pa.decimal128(38, 16))
+        self.table: pa.Table = pa.table(data)
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """sweep.csv, byte for byte as the CLI writes it."""
+        path = Path(path)
+        lines = [",".join(["rank", *self.keys, *_sweep_columns()])]
+        for rank, (combo, fields) in enumerate(self._rows, 1):
+            lines.append(",".join([str(rank), *(v for _, v in combo), *fields]))
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+def _sort_key(by: str):
+    from decimal import Decimal
+
+    def key(item):
+        fields, sharpe, sortino, win_rate = item[1]
+        if by == "net-pnl":
+            return (False, -Decimal(fields[0]), 0.0)
+        if by == "max-drawdown":
+            return (False, Decimal(fields[4]), 0.0)
+        if by == "fills":
+            return (False, -Decimal(int(fields[8])), 0.0)
+        ratio = {"sharpe": sharpe, "sortino": sortino, "win-rate": win_rate}[by]
+        return (ratio is None, Decimal(0), -(ratio or 0.0))
+
+    return key
+
+
+def sweep(grid: Mapping[str, Iterable[Any]], data: Iterable[str | os.PathLike], *,
+          config: str | os.PathLike = "config.toml", strategy: str | None = None,
+          sort_by: str = "net-pnl", ray_address: str | None = None,
+          use_ray: bool | None = None, workdir: str | os.PathLike | None = None,
+          from_ns: int | None = None, to_ns: int | None = None,
+          allow_partial: bool = False) -> Sweep:
+    """One backtest per combination of `grid` (`{"half_spread_ticks": [1, 2],
+    "risk.max_position": ["0.01", "0.02"]}`; a key without a dot is the strategy's), ranked
+    by `sort_by` as `tradeloop backtest --sweep` ranks them, row for row the CLI's result.
+
+    Raw inputs are converted once to a `.tle` file in `workdir` (default: a temporary
+    directory; on a cluster, storage every node sees), which every run replays, as the CLI
+    does. With `ray_address` (or `use_ray=True`, which starts or joins a local Ray), each
+    combination is a Ray task; otherwise a thread pool over the local cores runs them (the
+    engine releases the GIL)."""
+    import tempfile
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    if sort_by not in SORT_BY:
+        raise ValueError(f"sort_by={sort_by!r}: one of {', '.join(SORT_BY)}")
+    # Absolute paths: a Ray worker does not run in this process's working directory.
+    config = str(Path(config).resolve())
+    params = []
+    for k, values in grid.items():
+        vals = [v if isinstance(v, str) else _toml(v) for v in values]
+        if not vals or any("," in v for v in vals):
+            raise ValueError(f"grid[{k!r}]: one or more values without commas")
+        params.append(f"{k}={','.join(vals)}")
+    plan = _sweep_plan(config, params, strategy=strategy)
+    keys = [k for k, _ in plan[0][0]] if plan else []
+    paths = [str(Path(p).resolve()) for p in data]
+    started = time.perf_counter()
+    tmp = None
+    if len(paths) == 1 and paths[0].endswith(".tle"):
+        tle = paths[0]
+    else:
+        if workdir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="tradeloop-sweep-")
+            workdir = tmp.name
+        tle = str(Path(workdir).resolve() / "sweep-input.tle")
+        convert(paths, tle, config=config, from_ns=from_ns, to_ns=to_ns,
+                allow_partial=allow_partial)
+    args = [(config, [tle], env, strategy, None, None, False) for _, env in plan]
+    try:
+        if ray_address is not None or use_ray:
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(address=ray_address, ignore_reinit_error=True)
+            task = ray.remote(_run_row)
+            results = ray.get([task.remote(*a) for a in args])
+            mode = "ray"
+        else:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                results = list(pool.map(lambda a: _run_row(*a), args))
+            mode = "threads"
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    ranked = sorted(zip([c for c, _ in plan], results), key=_sort_key(sort_by))
+    rows = [(combo, list(r[0])) for combo, r in ranked]
+    return Sweep(keys, rows, time.perf_counter() - started, len(args), mode)
