@@ -358,7 +358,9 @@ fn an_idle_engine_rehearses_the_armed_stop() {
             engine
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // 1,024 idle turns take well under a millisecond on an idle core; a second leaves room
+    // for a loaded 2-core machine, where each turn's yield can wait for a time slice.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
     let engine = thread.join().expect("engine thread");
     let c = engine.counters();

@@ -359,6 +359,205 @@ fn convert(
     Ok(done.totals.records)
 }
 
+/// A `.tle` file's records as an Arrow stream: one row per record, in file order (see the
+/// package README for the columns).
+#[pyfunction]
+fn load_tle<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyCapsule>> {
+    let batch = py
+        .allow_threads(|| tle_batch(&path))
+        .map_err(|e| to_py(&e))?;
+    stream(py, Ok(batch))
+}
+
+/// Nullable columns of [`load_tle`], filled record by record.
+#[derive(Default)]
+struct TleColumns {
+    recv_ns: Vec<i64>,
+    exch_ns: Vec<Option<i64>>,
+    kind: Vec<&'static str>,
+    symbol: Vec<Option<String>>,
+    side: Vec<Option<&'static str>>,
+    price: Vec<Option<i128>>,
+    qty: Vec<Option<i128>>,
+    bid_price: Vec<Option<i128>>,
+    bid_qty: Vec<Option<i128>>,
+    ask_price: Vec<Option<i128>>,
+    ask_qty: Vec<Option<i128>>,
+    index_price: Vec<Option<i128>>,
+    funding_rate: Vec<Option<i128>>,
+    id: Vec<Option<u64>>,
+    flags: Vec<Option<u8>>,
+    end_of_step: Vec<bool>,
+}
+
+/// One record's values of the nullable columns.
+#[derive(Default)]
+struct TleRow {
+    kind: &'static str,
+    side: Option<&'static str>,
+    price: Option<i128>,
+    qty: Option<i128>,
+    bid_price: Option<i128>,
+    bid_qty: Option<i128>,
+    ask_price: Option<i128>,
+    ask_qty: Option<i128>,
+    index_price: Option<i128>,
+    funding_rate: Option<i128>,
+    id: Option<u64>,
+    flags: Option<u8>,
+}
+
+fn tle_batch(path: &std::path::Path) -> anyhow::Result<RecordBatch> {
+    use tradeloop::adapters::tle::{TleItem, TleReader};
+    use tradeloop::engine::event::EventKind;
+
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut reader = TleReader::from_reader(Box::new(std::io::BufReader::new(file)))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let symbols: Vec<String> = reader
+        .meta()
+        .instruments
+        .iter()
+        .map(|i| i.symbol.clone())
+        .collect();
+    let side = |s: Side| Some(if s == Side::Buy { "buy" } else { "sell" });
+    let px = |p: tradeloop::engine::fixed::Price| Some(i128::from(p.raw()));
+    let q = |p: tradeloop::engine::fixed::Qty| Some(i128::from(p.raw()));
+    let mut c = TleColumns::default();
+    while let Some(rec) = reader
+        .next_record()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    {
+        c.recv_ns
+            .push(i64::try_from(rec.recv_ns).unwrap_or(i64::MAX));
+        c.end_of_step.push(rec.end_of_step);
+        let mut row = TleRow {
+            kind: "nothing",
+            ..TleRow::default()
+        };
+        let (mut exch, mut instrument) = (None, None);
+        match rec.item {
+            TleItem::Nothing => {}
+            TleItem::BookLost(i) => {
+                row.kind = "book_lost";
+                instrument = Some(i);
+            }
+            TleItem::Event(e) => {
+                exch = Some(i64::try_from(e.exch_ns).unwrap_or(i64::MAX));
+                instrument = e.instrument();
+                row = match e.kind {
+                    EventKind::Trade(t) => TleRow {
+                        kind: "trade",
+                        side: side(t.aggressor),
+                        price: px(t.price),
+                        qty: q(t.qty),
+                        id: Some(t.trade_id),
+                        ..TleRow::default()
+                    },
+                    EventKind::Quote(x) => TleRow {
+                        kind: "quote",
+                        bid_price: px(x.bid_price),
+                        bid_qty: q(x.bid_qty),
+                        ask_price: px(x.ask_price),
+                        ask_qty: q(x.ask_qty),
+                        id: Some(x.update_id),
+                        ..TleRow::default()
+                    },
+                    EventKind::BookDelta(d) => TleRow {
+                        kind: "book_delta",
+                        side: side(d.side),
+                        price: px(d.price),
+                        qty: q(d.qty),
+                        id: Some(d.update_id),
+                        flags: Some(d.flags.0),
+                        ..TleRow::default()
+                    },
+                    EventKind::MarkPrice(m) => TleRow {
+                        kind: "mark_price",
+                        price: px(m.mark_price),
+                        index_price: px(m.index_price),
+                        funding_rate: px(m.funding_rate),
+                        id: Some(m.next_funding_ns),
+                        ..TleRow::default()
+                    },
+                    EventKind::Liquidation(l) => TleRow {
+                        kind: "liquidation",
+                        side: side(l.side),
+                        price: px(l.price),
+                        qty: q(l.filled_qty),
+                        ..TleRow::default()
+                    },
+                    _ => TleRow {
+                        kind: "other",
+                        ..TleRow::default()
+                    },
+                };
+            }
+        }
+        c.exch_ns.push(exch);
+        c.symbol
+            .push(instrument.and_then(|i| symbols.get(i.get()).cloned()));
+        c.kind.push(row.kind);
+        c.side.push(row.side);
+        c.price.push(row.price);
+        c.qty.push(row.qty);
+        c.bid_price.push(row.bid_price);
+        c.bid_qty.push(row.bid_qty);
+        c.ask_price.push(row.ask_price);
+        c.ask_qty.push(row.ask_qty);
+        c.index_price.push(row.index_price);
+        c.funding_rate.push(row.funding_rate);
+        c.id.push(row.id);
+        c.flags.push(row.flags);
+    }
+    let dec_col = |v: Vec<Option<i128>>| -> Result<ArrayRef, ArrowError> {
+        Ok(Arc::new(
+            Decimal128Array::from(v).with_precision_and_scale(38, SCALE)?,
+        ))
+    };
+    let fields = vec![
+        Field::new("recv_ns", DataType::Int64, false),
+        Field::new("exch_ns", DataType::Int64, true),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new("side", DataType::Utf8, true),
+        Field::new("price", decimal(), true),
+        Field::new("qty", decimal(), true),
+        Field::new("bid_price", decimal(), true),
+        Field::new("bid_qty", decimal(), true),
+        Field::new("ask_price", decimal(), true),
+        Field::new("ask_qty", decimal(), true),
+        Field::new("index_price", decimal(), true),
+        Field::new("funding_rate", decimal(), true),
+        Field::new("id", DataType::UInt64, true),
+        Field::new("flags", DataType::UInt8, true),
+        Field::new("end_of_step", DataType::Boolean, false),
+    ];
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(c.recv_ns)),
+        Arc::new(Int64Array::from(c.exch_ns)),
+        Arc::new(StringArray::from(c.kind)),
+        Arc::new(StringArray::from(c.symbol)),
+        Arc::new(StringArray::from(c.side)),
+        dec_col(c.price)?,
+        dec_col(c.qty)?,
+        dec_col(c.bid_price)?,
+        dec_col(c.bid_qty)?,
+        dec_col(c.ask_price)?,
+        dec_col(c.ask_qty)?,
+        dec_col(c.index_price)?,
+        dec_col(c.funding_rate)?,
+        Arc::new(UInt64Array::from(c.id)),
+        Arc::new(arrow_array::UInt8Array::from(c.flags)),
+        Arc::new(BooleanArray::from(c.end_of_step)),
+    ];
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 /// `sweep.csv`'s result column names.
 #[pyfunction]
 fn sweep_columns() -> Vec<&'static str> {
@@ -374,6 +573,7 @@ fn _tradeloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sweep_run, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_columns, m)?)?;
     m.add_function(wrap_pyfunction!(convert, m)?)?;
+    m.add_function(wrap_pyfunction!(load_tle, m)?)?;
     m.add_class::<BacktestResult>()?;
     m.add("TradeloopError", m.py().get_type::<TradeloopError>())?;
     m.add("ConfigError", m.py().get_type::<ConfigError>())?;

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
 import tradeloop
@@ -173,3 +174,28 @@ def test_a_bad_sweep_value_names_the_combination():
         tradeloop.sweep({"half_spread_ticks": ["x"]}, [CAPTURE], config=MM)
     with pytest.raises(ValueError, match="sort_by"):
         tradeloop.sweep(GRID, [CAPTURE], config=MM, sort_by="profit")
+
+
+@needs_capture
+def test_load_tle_gives_every_event_the_backtest_replays(tmp_path):
+    tle = tmp_path / "usdm.tle"
+    written = tradeloop.convert([CAPTURE], tle, config=MM)
+    t = tradeloop.load_tle(tle)
+    assert t.num_rows == written > 0
+    kinds = set(t.column("kind").to_pylist())
+    assert {"trade", "quote", "book_delta"} <= kinds
+    events = sum(1 for k in t.column("kind").to_pylist() if k not in ("nothing", "book_lost"))
+    r = tradeloop.backtest([tle], config=MM)
+    assert events == r.summary["market_events"]
+    trades = t.filter(pa.compute.equal(t.column("kind"), "trade"))
+    assert trades.column("price").null_count == 0
+    assert all(s == "BTCUSDT" for s in trades.column("symbol").to_pylist())
+    assert trades.schema.field("price").type == pa.decimal128(38, 8)
+    assert t.column("end_of_step")[-1].as_py() is True, "the file ends on a whole step"
+
+
+def test_load_tle_refuses_a_file_that_is_not_one(tmp_path):
+    junk = tmp_path / "junk.tle"
+    junk.write_bytes(b"not a tle file at all")
+    with pytest.raises(tradeloop.TradeloopError, match="junk.tle"):
+        tradeloop.load_tle(junk)

@@ -28,10 +28,11 @@ from ._tradeloop import ConfigError, TradeloopError
 from ._tradeloop import backtest as _backtest
 from ._tradeloop import check_config as _check_config
 from ._tradeloop import convert as _convert
+from ._tradeloop import load_tle as _load_tle
 from ._tradeloop import sweep_columns as _sweep_columns
 from ._tradeloop import sweep_plan as _sweep_plan
 
-__all__ = ["backtest", "check_config", "convert", "sweep", "Result", "Sweep",
+__all__ = ["backtest", "check_config", "convert", "load_tle", "sweep", "Result", "Sweep",
            "TradeloopError", "ConfigError"]
 
 SORT_BY = ("net-pnl", "max-drawdown", "sharpe", "sortino", "fills", "win-rate")
@@ -152,6 +153,15 @@ def convert(data: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     return _convert([str(Path(p)) for p in data], str(out),
                     config=None if config is None else str(config), from_ns=from_ns,
                     to_ns=to_ns, zstd_level=zstd_level, allow_partial=allow_partial)
+
+
+def load_tle(path: str | os.PathLike) -> pa.Table:
+    """A `.tle` file's records as an Arrow table, one row per record in file order:
+    `recv_ns`, `exch_ns`, `kind` (trade, quote, book_delta, mark_price, liquidation,
+    book_lost, nothing), `symbol`, `side`, `price`, `qty`, `bid_price`, `bid_qty`,
+    `ask_price`, `ask_qty`, `index_price`, `funding_rate` (decimal128(38, 8)), `id` (trade
+    id, update id, or a mark's next funding time), `flags` (a book level's), `end_of_step`."""
+    return pa.table(_Stream(lambda: _load_tle(str(path))))
 
 
 def _run_row(config: str, data: list[str], env: list[tuple[str, str]], strategy: str | None,
