@@ -1,7 +1,7 @@
 //! `tradeloop backtest`: replays recorded frames (`<recv_ns> <frame>` files) and Tardis CSV
 //! through the same venue parser, book sync, engine, strategy, risk and simulated venue as
 //! `run`, single-threaded on a simulated clock, and writes `summary.json`, `fills.csv`,
-//! `equity.csv` and `report.html` with its charts. Same inputs and config give byte-identical
+//! `orders.csv`, `equity.csv` and `report.html` with its charts. Same inputs and config give byte-identical
 //! files (wall-clock figures are kept apart, under `performance` in `summary.json`).
 
 use std::io::{BufRead, Write as _};
@@ -190,6 +190,8 @@ pub struct Report {
     pub execution: serde_json::Value,
     /// Symbols by instrument index.
     pub symbols: Vec<String>,
+    /// Every order the run sent, in the order they were sent, each in its last state.
+    pub order_log: Vec<tradeloop_engine::order::Order>,
     /// Fills in order.
     pub fills: Vec<FillRow>,
     /// (time, equity) samples: realised + unrealised − fees, summed over instruments.
@@ -1026,7 +1028,7 @@ fn drive<St: Steps, S: Strategy>(
         .with_outbox(Arc::clone(&outbox))
         // The backtest reads fills and breaker transitions; orders, positions, denials and
         // lane metrics would only be copied and dropped.
-        .with_record_kinds(Record::FILL | Record::BREAKER)
+        .with_record_kinds(Record::ORDER | Record::FILL | Record::BREAKER)
         .without_latency_histograms();
     let mut sink = Sink {
         lanes: Arc::clone(&lanes),
@@ -1046,6 +1048,7 @@ fn drive<St: Steps, S: Strategy>(
     });
 
     let mut fills = Vec::new();
+    let mut order_log = OrderLog::default();
     let mut breaker_events = Vec::new();
     let mut records = Vec::with_capacity(1 << 16);
     let mut equity = Vec::new();
@@ -1071,7 +1074,13 @@ fn drive<St: Steps, S: Strategy>(
         span.1 = ns;
         sink.drain_engine();
         if !outbox.is_empty() {
-            drain(&outbox, &mut records, &mut fills, &mut breaker_events);
+            drain(
+                &outbox,
+                &mut records,
+                &mut fills,
+                &mut order_log,
+                &mut breaker_events,
+            );
         }
         let due = *next_sample.get_or_insert_with(|| ns - ns % EQUITY_SAMPLE_NS + EQUITY_SAMPLE_NS);
         if ns >= due {
@@ -1098,7 +1107,13 @@ fn drive<St: Steps, S: Strategy>(
     clock.set(settle);
     sink.engine.poll_gateway(settle);
     sink.drain_engine();
-    drain(&outbox, &mut records, &mut fills, &mut breaker_events);
+    drain(
+        &outbox,
+        &mut records,
+        &mut fills,
+        &mut order_log,
+        &mut breaker_events,
+    );
     let wall = started.elapsed();
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -1130,6 +1145,7 @@ fn drive<St: Steps, S: Strategy>(
         inputs: options.data.clone(),
         execution,
         symbols: names,
+        order_log: order_log.orders,
         fills,
         equity,
         prices,
@@ -1215,14 +1231,38 @@ pub(crate) fn no_events(
     )
 }
 
+/// The last state of every order, in the order they were sent.
+#[derive(Default)]
+struct OrderLog {
+    orders: Vec<tradeloop_engine::order::Order>,
+    index: std::collections::HashMap<u64, usize>,
+}
+
+impl OrderLog {
+    fn update(&mut self, order: tradeloop_engine::order::Order) {
+        match self.index.entry(order.client_id.0) {
+            std::collections::hash_map::Entry::Occupied(e) => self.orders[*e.get()] = order,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.orders.len());
+                self.orders.push(order);
+            }
+        }
+    }
+}
+
 fn drain(
     outbox: &Outbox,
     records: &mut Vec<Record>,
     fills: &mut Vec<FillRow>,
+    orders: &mut OrderLog,
     breakers: &mut Vec<(u64, BreakerEvent)>,
 ) {
     outbox.drain_into(records, usize::MAX);
     for r in records.drain(..) {
+        if let Record::Order { order, .. } = r {
+            orders.update(order);
+            continue;
+        }
         if let Record::Breaker { event, ts_ns } = r {
             breakers.push((ts_ns, event));
         }
@@ -1530,7 +1570,7 @@ impl Report {
         summary_value(self, &stats(self))
     }
 
-    /// Writes `summary.json`, `fills.csv`, `equity.csv`, `report.html` and its charts (`equity.svg` with
+    /// Writes `summary.json`, `fills.csv`, `orders.csv`, `equity.csv`, `report.html` and its charts (`equity.svg` with
     /// the drawdown, `position.svg`, `price-SYMBOL.svg`) into `dir` (created if missing) and
     /// returns the stats.
     ///
@@ -1619,8 +1659,55 @@ fn write_outputs(bt: &Report, dir: &Path) -> anyhow::Result<Stats> {
     }
     csv.flush()?;
     write_equity_csv(bt, &dir.join("equity.csv"))?;
+    write_orders_csv(bt, &dir.join("orders.csv"))?;
     crate::report::write(bt, &s, dir)?;
     Ok(s)
+}
+
+/// `orders.csv`: every order the run sent, in the order sent, in its last state.
+fn write_orders_csv(bt: &Report, path: &Path) -> anyhow::Result<()> {
+    use tradeloop_store::{kind_text, status_text, tif_text};
+    let mut csv = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    let portfolio = !bt.strategy.members.is_empty();
+    writeln!(
+        csv,
+        "client_order_id,symbol,side,kind,tif,price,trigger,qty,filled,status,post_only,reduce_only,created_ns,updated_ns{}",
+        if portfolio { ",strategy" } else { "" }
+    )?;
+    for o in &bt.order_log {
+        let r = &o.request;
+        write!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            o.client_id.0,
+            bt.symbols[r.instrument.get()],
+            if r.side == Side::Buy { "buy" } else { "sell" },
+            kind_text(r.kind),
+            tif_text(r.tif),
+            r.price,
+            r.trigger,
+            r.qty,
+            o.filled,
+            status_text(o.status),
+            r.post_only,
+            r.reduce_only,
+            o.created_ns,
+            o.updated_ns
+        )?;
+        if portfolio {
+            let name = bt
+                .strategy
+                .members
+                .get(r.strategy.get())
+                .map_or("engine", String::as_str);
+            write!(csv, ",{name}")?;
+        }
+        writeln!(csv)?;
+    }
+    csv.flush()?;
+    Ok(())
 }
 
 /// `equity.csv`: one row per equity sample (each whole second, and the settlement at the end),
@@ -1748,6 +1835,7 @@ mod tests {
             inputs: vec![],
             execution: serde_json::Value::Null,
             symbols: vec!["BTCUSDT".into()],
+            order_log: vec![],
             fills: rows,
             equity: vec![],
             prices: vec![],

@@ -259,7 +259,7 @@ fn backtest_on_the_real_capture_is_deterministic_and_balanced() {
     let err = backtest(&[&data], &a, &[]);
     backtest(&[&data], &b, &[]);
     assert!(err.contains("pnl cross-check ok"), "{err}");
-    for f in ["fills.csv", "equity.csv", "equity.svg"] {
+    for f in ["fills.csv", "orders.csv", "equity.csv", "equity.svg"] {
         assert_eq!(
             std::fs::read(a.join(f)).unwrap(),
             std::fs::read(b.join(f)).unwrap(),
@@ -297,6 +297,42 @@ fn backtest_on_the_real_capture_is_deterministic_and_balanced() {
     assert!(std::fs::read_to_string(a.join("equity.svg"))
         .unwrap()
         .contains("<polyline"));
+    // orders.csv: every order sent, once, in its last state; what filled adds up to fills.csv.
+    let orders = std::fs::read_to_string(a.join("orders.csv")).unwrap();
+    let mut lines = orders.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("client_order_id,symbol,side,kind,tif,price"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len() as u64, sa["orders"].as_u64().unwrap());
+    let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(ids.len(), rows.len(), "one row per order");
+    let filled: rust_decimal::Decimal = rows
+        .iter()
+        .map(|r| r[8].parse::<rust_decimal::Decimal>().unwrap())
+        .sum();
+    let traded: rust_decimal::Decimal = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(5)
+                .unwrap()
+                .parse::<rust_decimal::Decimal>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        filled, traded,
+        "orders' filled quantities add up to the fills"
+    );
+    assert!(
+        rows.iter().all(
+            |r| ["filled", "canceled", "rejected", "open", "partially_filled"].contains(&r[9])
+        ),
+        "final states"
+    );
     // equity.csv: one row a second plus the settlement; the last row is the net PnL, and every
     // mark is a BTCUSDT price.
     let eq = std::fs::read_to_string(a.join("equity.csv")).unwrap();

@@ -114,6 +114,11 @@ impl BacktestResult {
         stream(py, fills_batch(&self.report))
     }
 
+    /// The orders, each in its last state, as an Arrow stream.
+    fn orders_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        stream(py, orders_batch(&self.report))
+    }
+
     /// The equity curve as an Arrow stream.
     fn equity_stream<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
         stream(py, equity_batch(&self.report))
@@ -176,6 +181,75 @@ fn fills_batch(r: &Report) -> Result<RecordBatch, ArrowError> {
             r.strategy
                 .members
                 .get(x.strategy.get())
+                .map_or("engine", String::as_str)
+        }))));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+fn orders_batch(r: &Report) -> Result<RecordBatch, ArrowError> {
+    use tradeloop::store::{kind_text, status_text, tif_text};
+    let o = &r.order_log;
+    let portfolio = !r.strategy.members.is_empty();
+    let mut fields = vec![
+        Field::new("client_order_id", DataType::UInt64, false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("side", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("tif", DataType::Utf8, false),
+        Field::new("price", decimal(), false),
+        Field::new("trigger", decimal(), false),
+        Field::new("qty", decimal(), false),
+        Field::new("filled", decimal(), false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("post_only", DataType::Boolean, false),
+        Field::new("reduce_only", DataType::Boolean, false),
+        Field::new("created_ns", DataType::Int64, false),
+        Field::new("updated_ns", DataType::Int64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(
+            o.iter().map(|x| x.client_id.0),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            o.iter()
+                .map(|x| r.symbols[x.request.instrument.get()].as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(o.iter().map(|x| {
+            if x.request.side == Side::Buy {
+                "buy"
+            } else {
+                "sell"
+            }
+        }))),
+        Arc::new(StringArray::from_iter_values(
+            o.iter().map(|x| kind_text(x.request.kind)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            o.iter().map(|x| tif_text(x.request.tif)),
+        )),
+        Arc::new(dec(o.iter().map(|x| i128::from(x.request.price.raw())))?),
+        Arc::new(dec(o.iter().map(|x| i128::from(x.request.trigger.raw())))?),
+        Arc::new(dec(o.iter().map(|x| i128::from(x.request.qty.raw())))?),
+        Arc::new(dec(o.iter().map(|x| i128::from(x.filled.raw())))?),
+        Arc::new(StringArray::from_iter_values(
+            o.iter().map(|x| status_text(x.status)),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            o.iter().map(|x| Some(x.request.post_only)),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            o.iter().map(|x| Some(x.request.reduce_only)),
+        )),
+        Arc::new(Int64Array::from(i64s(o.iter().map(|x| x.created_ns)))),
+        Arc::new(Int64Array::from(i64s(o.iter().map(|x| x.updated_ns)))),
+    ];
+    if portfolio {
+        fields.push(Field::new("strategy", DataType::Utf8, false));
+        columns.push(Arc::new(StringArray::from_iter_values(o.iter().map(|x| {
+            r.strategy
+                .members
+                .get(x.request.strategy.get())
                 .map_or("engine", String::as_str)
         }))));
     }

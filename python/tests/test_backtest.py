@@ -48,7 +48,7 @@ def mm():
 def test_files_equal_the_clis_byte_for_byte(mm, tmp_path):
     cli_backtest(tmp_path / "cli")
     mm.write(tmp_path / "py")
-    for name in ("fills.csv", "equity.csv"):
+    for name in ("fills.csv", "orders.csv", "equity.csv"):
         assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
 
 
@@ -69,6 +69,19 @@ def test_arrow_tables_have_the_documented_schema_and_agree_with_the_csv(mm, tmp_
         assert Decimal(row["qty"]) == arrow["qty"]
         assert Decimal(row["fee"]) == arrow["fee"]
         assert (row["maker"] == "true") == arrow["maker"]
+
+
+@needs_capture
+def test_the_orders_table_holds_every_order_once_in_its_last_state(mm):
+    o = mm.orders
+    assert o.num_rows == mm.summary["orders"] > 100
+    assert len(set(o.column("client_order_id").to_pylist())) == o.num_rows
+    assert o.schema.field("filled").type == pa.decimal128(38, 8)
+    assert set(o.column("status").to_pylist()) <= {"filled", "canceled", "rejected", "open",
+                                                   "partially_filled"}
+    assert all(o.column("post_only").to_pylist()), "the market maker only posts"
+    filled = sum(o.column("filled").to_pylist())
+    assert filled == sum(mm.fills.column("qty").to_pylist())
 
 
 @needs_capture
@@ -100,6 +113,7 @@ def test_parquet_round_trips(mm, tmp_path):
     mm.write_parquet(tmp_path)
     assert pq.read_table(tmp_path / "fills.parquet").equals(mm.fills)
     assert pq.read_table(tmp_path / "equity.parquet").equals(mm.equity)
+    assert pq.read_table(tmp_path / "orders.parquet").equals(mm.orders)
 
 
 def test_a_bad_parameter_names_the_key():

@@ -74,13 +74,15 @@ class _Stream:
 
 
 class Result:
-    """One backtest: `summary` (summary.json as a dict), `fills` and `equity` (Arrow tables,
-    prices and amounts as exact decimal128(38, 8)), and the CLI's files on request."""
+    """One backtest: `summary` (summary.json as a dict), `fills`, `orders` and `equity`
+    (Arrow tables, prices and amounts as exact decimal128(38, 8)), and the CLI's files on
+    request."""
 
     def __init__(self, native):
         self._native = native
         self.summary: dict = json.loads(native.summary_json)
         self.fills: pa.Table = pa.table(_Stream(native.fills_stream))
+        self.orders: pa.Table = pa.table(_Stream(native.orders_stream))
         self.equity: pa.Table = pa.table(_Stream(native.equity_stream))
 
     @property
@@ -89,19 +91,20 @@ class Result:
         return self._native.wall_seconds
 
     def write(self, directory: str | os.PathLike) -> Path:
-        """Writes summary.json, fills.csv, equity.csv and report.html, as `tradeloop
-        backtest --out` does."""
+        """Writes summary.json, fills.csv, orders.csv, equity.csv and report.html, as
+        `tradeloop backtest --out` does."""
         path = Path(directory)
         self._native.write(str(path))
         return path
 
     def write_parquet(self, directory: str | os.PathLike) -> Path:
-        """Writes fills.parquet and equity.parquet."""
+        """Writes fills.parquet, orders.parquet and equity.parquet."""
         import pyarrow.parquet as pq
 
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         pq.write_table(self.fills, path / "fills.parquet")
+        pq.write_table(self.orders, path / "orders.parquet")
         pq.write_table(self.equity, path / "equity.parquet")
         return path
 
